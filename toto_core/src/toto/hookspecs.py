@@ -1,0 +1,109 @@
+"""Every extension point of Toto, one hook a function.
+
+Plugins are ordinary distributions that name a module in the entry-point group
+``toto``; that module implements any of these hooks with ``@toto.hookimpl``. The
+core's own built-ins (memory storage, JSON, the local event bus, the three signing
+modes) are registered through these same hooks by ``toto.builtins``.
+
+Registration hooks return what a plugin offers; the core merges the answers of all
+plugins and picks by configuration. Two plugins offering the same name is a startup
+error that names both.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable
+
+import pluggy
+
+if TYPE_CHECKING:
+    from toto.auth import Authenticator
+    from toto.events import EventBus
+    from toto.handler import TotoHandler
+    from toto.options import Options
+    from toto.serializers import Serializer
+    from toto.server import TotoServer
+    from toto.storage import Storage
+
+hookspec = pluggy.HookspecMarker("toto")
+
+
+@hookspec
+def toto_register_storage() -> dict[str, Callable[[Options], Storage]]:
+    """Offer storage backends.
+
+    Called once at startup. Return ``{name: factory}``; the server calls
+    ``factory(options)`` for the backend named by the ``database`` option and
+    awaits ``open()`` on the result before it serves. ``options.database_url``
+    holds the URL the user gave, if any.
+    """
+
+
+@hookspec
+def toto_register_serializers() -> list[Serializer]:
+    """Offer wire serializers.
+
+    Called once at startup. Return a list of ``toto.serializers.Serializer``
+    objects; each names the content types it handles. A request's
+    ``content-type`` picks its decoder, ``Accept`` may pick another encoder.
+    Serializers with ``safe_for_state = True`` may also be chosen by the
+    ``state_serializer`` option to store session state and event payloads.
+    """
+
+
+@hookspec
+def toto_register_event_buses() -> dict[str, Callable[[Options], EventBus]]:
+    """Offer event buses.
+
+    Called once at startup. Return ``{name: factory}``; the ``event_bus`` option
+    picks one and ``factory(options)`` builds it (``options.event_url`` holds the
+    user's URL, if any).
+    """
+
+
+@hookspec
+def toto_register_authenticators() -> dict[str, Authenticator]:
+    """Offer request signing schemes.
+
+    Called once at startup. Return ``{hmac_mode: Authenticator}``; the
+    ``hmac_mode`` option picks one. It verifies requests that name a session and
+    signs responses that carry one.
+    """
+
+
+@hookspec
+def toto_add_options(options: Options) -> None:
+    """Define plugin options with ``options.define(name, default, help=..., type=...)``.
+
+    Called once while options are parsed, before the config file and the command
+    line are read, so plugin options can be set in both and appear in ``--help``.
+    """
+
+
+@hookspec
+def toto_startup(server: TotoServer) -> None:
+    """Called once in each serving process after storage and the event bus are open,
+    before the first request. May return an awaitable, which the server awaits."""
+
+
+@hookspec
+def toto_shutdown(server: TotoServer) -> None:
+    """Called once in each serving process while it stops, before storage and the
+    event bus close. May return an awaitable, which the server awaits."""
+
+
+@hookspec
+def toto_before_invoke(handler: TotoHandler, method: str, parameters: Any) -> None:
+    """Called before each method invocation (each entry of a batch too).
+
+    Only called when at least one plugin implements it, so it costs nothing
+    otherwise. Raising ``TotoException`` refuses the call with that error.
+    """
+
+
+@hookspec
+def toto_after_invoke(handler: TotoHandler, method: str, result: Any, error: Any) -> None:
+    """Called after each method invocation with its result or its error dict.
+
+    Only called when at least one plugin implements it.
+    """

@@ -1,0 +1,51 @@
+"""Wire serializers: the interface and the core's JSON serializer."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, ClassVar
+
+
+class Serializer:
+    """Turns response objects into bytes and request bytes into objects.
+
+    ``decode`` raises ``ValueError`` (or ``RecursionError``) for malformed input; the
+    core answers that with 400/1011. It may raise ``TotoException`` for a more
+    specific answer. ``safe_for_state`` marks serializers that can never run code
+    while decoding, so they may store session state and event payloads.
+    """
+
+    name: ClassVar[str] = ""
+    content_types: ClassVar[tuple[str, ...]] = ()
+    safe_for_state: ClassVar[bool] = True
+
+    def configure(self, options: Any) -> None:
+        """Called once at startup with the server options (limits, flags)."""
+
+    def encode(self, obj: Any) -> bytes:
+        raise NotImplementedError
+
+    def decode(self, data: bytes) -> Any:
+        raise NotImplementedError
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, (set, frozenset)):
+        return list(obj)
+    raise TypeError(f"{type(obj).__name__} values cannot be sent as JSON")
+
+
+class JsonSerializer(Serializer):
+    """JSON, ASCII-only on output so clients that hash UTF-16 code units agree (compat)."""
+
+    name = "json"
+    content_types = ("application/json",)
+
+    # One encoder built once; compact separators, ASCII escapes.
+    _encoder = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), default=_json_default)
+
+    def encode(self, obj: Any) -> bytes:
+        return self._encoder.encode(obj).encode("ascii")
+
+    def decode(self, data: bytes) -> Any:
+        return json.loads(data)
