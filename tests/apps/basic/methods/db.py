@@ -1,5 +1,6 @@
-"""Reports the type of the native storage handle."""
+"""Describes the native storage handle (handler.connection.db)."""
 
 
 def invoke(handler, parameters):
-    return {"type": type(handler.connection.db).__name__}
+    db = handler.connection.db
+    return {"type": type(db).__name__, "value": db if isinstance(db, dict) else None}
