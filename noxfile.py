@@ -52,7 +52,7 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     """mypy on the core."""
     session.install("mypy>=1.10", "-e", "./toto_core")
-    session.run("mypy", "toto_core/src/toto")
+    session.run("mypy", "--config-file", "toto_core/pyproject.toml", "toto_core/src/toto")
 
 
 @nox.session

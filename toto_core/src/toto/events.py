@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from toto.eventbus import EventBus, EventCallback
 
@@ -43,6 +44,8 @@ class EventManager:
         self.serializer: Serializer | None = None
         self._handlers: dict[str, dict[int, tuple[Callable[[Any], Any], Any]]] = {}
         self._ids = itertools.count(1)
+        # Strong references to handler coroutines still running (asyncio keeps only weak ones).
+        self._running: set[asyncio.Future[Any]] = set()
 
     @classmethod
     def instance(cls) -> EventManager:
@@ -107,6 +110,8 @@ class EventManager:
             try:
                 result = fn(args)
                 if asyncio.iscoroutine(result):
-                    asyncio.ensure_future(result)
+                    task = asyncio.ensure_future(result)
+                    self._running.add(task)
+                    task.add_done_callback(self._running.discard)
             except Exception:
                 log.exception("event handler for %r failed", name)

@@ -134,7 +134,9 @@ class TotoHandler(RequestHandler):
                 httputil.parse_body_arguments(content_type, body, arguments, files, self.request.headers)
                 parameters = _arguments(arguments)
                 for name, uploads in files.items():
-                    entries = [{"filename": f.filename, "body": f.body, "content_type": f.content_type} for f in uploads]
+                    entries = [
+                        {"filename": f.filename, "body": f.body, "content_type": f.content_type} for f in uploads
+                    ]
                     parameters[name] = entries[0] if len(entries) == 1 else entries
                 self._pick_response_serializer(None)
                 await self._call_one(path, None, parameters, body)
