@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from tornado import httputil
 from tornado.web import RequestHandler, stream_request_body
 
+from toto.events import EventManager
 from toto.exceptions import (
     ERROR_INVALID_SESSION_ID,
     ERROR_MALFORMED_REQUEST,
@@ -409,15 +410,11 @@ class TotoHandler(RequestHandler):
 
         The registration is dropped when the request finishes or its connection closes.
         """
-        from toto.events import EventManager
-
         sig = EventManager.instance().register_handler(event_name, handler, run_on_main_loop, self)
         self.registered_event_handlers.append(sig)
         return sig
 
     def deregister_event_handler(self, sig: Any) -> None:
-        from toto.events import EventManager
-
         EventManager.instance().remove_handler(sig)
         if sig in self.registered_event_handlers:
             self.registered_event_handlers.remove(sig)
@@ -436,8 +433,6 @@ class TotoHandler(RequestHandler):
 
     def on_finish(self) -> None:
         if self.registered_event_handlers:
-            from toto.events import EventManager
-
             manager = EventManager.instance()
             for sig in self.registered_event_handlers:
                 manager.remove_handler(sig)
