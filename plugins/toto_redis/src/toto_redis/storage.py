@@ -1,0 +1,282 @@
+"""Accounts and sessions in Redis.
+
+Key layout under the prefix ``P`` (default ``toto:``)::
+
+    P account:<user_id>         hash  p = password hash, f:<name> = JSON of each account field
+    P session:<session_id>      hash  e = expires (unix seconds), u = user id, s = state, k = key;
+                                      Redis expires the key itself (PEXPIREAT = e)
+    P user_sessions:<user_id>   set   the user's session ids; expires with the user's last session
+
+Every write that must be atomic or must touch several keys is one Lua script, so
+each storage call is one round trip. The scripts build keys from the prefix and
+stored user ids, so they need a single Redis (or a primary with replicas), not a
+Redis Cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+import redis.asyncio as redis_asyncio
+from toto.storage import AccountRecord, DuplicateAccount, SessionRecord, Storage
+
+from toto_redis.connection import (
+    DEFAULT_PREFIX,
+    DEFAULT_TIMEOUT,
+    DEFAULT_URL,
+    UNREACHABLE_ERRORS,
+    describe,
+    is_redis_url,
+    make_client,
+    normalize_prefix,
+    option,
+    unavailable_on_fault,
+)
+
+log = logging.getLogger("toto.redis")
+
+# Push a set's expiry out to ARGV-given milliseconds, never pull it in.
+_EXTEND = """
+local function extend(key, at, now)
+  local ttl = redis.call('PTTL', key)
+  if ttl == -1 or (ttl >= 0 and now + ttl < at) then
+    redis.call('PEXPIREAT', key, at)
+  end
+end
+"""
+
+# KEYS[1] account.  ARGV: field/value pairs.  Creates only when absent.
+_CREATE_ACCOUNT = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return 1
+"""
+
+# KEYS[1] account.  ARGV: field/value pairs.  Updates only when present.
+_UPDATE_ACCOUNT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return 1
+"""
+
+# KEYS[1] session, KEYS[2] new owner's set (ignored when ARGV[6] == '').
+# ARGV: 1 session id, 2 user-set key prefix, 3 session key prefix, 4 expires ms, 5 now ms,
+#       6 user id ('' = anonymous), 7 expires text, 8 state, 9 signing key ('' = none)
+_STORE_SESSION = (
+    _EXTEND
+    + """
+local old = redis.call('HGET', KEYS[1], 'u')
+if old then redis.call('SREM', ARGV[2] .. old, ARGV[1]) end
+redis.call('DEL', KEYS[1])
+local at, now = tonumber(ARGV[4]), tonumber(ARGV[5])
+if at <= now then return 0 end
+redis.call('HSET', KEYS[1], 'e', ARGV[7], 's', ARGV[8])
+if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'u', ARGV[6]) end
+if ARGV[9] ~= '' then redis.call('HSET', KEYS[1], 'k', ARGV[9]) end
+redis.call('PEXPIREAT', KEYS[1], at)
+if ARGV[6] ~= '' then
+  redis.call('SADD', KEYS[2], ARGV[1])
+  extend(KEYS[2], at, now)
+  -- Sessions that Redis expired stay in the set; sweep them once it grows.
+  if redis.call('SCARD', KEYS[2]) > 32 then
+    for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+      if redis.call('EXISTS', ARGV[3] .. id) == 0 then redis.call('SREM', KEYS[2], id) end
+    end
+  end
+end
+return 1
+"""
+)
+
+# KEYS[1] session.  ARGV: 1 expires ms, 2 expires text, 3 user-set key prefix, 4 now ms
+_TOUCH_SESSION = (
+    _EXTEND
+    + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'e', ARGV[2])
+redis.call('PEXPIREAT', KEYS[1], ARGV[1])
+local user = redis.call('HGET', KEYS[1], 'u')
+if user then extend(ARGV[3] .. user, tonumber(ARGV[1]), tonumber(ARGV[4])) end
+return 1
+"""
+)
+
+# KEYS[1] session.  ARGV[1] state.  Never creates a session.
+_SAVE_STATE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 's', ARGV[1])
+return 1
+"""
+
+# KEYS[1] session.  ARGV: 1 session id, 2 user-set key prefix
+_DELETE_SESSION = """
+local user = redis.call('HGET', KEYS[1], 'u')
+if user then redis.call('SREM', ARGV[2] .. user, ARGV[1]) end
+return redis.call('DEL', KEYS[1])
+"""
+
+# KEYS[1] user's set.  ARGV: 1 session key prefix, 2 '1' when ARGV[3] is to be kept, 3 kept id
+_DELETE_USER_SESSIONS = """
+local removed = 0
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if not (ARGV[2] == '1' and id == ARGV[3]) then
+    removed = removed + redis.call('DEL', ARGV[1] .. id)
+    redis.call('SREM', KEYS[1], id)
+  end
+end
+return removed
+"""
+
+
+def _encode_field(name: str, value: Any) -> str:
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"account field {name!r} cannot be stored in Redis: {error}") from error
+
+
+class RedisStorage(Storage):
+    """Accounts and sessions on ``redis.asyncio``; ``db`` is the client.
+
+    ``prefix`` namespaces every key, so several apps (or test runs) can share one
+    Redis database without reading or deleting each other's keys.
+    """
+
+    def __init__(self, url: str = DEFAULT_URL, prefix: str = DEFAULT_PREFIX, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.url = url
+        self.prefix = normalize_prefix(prefix)
+        self.timeout = timeout
+        self.db: redis_asyncio.Redis | None = None
+        self._account = self.prefix + "account:"
+        self._session = self.prefix + "session:"
+        self._user_sessions = self.prefix + "user_sessions:"
+
+    @classmethod
+    def from_options(cls, options: Any) -> RedisStorage:
+        url = option(options, "database_url", DEFAULT_URL)
+        if not is_redis_url(url):
+            raise ValueError(
+                f"database 'redis' needs a Redis URL, got database_url={url!r}; use --database_url=redis://127.0.0.1:6379/0"
+            )
+        return cls(
+            url=url,
+            prefix=option(options, "redis_prefix", DEFAULT_PREFIX),
+            timeout=float(option(options, "redis_timeout", DEFAULT_TIMEOUT)),
+        )
+
+    async def open(self) -> None:
+        self.db = client = make_client(self.url, self.timeout)
+        self._create_account = client.register_script(_CREATE_ACCOUNT)
+        self._update_account = client.register_script(_UPDATE_ACCOUNT)
+        self._store_session = client.register_script(_STORE_SESSION)
+        self._touch_session = client.register_script(_TOUCH_SESSION)
+        self._save_state = client.register_script(_SAVE_STATE)
+        self._delete_session = client.register_script(_DELETE_SESSION)
+        self._delete_user_sessions = client.register_script(_DELETE_USER_SESSIONS)
+        if not await self.ping():
+            # Serve anyway: requests answer 1013 until Redis is reachable, then recover.
+            log.warning(
+                "redis storage: %s does not answer yet; requests will fail with 1013 until it does", describe(self.url)
+            )
+
+    async def close(self) -> None:
+        if self.db is not None:
+            await self.db.aclose()
+
+    @property
+    def _client(self) -> redis_asyncio.Redis:
+        if self.db is None:
+            raise RuntimeError("RedisStorage.open() must be awaited before use")
+        return self.db
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self._client.ping())
+        except UNREACHABLE_ERRORS:
+            return False
+
+    async def create_account(self, user_id: str, password_hash: str, fields: dict[str, Any]) -> None:
+        args = ["p", password_hash]
+        for name, value in fields.items():
+            args += ["f:" + name, _encode_field(name, value)]
+        async with unavailable_on_fault("Redis storage"):
+            created = await self._create_account(keys=[self._account + user_id], args=args)
+        if not created:
+            raise DuplicateAccount(user_id)
+
+    async def get_account(self, user_id: str) -> AccountRecord | None:
+        async with unavailable_on_fault("Redis storage"):
+            stored = await self._client.hgetall(self._account + user_id)
+        if not stored or b"p" not in stored:
+            return None
+        fields = {key[2:].decode("utf-8"): json.loads(value) for key, value in stored.items() if key.startswith(b"f:")}
+        return AccountRecord(user_id, stored[b"p"].decode("utf-8"), fields)
+
+    async def update_account(
+        self, user_id: str, password_hash: str | None = None, fields: dict[str, Any] | None = None
+    ) -> None:
+        args: list[str] = []
+        if password_hash is not None:
+            args += ["p", password_hash]
+        for name, value in (fields or {}).items():
+            args += ["f:" + name, _encode_field(name, value)]
+        if not args:
+            return
+        async with unavailable_on_fault("Redis storage"):
+            await self._update_account(keys=[self._account + user_id], args=args)
+
+    async def store_session(self, record: SessionRecord) -> None:
+        user = record.user_id if record.user_id is not None else ""
+        keys = [self._session + record.session_id, self._user_sessions + user]
+        args = [
+            record.session_id,
+            self._user_sessions,
+            self._session,
+            int(record.expires * 1000),
+            int(time.time() * 1000),
+            user,
+            repr(float(record.expires)),
+            record.state,
+            record.key or "",
+        ]
+        async with unavailable_on_fault("Redis storage"):
+            await self._store_session(keys=keys, args=args)
+
+    async def load_session(self, session_id: str) -> SessionRecord | None:
+        async with unavailable_on_fault("Redis storage"):
+            stored = await self._client.hgetall(self._session + session_id)
+        if not stored or b"e" not in stored:
+            return None
+        expires = float(stored[b"e"])
+        if expires <= time.time():  # Redis's own expiry runs in milliseconds; be exact about the edge
+            return None
+        user = stored.get(b"u")
+        key = stored.get(b"k")
+        return SessionRecord(
+            session_id=session_id,
+            user_id=user.decode("utf-8") if user is not None else None,
+            expires=expires,
+            state=stored.get(b"s", b""),
+            key=key.decode("utf-8") if key else None,
+        )
+
+    async def touch_session(self, session_id: str, expires: float) -> None:
+        args = [int(expires * 1000), repr(float(expires)), self._user_sessions, int(time.time() * 1000)]
+        async with unavailable_on_fault("Redis storage"):
+            await self._touch_session(keys=[self._session + session_id], args=args)
+
+    async def save_state(self, session_id: str, state: bytes) -> None:
+        async with unavailable_on_fault("Redis storage"):
+            await self._save_state(keys=[self._session + session_id], args=[state])
+
+    async def delete_session(self, session_id: str) -> None:
+        async with unavailable_on_fault("Redis storage"):
+            await self._delete_session(keys=[self._session + session_id], args=[session_id, self._user_sessions])
+
+    async def delete_user_sessions(self, user_id: str, keep: str | None = None) -> None:
+        args = [self._session, "1" if keep is not None else "0", keep or ""]
+        async with unavailable_on_fault("Redis storage"):
+            await self._delete_user_sessions(keys=[self._user_sessions + user_id], args=args)

@@ -1,0 +1,158 @@
+"""Fixtures of the toto-redis tests: the machine's Redis (started when it is down), a key
+prefix of this run (its keys are deleted at the end), private Redis servers for restart
+tests and a cuttable TCP proxy."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.redis.proxy import TcpProxy
+
+REDIS_HOST = os.environ.get("TOTO_TEST_REDIS_HOST", "127.0.0.1")
+REDIS_PORT = int(os.environ.get("TOTO_TEST_REDIS_PORT", "6379"))
+REDIS_DB = int(os.environ.get("TOTO_TEST_REDIS_DB", "0"))
+
+START_COMMAND = [
+    "redis-server",
+    "--daemonize", "yes",
+    "--bind", "127.0.0.1", "-::1",
+    "--port", str(REDIS_PORT),
+    "--save", "",
+    "--appendonly", "no",
+    "--dir", "/var/lib/redis",
+    "--logfile", "/var/log/redis/ci.log",
+]  # fmt: skip
+
+
+def _answers(port: int, host: str = REDIS_HOST) -> bool:
+    try:
+        return bool(redis.Redis(host=host, port=port, socket_connect_timeout=1, socket_timeout=1).ping())
+    except (redis.RedisError, OSError):
+        return False
+
+
+def _wait_until(check, seconds: float) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def ensure_machine_redis() -> None:
+    """Start the machine's Redis when it is down; fail (never skip) when it cannot be had."""
+    if _answers(REDIS_PORT):
+        return
+    if shutil.which("redis-server") is None:
+        pytest.fail(
+            "Redis does not answer on 127.0.0.1:6379 and redis-server is not installed: apt-get install redis-server"
+        )
+    command = list(START_COMMAND)
+    for directory in ("/var/lib/redis", "/var/log/redis"):
+        try:
+            Path(directory).mkdir(parents=True, exist_ok=True)
+        except OSError:
+            command = [part for part in command if part not in ("--dir", directory, "--logfile", directory)]
+    subprocess.run(command, check=False, timeout=30)
+    if not _wait_until(lambda: _answers(REDIS_PORT), 10):
+        pytest.fail(f"Redis does not answer on {REDIS_HOST}:{REDIS_PORT} even after: {' '.join(START_COMMAND)}")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    ensure_machine_redis()
+    return f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB}"
+
+
+@pytest.fixture(scope="session")
+def run_prefix(redis_url: str) -> Iterator[str]:
+    """A prefix of this test run; every key under it is deleted when the run ends."""
+    prefix = f"toto-test:{os.getpid()}-{uuid.uuid4().hex[:8]}:"
+    yield prefix
+    delete_keys(redis_url, prefix)
+
+
+def delete_keys(url: str, prefix: str) -> int:
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=prefix + "*", count=1000))
+        if keys:
+            client.delete(*keys)
+        return len(keys)
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def prefix(run_prefix: str) -> str:
+    """A prefix of one test, so tests that reuse user ids never meet."""
+    return f"{run_prefix}{uuid.uuid4().hex[:8]}:"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class PrivateRedis:
+    """A redis-server of one test, which it may stop and start again on the same port."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        if shutil.which("redis-server") is None:
+            pytest.fail("redis-server is not installed: apt-get install redis-server")
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        if not _wait_until(lambda: _answers(self.port, "127.0.0.1"), 10):
+            pytest.fail(f"a private redis-server on port {self.port} did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(10)
+            self.proc = None
+
+    def restart(self, down_seconds: float = 0.5) -> None:
+        self.stop()
+        time.sleep(down_seconds)
+        self.start()
+
+
+@pytest.fixture
+def private_redis() -> Iterator[PrivateRedis]:
+    server = PrivateRedis()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def proxy(redis_url: str) -> Iterator[TcpProxy]:
+    """A cuttable TCP proxy in front of the machine's Redis."""
+    with TcpProxy(REDIS_HOST, REDIS_PORT) as running:
+        yield running
+
+
+def proxied_url(proxy: TcpProxy) -> str:
+    return f"redis://127.0.0.1:{proxy.port}/{REDIS_DB}"
