@@ -49,10 +49,16 @@ class TcpProxy:
             self._drop_all()
             if self._server is not None:
                 self._server.close()
+            others = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+            for task in others:
+                task.cancel()
+            await asyncio.gather(*others, return_exceptions=True)
 
         self._call(shutdown())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
+        if not self._thread.is_alive():
+            self._loop.close()
 
     def cut(self) -> None:
         self._set_mode(CUT)

@@ -1,0 +1,250 @@
+"""Real servers over HTTP on Redis storage and the Redis event bus: ``pip install toto-core toto-redis``
+and ``--database=redis`` give a complete server; storage and bus combine freely; faults answer 1013/503
+and heal by themselves."""
+
+from __future__ import annotations
+
+import importlib.util
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as StillWaiting
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from toto.client import TotoClient, TotoClientError
+from toto.testing.server import ServerProcess
+
+from tests.conftest import BASIC_APP
+from tests.redis.conftest import proxied_url
+
+FAST = {"password_cost": 10, "logging": "warning"}
+
+
+@pytest.fixture
+def start_server() -> Iterator[Callable[..., ServerProcess]]:
+    """Start servers of the basic app with the given options; all are stopped after the test."""
+    started: list[ServerProcess] = []
+
+    def start(**options: Any) -> ServerProcess:
+        server = ServerProcess({**FAST, **options}, cwd=BASIC_APP)
+        started.append(server.start())
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def on_redis(redis_url: str, prefix: str, **extra: Any) -> dict[str, Any]:
+    return {"database": "redis", "database_url": redis_url, "redis_prefix": prefix, **extra}
+
+
+def user() -> str:
+    return f"user-{secrets.token_hex(4)}"
+
+
+def test_a_complete_server_on_redis(start_server, redis_url: str, prefix: str) -> None:
+    server = start_server(**on_redis(redis_url, prefix))
+    client = server.client()
+    name = user()
+    created = client.create(name, "pw-1", nickname="Zoë")
+    assert created["user_id"] == name and len(created["session_id"]) >= 22
+    assert client.call("whoami") == {"user_id": name}
+    assert [client.call("counter.increment") for _ in range(3)] == [1, 2, 3]
+    assert client.call("db")["type"] == "Redis", "handler.connection.db is the redis.asyncio client"
+
+    with pytest.raises(TotoClientError) as duplicate:
+        server.client().create(name.upper(), "pw-2")
+    assert duplicate.value.code == 1006
+
+    other = server.client()
+    other.login(name, "pw-1")
+    assert other.call("counter.increment") == 1, "a new login is a new session with its own state"
+    client.logout()
+    with pytest.raises(TotoClientError) as ended:
+        client.call("whoami")
+    assert ended.value.code in (1004, 1007)
+    assert other.call("whoami") == {"user_id": name}
+
+    raw = redis.Redis.from_url(redis_url)
+    try:
+        account = raw.hgetall(f"{prefix}account:{name}")
+        assert b"p" in account and account[b"f:nickname"] == '"Zoë"'.encode()
+        session_key = f"{prefix}session:{other.session['session_id']}"
+        assert 0 < raw.pttl(session_key), "sessions expire by Redis's own TTL"
+    finally:
+        raw.close()
+
+
+def test_two_servers_share_accounts_and_sessions(start_server, redis_url: str, prefix: str) -> None:
+    a = start_server(**on_redis(redis_url, prefix))
+    b = start_server(**on_redis(redis_url, prefix))
+    name = user()
+    on_a = a.client()
+    on_a.create(name, "old")
+    on_b = b.client()
+    on_b.session = dict(on_a.session)
+    assert on_b.call("whoami") == {"user_id": name}
+    assert on_a.call("counter.increment") == 1
+    assert on_b.call("counter.increment") == 2
+
+    second = b.client()
+    second.login(name, "old")
+    second.call("account.update", {"password": "old", "new_password": "new"})
+    for ended in (on_a, on_b):
+        with pytest.raises(TotoClientError) as caught:
+            ended.call("whoami")
+        assert caught.value.code in (1004, 1007)
+    assert second.call("whoami") == {"user_id": name}
+    with pytest.raises(TotoClientError):
+        a.client().login(name, "old")
+    a.client().login(name, "new")
+
+
+def test_concurrent_creates_of_one_user_across_servers_give_one_account(
+    start_server, redis_url: str, prefix: str
+) -> None:
+    servers = [start_server(**on_redis(redis_url, prefix)) for _ in range(2)]
+    name = user()
+
+    def attempt(i: int) -> bool:
+        try:
+            servers[i % 2].client().create(name, f"pw-{i}")
+            return True
+        except TotoClientError as error:
+            assert error.code == 1006
+            return False
+
+    with ThreadPoolExecutor(8) as pool:
+        wins = list(pool.map(attempt, range(16)))
+    assert sum(wins) == 1
+
+
+def wait_for_event(waiter: TotoClient, sender: TotoClient, name: str, args: Any, broadcast: bool = True) -> Any:
+    """Long-poll ``events.wait`` on one server while sending the event through another, until it answers."""
+    with ThreadPoolExecutor(1) as pool:
+        answer: Future[Any] = pool.submit(waiter.call, "events.wait", {"name": name, "timeout": 15})
+        deadline = time.monotonic() + 15
+        while not answer.done() and time.monotonic() < deadline:
+            sender.call("events.send", {"name": name, "args": args, "broadcast": broadcast})
+            try:
+                return answer.result(timeout=0.5)
+            except StillWaiting:  # not the builtin TimeoutError before Python 3.11
+                continue
+        return answer.result(timeout=1)
+
+
+def database_options(database: str, redis_url: str, prefix: str, tmp_path: Path) -> dict[str, Any]:
+    if database == "redis":
+        return on_redis(redis_url, prefix)
+    if database == "sqlite":
+        if importlib.util.find_spec("toto_sql") is None:
+            pytest.skip("database 'sqlite' needs the toto-sql plugin: pip install toto-sql")
+        return {"database": "sqlite", "database_url": f"sqlite:///{tmp_path / 'shared.db'}"}
+    return {"database": database}
+
+
+@pytest.mark.parametrize("database", ["redis", "memory", "sqlite"])
+def test_an_event_sent_through_one_server_answers_a_long_poll_on_another(
+    start_server, redis_url: str, prefix: str, tmp_path: Path, database: str
+) -> None:
+    bus = {"event_bus": "redis", "event_url": redis_url, "redis_event_prefix": prefix + "events"}
+    options = {**database_options(database, redis_url, prefix, tmp_path), **bus}
+    a, b = start_server(**options), start_server(**options)
+    args = {"text": "héllo", "n": [1, 2.5, None]}
+    assert wait_for_event(b.client(), a.client(), "ping", args) == {"event": "ping", "args": args}
+    assert wait_for_event(a.client(), b.client(), "pong", [1]) == {"event": "pong", "args": [1]}
+
+
+def test_unicast_events_reach_one_server(start_server, redis_url: str, prefix: str) -> None:
+    bus = {"event_bus": "redis", "event_url": redis_url, "redis_event_prefix": prefix + "events"}
+    a, b = start_server(database="memory", **bus), start_server(database="memory", **bus)
+    # Only b waits, so the one server that takes the event must be b for the poll to answer;
+    # a takes some sends too (and drops them, having no handler): exactly-one delivery, not all.
+    assert wait_for_event(b.client(), a.client(), "solo", "x", broadcast=False) == {"event": "solo", "args": "x"}
+
+
+def test_a_redis_cut_answers_503_quickly_and_heals(start_server, proxy: Any, prefix: str) -> None:
+    url = proxied_url(proxy)
+    server = start_server(**on_redis(url, prefix, redis_timeout=1.0))
+    client = server.client()
+    name = user()
+    client.create(name, "pw")
+    assert client.call("counter.increment") == 1
+
+    for fault in (proxy.cut, proxy.blackhole):
+        fault()
+        for call in (lambda: client.call("whoami"), lambda: server.client().login(name, "pw")):
+            started = time.monotonic()
+            with pytest.raises(TotoClientError) as caught:
+                call()
+            assert time.monotonic() - started < 5
+            assert (caught.value.code, caught.value.status) == (1013, 503)
+        proxy.restore()
+        assert client.call("counter.increment") in (2, 3), "the server recovers by itself"
+    assert client.call("whoami") == {"user_id": name}
+    assert "Traceback" not in server.output()
+
+
+def test_a_bus_that_lost_redis_resubscribes_and_says_so(start_server, proxy: Any, redis_url: str, prefix: str) -> None:
+    through_proxy = {
+        "database": "memory",
+        "event_bus": "redis",
+        "event_url": proxied_url(proxy),
+        "redis_event_prefix": prefix + "events",
+        "redis_timeout": 1.0,
+    }
+    direct = {**through_proxy, "event_url": redis_url}
+    cut_off, steady = start_server(**through_proxy), start_server(**direct)
+    assert wait_for_event(cut_off.client(), steady.client(), "e1", 1) == {"event": "e1", "args": 1}
+
+    proxy.cut()
+    with pytest.raises(TotoClientError) as caught:
+        cut_off.client().call("events.send", {"name": "lost", "args": 0})
+    assert caught.value.code == 1013
+    time.sleep(1.0)
+    proxy.restore()
+
+    deadline = time.monotonic() + 10
+    while "resubscribed" not in cut_off.output() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "resubscribed" in cut_off.output(), cut_off.output()
+    assert "lost the subscription" in cut_off.output()
+    assert wait_for_event(cut_off.client(), steady.client(), "e2", 2) == {"event": "e2", "args": 2}
+    assert wait_for_event(steady.client(), cut_off.client(), "e3", 3) == {"event": "e3", "args": 3}
+
+
+def test_keys_of_another_app_are_never_read_or_deleted(start_server, redis_url: str, prefix: str) -> None:
+    other_prefix = prefix + "other-app:"
+    name = user()
+    raw = redis.Redis.from_url(redis_url)
+    try:
+        raw.hset(f"{other_prefix}account:{name}", mapping={"p": "their-hash", "f:app": '"other"'})
+        raw.hset(f"{other_prefix}session:theirs", mapping={"e": str(time.time() + 600), "u": name})
+        raw.sadd(f"{other_prefix}user_sessions:{name}", "theirs")
+        before = {key: raw.dump(key) for key in raw.scan_iter(match=other_prefix + "*")}
+
+        server = start_server(**on_redis(redis_url, prefix + "this-app"))
+        client = server.client()
+        client.create(name, "mine")  # the same user id in another app is no duplicate
+        client.call("counter.increment")
+        server.client().login(name, "mine")
+        client.call("account.update", {"password": "mine", "new_password": "mine2"})  # ends other sessions
+        with pytest.raises(TotoClientError) as caught:
+            server.client().call("whoami")
+        assert caught.value.code in (1004, 1007)
+
+        theirs = server.client()
+        theirs.session = {"session_id": "theirs", "user_id": name, "expires": time.time() + 600}
+        with pytest.raises(TotoClientError) as caught:
+            theirs.call("whoami")
+        assert caught.value.code == 1007, "another app's session is unknown here"
+
+        after = {key: raw.dump(key) for key in raw.scan_iter(match=other_prefix + "*")}
+        assert after == before
+    finally:
+        raw.close()
