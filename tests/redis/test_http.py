@@ -141,14 +141,18 @@ def wait_for_event(waiter: TotoClient, sender: TotoClient, name: str, args: Any,
 def database_options(database: str, redis_url: str, prefix: str, tmp_path: Path) -> dict[str, Any]:
     if database == "redis":
         return on_redis(redis_url, prefix)
+    if database in ("sqlite", "postgres") and importlib.util.find_spec("toto_sql") is None:
+        pytest.skip(f"database {database!r} needs the toto-sql plugin: pip install toto-sql")
     if database == "sqlite":
-        if importlib.util.find_spec("toto_sql") is None:
-            pytest.skip("database 'sqlite' needs the toto-sql plugin: pip install toto-sql")
         return {"database": "sqlite", "database_url": f"sqlite:///{tmp_path / 'shared.db'}"}
+    if database == "postgres":
+        # A fixed table prefix: the tables are reused by every run, and this test stores no accounts.
+        url = "postgresql://postgres@127.0.0.1:5432/test"
+        return {"database": "postgres", "database_url": url, "sql_table_prefix": "toto_redis_test_"}
     return {"database": database}
 
 
-@pytest.mark.parametrize("database", ["redis", "memory", "sqlite"])
+@pytest.mark.parametrize("database", ["redis", "memory", "sqlite", "postgres"])
 def test_an_event_sent_through_one_server_answers_a_long_poll_on_another(
     start_server, redis_url: str, prefix: str, tmp_path: Path, database: str
 ) -> None:
@@ -170,7 +174,7 @@ def test_unicast_events_reach_one_server(start_server, redis_url: str, prefix: s
 
 def test_a_redis_cut_answers_503_quickly_and_heals(start_server, proxy: Any, prefix: str) -> None:
     url = proxied_url(proxy)
-    server = start_server(**on_redis(url, prefix, redis_timeout=1.0))
+    server = start_server(**on_redis(url, prefix))  # the default redis_timeout must meet the 5 s bound
     client = server.client()
     name = user()
     client.create(name, "pw")
