@@ -17,7 +17,7 @@ import asyncio
 import logging
 import struct
 import time
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as redis_asyncio
 from toto.eventbus import EventBus, EventCallback
@@ -192,7 +192,7 @@ class RedisEventBus(EventBus):
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
             finally:
-                await _quietly(pubsub.aclose())
+                await _quietly(pubsub.aclose())  # type: ignore[no-untyped-call]
                 await _quietly(client.aclose())
 
     async def _listen_queue(self) -> None:
@@ -223,7 +223,7 @@ class RedisEventBus(EventBus):
                     lost = False
                     delay = 0.1
                 if popped is not None:
-                    self._deliver(popped[1])
+                    self._deliver(cast(bytes, popped[1]))
         finally:
             await _quietly(client.aclose())
 

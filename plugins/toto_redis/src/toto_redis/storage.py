@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as redis_asyncio
 from toto.storage import AccountRecord, DuplicateAccount, SessionRecord, Storage
@@ -37,6 +37,9 @@ from toto_redis.connection import (
 )
 
 log = logging.getLogger("toto.redis")
+
+#: What a script argument may be.
+ScriptArg = bytes | str | int | float
 
 # Push a set's expiry out to ARGV-given milliseconds, never pull it in.
 _EXTEND = """
@@ -209,7 +212,7 @@ class RedisStorage(Storage):
 
     async def get_account(self, user_id: str) -> AccountRecord | None:
         async with unavailable_on_fault("Redis storage"):
-            stored = await self._client.hgetall(self._account + user_id)
+            stored = cast(dict[bytes, bytes], await self._client.hgetall(self._account + user_id))
         if not stored or b"p" not in stored:
             return None
         fields = {key[2:].decode("utf-8"): json.loads(value) for key, value in stored.items() if key.startswith(b"f:")}
@@ -231,7 +234,7 @@ class RedisStorage(Storage):
     async def store_session(self, record: SessionRecord) -> None:
         user = record.user_id if record.user_id is not None else ""
         keys = [self._session + record.session_id, self._user_sessions + user]
-        args = [
+        args: list[ScriptArg] = [
             record.session_id,
             self._user_sessions,
             self._session,
@@ -247,7 +250,7 @@ class RedisStorage(Storage):
 
     async def load_session(self, session_id: str) -> SessionRecord | None:
         async with unavailable_on_fault("Redis storage"):
-            stored = await self._client.hgetall(self._session + session_id)
+            stored = cast(dict[bytes, bytes], await self._client.hgetall(self._session + session_id))
         if not stored or b"e" not in stored:
             return None
         expires = float(stored[b"e"])
@@ -264,7 +267,8 @@ class RedisStorage(Storage):
         )
 
     async def touch_session(self, session_id: str, expires: float) -> None:
-        args = [int(expires * 1000), repr(float(expires)), self._user_sessions, int(time.time() * 1000)]
+        now_ms = int(time.time() * 1000)
+        args: list[ScriptArg] = [int(expires * 1000), repr(float(expires)), self._user_sessions, now_ms]
         async with unavailable_on_fault("Redis storage"):
             await self._touch_session(keys=[self._session + session_id], args=args)
 
