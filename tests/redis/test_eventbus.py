@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import redis
-from toto.exceptions import StorageUnavailable
+from toto.exceptions import PluginError, StorageUnavailable
 from toto.testing import EventBusContract
 from toto_redis import RedisEventBus
 from toto_redis.eventbus import decode_message, encode_message
@@ -153,7 +153,7 @@ def test_options_pick_the_url_and_prefix(redis_url: str) -> None:
     bus = RedisEventBus.from_options(Options())
     assert (bus.url, bus.channel) == (redis_url, "shared-events:broadcast")
     Options.event_url = "http://example.invalid"
-    with pytest.raises(ValueError, match="needs a Redis URL"):
+    with pytest.raises(PluginError, match="needs a Redis URL"):
         RedisEventBus.from_options(Options())
 
 

@@ -252,3 +252,46 @@ def test_keys_of_another_app_are_never_read_or_deleted(start_server, redis_url: 
         assert after == before
     finally:
         raw.close()
+
+
+def test_sliding_expiry_renews_the_redis_ttl(start_server, redis_url: str, prefix: str) -> None:
+    server = start_server(**on_redis(redis_url, prefix, session_ttl=2, session_renew=0))
+    client = server.client()
+    client.create(user(), "pw")
+    key = f"{prefix}session:{client.session['session_id']}"
+    raw = redis.Redis.from_url(redis_url)
+    try:
+        for _ in range(4):  # 3.2 s in all, longer than the TTL: each request pushes it out
+            time.sleep(0.8)
+            client.call("whoami")
+            assert 1000 < raw.pttl(key) <= 2000
+        time.sleep(2.3)
+        assert raw.exists(key) == 0, "Redis expired the session by itself"
+        with pytest.raises(TotoClientError) as caught:
+            client.call("whoami")
+        assert caught.value.code == 1007
+    finally:
+        raw.close()
+
+
+def test_database_redis_alone_uses_the_local_redis(start_server, redis_url: str, prefix: str) -> None:
+    if redis_url != "redis://127.0.0.1:6379/0":
+        pytest.skip("the tests were pointed at another Redis than the default URL")
+    client = start_server(database="redis", redis_prefix=prefix, event_bus="redis").client()
+    client.create(user(), "pw")
+    assert client.call("counter.increment") == 1
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"database": "redis", "database_url": "sqlite:///x.db"}, "database 'redis' needs a Redis URL"),
+        ({"database": "memory", "event_bus": "redis", "event_url": "http://x"}, "event bus 'redis' needs a Redis URL"),
+        ({"database": "redis", "database_url": "redis://:6379:x/0"}, "invalid Redis URL"),
+    ],
+)
+def test_a_wrong_url_stops_the_server_with_a_message(options: dict[str, Any], message: str) -> None:
+    server = ServerProcess({**FAST, **options}, cwd=BASIC_APP)
+    with pytest.raises(RuntimeError) as caught:
+        server.start()
+    assert message in str(caught.value) and "Traceback" not in str(caught.value)

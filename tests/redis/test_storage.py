@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import redis
 import redis.asyncio as redis_asyncio
-from toto.exceptions import StorageUnavailable
+from toto.exceptions import PluginError, StorageUnavailable
 from toto.storage import SessionRecord
 from toto.testing import StorageContract
 from toto_redis import RedisStorage
@@ -177,7 +177,7 @@ def test_options_pick_url_prefix_and_refuse_a_foreign_url(redis_url: str) -> Non
     assert (storage.url, storage.prefix, storage.timeout) == (redis_url, "myapp:", 1.5)
 
     Options.database_url = "postgresql://localhost/test"
-    with pytest.raises(ValueError, match="needs a Redis URL"):
+    with pytest.raises(PluginError, match="needs a Redis URL"):
         RedisStorage.from_options(Options())
 
 

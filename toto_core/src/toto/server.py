@@ -188,6 +188,8 @@ class TotoServer:
             asyncio.run(self.serve())
         except KeyboardInterrupt:
             pass
+        except PluginError as exc:  # a storage or bus factory refusing its configuration
+            print_error_and_exit(str(exc))
 
 
 def setup_logging(level: str) -> None:

@@ -14,7 +14,7 @@ from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from toto.exceptions import StorageUnavailable
+from toto.exceptions import PluginError, StorageUnavailable
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_PREFIX = "toto:"
@@ -72,7 +72,7 @@ def make_client(url: str, timeout: float, *, blocking_seconds: float = 0.0, retr
             decode_responses=False,
         )
     except ValueError as error:
-        raise ValueError(
+        raise PluginError(
             f"invalid Redis URL {url!r}: {error}; use redis://host:6379/0 (or rediss:// or unix:///path.sock)"
         ) from error
 

@@ -21,6 +21,7 @@ from typing import Any, cast
 
 import redis.asyncio as redis_asyncio
 from toto.eventbus import EventBus, EventCallback
+from toto.exceptions import PluginError
 
 from toto_redis.connection import (
     DEFAULT_PREFIX,
@@ -83,7 +84,7 @@ class RedisEventBus(EventBus):
             database_url = option(options, "database_url", None)
             url = database_url if is_redis_url(database_url) else DEFAULT_URL
         elif not is_redis_url(url):
-            raise ValueError(f"event bus 'redis' needs a Redis URL, got event_url={url!r}; use redis://host:6379/0")
+            raise PluginError(f"event bus 'redis' needs a Redis URL, got event_url={url!r}; use redis://host:6379/0")
         prefix = option(options, "redis_event_prefix", None)
         if prefix is None:
             prefix = normalize_prefix(option(options, "redis_prefix", DEFAULT_PREFIX)) + "events:"

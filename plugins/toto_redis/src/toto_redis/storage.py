@@ -21,6 +21,7 @@ import time
 from typing import Any, cast
 
 import redis.asyncio as redis_asyncio
+from toto.exceptions import PluginError
 from toto.storage import AccountRecord, DuplicateAccount, SessionRecord, Storage
 
 from toto_redis.connection import (
@@ -161,7 +162,7 @@ class RedisStorage(Storage):
     def from_options(cls, options: Any) -> RedisStorage:
         url = option(options, "database_url", DEFAULT_URL)
         if not is_redis_url(url):
-            raise ValueError(
+            raise PluginError(
                 f"database 'redis' needs a Redis URL, got database_url={url!r}; use --database_url=redis://127.0.0.1:6379/0"
             )
         return cls(
