@@ -114,7 +114,7 @@ def test_close_is_prompt(redis_url: str, prefix: str) -> None:
         await bus.close()
         return loop.time() - started
 
-    assert asyncio.run(main()) < 1.0
+    assert asyncio.run(main()) < 2.0, "close() must not wait out a blocking pop"
 
 
 def test_a_failing_subscriber_does_not_stop_delivery(redis_url: str, prefix: str) -> None:
