@@ -7,6 +7,7 @@ other processes) can use it alike::
         url = f"redis://127.0.0.1:{proxy.port}/0"
         proxy.cut()        # drop every connection; new ones are closed at once
         proxy.blackhole()  # drop every connection; new ones are accepted and never answered
+        proxy.freeze()     # keep every connection open but pass nothing either way (a silent network)
         proxy.restore()    # forward again
 """
 
@@ -17,7 +18,7 @@ import contextlib
 import threading
 from typing import Any
 
-FORWARD, CUT, BLACKHOLE = "forward", "cut", "blackhole"
+FORWARD, CUT, BLACKHOLE, FREEZE = "forward", "cut", "blackhole", "freeze"
 
 
 class TcpProxy:
@@ -66,13 +67,16 @@ class TcpProxy:
     def blackhole(self) -> None:
         self._set_mode(BLACKHOLE)
 
+    def freeze(self) -> None:
+        self._set_mode(FREEZE)
+
     def restore(self) -> None:
         self._set_mode(FORWARD)
 
     def _set_mode(self, mode: str) -> None:
         async def apply() -> None:
             self.mode = mode
-            if mode != FORWARD:
+            if mode in (CUT, BLACKHOLE):
                 self._drop_all()
 
         self._call(apply())
@@ -90,7 +94,7 @@ class TcpProxy:
             writer.transport.abort()
             return
         self._writers.add(writer)
-        if self.mode == BLACKHOLE:
+        if self.mode in (BLACKHOLE, FREEZE):
             # Read and discard until the client gives up or the mode changes.
             with contextlib.suppress(Exception):
                 while await reader.read(65536):
@@ -113,6 +117,8 @@ class TcpProxy:
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(Exception):
             while data := await reader.read(65536):
+                if self.mode == FREEZE:
+                    continue  # swallowed: the other side hears nothing, and nothing is closed
                 if self.mode != FORWARD:
                     break
                 writer.write(data)

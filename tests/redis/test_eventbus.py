@@ -161,7 +161,7 @@ def resubscribed(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if "resubscribed" in r.getMessage()]
 
 
-@pytest.mark.parametrize("fault", ["cut", "blackhole"])
+@pytest.mark.parametrize("fault", ["cut", "blackhole", "freeze"])
 def test_bus_resubscribes_after_the_connection_drops(
     proxy: Any, prefix: str, caplog: pytest.LogCaptureFixture, fault: str
 ) -> None:
@@ -181,7 +181,7 @@ def test_bus_resubscribes_after_the_connection_drops(
             with pytest.raises(StorageUnavailable):
                 await a.publish("during", b"x")
             assert asyncio.get_running_loop().time() - started < 5
-            await asyncio.sleep(1.0 if fault == "cut" else 6.0)  # a black hole is noticed by unanswered PINGs
+            await asyncio.sleep(1.0 if fault == "cut" else 6.0)  # silence is noticed by unanswered PINGs
             proxy.restore()
 
             deadline = asyncio.get_running_loop().time() + 10
@@ -234,3 +234,22 @@ def test_bus_resubscribes_after_a_redis_restart(private_redis: Any, caplog: pyte
             await b.close()
 
     asyncio.run(main())
+
+
+def test_an_idle_healthy_subscription_is_kept(redis_url: str, prefix: str, caplog: pytest.LogCaptureFixture) -> None:
+    """PINGs keep an idle subscription; only a missing answer makes the bus reconnect."""
+    caplog.set_level(logging.INFO, logger="toto.redis")
+
+    async def main() -> None:
+        bus = RedisEventBus(redis_url, prefix, timeout=0.5)
+        bus.ping_seconds = 0.2
+        inbox = await opened(bus)
+        try:
+            await asyncio.sleep(2.5)
+            await bus.publish("still", b"here")
+            assert await receive(inbox) == ("still", b"here")
+        finally:
+            await bus.close()
+
+    asyncio.run(main())
+    assert not [r.getMessage() for r in caplog.records if "lost" in r.getMessage()]

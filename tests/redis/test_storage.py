@@ -181,7 +181,7 @@ def test_options_pick_url_prefix_and_refuse_a_foreign_url(redis_url: str) -> Non
         RedisStorage.from_options(Options())
 
 
-@pytest.mark.parametrize("fault", ["cut", "blackhole"])
+@pytest.mark.parametrize("fault", ["cut", "blackhole", "freeze"])
 def test_unreachable_redis_raises_storage_unavailable_quickly_and_recovers(proxy, prefix: str, fault: str) -> None:
     async def body(s: RedisStorage) -> None:
         await s.create_account("faulty", "h", {})

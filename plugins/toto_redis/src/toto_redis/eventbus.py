@@ -63,6 +63,9 @@ def decode_message(message: bytes) -> tuple[str, bytes]:
 class RedisEventBus(EventBus):
     """Pub/sub for broadcasts, a BLPOP-consumed list for events that one server takes."""
 
+    #: Seconds between PINGs on an idle subscription (see ``PING_SECONDS``).
+    ping_seconds = PING_SECONDS
+
     def __init__(
         self, url: str = DEFAULT_URL, prefix: str = DEFAULT_PREFIX + "events:", timeout: float = DEFAULT_TIMEOUT
     ):
@@ -156,7 +159,7 @@ class RedisEventBus(EventBus):
                 await pubsub.subscribe(self.channel)
                 last_heard = last_ping = time.monotonic()
                 while True:
-                    message = await pubsub.get_message(timeout=POLL_SECONDS)
+                    message = await pubsub.get_message(timeout=min(POLL_SECONDS, self.ping_seconds))
                     now = time.monotonic()
                     if message is not None:
                         last_heard = now
@@ -172,10 +175,10 @@ class RedisEventBus(EventBus):
                             delay = 0.1
                             assert self._subscribed is not None
                             self._subscribed.set()
-                    if now - last_ping >= PING_SECONDS:
+                    if now - last_ping >= self.ping_seconds:
                         await pubsub.ping()
                         last_ping = now
-                    if now - last_heard > PING_SECONDS + self.timeout:
+                    if now - last_heard > self.ping_seconds + self.timeout:
                         raise TimeoutError(f"no answer to PING for {now - last_heard:.1f}s")
             except asyncio.CancelledError:
                 raise
