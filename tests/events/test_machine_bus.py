@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
-
 from toto.machinebus import MachineBus, socket_directory
 from toto.testing import EventBusContract
 

@@ -50,9 +50,9 @@ def directory_from_options(options: Any) -> str:
     else ``<pidfile without .pid>.events`` beside the pidfile."""
     url = getattr(options, "event_url", None) or ""
     if url:
-        return url[len("unix://") :] if url.startswith("unix://") else url
+        return url.removeprefix("unix://")
     pidfile = getattr(options, "pidfile", None) or "toto.pid"
-    base = pidfile[: -len(".pid")] if pidfile.endswith(".pid") else pidfile
+    base = pidfile.removesuffix(".pid")
     return base + ".events"
 
 
