@@ -1,0 +1,1 @@
+"""The demo's methods: hello, notes.add, notes.list."""

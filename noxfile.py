@@ -1,0 +1,75 @@
+"""Every session a developer or CI runs: ``python3 tools/nox.py -s <name>``."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+nox.options.sessions = ["tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+
+def plugin_specs() -> list[str]:
+    """Each distribution under plugins/, editable, with its `all` and `test` extras when it has them."""
+    specs = []
+    for pyproject in sorted(ROOT.glob("plugins/*/pyproject.toml")):
+        text = pyproject.read_text()
+        section = text.split("[project.optional-dependencies]", 1)
+        extras = []
+        if len(section) == 2:
+            body = section[1].split("\n[", 1)[0]
+            extras = [e for e in ("all", "test") if re.search(rf"^{e}\s*=", body, re.M)]
+        path = f"./{pyproject.parent.relative_to(ROOT).as_posix()}"
+        specs.append(f"{path}[{','.join(extras)}]" if extras else path)
+    return specs
+
+
+def install_everything(session: nox.Session) -> None:
+    session.install("-e", "./toto_core", *[x for spec in plugin_specs() for x in ("-e", spec)])
+    session.install("-r", "tests/requirements.txt")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Install toto-core and every plugin, then run the whole suite against real services."""
+    install_everything(session)
+    session.run("python", "tests/services.py")
+    session.run("pytest", *(session.posargs or ["tests", "-q", "-ra"]))
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff: lint and formatting."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy on the core."""
+    session.install("mypy>=1.10", "-e", "./toto_core")
+    session.run("mypy", "toto_core/src/toto")
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """Serve the example app on http://127.0.0.1:8888 using SQLite at examples/demo/toto.db."""
+    specs = ["-e", "./toto_core"]
+    if (ROOT / "plugins/toto_sql").exists():
+        specs += ["-e", "./plugins/toto_sql[sqlite]"]
+    session.install(*specs)
+    session.chdir("examples/demo")
+    session.run("python", "app.py", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Toto against a bare Tornado baseline under wrk; prints ratios (see bench/README.md)."""
+    install_everything(session)
+    if (ROOT / "bench/requirements.txt").exists():
+        session.install("-r", "bench/requirements.txt")
+    session.run("python", "bench/run.py", *session.posargs)

@@ -1,0 +1,1 @@
+"""Methods of the shared test application."""

@@ -1,0 +1,5 @@
+"""Answers its parameters."""
+
+
+def invoke(handler, parameters):
+    return parameters

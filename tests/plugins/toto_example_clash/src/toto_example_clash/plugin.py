@@ -1,0 +1,7 @@
+from toto import hookimpl
+from toto.storage.memory import MemoryStorage
+
+
+@hookimpl
+def toto_register_storage():
+    return {"example": MemoryStorage}

@@ -1,0 +1,71 @@
+"""Check the database services the tests use, and start any that is down.
+
+Run before pytest by ``nox -s tests``. A service that cannot be reached after a
+start attempt fails the run with a message naming it: tests never skip silently.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import socket
+import subprocess
+import sys
+import time
+
+SERVICES = [
+    (
+        "PostgreSQL",
+        5432,
+        "pg_ctlcluster --skip-systemctl-redirect {version} main start",
+    ),
+    ("MariaDB", 3306, "start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd"),
+    (
+        "Redis",
+        6379,
+        'redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no '
+        "--dir /var/lib/redis --logfile /var/log/redis/ci.log",
+    ),
+]
+
+
+def reachable(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def start(name: str, command: str) -> None:
+    if "{version}" in command:
+        versions = sorted(os.path.basename(p) for p in glob.glob("/etc/postgresql/*"))
+        if not versions:
+            raise SystemExit(f"{name} is down and not installed (no /etc/postgresql)")
+        command = command.format(version=versions[-1])
+    print(f"{name} is down; starting it: {command}", flush=True)
+    subprocess.run(command, shell=True, check=False)
+
+
+def main() -> int:
+    failed = []
+    for name, port, command in SERVICES:
+        if reachable(port):
+            print(f"{name} is up on 127.0.0.1:{port}")
+            continue
+        start(name, command)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not reachable(port):
+            time.sleep(0.5)
+        if reachable(port):
+            print(f"{name} started on 127.0.0.1:{port}")
+        else:
+            failed.append(f"{name} (127.0.0.1:{port})")
+    if failed:
+        print("these services could not be started: " + ", ".join(failed), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

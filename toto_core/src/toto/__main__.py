@@ -1,0 +1,3 @@
+from toto.cli import main
+
+raise SystemExit(main())

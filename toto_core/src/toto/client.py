@@ -1,0 +1,297 @@
+"""Python clients for Toto servers: ``TotoClient`` (blocking) and ``AsyncTotoClient``.
+
+Both sign requests in every ``hmac_mode``, verify response signatures (a bad one
+raises ``TotoClientError`` with code 1009) and keep the session between calls.
+"""
+
+from __future__ import annotations
+
+import hmac as _hmac
+import http.client
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+from toto.exceptions import ERROR_INVALID_RESPONSE_HMAC, ERROR_MALFORMED_REQUEST, TotoException
+from toto.serializers import JsonSerializer, Serializer
+from toto.signing import (
+    decode_session_key,
+    session_key_request_hmac,
+    session_key_response_hmac,
+    user_id_hmac,
+)
+
+
+class TotoClientError(TotoException):
+    """An error answer (``code``, ``value``), or a response that failed verification (1009)."""
+
+
+def find_serializer(name: str) -> Serializer:
+    """A wire serializer by name (``json``, or an installed plugin's such as ``msgpack``)."""
+    if name == "json":
+        return JsonSerializer()
+    from toto.plugins import get_plugin_manager, install_hint, merge_serializers
+
+    for serializer in merge_serializers(get_plugin_manager()).values():
+        if serializer.name == name:
+            return serializer
+    raise ValueError(f"serializer {name!r} is not installed; {install_hint(name)}")
+
+
+class _ClientCore:
+    def __init__(self, url: str, hmac_mode: str = "user_id", serializer: str = "json", timeout: float = 10.0) -> None:
+        if hmac_mode not in ("user_id", "session_key", "off"):
+            raise ValueError(f"hmac_mode must be user_id, session_key or off, not {hmac_mode!r}")
+        parts = urlsplit(url)
+        self.url = url.rstrip("/")
+        self.scheme = parts.scheme or "http"
+        self.host = parts.hostname or "127.0.0.1"
+        self.port = parts.port or (443 if self.scheme == "https" else 80)
+        self.base_path = parts.path.rstrip("/")
+        self.hmac_mode = hmac_mode
+        self.serializer = find_serializer(serializer)
+        self.content_type = self.serializer.content_types[0]
+        self.timeout = timeout
+        self.session: dict[str, Any] | None = None
+
+    # -- building requests ------------------------------------------------------------
+    def _target(self, path: str) -> str:
+        if not path.startswith("/"):
+            path = "/" + path
+        return (self.base_path + path) or "/"
+
+    def _headers(self, http_method: str, target: str, body: bytes, extra: dict[str, str] | None) -> dict[str, str]:
+        headers = {"Content-Type": self.content_type, "Accept": self.content_type}
+        session = self.session
+        if session and session.get("session_id"):
+            headers["x-toto-session-id"] = session["session_id"]
+            if self.hmac_mode == "user_id":
+                headers["x-toto-hmac"] = user_id_hmac(session.get("user_id"), body)
+            elif self.hmac_mode == "session_key" and session.get("key"):
+                stamp = str(int(time.time()))
+                key = decode_session_key(session["key"])
+                headers["x-toto-timestamp"] = stamp
+                headers["x-toto-hmac"] = session_key_request_hmac(key, http_method, target, stamp, body)
+        if extra:
+            headers.update(extra)
+        return headers
+
+    def _body(self, method: str, parameters: Any) -> bytes:
+        return self.serializer.encode({"method": method, "parameters": {} if parameters is None else parameters})
+
+    # -- reading answers --------------------------------------------------------------
+    def _decode(self, status: int, headers: Any, body: bytes) -> dict[str, Any]:
+        try:
+            envelope = self._serializer_for(headers).decode(body)
+        except Exception:
+            raise TotoClientError(ERROR_MALFORMED_REQUEST, f"HTTP {status}: unreadable answer {body[:200]!r}",
+                                  status=status) from None
+        if not isinstance(envelope, dict):
+            raise TotoClientError(ERROR_MALFORMED_REQUEST, f"HTTP {status}: answer is not an object", status=status)
+        self._verify(headers, body, envelope)
+        session = envelope.get("session")
+        if isinstance(session, dict):
+            key = None
+            result = envelope.get("result")
+            if isinstance(result, dict) and result.get("key") and result.get("session_id") == session.get("session_id"):
+                key = result["key"]
+            elif self.session and self.session.get("session_id") == session.get("session_id"):
+                key = self.session.get("key")
+            self.session = dict(session, key=key) if key else dict(session)
+        return envelope
+
+    def _serializer_for(self, headers: Any) -> Serializer:
+        content_type = (headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if content_type in self.serializer.content_types or not content_type:
+            return self.serializer
+        if content_type == "application/json":
+            return JsonSerializer()
+        return self.serializer
+
+    def _verify(self, headers: Any, body: bytes, envelope: dict[str, Any]) -> None:
+        session = envelope.get("session")
+        if self.hmac_mode == "off" or not isinstance(session, dict):
+            return
+        given = headers.get("x-toto-hmac")
+        if not given:
+            raise TotoClientError(ERROR_INVALID_RESPONSE_HMAC, "Missing response HMAC")
+        if self.hmac_mode == "user_id":
+            expected = user_id_hmac(session.get("user_id") or None, body)
+        else:
+            key = None
+            result = envelope.get("result")
+            if isinstance(result, dict) and result.get("key"):
+                key = result["key"]
+            elif self.session and self.session.get("session_id") == session.get("session_id"):
+                key = self.session.get("key")
+            if not key:
+                raise TotoClientError(ERROR_INVALID_RESPONSE_HMAC, "No key to verify the response with")
+            expected = session_key_response_hmac(decode_session_key(key), headers.get("x-toto-timestamp") or "", body)
+        if not _hmac.compare_digest(expected.encode("ascii"), given.encode("latin-1", "replace")):
+            raise TotoClientError(ERROR_INVALID_RESPONSE_HMAC, "Invalid response HMAC")
+
+    @staticmethod
+    def _result(envelope: dict[str, Any], status: int) -> Any:
+        error = envelope.get("error")
+        if error is not None:
+            raise TotoClientError(error.get("code"), error.get("value"), status=status)
+        return envelope.get("result")
+
+    @staticmethod
+    def _batch_results(envelope: dict[str, Any]) -> dict[str, Any]:
+        answers: dict[str, Any] = {}
+        for key, entry in (envelope.get("batch") or {}).items():
+            if "error" in entry:
+                answers[key] = TotoClientError(entry["error"].get("code"), entry["error"].get("value"))
+            else:
+                answers[key] = entry.get("result")
+        return answers
+
+    @staticmethod
+    def _batch_body(calls: dict[str, tuple[str, Any]]) -> dict[str, Any]:
+        return {"batch": {k: {"method": m, "parameters": {} if p is None else p} for k, (m, p) in calls.items()}}
+
+
+class TotoClient(_ClientCore):
+    """A blocking client that keeps one HTTP connection alive. Not thread-safe."""
+
+    def __init__(self, url: str, hmac_mode: str = "user_id", serializer: str = "json", timeout: float = 10.0) -> None:
+        super().__init__(url, hmac_mode, serializer, timeout)
+        self._conn: http.client.HTTPConnection | None = None
+
+    def _connection(self) -> http.client.HTTPConnection:
+        if self._conn is None:
+            cls = http.client.HTTPSConnection if self.scheme == "https" else http.client.HTTPConnection
+            self._conn = cls(self.host, self.port, timeout=self.timeout)
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> TotoClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def request(
+        self,
+        body: bytes = b"",
+        path: str = "/",
+        content_type: str | None = None,
+        headers: dict[str, str] | None = None,
+        method: str = "POST",
+        sign: bool = True,
+    ) -> tuple[int, Any, bytes]:
+        """Send raw bytes; returns (status, headers, body) without checking anything."""
+        target = self._target(path)
+        all_headers = self._headers(method, target, body, None) if sign else {}
+        if content_type is not None:
+            all_headers["Content-Type"] = content_type
+        all_headers.update(headers or {})
+        for attempt in (1, 2):
+            conn = self._connection()
+            try:
+                conn.request(method, target, body=body if method not in ("GET", "HEAD") else None, headers=all_headers)
+                response = conn.getresponse()
+                data = response.read()
+                if response.getheader("Connection", "").lower() == "close":
+                    self.close()
+                return response.status, response.headers, data
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                self.close()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _exchange(self, body: bytes, path: str = "/", http_method: str = "POST") -> tuple[dict[str, Any], int]:
+        status, headers, data = self.request(body, path, method=http_method)
+        return self._decode(status, headers, data), status
+
+    def call(self, method: str, parameters: Any = None) -> Any:
+        envelope, status = self._exchange(self._body(method, parameters))
+        return self._result(envelope, status)
+
+    def get(self, method: str, **query: str) -> Any:
+        from urllib.parse import urlencode
+
+        path = "/" + method.replace(".", "/") + ("?" + urlencode(query, doseq=True) if query else "")
+        envelope, status = self._exchange(b"", path, "GET")
+        return self._result(envelope, status)
+
+    def batch(self, calls: dict[str, tuple[str, Any]]) -> dict[str, Any]:
+        envelope, status = self._exchange(self.serializer.encode(self._batch_body(calls)))
+        self._result(envelope, status)
+        return self._batch_results(envelope)
+
+    def create(self, user_id: str, password: str, **fields: Any) -> dict[str, Any]:
+        return self.call("account.create", dict(fields, user_id=user_id, password=password))  # type: ignore[no-any-return]
+
+    def login(self, user_id: str, password: str) -> dict[str, Any]:
+        return self.call("account.login", {"user_id": user_id, "password": password})  # type: ignore[no-any-return]
+
+    def logout(self) -> Any:
+        try:
+            return self.call("account.logout")
+        finally:
+            self.session = None
+
+
+class AsyncTotoClient(_ClientCore):
+    """The same client for asyncio code, on Tornado's HTTP client."""
+
+    async def request(
+        self,
+        body: bytes = b"",
+        path: str = "/",
+        content_type: str | None = None,
+        headers: dict[str, str] | None = None,
+        method: str = "POST",
+        sign: bool = True,
+    ) -> tuple[int, Any, bytes]:
+        from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+
+        target = self._target(path)
+        all_headers = self._headers(method, target, body, None) if sign else {}
+        if content_type is not None:
+            all_headers["Content-Type"] = content_type
+        all_headers.update(headers or {})
+        request = HTTPRequest(
+            f"{self.scheme}://{self.host}:{self.port}{target}",
+            method=method,
+            body=body if method == "POST" else None,
+            headers=all_headers,
+            request_timeout=self.timeout,
+            allow_nonstandard_methods=True,
+        )
+        response = await AsyncHTTPClient().fetch(request, raise_error=False)
+        if response.code == 599 and response.error is not None:
+            raise response.error
+        return response.code, response.headers, response.body or b""
+
+    async def _exchange(self, body: bytes, path: str = "/", http_method: str = "POST") -> tuple[dict[str, Any], int]:
+        status, headers, data = await self.request(body, path, method=http_method)
+        return self._decode(status, headers, data), status
+
+    async def call(self, method: str, parameters: Any = None) -> Any:
+        envelope, status = await self._exchange(self._body(method, parameters))
+        return self._result(envelope, status)
+
+    async def batch(self, calls: dict[str, tuple[str, Any]]) -> dict[str, Any]:
+        envelope, status = await self._exchange(self.serializer.encode(self._batch_body(calls)))
+        self._result(envelope, status)
+        return self._batch_results(envelope)
+
+    async def create(self, user_id: str, password: str, **fields: Any) -> dict[str, Any]:
+        return await self.call("account.create", dict(fields, user_id=user_id, password=password))  # type: ignore[no-any-return]
+
+    async def login(self, user_id: str, password: str) -> dict[str, Any]:
+        return await self.call("account.login", {"user_id": user_id, "password": password})  # type: ignore[no-any-return]
+
+    async def logout(self) -> Any:
+        try:
+            return await self.call("account.logout")
+        finally:
+            self.session = None

@@ -1,0 +1,112 @@
+"""Events between requests and between servers (PROTOCOL.md section 8)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from typing import TYPE_CHECKING, Any, Callable
+
+from toto.eventbus import EventBus, EventCallback
+
+if TYPE_CHECKING:
+    from toto.serializers import Serializer
+
+log = logging.getLogger("toto.events")
+
+
+class LocalBus(EventBus):
+    """In-process bus: events reach this process only."""
+
+    def __init__(self, options: Any = None) -> None:
+        self._callbacks: list[EventCallback] = []
+
+    async def publish(self, name: str, payload: bytes, broadcast: bool = True) -> None:
+        loop = asyncio.get_running_loop()
+        for callback in self._callbacks:
+            loop.call_soon(callback, name, payload)
+
+    def subscribe(self, callback: EventCallback) -> None:
+        self._callbacks.append(callback)
+
+    async def close(self) -> None:
+        self._callbacks.clear()
+
+
+class EventManager:
+    """Dispatches events to registered handlers; ``send`` goes through the configured bus."""
+
+    _instance: EventManager | None = None
+
+    def __init__(self) -> None:
+        self.bus: EventBus | None = None
+        self.serializer: Serializer | None = None
+        self._handlers: dict[str, dict[int, tuple[Callable[[Any], Any], Any]]] = {}
+        self._ids = itertools.count(1)
+
+    @classmethod
+    def instance(cls) -> EventManager:
+        if cls._instance is None:
+            cls._instance = cls()
+        return cls._instance
+
+    async def start(self, bus: EventBus, serializer: Serializer) -> None:
+        self.bus = bus
+        self.serializer = serializer
+        await bus.open()
+        bus.subscribe(self._receive)
+
+    async def stop(self) -> None:
+        if self.bus is not None:
+            await self.bus.close()
+            self.bus = None
+
+    def register_handler(
+        self, name: str, fn: Callable[[Any], Any], run_on_main_loop: bool = True, request_handler: Any = None
+    ) -> tuple[str, int]:
+        """Call ``fn(args)`` for every event ``name``; returns a token for ``remove_handler``.
+        A handler tied to ``request_handler`` never fires once that request finished."""
+        token = next(self._ids)
+        self._handlers.setdefault(name, {})[token] = (fn, request_handler)
+        return (name, token)
+
+    def remove_handler(self, sig: tuple[str, int]) -> None:
+        name, token = sig
+        handlers = self._handlers.get(name)
+        if handlers is not None:
+            handlers.pop(token, None)
+            if not handlers:
+                del self._handlers[name]
+
+    def handler_count(self, name: str | None = None) -> int:
+        if name is not None:
+            return len(self._handlers.get(name, ()))
+        return sum(len(h) for h in self._handlers.values())
+
+    def send(self, name: str, args: Any, broadcast: bool = True) -> asyncio.Future[None]:
+        """Send ``args`` to every handler of ``name`` on every server (``broadcast=False``: one server)."""
+        if self.bus is None or self.serializer is None:
+            raise RuntimeError("the event manager is not started (the server is not running)")
+        payload = self.serializer.encode(args)
+        return asyncio.ensure_future(self.bus.publish(name, payload, broadcast))
+
+    def _receive(self, name: str, payload: bytes) -> None:
+        handlers = self._handlers.get(name)
+        if not handlers:
+            return
+        assert self.serializer is not None
+        try:
+            args = self.serializer.decode(payload)
+        except Exception:
+            log.warning("dropped event %r: its payload could not be decoded", name)
+            return
+        for token, (fn, request_handler) in list(handlers.items()):
+            if request_handler is not None and request_handler._finished:
+                self.remove_handler((name, token))
+                continue
+            try:
+                result = fn(args)
+                if asyncio.iscoroutine(result):
+                    asyncio.ensure_future(result)
+            except Exception:
+                log.exception("event handler for %r failed", name)

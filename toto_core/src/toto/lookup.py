@@ -1,0 +1,90 @@
+"""Safe, cached resolution of method names to method modules."""
+
+from __future__ import annotations
+
+import importlib
+import re
+import sys
+from types import ModuleType
+from typing import Any
+
+from toto.exceptions import ERROR_INVALID_METHOD, ERROR_MISSING_METHOD, TotoException
+
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)*\Z")
+_BUILTIN_ROOT = "toto.methods"
+
+
+class Method:
+    """A resolved method: its module and how to call it."""
+
+    __slots__ = ("name", "module", "invoke", "is_coroutine", "callback_style", "optional_session", "on_close")
+
+    def __init__(self, name: str, module: ModuleType) -> None:
+        import inspect
+
+        self.name = name
+        self.module = module
+        self.invoke = module.invoke
+        self.is_coroutine = inspect.iscoroutinefunction(self.invoke)
+        self.callback_style = bool(getattr(self.invoke, "asynchronous", False))
+        self.optional_session = bool(getattr(self.invoke, "optionally_authenticated", False))
+        self.on_close = getattr(module, "on_connection_close", None)
+
+
+def invalid(name: Any) -> TotoException:
+    shown = name if isinstance(name, str) and len(name) <= 200 else "<invalid>"
+    return TotoException(ERROR_INVALID_METHOD, f"Cannot call '{shown}'.")
+
+
+class MethodLookup:
+    """Maps ``a.b.c`` to ``<method_module>.a.b.c`` and nothing else.
+
+    A name is a dotted path of identifiers that start with a letter (so no private
+    or dunder names, no ``..``, no absolute imports); it is imported only as a
+    submodule of the method package, and the module found must really live there
+    and define ``invoke``. Hits are cached; misses are not, so the cache cannot be
+    grown by callers.
+    """
+
+    def __init__(self, root: str, builtin_accounts: bool = True) -> None:
+        self.root = root
+        self.builtin_accounts = builtin_accounts
+        self._cache: dict[str, Method] = {}
+        try:
+            importlib.import_module(root)
+        except ImportError as exc:
+            raise ImportError(f"method_module {root!r} cannot be imported: {exc}") from exc
+
+    def resolve(self, name: Any) -> Method:
+        method = self._cache.get(name) if isinstance(name, str) else None
+        if method is not None:
+            return method
+        if name is None or name == "":
+            raise TotoException(ERROR_MISSING_METHOD, "Missing method.")
+        if not isinstance(name, str) or len(name) > 200 or not _NAME.match(name):
+            raise invalid(name)
+        module = self._import(self.root, name)
+        if module is None and self.builtin_accounts and name.startswith("account."):
+            module = self._import(_BUILTIN_ROOT, name)
+        if module is None:
+            raise invalid(name)
+        method = Method(name, module)
+        self._cache[name] = method
+        return method
+
+    @staticmethod
+    def _import(root: str, name: str) -> ModuleType | None:
+        full = f"{root}.{name}"
+        module = sys.modules.get(full)
+        if module is None:
+            try:
+                module = importlib.import_module(full)
+            except ModuleNotFoundError as exc:
+                # Only "this name is not a module below root" means an invalid method;
+                # a method module that fails to import its own dependencies is a bug.
+                if exc.name is not None and (full == exc.name or full.startswith(exc.name + ".")):
+                    return None
+                raise
+        if module.__name__ != full or not callable(getattr(module, "invoke", None)):
+            return None
+        return module

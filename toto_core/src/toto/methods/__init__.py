@@ -1,0 +1,1 @@
+"""Built-in methods, served when the application's method package does not define them."""

@@ -1,0 +1,1 @@
+"""The built-in ``account.*`` methods (PROTOCOL.md section 3)."""

@@ -1,0 +1,9 @@
+"""account.login: check the password and open a new session."""
+
+from toto import accounts
+from toto.invocation import optionally_authenticated
+
+
+@optionally_authenticated
+async def invoke(handler, parameters):  # type: ignore[no-untyped-def]
+    return await accounts.login(handler, parameters)

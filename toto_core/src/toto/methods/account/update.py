@@ -1,0 +1,9 @@
+"""account.update: change the password and/or account fields (the current password is required)."""
+
+from toto import accounts
+from toto.invocation import authenticated
+
+
+@authenticated
+async def invoke(handler, parameters):  # type: ignore[no-untyped-def]
+    return await accounts.update(handler, parameters)

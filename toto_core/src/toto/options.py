@@ -1,0 +1,190 @@
+"""Server options: defaults < keyword arguments < config file < command line."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+
+class OptionError(Exception):
+    """A bad option name or value; the message is one line a user can act on."""
+
+
+@dataclass
+class OptionSpec:
+    name: str
+    default: Any
+    type: Callable[[Any], Any]
+    help: str
+    choices: tuple[Any, ...] | None = None
+    group: str = "toto"
+
+
+def _parse_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+class Options:
+    """A flat namespace of named options with types, defaults, help and choices.
+
+    Read values as attributes (``options.port``). Plugins add their own options in
+    the ``toto_add_options`` hook with ``define``.
+    """
+
+    def __init__(self) -> None:
+        object.__setattr__(self, "_specs", {})
+        object.__setattr__(self, "_values", {})
+
+    def define(
+        self,
+        name: str,
+        default: Any = None,
+        type: Callable[[Any], Any] | None = None,
+        help: str = "",
+        choices: Iterable[Any] | None = None,
+        group: str = "toto",
+    ) -> None:
+        if name in self._specs:
+            raise OptionError(f"option {name!r} is defined twice (by {self._specs[name].group} and {group})")
+        if type is None:
+            type = bool if isinstance(default, bool) else (default.__class__ if default is not None else str)
+        converter = _parse_bool if type is bool else type
+        self._specs[name] = OptionSpec(name, default, converter, help, tuple(choices) if choices else None, group)
+        self._values[name] = default
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(f"no option named {name!r}") from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self.set(name, value)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._specs
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self._values.get(name, default)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self._values)
+
+    def set(self, name: str, value: Any) -> None:
+        spec = self._specs.get(name)
+        if spec is None:
+            raise OptionError(f"unknown option --{name} (see --help)")
+        if value is not None:
+            try:
+                value = spec.type(value)
+            except (TypeError, ValueError) as exc:
+                raise OptionError(f"bad value for --{name}: {value!r} ({exc})") from None
+            if spec.choices is not None and value not in spec.choices:
+                allowed = " | ".join(str(c) for c in spec.choices)
+                raise OptionError(f"bad value for --{name}: {value!r} (choose one of: {allowed})")
+        self._values[name] = value
+
+    def update(self, values: dict[str, Any]) -> None:
+        for name, value in values.items():
+            self.set(name, value)
+
+    def load_config_file(self, path: str) -> None:
+        """Read a config file of ``name = value`` Python assignments (the seed's format)."""
+        namespace: dict[str, Any] = {"__file__": path}
+        try:
+            with open(path, "rb") as f:
+                code = compile(f.read(), path, "exec")
+        except OSError as exc:
+            raise OptionError(f"cannot read config file {path}: {exc.strerror}") from None
+        except SyntaxError as exc:
+            raise OptionError(f"config file {path} line {exc.lineno}: {exc.msg}") from None
+        exec(code, namespace)  # the operator's own file, like a settings module
+        for name, value in namespace.items():
+            if not name.startswith("_") and name in self._specs:
+                self.set(name, value)
+
+    def parse_command_line(self, args: list[str]) -> list[str]:
+        """Apply ``--name=value`` / ``--name value`` / ``--flag`` arguments; return the rest."""
+        rest: list[str] = []
+        i = 0
+        while i < len(args):
+            arg = args[i]
+            i += 1
+            if not arg.startswith("--") or arg == "--":
+                rest.append(arg)
+                continue
+            name, eq, value = arg[2:].partition("=")
+            name = name.replace("-", "_")
+            spec = self._specs.get(name)
+            if spec is None:
+                raise OptionError(f"unknown option --{name} (see --help)")
+            if not eq:
+                if spec.type is _parse_bool:
+                    value = "true"
+                elif i < len(args) and not args[i].startswith("--"):
+                    value = args[i]
+                    i += 1
+                else:
+                    raise OptionError(f"option --{name} needs a value")
+            self.set(name, value)
+        return rest
+
+    def help_text(self, prog: str = "toto serve") -> str:
+        lines = [f"usage: {prog} [config_file] [--option=value ...]", ""]
+        groups: dict[str, list[OptionSpec]] = {}
+        for spec in self._specs.values():
+            groups.setdefault(spec.group, []).append(spec)
+        for group, specs in groups.items():
+            lines.append(f"{group} options:")
+            for spec in sorted(specs, key=lambda s: s.name):
+                choices = f" ({' | '.join(map(str, spec.choices))})" if spec.choices else ""
+                lines.append(f"  --{spec.name:<22} {spec.help}{choices} [default: {spec.default!r}]")
+            lines.append("")
+        return "\n".join(lines)
+
+
+def define_core_options(options: Options) -> None:
+    """The core's options; every one is shown by ``--help``."""
+    d = options.define
+    d("port", 8888, int, "TCP port to serve on")
+    d("address", "", str, "address to bind (empty: all interfaces)")
+    d("method_module", "methods", str, "package whose modules are the callable methods")
+    d("database", "", str, "storage backend (memory, sqlite, postgres, mysql, redis, mongodb, or a plugin's); "
+      "empty: sqlite when toto-sql is installed, else memory")
+    d("database_url", "", str, "URL of the database, e.g. postgresql://user@127.0.0.1:5432/db")
+    d("hmac_mode", "user_id", str, "request signing", choices=("user_id", "session_key", "off"))
+    d("session_ttl", 14 * 24 * 3600.0, float, "seconds a signed-in session lives after its last renewal")
+    d("session_renew", 7 * 24 * 3600.0, float,
+      "renew a session when fewer than this many seconds remain (0: renew on every request)")
+    d("anon_session_ttl", 24 * 3600.0, float, "seconds an anonymous session lives after its last renewal")
+    d("anon_session_renew", 12 * 3600.0, float, "renewal threshold of anonymous sessions")
+    d("max_body_size", 10 * 1024 * 1024, int, "largest request body in bytes (larger: 413)")
+    d("method_select", "both", str, "where the method name may come from", choices=("both", "url", "parameter"))
+    d("root", "/", str, "URL path the API is mounted under")
+    d("allow_origin", "*", str, "Access-Control-Allow-Origin value")
+    d("debug", False, bool, "send tracebacks in error answers and reload nothing else; never in production")
+    d("logging", "info", str, "log level", choices=("debug", "info", "warning", "error", "none"))
+    d("event_bus", "local", str, "event bus (local, or a plugin's such as redis)")
+    d("event_url", "", str, "URL of the event bus, e.g. redis://127.0.0.1:6379/0")
+    d("state_serializer", "json", str, "safe serializer for session state and event payloads")
+    d("builtin_accounts", True, bool, "serve account.create/login/logout/update when the app has none")
+    d("password_cost", 14, int, "scrypt cost as log2(N); 14 means N=16384 (about 16 MiB per hash)")
+    d("login_attempts", 5, int, "failed logins per user id within login_window before 1014")
+    d("login_window", 300.0, float, "seconds over which failed logins are counted")
+    d("signature_window", 300.0, float, "session_key mode: accepted clock skew in seconds")
+    d("max_batch", 100, int, "most calls in one batch request")
+    d("processes", 1, int, "server processes (0: one per CPU)")
+    d("xheaders", False, bool, "trust X-Real-Ip / X-Forwarded-For from a proxy in front")
+
+
+def print_error_and_exit(message: str, status: int = 2) -> None:
+    print(f"toto: error: {message}", file=sys.stderr)
+    raise SystemExit(status)

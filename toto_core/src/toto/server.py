@@ -1,0 +1,203 @@
+"""TotoServer: options, plugins and the Tornado server, put together once at startup."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import signal
+import sys
+from typing import Any
+
+from tornado.httpserver import HTTPServer
+from tornado.web import Application
+
+from toto.exceptions import PluginError
+from toto.lookup import MethodLookup
+from toto.options import OptionError, Options, define_core_options, print_error_and_exit
+from toto.plugins import get_plugin_manager, merge_named, merge_serializers, pick
+
+log = logging.getLogger("toto.server")
+
+
+class Connection:
+    """What methods reach as ``handler.connection``: ``db`` is the backend's native handle."""
+
+    def __init__(self, storage: Any) -> None:
+        self.storage = storage
+        self.db = storage.db
+
+
+class TotoServer:
+    """A Toto server.
+
+    ``TotoServer(conf_file=None, **options).run()``. Options are applied in this
+    order, each overriding the one before: defaults, keyword arguments, the config
+    file (``name = value`` lines), the command line (``--name=value``). Pass
+    ``argv=[]`` to ignore ``sys.argv`` when embedding the server.
+    """
+
+    def __init__(self, conf_file: str | None = None, argv: list[str] | None = None, **options: Any) -> None:
+        self.pm = get_plugin_manager()
+        self.hook = self.pm.hook
+        self.options = Options()
+        define_core_options(self.options)
+        try:
+            self.hook.toto_add_options(options=self.options)
+            self.options.update(options)
+            args = list(sys.argv[1:] if argv is None else argv)
+            if "--help" in args or "-h" in args:
+                print(self.options.help_text())
+                raise SystemExit(0)
+            if args and not args[0].startswith("-"):
+                conf_file = args.pop(0)
+            if conf_file:
+                self.options.load_config_file(conf_file)
+            rest = self.options.parse_command_line(args)
+            if rest:
+                raise OptionError(f"unexpected argument {rest[0]!r}")
+            self._configure()
+        except (OptionError, PluginError) as exc:
+            print_error_and_exit(str(exc))
+        self.storage: Any = None
+        self.connection: Connection | None = None
+        self.http_server: HTTPServer | None = None
+        self._stopping: asyncio.Event | None = None
+        self._background: list[asyncio.Task[Any]] = []
+
+    # -- configuration (once) ---------------------------------------------------------
+    def _configure(self) -> None:
+        o = self.options
+        self.debug = bool(o.debug)
+        self.max_body_size = int(o.max_body_size)
+        self.max_batch = int(o.max_batch)
+        self.method_select = o.method_select
+        self.allow_origin = o.allow_origin
+        self.storages = merge_named(self.pm, "toto_register_storage")
+        self.buses = merge_named(self.pm, "toto_register_event_buses")
+        self.authenticators = merge_named(self.pm, "toto_register_authenticators")
+        self.serializers = merge_serializers(self.pm)
+        for serializer in {id(s): s for s in self.serializers.values()}.values():
+            serializer.configure(o)
+        self.default_serializer = self.serializers["application/json"]
+        if not o.database:
+            o.database = "sqlite" if "sqlite" in self.storages else "memory"
+        self.storage_factory = pick(self.storages, o.database, "database")
+        self.bus_factory = pick(self.buses, o.event_bus, "event_bus")
+        self.authenticator = pick(self.authenticators, o.hmac_mode, "hmac_mode")
+        if hasattr(self.authenticator, "window"):
+            self.authenticator.window = float(o.signature_window)
+        self.expose_headers = ", ".join(self.authenticator.expose_headers)
+        safe = [s for s in {id(s): s for s in self.serializers.values()}.values() if s.safe_for_state]
+        by_name = {s.name: s for s in safe}
+        if o.state_serializer not in by_name:
+            known = ", ".join(sorted(by_name))
+            raise PluginError(f"state_serializer {o.state_serializer!r} is not installed (installed: {known})")
+        self.state_serializer = by_name[o.state_serializer]
+        self.state_fallbacks = safe
+        try:
+            self.methods = MethodLookup(o.method_module, builtin_accounts=o.builtin_accounts)
+        except ImportError as exc:
+            raise PluginError(str(exc)) from None
+        self.invoke_hooks = bool(
+            self.hook.toto_before_invoke.get_hookimpls() or self.hook.toto_after_invoke.get_hookimpls()
+        )
+        from toto.accounts import LoginLimiter
+
+        self.login_limiter = LoginLimiter(int(o.login_attempts), float(o.login_window))
+
+    def make_app(self) -> Application:
+        from toto.handler import TotoHandler
+
+        root = "/" + self.options.root.strip("/")
+        pattern = r"/(.*)" if root == "/" else root.rstrip("/") + r"/?(.*)"
+        app = Application([(pattern, TotoHandler, {"server": self})], compress_response=False)
+        app.toto_server = self  # type: ignore[attr-defined]
+        return app
+
+    # -- lifecycle --------------------------------------------------------------------
+    async def start(self, sockets: list[Any] | None = None) -> None:
+        """Open storage and the event bus, then listen (on ``sockets`` when given)."""
+        from toto.events import EventManager
+        from toto.sessions import SessionManager
+
+        o = self.options
+        self.storage = self.storage_factory(o)
+        await self.storage.open()
+        self.connection = Connection(self.storage)
+        self.sessions = SessionManager(self.storage, self.state_serializer, self.state_fallbacks, o)
+        await EventManager.instance().start(self.bus_factory(o), self.state_serializer)
+        for result in self.hook.toto_startup(server=self):
+            if inspect.isawaitable(result):
+                await result
+        self.http_server = HTTPServer(
+            self.make_app(), xheaders=bool(o.xheaders), max_body_size=max(self.max_body_size * 2, 1 << 30)
+        )
+        if sockets is not None:
+            self.http_server.add_sockets(sockets)
+        else:
+            self.http_server.listen(int(o.port), o.address or "")
+        self._background.append(asyncio.ensure_future(self._purge_loop()))
+        shown = o.address or "0.0.0.0"
+        log.info("Toto listening on http://%s:%s (database: %s, hmac_mode: %s)", shown, o.port, o.database, o.hmac_mode)
+
+    async def stop(self) -> None:
+        """Stop listening, then close the event bus and storage."""
+        from toto.events import EventManager
+
+        if self.http_server is not None:
+            self.http_server.stop()
+            await self.http_server.close_all_connections()
+        for task in self._background:
+            task.cancel()
+        for result in self.hook.toto_shutdown(server=self):
+            if inspect.isawaitable(result):
+                await result
+        await EventManager.instance().stop()
+        if self.storage is not None:
+            await self.storage.close()
+        log.info("Toto stopped")
+
+    async def _purge_loop(self, interval: float = 60.0) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                removed = await self.storage.purge_expired()
+                if removed:
+                    log.debug("purged %d expired sessions", removed)
+            except Exception as exc:
+                log.warning("purging expired sessions failed: %s", exc)
+
+    async def serve(self) -> None:
+        """Serve until SIGTERM or SIGINT."""
+        self._stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, self._stopping.set)
+            except (NotImplementedError, RuntimeError):
+                pass
+        await self.start()
+        await self._stopping.wait()
+        await self.stop()
+
+    def run(self) -> None:
+        """Configure logging and serve in this process until stopped."""
+        setup_logging(self.options.logging)
+        try:
+            asyncio.run(self.serve())
+        except KeyboardInterrupt:
+            pass
+
+
+def setup_logging(level: str) -> None:
+    if level == "none":
+        logging.disable(logging.CRITICAL)
+        return
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # Tornado's per-request access log is noise at info level.
+    logging.getLogger("tornado.access").setLevel(logging.WARNING)

@@ -1,0 +1,234 @@
+"""Sessions: creation, loading, sliding expiry, state and per-session serialization."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import re
+import secrets
+import time
+from collections.abc import Iterator, MutableMapping
+from typing import TYPE_CHECKING, Any
+
+from toto.storage import SessionRecord
+
+if TYPE_CHECKING:
+    from toto.serializers import Serializer
+    from toto.storage import Storage
+
+log = logging.getLogger("toto.sessions")
+
+_SESSION_ID = re.compile(r"[A-Za-z0-9_\-]{16,128}\Z")
+
+
+def new_session_id() -> str:
+    """22 characters of base64url for 16 random bytes (128 bits)."""
+    return secrets.token_urlsafe(16)
+
+
+def new_session_key() -> str:
+    """32 random bytes as unpadded base64url (session_key signing mode)."""
+    return base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode("ascii")
+
+
+class _LockEntry:
+    __slots__ = ("lock", "version", "users")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.version = 0
+        self.users = 0
+
+
+class Session(MutableMapping[str, Any]):
+    """The caller's session as methods see it (``handler.session``).
+
+    It acts as a dict of its state (``session["cart"]``); ``save_state()`` persists
+    the state. Call it from sync code and the write is finished before the response
+    goes out; from async code, ``await session.save_state()``.
+    """
+
+    def __init__(self, manager: SessionManager, record: SessionRecord, state: dict[str, Any] | None = None) -> None:
+        self._manager = manager
+        self._record = record
+        self._state = state
+        self._pending: asyncio.Future[None] | None = None
+        self._lock_entry: _LockEntry | None = None
+        self._loaded_version = 0
+        self._locked = False
+
+    # -- identity -------------------------------------------------------------------
+    @property
+    def session_id(self) -> str:
+        return self._record.session_id
+
+    @property
+    def user_id(self) -> str | None:
+        return self._record.user_id
+
+    @property
+    def expires(self) -> float:
+        return self._record.expires
+
+    @property
+    def key(self) -> str | None:
+        return self._record.key
+
+    def to_response(self) -> dict[str, Any]:
+        record = self._record
+        return {"session_id": record.session_id, "expires": record.expires, "user_id": record.user_id or ""}
+
+    # -- state ----------------------------------------------------------------------
+    @property
+    def state(self) -> dict[str, Any]:
+        if self._state is None:
+            self._state = self._manager.decode_state(self._record.state)
+        return self._state
+
+    def __getitem__(self, key: str) -> Any:
+        return self.state[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.state[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self.state[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.state)
+
+    def __len__(self) -> int:
+        return len(self.state)
+
+    def save_state(self) -> asyncio.Future[None]:
+        """Persist the state as it is now. Awaitable; the handler awaits it anyway."""
+        data = self._manager.encode_state(self.state)
+        self._record.state = data
+        previous = self._pending
+        storage = self._manager.storage
+
+        async def write() -> None:
+            if previous is not None:
+                await asyncio.shield(previous)
+            await storage.save_state(self._record.session_id, data)
+            if self._lock_entry is not None:
+                self._lock_entry.version += 1
+
+        self._pending = asyncio.ensure_future(write())
+        return self._pending
+
+    async def flush(self) -> None:
+        """Wait for every save_state() write started so far."""
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            await pending
+
+    def __repr__(self) -> str:
+        return f"<Session {self.session_id[:6]}... user={self.user_id!r}>"
+
+
+class SessionManager:
+    """Creates, loads and renews sessions on one storage."""
+
+    def __init__(self, storage: Storage, state_serializer: Serializer, fallbacks: list[Serializer], options: Any) -> None:
+        self.storage = storage
+        self.state_serializer = state_serializer
+        self.fallbacks = [s for s in fallbacks if s is not state_serializer]
+        self.ttl = float(options.session_ttl)
+        self.renew = float(options.session_renew)
+        self.anon_ttl = float(options.anon_session_ttl)
+        self.anon_renew = float(options.anon_session_renew)
+        self._locks: dict[str, _LockEntry] = {}
+
+    def encode_state(self, state: dict[str, Any]) -> bytes:
+        return self.state_serializer.encode(state)
+
+    def decode_state(self, data: bytes) -> dict[str, Any]:
+        if not data:
+            return {}
+        for serializer in (self.state_serializer, *self.fallbacks):
+            try:
+                value = serializer.decode(data)
+            except Exception:
+                continue
+            if isinstance(value, dict):
+                return value
+        log.warning("session state could not be decoded by any state serializer; starting empty")
+        return {}
+
+    async def create(self, user_id: str | None, with_key: bool) -> Session:
+        ttl = self.ttl if user_id is not None else self.anon_ttl
+        record = SessionRecord(
+            session_id=new_session_id(),
+            user_id=user_id,
+            expires=time.time() + ttl,
+            state=b"",
+            key=new_session_key() if with_key else None,
+        )
+        await self.storage.store_session(record)
+        return Session(self, record, {})
+
+    async def load(self, session_id: str) -> Session | None:
+        if not _SESSION_ID.match(session_id):
+            return None
+        # Join the session's lock entry before reading, so a save by another request
+        # after this read is seen as a version change when this request locks.
+        entry = self._locks.get(session_id)
+        if entry is None:
+            entry = self._locks[session_id] = _LockEntry()
+        entry.users += 1
+        version = entry.version
+        try:
+            record = await self.storage.load_session(session_id)
+        except BaseException:
+            self._leave(session_id, entry)
+            raise
+        if record is None:
+            self._leave(session_id, entry)
+            return None
+        session = Session(self, record)
+        session._lock_entry = entry
+        session._loaded_version = version
+        return session
+
+    def _leave(self, session_id: str, entry: _LockEntry) -> None:
+        entry.users -= 1
+        if entry.users == 0 and self._locks.get(session_id) is entry:
+            del self._locks[session_id]
+
+    def renewal(self, session: Session) -> float | None:
+        """The new expiry if this request should renew the session, else None."""
+        anonymous = session.user_id is None
+        ttl = self.anon_ttl if anonymous else self.ttl
+        renew = self.anon_renew if anonymous else self.renew
+        now = time.time()
+        if renew <= 0 or session.expires - now < renew:
+            return now + ttl
+        return None
+
+    async def lock(self, session: Session) -> None:
+        """Serialize requests on one session inside this process, so a read-modify-write
+        of its state is never lost. Reloads the state if another request saved it while
+        this one waited."""
+        entry = session._lock_entry
+        if entry is None or session._locked:
+            return
+        await entry.lock.acquire()
+        session._locked = True
+        if entry.version != session._loaded_version:
+            fresh = await self.storage.load_session(session.session_id)
+            if fresh is not None:
+                session._record.state = fresh.state
+                session._state = None
+
+    def release(self, session: Session) -> None:
+        """Give up the session's lock (if held) and its lock entry. Idempotent."""
+        entry = session._lock_entry
+        if entry is None:
+            return
+        session._lock_entry = None
+        if session._locked:
+            session._locked = False
+            entry.lock.release()
+        self._leave(session.session_id, entry)
