@@ -73,6 +73,7 @@ class TotoHandler(RequestHandler):
         self._active_methods: list[Method] = []
         self._reply: asyncio.Future[Any] | None = None
         self._locked_session: Session | None = None
+        server.in_flight.add(self)
 
     # -- reading ----------------------------------------------------------------------
     def set_default_headers(self) -> None:
@@ -409,6 +410,8 @@ class TotoHandler(RequestHandler):
         """
         from toto.events import EventManager
 
+        if not deregister_on_finish:
+            return EventManager.instance().register_handler(event_name, handler, run_on_main_loop)
         sig = EventManager.instance().register_handler(event_name, handler, run_on_main_loop, self)
         self.registered_event_handlers.append(sig)
         return sig
@@ -433,6 +436,7 @@ class TotoHandler(RequestHandler):
         self.on_finish()
 
     def on_finish(self) -> None:
+        self.server.in_flight.discard(self)
         if self.registered_event_handlers:
             from toto.events import EventManager
 
