@@ -160,7 +160,7 @@ class MachineBus(EventBus):
 
     async def _send(self, path: str, frame: bytes) -> bool:
         """Send one frame to a peer; False when the peer is gone (and forgotten)."""
-        for attempt in range(2):
+        for _attempt in range(2):
             writer = await self._connection(path)
             if writer is None:
                 return False
