@@ -205,16 +205,19 @@ def call_command(argv: list[str]) -> int:
         client = TotoClient(args.url, hmac_mode=args.hmac_mode, serializer=args.serializer, timeout=args.timeout)
     except ValueError as exc:
         raise CommandError(str(exc)) from None
+    step = args.method
     try:
         with client:
             if args.user_id is not None:
+                step = "account.create" if args.create else "account.login"
                 if args.create:
                     client.create(args.user_id, args.password)
                 else:
                     client.login(args.user_id, args.password)
+                step = args.method
             result = client.call(args.method, parameters)
     except TotoClientError as exc:
-        raise CommandError(f"{args.method} failed: {exc.value} (code {exc.code})") from None
+        raise CommandError(f"{step} failed: {exc.value} (code {exc.code})") from None
     except (OSError, TimeoutError) as exc:
         reason = exc.strerror or str(exc) or type(exc).__name__
         raise CommandError(f"cannot reach {args.url}: {reason}") from None
