@@ -12,6 +12,7 @@ request finishes or its connection closes, so long polls leave nothing behind.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 from collections.abc import Callable
@@ -53,6 +54,8 @@ class EventManager:
         self.serializer: Serializer | None = None
         self._handlers: dict[str, dict[int, tuple[Callable[[Any], Any], Any]]] = {}
         self._ids = itertools.count(1)
+        # Coroutine handlers run as tasks; holding them keeps them from being collected mid-run.
+        self._tasks: set[asyncio.Future[Any]] = set()
 
     @classmethod
     def instance(cls) -> EventManager:
@@ -109,6 +112,11 @@ class EventManager:
         future.add_done_callback(lambda f: _log_failed_send(name, f))
         return future
 
+    def _handler_done(self, name: str, task: asyncio.Future[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("event handler for %r failed", name, exc_info=task.exception())
+
     def _receive(self, name: str, payload: bytes) -> None:
         handlers = self._handlers.get(name)
         if not handlers:
@@ -127,8 +135,10 @@ class EventManager:
                 continue
             try:
                 result = fn(args)
-                if asyncio.iscoroutine(result):
-                    asyncio.ensure_future(result)
+                if asyncio.isfuture(result) or asyncio.iscoroutine(result):
+                    task = asyncio.ensure_future(result)
+                    self._tasks.add(task)
+                    task.add_done_callback(functools.partial(self._handler_done, name))
             except Exception:
                 log.exception("event handler for %r failed", name)
 
