@@ -43,7 +43,7 @@ def tests(session: nox.Session) -> None:
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff: lint and formatting."""
-    session.install("ruff>=0.6")
+    session.install("ruff==0.17.6")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
 
@@ -51,8 +51,8 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy on the core."""
-    session.install("mypy>=1.10", "-e", "./toto_core")
-    session.run("mypy", "toto_core/src/toto")
+    session.install("mypy==2.4.1", "pytest", "-e", "./toto_core")
+    session.run("mypy", "--config-file", "toto_core/pyproject.toml", "toto_core/src/toto")
 
 
 @nox.session

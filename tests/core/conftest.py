@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
-
 from toto.testing.server import ServerProcess
 
 from tests.conftest import BASIC_APP

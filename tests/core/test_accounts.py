@@ -8,7 +8,6 @@ import threading
 import time
 
 import pytest
-
 from toto.client import TotoClient, TotoClientError
 
 
@@ -176,8 +175,10 @@ def test_concurrent_increments_on_one_session_lose_nothing(server, user_id):
         except BaseException as exc:  # surfaced below
             errors.append(exc)
 
-    threads = [threading.Thread(target=worker, args=("counter.increment" if i % 2 else "counter.increment_async",))
-               for i in range(50)]
+    threads = [
+        threading.Thread(target=worker, args=("counter.increment" if i % 2 else "counter.increment_async",))
+        for i in range(50)
+    ]
     for t in threads:
         t.start()
     for t in threads:

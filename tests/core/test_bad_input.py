@@ -6,7 +6,6 @@ import json
 import socket
 
 import pytest
-
 from toto.client import TotoClientError
 
 
@@ -15,8 +14,9 @@ def answer(server, body: bytes, **kw):
     return status, json.loads(data)
 
 
-@pytest.mark.parametrize("body", [b"{not json", b'{"method": "echo"', b"\xff\xfe\x00", b"[1, 2, 3]", b'"text"', b"42",
-                                  b"null"])
+@pytest.mark.parametrize(
+    "body", [b"{not json", b'{"method": "echo"', b"\xff\xfe\x00", b"[1, 2, 3]", b'"text"', b"42", b"null"]
+)
 def test_malformed_or_non_object_body_is_400_1011(server, body):
     status, data = answer(server, body)
     assert status == 400 and data["error"]["code"] == 1011
@@ -77,8 +77,7 @@ def _raw_exchange(port: int, head: bytes, body_chunks: list[bytes]) -> bytes:
 def test_declared_oversize_body_is_413_without_reading_it(start_server):
     srv = start_server(max_body_size=1024)
     # Declares 1 GiB but sends only a little: the server must answer and close, not wait for it.
-    head = (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            b"Content-Length: 1073741824\r\n\r\n")
+    head = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1073741824\r\n\r\n"
     data = _raw_exchange(srv.port, head, [b"{" * 100])
     assert data.startswith(b"HTTP/1.1 413"), data[:200]
     body = json.loads(data.split(b"\r\n\r\n", 1)[1])
@@ -104,8 +103,26 @@ def test_body_at_the_limit_is_accepted(start_server):
 
 @pytest.mark.parametrize(
     "name",
-    ["__init__", "os.system", "..x", "/etc/passwd", "echo.os", "with_os.os", "with_os.os.system", "helpers",
-     "methods", "_private", "echo/../fail", "sys", "toto.server", "a..b", "echo.", ".echo", "1abc", "é"],
+    [
+        "__init__",
+        "os.system",
+        "..x",
+        "/etc/passwd",
+        "echo.os",
+        "with_os.os",
+        "with_os.os.system",
+        "helpers",
+        "methods",
+        "_private",
+        "echo/../fail",
+        "sys",
+        "toto.server",
+        "a..b",
+        "echo.",
+        ".echo",
+        "1abc",
+        "é",
+    ],
 )
 def test_method_names_that_reach_outside_are_1001(server, name):
     status, data = answer(server, json.dumps({"method": name}).encode())

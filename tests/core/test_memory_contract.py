@@ -1,7 +1,6 @@
 """The built-in memory storage and local bus pass the contract kit."""
 
 import pytest
-
 from toto.events import LocalBus
 from toto.storage.memory import MemoryStorage
 from toto.testing import StorageContract

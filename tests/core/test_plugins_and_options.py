@@ -8,17 +8,21 @@ import sys
 from pathlib import Path
 
 import pytest
+from toto.testing.server import ServerProcess
 
 from tests.conftest import BASIC_APP, TESTS
-from toto.testing.server import ServerProcess
 
 FAST = {"password_cost": 10, "logging": "warning"}
 
 
 def run_toto(*args: str, env: dict[str, str] | None = None, cwd: str = BASIC_APP) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "toto", *args], cwd=cwd, env=dict(os.environ, **(env or {})),
-        capture_output=True, text=True, timeout=60,
+        [sys.executable, "-m", "toto", *args],
+        cwd=cwd,
+        env=dict(os.environ, **(env or {})),
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -28,9 +32,19 @@ def plugin_path(tmp_path_factory) -> str:
     target = tmp_path_factory.mktemp("site")
     for name in ("toto_example", "toto_example_clash"):
         subprocess.run(
-            [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target / name),
-             str(TESTS / "plugins" / name)],
-            check=True, timeout=300,
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--no-deps",
+                "--target",
+                str(target / name),
+                str(TESTS / "plugins" / name),
+            ],
+            check=True,
+            timeout=300,
         )
     return str(target)
 
@@ -53,9 +67,24 @@ def test_plugin_options_appear_in_help(plugin_path):
     out = run_toto("serve", "--help", env=env_with(plugin_path, "toto_example"))
     assert out.returncode == 0
     assert "--example_greeting" in out.stdout and "toto-example" in out.stdout
-    for option in ("port", "address", "method_module", "database", "database_url", "hmac_mode", "session_ttl",
-                   "session_renew", "anon_session_ttl", "max_body_size", "method_select", "root", "allow_origin",
-                   "debug", "logging", "event_bus"):
+    for option in (
+        "port",
+        "address",
+        "method_module",
+        "database",
+        "database_url",
+        "hmac_mode",
+        "session_ttl",
+        "session_renew",
+        "anon_session_ttl",
+        "max_body_size",
+        "method_select",
+        "root",
+        "allow_origin",
+        "debug",
+        "logging",
+        "event_bus",
+    ):
         assert f"--{option}" in out.stdout
 
 
@@ -83,8 +112,9 @@ def test_missing_backend_names_the_pip_command():
     assert len(out.stderr.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("args", [["--port=abc"], ["--hmac_mode=sha1"], ["--no_such_option=1"], ["--debug=maybe"],
-                                  ["--method_select=body"]])
+@pytest.mark.parametrize(
+    "args", [["--port=abc"], ["--hmac_mode=sha1"], ["--no_such_option=1"], ["--debug=maybe"], ["--method_select=body"]]
+)
 def test_bad_option_exits_2_with_one_line(args):
     out = run_toto("serve", *args)
     assert out.returncode == 2
@@ -108,8 +138,9 @@ def test_option_precedence(tmp_path):
         " method_module='json')\n"
         "print(s.options.allow_origin, s.options.max_batch, s.options.port, s.options.root)\n"
     )
-    out = subprocess.run([sys.executable, str(script), "--root=/cli"], cwd=tmp_path, capture_output=True, text=True,
-                         timeout=60)
+    out = subprocess.run(
+        [sys.executable, str(script), "--root=/cli"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
     assert out.stdout.split() == ["from-config", "7", "1234", "/cli"], out.stderr
 
 
@@ -119,12 +150,13 @@ def test_toto_command_and_python_m_both_serve():
     port = free_port()
     toto_bin = Path(sys.executable).with_name("toto")
     assert toto_bin.exists()
-    proc = subprocess.Popen([str(toto_bin), "serve", f"--port={port}", "--address=127.0.0.1", "--logging=warning"],
-                            cwd=BASIC_APP)
+    proc = subprocess.Popen(
+        [str(toto_bin), "serve", f"--port={port}", "--address=127.0.0.1", "--logging=warning"], cwd=BASIC_APP
+    )
     try:
-        from toto.client import TotoClient
-
         import time
+
+        from toto.client import TotoClient
 
         for _ in range(100):
             try:

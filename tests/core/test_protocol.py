@@ -7,7 +7,6 @@ import socket
 import threading
 
 import pytest
-
 from toto.client import TotoClient, TotoClientError
 
 
@@ -66,8 +65,8 @@ def test_form_call(server):
 def test_multipart_call_with_file(server):
     boundary = "xYzBoundary"
     parts = (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nhello\r\n"
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"upload\"; filename=\"a.txt\"\r\n"
+        f'--{boundary}\r\nContent-Disposition: form-data; name="title"\r\n\r\nhello\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="upload"; filename="a.txt"\r\n'
         f"Content-Type: text/plain\r\n\r\nfile body\r\n--{boundary}--\r\n"
     ).encode()
     status, _, body = server.client().request(
@@ -189,7 +188,10 @@ def test_on_connection_close_is_called(server):
     before = c.call("hold_closed")
     s = socket.create_connection(("127.0.0.1", server.port))
     body = b'{"method": "hold"}'
-    s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+    s.sendall(
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+        % (len(body), body)
+    )
     s.settimeout(0.3)
     with pytest.raises(socket.timeout):
         s.recv(100)  # the method never answers

@@ -10,7 +10,6 @@ import re
 import time
 
 import pytest
-
 from toto.client import TotoClient, TotoClientError
 from toto.signing import decode_session_key, session_key_request_hmac
 
@@ -140,8 +139,11 @@ def test_session_key_user_id_signature_is_refused(key_server, user_id):
     c = key_server.client(hmac_mode="session_key")
     c.create(user_id, "pw")
     body = json.dumps({"method": "whoami"}).encode()
-    headers = {"x-toto-session-id": c.session["session_id"], "x-toto-hmac": sha1_b64(user_id, body),
-               "x-toto-timestamp": str(int(time.time()))}
+    headers = {
+        "x-toto-session-id": c.session["session_id"],
+        "x-toto-hmac": sha1_b64(user_id, body),
+        "x-toto-timestamp": str(int(time.time())),
+    }
     assert json.loads(c.request(body, headers=headers, sign=False)[2])["error"]["code"] == 1008
 
 
@@ -162,4 +164,3 @@ def test_client_rejects_a_bad_response_signature(key_server, user_id):
     with pytest.raises(TotoClientError) as err:
         c.create(user_id, "pw")
     assert err.value.code == 1009
-

@@ -27,4 +27,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
-__all__ = ["TotoException", "TotoServer", "hookimpl", "__version__"]
+__all__ = ["TotoException", "TotoServer", "__version__", "hookimpl"]

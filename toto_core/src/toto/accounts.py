@@ -54,33 +54,33 @@ def verify_password_sync(password: str, stored: str) -> bool:
         salt, expected = base64.b64decode(salt_s), base64.b64decode(digest_s)
     except (ValueError, TypeError):
         return False
-    digest = hashlib.scrypt(
-        password.encode("utf-8"), salt=salt, n=n, r=r, p=p, maxmem=256 * n * r, dklen=len(expected)
-    )
+    digest = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=n, r=r, p=p, maxmem=256 * n * r, dklen=len(expected))
     return hmac.compare_digest(digest, expected)
 
 
 async def hash_password(password: str, cost: int) -> str:
     # scrypt takes tens of milliseconds by design: keep it off the event loop.
-    return await asyncio.get_running_loop().run_in_executor(None, hash_password_sync, password, cost)
+    hashed: str = await asyncio.get_running_loop().run_in_executor(None, hash_password_sync, password, cost)
+    return hashed
 
 
 async def verify_password(password: str, stored: str) -> bool:
-    return await asyncio.get_running_loop().run_in_executor(None, verify_password_sync, password, stored)
+    ok: bool = await asyncio.get_running_loop().run_in_executor(None, verify_password_sync, password, stored)
+    return ok
 
 
 def normalize_user_id(user_id: Any) -> str:
     """Lower-cased user id (compat), or 1010 when it is empty, too long or has control characters."""
     if not isinstance(user_id, str):
         raise TotoException(ERROR_INVALID_USER_ID, "Invalid user ID: it must be a string.")
-    user_id = user_id.strip().lower()
+    user_id = str(user_id).strip().lower()
     if not user_id:
         raise TotoException(ERROR_INVALID_USER_ID, "Invalid user ID: it is empty.")
     if len(user_id) > MAX_USER_ID:
         raise TotoException(ERROR_INVALID_USER_ID, f"Invalid user ID: longer than {MAX_USER_ID} characters.")
     if any(unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co", "Cn") for c in user_id):
         raise TotoException(ERROR_INVALID_USER_ID, "Invalid user ID: it contains control characters.")
-    return user_id
+    return str(user_id)
 
 
 def _password(parameters: dict[str, Any], name: str = "password") -> str:

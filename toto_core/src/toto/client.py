@@ -34,7 +34,8 @@ def find_serializer(name: str) -> Serializer:
 
     for serializer in merge_serializers(get_plugin_manager()).values():
         if serializer.name == name:
-            return serializer
+            found: Serializer = serializer
+            return found
     raise ValueError(f"serializer {name!r} is not installed; {install_hint(name)}")
 
 
@@ -84,8 +85,9 @@ class _ClientCore:
         try:
             envelope = self._serializer_for(headers).decode(body)
         except Exception:
-            raise TotoClientError(ERROR_MALFORMED_REQUEST, f"HTTP {status}: unreadable answer {body[:200]!r}",
-                                  status=status) from None
+            raise TotoClientError(
+                ERROR_MALFORMED_REQUEST, f"HTTP {status}: unreadable answer {body[:200]!r}", status=status
+            ) from None
         if not isinstance(envelope, dict):
             raise TotoClientError(ERROR_MALFORMED_REQUEST, f"HTTP {status}: answer is not an object", status=status)
         self._verify(headers, body, envelope)

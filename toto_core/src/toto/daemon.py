@@ -262,9 +262,8 @@ def stop(pidfile: str, timeout: float, missing_ok: bool = False) -> None:
 
 def log_file_for(options: Any) -> str:
     if options.log_file:
-        return os.path.abspath(options.log_file)
-    pidfile = os.path.abspath(options.pidfile)
-    return (pidfile[: -len(".pid")] if pidfile.endswith(".pid") else pidfile) + ".log"
+        return os.path.abspath(str(options.log_file))
+    return os.path.abspath(str(options.pidfile)).removesuffix(".pid") + ".log"
 
 
 def start(server: TotoServer) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from typing import Callable
+from collections.abc import Callable
 
 #: Called with ``(name, payload)`` for each event this server receives.
 EventCallback = Callable[[str, bytes], None]

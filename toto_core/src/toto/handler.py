@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from tornado import httputil
 from tornado.web import RequestHandler, stream_request_body
 
+from toto.events import EventManager
 from toto.exceptions import (
     ERROR_INVALID_SESSION_ID,
     ERROR_MALFORMED_REQUEST,
@@ -135,7 +136,9 @@ class TotoHandler(RequestHandler):
                 httputil.parse_body_arguments(content_type, body, arguments, files, self.request.headers)
                 parameters = _arguments(arguments)
                 for name, uploads in files.items():
-                    entries = [{"filename": f.filename, "body": f.body, "content_type": f.content_type} for f in uploads]
+                    entries = [
+                        {"filename": f.filename, "body": f.body, "content_type": f.content_type} for f in uploads
+                    ]
                     parameters[name] = entries[0] if len(entries) == 1 else entries
                 self._pick_response_serializer(None)
                 await self._call_one(path, None, parameters, body)
@@ -408,8 +411,6 @@ class TotoHandler(RequestHandler):
 
         The registration is dropped when the request finishes or its connection closes.
         """
-        from toto.events import EventManager
-
         if not deregister_on_finish:
             return EventManager.instance().register_handler(event_name, handler, run_on_main_loop)
         sig = EventManager.instance().register_handler(event_name, handler, run_on_main_loop, self)
@@ -417,8 +418,6 @@ class TotoHandler(RequestHandler):
         return sig
 
     def deregister_event_handler(self, sig: Any) -> None:
-        from toto.events import EventManager
-
         EventManager.instance().remove_handler(sig)
         if sig in self.registered_event_handlers:
             self.registered_event_handlers.remove(sig)
@@ -438,8 +437,6 @@ class TotoHandler(RequestHandler):
     def on_finish(self) -> None:
         self.server.in_flight.discard(self)
         if self.registered_event_handlers:
-            from toto.events import EventManager
-
             manager = EventManager.instance()
             for sig in self.registered_event_handlers:
                 manager.remove_handler(sig)

@@ -12,13 +12,14 @@ error that names both.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 if TYPE_CHECKING:
     from toto.auth import Authenticator
-    from toto.events import EventBus
+    from toto.eventbus import EventBus
     from toto.handler import TotoHandler
     from toto.options import Options
     from toto.serializers import Serializer

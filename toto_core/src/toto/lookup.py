@@ -17,7 +17,7 @@ _BUILTIN_ROOT = "toto.methods"
 class Method:
     """A resolved method: its module and how to call it."""
 
-    __slots__ = ("name", "module", "invoke", "is_coroutine", "callback_style", "optional_session", "on_close")
+    __slots__ = ("callback_style", "invoke", "is_coroutine", "module", "name", "on_close", "optional_session")
 
     def __init__(self, name: str, module: ModuleType) -> None:
         import inspect

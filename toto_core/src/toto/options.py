@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 
 class OptionError(Exception):
@@ -157,13 +158,22 @@ def define_core_options(options: Options) -> None:
     d("port", 8888, int, "TCP port to serve on")
     d("address", "", str, "address to bind (empty: all interfaces)")
     d("method_module", "methods", str, "package whose modules are the callable methods")
-    d("database", "", str, "storage backend (memory, sqlite, postgres, mysql, redis, mongodb, or a plugin's); "
-      "empty: sqlite when toto-sql is installed, else memory")
+    d(
+        "database",
+        "",
+        str,
+        "storage backend (memory, sqlite, postgres, mysql, redis, mongodb, or a plugin's); "
+        "empty: sqlite when toto-sql is installed, else memory",
+    )
     d("database_url", "", str, "URL of the database, e.g. postgresql://user@127.0.0.1:5432/db")
     d("hmac_mode", "user_id", str, "request signing", choices=("user_id", "session_key", "off"))
     d("session_ttl", 14 * 24 * 3600.0, float, "seconds a signed-in session lives after its last renewal")
-    d("session_renew", 7 * 24 * 3600.0, float,
-      "renew a session when fewer than this many seconds remain (0: renew on every request)")
+    d(
+        "session_renew",
+        7 * 24 * 3600.0,
+        float,
+        "renew a session when fewer than this many seconds remain (0: renew on every request)",
+    )
     d("anon_session_ttl", 24 * 3600.0, float, "seconds an anonymous session lives after its last renewal")
     d("anon_session_renew", 12 * 3600.0, float, "renewal threshold of anonymous sessions")
     d("max_body_size", 10 * 1024 * 1024, int, "largest request body in bytes (larger: 413)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Callable
+from typing import Any
 
 import pluggy
 
@@ -99,7 +99,8 @@ def merge_serializers(pm: pluggy.PluginManager) -> dict[str, Any]:
     owners: dict[str, str] = {}
     for impl in reversed(pm.hook.toto_register_serializers.get_hookimpls()):
         label = plugin_label(pm, impl.plugin)
-        for serializer in impl.function() or []:
+        offered: list[Any] = impl.function() or []  # type: ignore[assignment]
+        for serializer in offered:
             for content_type in serializer.content_types:
                 if content_type in by_type:
                     raise PluginError(
@@ -110,7 +111,7 @@ def merge_serializers(pm: pluggy.PluginManager) -> dict[str, Any]:
     return by_type
 
 
-def pick(registry: dict[str, Callable[..., Any]], name: str, what: str) -> Callable[..., Any]:
+def pick(registry: dict[str, Any], name: str, what: str) -> Any:
     try:
         return registry[name]
     except KeyError:

@@ -33,7 +33,7 @@ def new_session_key() -> str:
 
 
 class _LockEntry:
-    __slots__ = ("lock", "version", "users")
+    __slots__ = ("lock", "users", "version")
 
     def __init__(self) -> None:
         self.lock = asyncio.Lock()
@@ -131,7 +131,9 @@ class Session(MutableMapping[str, Any]):
 class SessionManager:
     """Creates, loads and renews sessions on one storage."""
 
-    def __init__(self, storage: Storage, state_serializer: Serializer, fallbacks: list[Serializer], options: Any) -> None:
+    def __init__(
+        self, storage: Storage, state_serializer: Serializer, fallbacks: list[Serializer], options: Any
+    ) -> None:
         self.storage = storage
         self.state_serializer = state_serializer
         self.fallbacks = [s for s in fallbacks if s is not state_serializer]

@@ -1,7 +1,6 @@
 """Callback-style method: answers through handler.respond after a delay."""
 
 from tornado.ioloop import IOLoop
-
 from toto.invocation import asynchronous
 
 

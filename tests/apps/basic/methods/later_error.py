@@ -1,7 +1,6 @@
 """Callback-style method that answers with an error."""
 
 from tornado.ioloop import IOLoop
-
 from toto.exceptions import TotoException
 from toto.invocation import asynchronous
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from toto.eventbus import EventBus
 from toto.storage import DuplicateAccount, SessionRecord, Storage
@@ -285,7 +286,7 @@ class EventBusContract:
             for bus in buses:
                 await bus.open()
                 inbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
-                bus.subscribe(lambda name, payload, q=inbox: q.put_nowait((name, payload)))
+                bus.subscribe(self._enqueue(inbox))
                 inboxes.append(inbox)
             await asyncio.sleep(0.2)  # let subscriptions settle before the first publish
             try:
@@ -295,6 +296,13 @@ class EventBusContract:
                     await bus.close()
 
         return asyncio.run(main())
+
+    @staticmethod
+    def _enqueue(inbox: asyncio.Queue[tuple[str, bytes]]) -> Callable[[str, bytes], None]:
+        def deliver(name: str, payload: bytes) -> None:
+            inbox.put_nowait((name, payload))
+
+        return deliver
 
     async def receive(self, inbox: asyncio.Queue[tuple[str, bytes]]) -> tuple[str, bytes]:
         return await asyncio.wait_for(inbox.get(), self.delivery_timeout)

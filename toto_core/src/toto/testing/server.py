@@ -67,7 +67,9 @@ class ServerProcess:
             except OSError:
                 time.sleep(0.05)
         self.kill()
-        raise RuntimeError(f"server did not listen on port {self.port} within {self.startup_timeout}s:\n{self.output()}")
+        raise RuntimeError(
+            f"server did not listen on port {self.port} within {self.startup_timeout}s:\n{self.output()}"
+        )
 
     def output(self) -> str:
         with open(self._log.name, encoding="utf-8", errors="replace") as f:

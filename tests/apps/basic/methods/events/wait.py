@@ -1,7 +1,6 @@
 """Long poll: answers the args of the next event parameters["name"], or null after parameters["timeout"]."""
 
 from tornado.ioloop import IOLoop
-
 from toto.invocation import asynchronous
 
 
