@@ -277,6 +277,15 @@ def start(server: TotoServer) -> None:
         print(f"toto: replacing stale pidfile {o.pidfile} (pid {read_pid(o.pidfile)} is not running)")
         os.unlink(o.pidfile)
     process_count(server)  # fail here, in the terminal, not in the log
+    try:
+        os.makedirs(os.path.dirname(o.pidfile), exist_ok=True)
+        os.makedirs(os.path.dirname(o.log_file), exist_ok=True)
+        with open(o.log_file, "a"):
+            pass
+    except OSError as exc:
+        raise DaemonError(f"cannot write {exc.filename}: {exc.strerror}") from None
+    if not os.access(os.path.dirname(o.pidfile), os.W_OK):
+        raise DaemonError(f"cannot write pidfile {o.pidfile}: its directory is not writable")
     ready_read, ready_write = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()
