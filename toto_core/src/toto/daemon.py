@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import fcntl
 import logging
 import os
 import signal
@@ -31,6 +30,11 @@ import tempfile
 import threading
 import time
 from typing import TYPE_CHECKING, Any
+
+try:
+    import fcntl
+except ImportError:  # Windows: no fork, no flock; only a single foreground process
+    fcntl = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
     from toto.server import TotoServer
@@ -159,6 +163,8 @@ def run(server: TotoServer) -> None:
     """Do what the options ask: stop, restart, start detached, or serve here."""
     o = server.options
     try:
+        if (o.start or o.stop or o.restart) and (fcntl is None or not hasattr(os, "fork")):
+            raise DaemonError("--start, --stop and --restart need a POSIX system; run the server in the foreground")
         if o.stop and not o.restart:
             stop(o.pidfile, float(o.stop_timeout))
             return
@@ -211,9 +217,22 @@ def serve(server: TotoServer, pidfile: Pidfile | None = None) -> None:
     if o.reuse_port and not hasattr(socket, "SO_REUSEPORT"):
         raise DaemonError("--reuse_port is not supported on this platform; use sequential ports (drop --reuse_port)")
     if count == 1 and not o.reuse_port:
-        server.run_process()
+        serve_here(server)
         return
+    if not hasattr(os, "fork"):
+        raise DaemonError("--processes needs a POSIX system (fork); run one process per port yourself")
     Group(server, count, pidfile).run()
+
+
+def serve_here(server: TotoServer, sockets: list[Any] | None = None) -> None:
+    """Serve in this process; a port that cannot be bound is one line, not a traceback."""
+    o = server.options
+    try:
+        server.run_process(sockets)
+    except OSError as exc:
+        if exc.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
+            raise
+        raise DaemonError(f"cannot listen on {o.address or '*'}:{o.port}: {exc.strerror}") from None
 
 
 # -- stopping -----------------------------------------------------------------------------------
@@ -433,6 +452,9 @@ class Group:
             code = 0
             try:
                 code = self._child(index)
+            except DaemonError as exc:
+                print(f"toto: error: {exc}", file=sys.stderr)
+                code = 1
             except SystemExit as exc:
                 code = exc.code if isinstance(exc.code, int) else 1
             except BaseException:
@@ -458,10 +480,13 @@ class Group:
         if o.reuse_port:
             from tornado.netutil import bind_sockets
 
-            sockets = bind_sockets(int(o.port), o.address or None, reuse_port=True)
+            try:
+                sockets = bind_sockets(int(o.port), o.address or None, reuse_port=True)
+            except OSError as exc:
+                raise DaemonError(f"cannot listen on {o.address or '*'}:{o.port}: {exc.strerror}") from None
         else:
             o.port = int(o.port) + index
-        self.server.run_process(sockets)
+        serve_here(self.server, sockets)
         return 0
 
     def _supervise(self) -> None:
