@@ -202,3 +202,16 @@ def _ignore(call: Any) -> None:
         call()
     except Exception:
         pass
+
+
+def test_processes_zero_runs_one_per_cpu(tmp_path: Path, cleanup: Any) -> None:
+    cpus = os.cpu_count() or 1
+    port = free_ports(cpus)
+    started = start(tmp_path, port, "--processes=0")
+    assert started.returncode == 0, started.stderr
+    assert len(list(tmp_path.glob("toto.*.pid"))) == cpus
+    served_by = {TotoClient(f"http://127.0.0.1:{port + i}").call("events.count")["pid"] for i in range(cpus)}
+    assert len(served_by) == cpus
+    everything = pids(tmp_path)
+    assert stop(tmp_path).returncode == 0
+    assert_gone(everything)

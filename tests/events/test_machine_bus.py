@@ -65,3 +65,40 @@ def test_long_directory_gets_a_short_socket_directory(tmp_path: Path) -> None:
         await b.close()
 
     asyncio.run(main())
+
+
+def test_a_peer_that_goes_away_is_forgotten(tmp_path: Path) -> None:
+    directory = str(tmp_path / "events")
+
+    async def main() -> None:
+        a, b = MachineBus(directory), MachineBus(directory)
+        await a.open()
+        await b.open()
+        got: list[bytes] = []
+        b.subscribe(lambda name, payload: got.append(payload))
+        await a.publish("x", b"1")
+        for _ in range(100):
+            if got:
+                break
+            await asyncio.sleep(0.01)
+        assert got == [b"1"]
+        await b.close()  # a still holds a connection to b
+        c = MachineBus(directory)
+        await c.open()
+        received: list[bytes] = []
+        a.subscribe(lambda name, payload: received.append(payload))
+        c.subscribe(lambda name, payload: received.append(payload))
+        for i in range(20):
+            await a.publish("x", str(i).encode(), broadcast=False)
+        for _ in range(200):
+            if len(received) == 20:
+                break
+            await asyncio.sleep(0.01)
+        assert sorted(received, key=int) == [str(i).encode() for i in range(20)], "b's events went nowhere"
+        assert got == [b"1"], "a closed bus receives nothing"
+        assert len(os.listdir(c.directory)) == 2, "only the live sockets remain"
+        await a.close()
+        await c.close()
+        assert os.listdir(c.directory) == []
+
+    asyncio.run(main())

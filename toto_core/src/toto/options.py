@@ -182,7 +182,12 @@ def define_core_options(options: Options) -> None:
     d("allow_origin", "*", str, "Access-Control-Allow-Origin value")
     d("debug", False, bool, "send tracebacks in error answers and reload nothing else; never in production")
     d("logging", "info", str, "log level", choices=("debug", "info", "warning", "error", "none"))
-    d("event_bus", "local", str, "event bus (local, or a plugin's such as redis)")
+    d(
+        "event_bus",
+        "local",
+        str,
+        "event bus: local (this process), machine (this machine's processes), or a plugin's such as redis",
+    )
     d("event_url", "", str, "URL of the event bus, e.g. redis://127.0.0.1:6379/0")
     d("state_serializer", "json", str, "safe serializer for session state and event payloads")
     d("builtin_accounts", True, bool, "serve account.create/login/logout/update when the app has none")
