@@ -179,6 +179,8 @@ def test_sigterm_drains_in_flight_requests(tmp_path: Path, cleanup: Any) -> None
     stopping.join(30)
     assert {"slept": 2.0} in answers and 0 in answers
     assert_gone([pid])
+    log = (tmp_path / "toto.log").read_text()
+    assert "draining: 1 in flight, waiting up to 30s" in log and "Toto stopped" in log
 
 
 def test_stop_kills_a_server_that_does_not_drain_in_time(tmp_path: Path, cleanup: Any) -> None:

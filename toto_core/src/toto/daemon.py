@@ -561,9 +561,9 @@ async def drain(server: TotoServer, timeout: float) -> None:
     """Wait until the requests in flight have finished, at most ``timeout`` seconds."""
     if not server.in_flight:
         return
-    log.info("waiting up to %gs for %d requests in flight", timeout, len(server.in_flight))
+    log.info("draining: %d in flight, waiting up to %gs", len(server.in_flight), timeout)
     deadline = time.monotonic() + timeout
     while server.in_flight and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     if server.in_flight:
-        log.warning("cutting %d requests still in flight after %gs", len(server.in_flight), timeout)
+        log.warning("draining: cut %d still in flight after %gs", len(server.in_flight), timeout)
