@@ -217,3 +217,20 @@ def test_processes_zero_runs_one_per_cpu(tmp_path: Path, cleanup: Any) -> None:
     everything = pids(tmp_path)
     assert stop(tmp_path).returncode == 0
     assert_gone(everything)
+
+
+def test_children_do_not_outlive_a_killed_parent(tmp_path: Path, cleanup: Any) -> None:
+    port = free_ports(2)
+    assert start(tmp_path, port, "--processes=2").returncode == 0
+    parent = int((tmp_path / "toto.pid").read_text())
+    children = [int((tmp_path / f"toto.{i}.pid").read_text()) for i in range(2)]
+    os.kill(parent, 9)
+    assert_gone(children)
+    # Stale pidfiles (and pids that may belong to others by now) are never signalled.
+    again = start(tmp_path, port, "--processes=2")
+    assert again.returncode == 0, again.stderr
+    assert "stale pidfile" in again.stdout
+    everything = pids(tmp_path)
+    assert parent not in everything
+    assert stop(tmp_path).returncode == 0
+    assert_gone(everything)

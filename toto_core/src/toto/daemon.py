@@ -241,12 +241,12 @@ def serve_here(server: TotoServer, sockets: list[Any] | None = None) -> None:
 def stop(pidfile: str, timeout: float, missing_ok: bool = False) -> None:
     """SIGTERM the server of ``pidfile`` (and its group), wait, SIGKILL leftovers, clean up."""
     pidfile = os.path.abspath(pidfile)
-    main_pid = read_pid(pidfile) if pidfile_locked(pidfile) else None
-    children = [(path, read_pid(path)) for path in _child_pidfiles(pidfile)]
-    live_children = [pid for _, pid in children if pid and process_alive(pid)]
-    if main_pid is None and not live_children:
+    children = _child_pidfiles(pidfile)
+    # Children inherit the parent's lock, so it is held while any process of the group
+    # lives. Without it every pid in these files is stale and may belong to someone else.
+    if not pidfile_locked(pidfile):
         stale = os.path.exists(pidfile)
-        for path in [pidfile, *(p for p, _ in children)]:
+        for path in [pidfile, *children]:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
         if missing_ok:
@@ -254,7 +254,8 @@ def stop(pidfile: str, timeout: float, missing_ok: bool = False) -> None:
         detail = "removed a stale pidfile" if stale else "no pidfile"
         raise DaemonError(f"no server is running for pidfile {pidfile} ({detail})")
     # The parent forwards SIGTERM to its children; signal the children too in case it died.
-    targets = ([main_pid] if main_pid else []) + live_children
+    pids = [read_pid(path) for path in [pidfile, *children]]
+    targets = [pid for pid in pids if pid and process_alive(pid)]
     for pid in targets:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
@@ -270,7 +271,10 @@ def stop(pidfile: str, timeout: float, missing_ok: bool = False) -> None:
         print(f"toto: server did not stop within {timeout:g}s; killed it", file=sys.stderr)
         while any(process_alive(pid) for pid in targets) and time.monotonic() < deadline + 5:
             time.sleep(0.05)
-    for path in [pidfile, *(p for p, _ in children)]:
+    deadline = time.monotonic() + 5
+    while pidfile_locked(pidfile) and time.monotonic() < deadline:
+        time.sleep(0.05)  # a process not in any pidfile (a child being restarted) still holds it
+    for path in [pidfile, *children]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
     print(f"toto: stopped (pid {' '.join(map(str, targets))})")
