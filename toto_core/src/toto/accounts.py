@@ -145,18 +145,17 @@ def _session_answer(handler: TotoHandler) -> dict[str, Any]:
     return answer
 
 
-def _parameters(parameters: Any) -> dict[str, Any]:
+def _credentials(parameters: Any) -> tuple[dict[str, Any], str, str]:
+    """The parameters, the normalized user id and the password of a create or login call."""
     if not isinstance(parameters, dict):
         raise TotoException(ERROR_MISSING_PARAMS, "Missing parameters: user_id, password")
-    return parameters
+    if "user_id" not in parameters:
+        raise TotoException(ERROR_MISSING_PARAMS, "Missing parameters: user_id")
+    return parameters, normalize_user_id(parameters["user_id"]), _password(parameters)
 
 
 async def create(handler: TotoHandler, parameters: Any) -> dict[str, Any]:
-    parameters = _parameters(parameters)
-    if "user_id" not in parameters:
-        raise TotoException(ERROR_MISSING_PARAMS, "Missing parameters: user_id")
-    user_id = normalize_user_id(parameters["user_id"])
-    password = _password(parameters)
+    parameters, user_id, password = _credentials(parameters)
     server = handler.server
     password_hash = await hash_password(password, server.options.password_cost)
     try:
@@ -173,11 +172,7 @@ _DUMMY_HASH: str | None = None
 
 async def login(handler: TotoHandler, parameters: Any) -> dict[str, Any]:
     global _DUMMY_HASH
-    parameters = _parameters(parameters)
-    if "user_id" not in parameters:
-        raise TotoException(ERROR_MISSING_PARAMS, "Missing parameters: user_id")
-    user_id = normalize_user_id(parameters["user_id"])
-    password = _password(parameters)
+    parameters, user_id, password = _credentials(parameters)
     server = handler.server
     address = handler.request.remote_ip or ""
     server.login_limiter.check(user_id, address)

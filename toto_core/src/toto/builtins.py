@@ -7,6 +7,7 @@ from typing import Any
 from toto import hookimpl
 from toto.auth import Authenticator
 from toto.events import LocalBus
+from toto.machinebus import MachineBus
 from toto.serializers import JsonSerializer, Serializer
 from toto.signing import NoSigning, SessionKeySigning, UserIdSigning
 from toto.storage.memory import MemoryStorage
@@ -24,7 +25,7 @@ def toto_register_serializers() -> list[Serializer]:
 
 @hookimpl
 def toto_register_event_buses() -> dict[str, Any]:
-    return {"local": LocalBus}
+    return {"local": LocalBus, "machine": MachineBus.from_options}
 
 
 @hookimpl

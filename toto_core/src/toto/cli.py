@@ -1,52 +1,254 @@
-"""The ``toto`` command: ``toto serve``, ``toto plugins``."""
+"""The ``toto`` command: ``serve``, ``new``, ``plugins``, ``call``.
+
+Every subcommand has ``--help``; every error is one line on stderr and a non-zero exit.
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
+import re
+import shutil
 import sys
+from importlib import resources
+from typing import Any, NoReturn
 
 USAGE = """usage: toto <command> [options]
 
 commands:
-  serve [config_file] [--option=value ...]   run a server (toto serve --help lists every option)
+  serve [config_file] [--option=value ...]   run a server; --start/--stop/--restart run it detached
+                                              (toto serve --help lists every option)
+  new NAME [--template simple|chat]           make a runnable project in the directory NAME
   plugins                                     list installed plugins and what each registers
+  call URL METHOD [JSON]                      call a method of a running server
+
+Run toto <command> --help for a command's options.
 """
 
+TEMPLATES = ("simple", "chat")
 
-def plugins_command(argv: list[str]) -> int:
-    if "--help" in argv or "-h" in argv:
-        print("usage: toto plugins\n\nList the installed Toto plugins, their versions and what each registers.")
-        return 0
-    from toto.plugins import get_plugin_manager, plugin_label
 
-    pm = get_plugin_manager()
-    for plugin in pm.get_plugins():
-        print(plugin_label(pm, plugin))
-        for impl in pm.get_hookcallers(plugin) or []:
-            print(f"  {impl.name}")
-    return 0
+class CommandError(Exception):
+    """An error the user can act on; ``main`` prints it as one line and exits 1."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+# -- serve ------------------------------------------------------------------------------------
 
 
 def serve_command(argv: list[str]) -> int:
-    sys.path.insert(0, "")  # the method package normally lives in the current directory
+    if "--stop" in argv and not any(a.startswith(("--start", "--restart")) for a in argv):
+        from toto.daemon import stop_command
+
+        stop_command(argv)
+        return 0
+    sys.path.insert(0, os.getcwd())  # the method package normally lives in the current directory
     from toto.server import TotoServer
 
     TotoServer(argv=argv).run()
     return 0
 
 
-COMMANDS = {"serve": serve_command, "plugins": plugins_command}
+# -- new --------------------------------------------------------------------------------------
+
+
+def new_command(argv: list[str]) -> int:
+    parser = _Parser(
+        prog="toto new",
+        description="Make a runnable Toto project in the directory NAME: a methods package, "
+        "a config file (toto.conf), a README and its own tests.",
+    )
+    parser.add_argument("name", metavar="NAME", help="directory to create (must not exist yet)")
+    parser.add_argument("--template", choices=TEMPLATES, default="simple", help="simple (default) or chat")
+    args = parser.parse_args(argv)
+    target = os.path.abspath(args.name)
+    project = os.path.basename(target.rstrip(os.sep))
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", project):
+        raise CommandError(f"project name {project!r} must be letters, digits, '_', '-' or '.'")
+    if os.path.exists(target):
+        raise CommandError(f"{args.name} already exists; choose another NAME or remove it")
+    source = resources.files("toto") / "templates" / args.template
+    try:
+        _copy_template(source, target, {"name": project, "template": args.template})
+    except BaseException:
+        shutil.rmtree(target, ignore_errors=True)
+        raise
+    print(f"Created {args.name} from the {args.template} template. Next:")
+    print(f"  cd {args.name} && toto serve toto.conf")
+    print("  python -m pytest tests    # its own tests")
+    return 0
+
+
+def _copy_template(source: Any, target: str, values: dict[str, str]) -> None:
+    """Copy a template tree; ``*.py-tpl`` become ``*.py`` (so linters and type checkers of
+    Toto itself skip them) and ``{{name}}`` becomes the project's name."""
+    os.makedirs(target)
+    for entry in source.iterdir():
+        name = entry.name
+        if name == "__pycache__" or name.endswith((".pyc", ".pyo")):
+            continue
+        if name.endswith(".py-tpl"):
+            name = name[: -len("-tpl")]
+        destination = os.path.join(target, name)
+        if entry.is_dir():
+            _copy_template(entry, destination, values)
+            continue
+        text = entry.read_text(encoding="utf-8")
+        for key, value in values.items():
+            text = text.replace("{{" + key + "}}", value)
+        with open(destination, "w", encoding="utf-8") as f:
+            f.write(text)
+
+
+# -- plugins ----------------------------------------------------------------------------------
+
+
+def plugins_command(argv: list[str]) -> int:
+    parser = _Parser(
+        prog="toto plugins",
+        description="List the installed Toto plugins (the core's built-ins first), their versions, "
+        "the hooks each implements and what it registers. TOTO_PLUGINS=a,b limits which load.",
+    )
+    parser.add_argument("--json", action="store_true", help="print the list as JSON")
+    args = parser.parse_args(argv)
+    from toto.plugins import get_plugin_manager
+
+    try:
+        pm = get_plugin_manager()
+    except Exception as exc:
+        raise CommandError(f"loading plugins failed: {exc}") from None
+    report = [_describe_plugin(pm, plugin) for plugin in pm.get_plugins()]
+    report.sort(key=lambda p: (p["name"] != "toto-core", p["name"]))
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    for entry in report:
+        print(f"{entry['name']} {entry['version']}".rstrip())
+        print(f"  hooks: {', '.join(entry['hooks'])}")
+        for kind, names in entry["registers"].items():
+            print(f"  {kind}: {', '.join(names)}")
+    return 0
+
+
+def _describe_plugin(pm: Any, plugin: Any) -> dict[str, Any]:
+    from toto.options import Options
+
+    name, version = pm.get_name(plugin) or repr(plugin), ""
+    for p, dist in pm.list_plugin_distinfo():
+        if p is plugin:
+            name, version = dist.project_name, dist.version
+    if name == "toto.builtins":
+        from toto import __version__
+
+        name, version = "toto-core", __version__
+    hooks = sorted(caller.name for caller in pm.get_hookcallers(plugin) or [])
+    registers: dict[str, list[str]] = {}
+
+    def offered(hook: str) -> Any:
+        function = getattr(plugin, hook, None)
+        return function() if hook in hooks and function is not None else None
+
+    for hook, kind in (
+        ("toto_register_storage", "storage"),
+        ("toto_register_event_buses", "event buses"),
+        ("toto_register_authenticators", "hmac modes"),
+    ):
+        value = offered(hook)
+        if value:
+            registers[kind] = sorted(value)
+    serializers = offered("toto_register_serializers")
+    if serializers:
+        registers["serializers"] = [f"{s.name} ({', '.join(s.content_types)})" for s in serializers]
+    if "toto_add_options" in hooks:
+        options = Options()
+        plugin.toto_add_options(options=options)
+        registers["options"] = sorted(f"--{n}" for n in options.as_dict())
+    return {"name": name, "version": version, "hooks": hooks, "registers": registers}
+
+
+# -- call -------------------------------------------------------------------------------------
+
+
+def call_command(argv: list[str]) -> int:
+    parser = _Parser(
+        prog="toto call",
+        description="Call METHOD on the Toto server at URL with the Python client and print the result "
+        "as JSON. With --user_id and --password it logs in first (or creates the account with --create).",
+    )
+    parser.add_argument("url", metavar="URL", help="the server, e.g. http://127.0.0.1:8888")
+    parser.add_argument("method", metavar="METHOD", help="method name, e.g. account.login or notes.list")
+    parser.add_argument("parameters", metavar="JSON", nargs="?", default="{}", help="parameters as JSON (default {})")
+    parser.add_argument("--user_id", help="log in as this user before the call")
+    parser.add_argument("--password", help="password for --user_id")
+    parser.add_argument("--create", action="store_true", help="create the account instead of logging in")
+    parser.add_argument("--hmac_mode", default="user_id", choices=("user_id", "session_key", "off"))
+    parser.add_argument("--serializer", default="json", help="wire format: json, or an installed plugin's")
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the answer (default 30)")
+    args = parser.parse_args(argv)
+    try:
+        parameters = json.loads(args.parameters)
+    except ValueError as exc:
+        raise CommandError(f"JSON parameters are not valid JSON: {exc}") from None
+    if (args.user_id is None) != (args.password is None):
+        raise CommandError("--user_id and --password go together")
+    from toto.client import TotoClient, TotoClientError
+
+    try:
+        client = TotoClient(args.url, hmac_mode=args.hmac_mode, serializer=args.serializer, timeout=args.timeout)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    step = args.method
+    try:
+        with client:
+            if args.user_id is not None:
+                step = "account.create" if args.create else "account.login"
+                if args.create:
+                    client.create(args.user_id, args.password)
+                else:
+                    client.login(args.user_id, args.password)
+                step = args.method
+            result = client.call(args.method, parameters)
+    except TotoClientError as exc:
+        raise CommandError(f"{step} failed: {exc.value} (code {exc.code})") from None
+    except (OSError, TimeoutError) as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise CommandError(f"cannot reach {args.url}: {reason}") from None
+    print(json.dumps(result, indent=2, ensure_ascii=False))
+    return 0
+
+
+# -- main -------------------------------------------------------------------------------------
+
+COMMANDS = {"serve": serve_command, "new": new_command, "plugins": plugins_command, "call": call_command}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0] in ("-h", "--help"):
+    if not args or args[0] in ("-h", "--help", "help"):
         print(USAGE)
         return 0
     command = COMMANDS.get(args[0])
     if command is None:
-        print(f"toto: error: unknown command {args[0]!r} (see toto --help)", file=sys.stderr)
+        print(
+            f"toto: error: unknown command {args[0]!r} (commands: {', '.join(COMMANDS)}; see toto --help)",
+            file=sys.stderr,
+        )
         return 2
-    return command(args[1:])
+    try:
+        return command(args[1:])
+    except CommandError as exc:
+        print(f"toto {args[0]}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

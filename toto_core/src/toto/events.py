@@ -1,8 +1,18 @@
-"""Events between requests and between servers (PROTOCOL.md section 8)."""
+"""Events between requests and between servers (PROTOCOL.md section 8).
+
+``EventManager.instance().send(name, args)`` serializes ``args`` with the safe state
+serializer and publishes them on the configured bus (``event_bus``): ``local`` (this
+process), ``machine`` (every process using the same directory; what a ``--processes``
+group uses), or a plugin's such as ``redis``. Every process that receives the event
+calls the handlers registered for ``name``. A handler registered through
+``handler.register_event_handler`` belongs to its request and is dropped when that
+request finishes or its connection closes, so long polls leave nothing behind.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 from collections.abc import Callable
@@ -44,8 +54,8 @@ class EventManager:
         self.serializer: Serializer | None = None
         self._handlers: dict[str, dict[int, tuple[Callable[[Any], Any], Any]]] = {}
         self._ids = itertools.count(1)
-        # Strong references to handler coroutines still running (asyncio keeps only weak ones).
-        self._running: set[asyncio.Future[Any]] = set()
+        # Coroutine handlers run as tasks; holding them keeps them from being collected mid-run.
+        self._tasks: set[asyncio.Future[Any]] = set()
 
     @classmethod
     def instance(cls) -> EventManager:
@@ -68,8 +78,14 @@ class EventManager:
         self, name: str, fn: Callable[[Any], Any], run_on_main_loop: bool = True, request_handler: Any = None
     ) -> tuple[str, int]:
         """Call ``fn(args)`` for every event ``name``; returns a token for ``remove_handler``.
-        A handler tied to ``request_handler`` never fires once that request finished."""
+
+        ``run_on_main_loop=False`` runs ``fn`` in the loop's default thread pool (for
+        blocking work; it must not touch the request). A handler tied to
+        ``request_handler`` never fires once that request finished.
+        """
         token = next(self._ids)
+        if not run_on_main_loop:
+            fn = _in_thread(fn)
         self._handlers.setdefault(name, {})[token] = (fn, request_handler)
         return (name, token)
 
@@ -91,7 +107,15 @@ class EventManager:
         if self.bus is None or self.serializer is None:
             raise RuntimeError("the event manager is not started (the server is not running)")
         payload = self.serializer.encode(args)
-        return asyncio.ensure_future(self.bus.publish(name, payload, broadcast))
+        future = asyncio.ensure_future(self.bus.publish(name, payload, broadcast))
+        # Callers often fire and forget; a failed publish must still be seen in the log.
+        future.add_done_callback(lambda f: _log_failed_send(name, f))
+        return future
+
+    def _handler_done(self, name: str, task: asyncio.Future[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("event handler for %r failed", name, exc_info=task.exception())
 
     def _receive(self, name: str, payload: bytes) -> None:
         handlers = self._handlers.get(name)
@@ -104,14 +128,28 @@ class EventManager:
             log.warning("dropped event %r: its payload could not be decoded", name)
             return
         for token, (fn, request_handler) in list(handlers.items()):
+            if token not in handlers:
+                continue  # removed by a handler that ran before it in this loop
             if request_handler is not None and request_handler._finished:
                 self.remove_handler((name, token))
                 continue
             try:
                 result = fn(args)
-                if asyncio.iscoroutine(result):
+                if asyncio.isfuture(result) or asyncio.iscoroutine(result):
                     task = asyncio.ensure_future(result)
-                    self._running.add(task)
-                    task.add_done_callback(self._running.discard)
+                    self._tasks.add(task)
+                    task.add_done_callback(functools.partial(self._handler_done, name))
             except Exception:
                 log.exception("event handler for %r failed", name)
+
+
+def _in_thread(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def run(args: Any) -> Any:
+        return asyncio.get_running_loop().run_in_executor(None, fn, args)
+
+    return run
+
+
+def _log_failed_send(name: str, future: asyncio.Future[None]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.error("sending event %r failed: %s", name, future.exception())

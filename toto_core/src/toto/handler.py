@@ -74,6 +74,7 @@ class TotoHandler(RequestHandler):
         self._active_methods: list[Method] = []
         self._reply: asyncio.Future[Any] | None = None
         self._locked_session: Session | None = None
+        server.in_flight.add(self)
 
     # -- reading ----------------------------------------------------------------------
     def set_default_headers(self) -> None:
@@ -410,6 +411,8 @@ class TotoHandler(RequestHandler):
 
         The registration is dropped when the request finishes or its connection closes.
         """
+        if not deregister_on_finish:
+            return EventManager.instance().register_handler(event_name, handler, run_on_main_loop)
         sig = EventManager.instance().register_handler(event_name, handler, run_on_main_loop, self)
         self.registered_event_handlers.append(sig)
         return sig
@@ -432,6 +435,7 @@ class TotoHandler(RequestHandler):
         self.on_finish()
 
     def on_finish(self) -> None:
+        self.server.in_flight.discard(self)
         if self.registered_event_handlers:
             manager = EventManager.instance()
             for sig in self.registered_event_handlers:

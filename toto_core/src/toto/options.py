@@ -182,7 +182,12 @@ def define_core_options(options: Options) -> None:
     d("allow_origin", "*", str, "Access-Control-Allow-Origin value")
     d("debug", False, bool, "send tracebacks in error answers and reload nothing else; never in production")
     d("logging", "info", str, "log level", choices=("debug", "info", "warning", "error", "none"))
-    d("event_bus", "local", str, "event bus (local, or a plugin's such as redis)")
+    d(
+        "event_bus",
+        "local",
+        str,
+        "event bus: local (this process), machine (this machine's processes), or a plugin's such as redis",
+    )
     d("event_url", "", str, "URL of the event bus, e.g. redis://127.0.0.1:6379/0")
     d("state_serializer", "json", str, "safe serializer for session state and event payloads")
     d("builtin_accounts", True, bool, "serve account.create/login/logout/update when the app has none")
@@ -193,6 +198,20 @@ def define_core_options(options: Options) -> None:
     d("max_batch", 100, int, "most calls in one batch request")
     d("processes", 1, int, "server processes (0: one per CPU)")
     d("xheaders", False, bool, "trust X-Real-Ip / X-Forwarded-For from a proxy in front")
+    define_operations_options(options)
+
+
+def define_operations_options(options: Options) -> None:
+    """Daemon, process and shutdown options (``toto.daemon``)."""
+    d = options.define
+    d("start", False, bool, "run detached in the background (writes pidfile, output to log_file)")
+    d("stop", False, bool, "stop the server whose pidfile is --pidfile (SIGTERM, then SIGKILL after stop_timeout)")
+    d("restart", False, bool, "--stop (when running), then --start")
+    d("pidfile", "toto.pid", str, "pidfile of a --start server; --processes children add .N before .pid")
+    d("log_file", "", str, "where a --start server writes its output (empty: the pidfile's name with .log)")
+    d("reuse_port", False, bool, "--processes share --port through SO_REUSEPORT instead of sequential ports")
+    d("drain_timeout", 10.0, float, "on SIGTERM, seconds in-flight requests get to finish before they are cut")
+    d("stop_timeout", 20.0, float, "--stop: seconds to wait for the server to exit before SIGKILL")
 
 
 def print_error_and_exit(message: str, status: int = 2) -> None:

@@ -64,6 +64,8 @@ class TotoServer:
         self.http_server: HTTPServer | None = None
         self._stopping: asyncio.Event | None = None
         self._background: list[asyncio.Task[Any]] = []
+        #: Requests being served; a draining shutdown waits for it to empty (toto.daemon).
+        self.in_flight: set[Any] = set()
 
     # -- configuration (once) ---------------------------------------------------------
     def _configure(self) -> None:
@@ -142,11 +144,14 @@ class TotoServer:
         log.info("Toto listening on http://%s:%s (database: %s, hmac_mode: %s)", shown, o.port, o.database, o.hmac_mode)
 
     async def stop(self) -> None:
-        """Stop listening, then close the event bus and storage."""
+        """Stop listening, let in-flight requests finish (up to ``drain_timeout``), then
+        close the event bus and storage."""
+        from toto.daemon import drain
         from toto.events import EventManager
 
         if self.http_server is not None:
             self.http_server.stop()
+            await drain(self, float(self.options.drain_timeout))
             await self.http_server.close_all_connections()
         for task in self._background:
             task.cancel()
@@ -168,7 +173,7 @@ class TotoServer:
             except Exception as exc:
                 log.warning("purging expired sessions failed: %s", exc)
 
-    async def serve(self) -> None:
+    async def serve(self, sockets: list[Any] | None = None) -> None:
         """Serve until SIGTERM or SIGINT."""
         self._stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -177,15 +182,22 @@ class TotoServer:
                 loop.add_signal_handler(sig, self._stopping.set)
             except (NotImplementedError, RuntimeError):
                 pass
-        await self.start()
+        await self.start(sockets)
         await self._stopping.wait()
         await self.stop()
 
     def run(self) -> None:
+        """Serve as the options say: in this process, as ``--processes`` children, or
+        detached (``--start``, ``--stop``, ``--restart``); see ``toto.daemon``."""
+        from toto.daemon import run
+
+        run(self)
+
+    def run_process(self, sockets: list[Any] | None = None) -> None:
         """Configure logging and serve in this process until stopped."""
         setup_logging(self.options.logging)
         try:
-            asyncio.run(self.serve())
+            asyncio.run(self.serve(sockets))
         except KeyboardInterrupt:
             pass
         except PluginError as exc:  # a storage or bus factory refusing its configuration

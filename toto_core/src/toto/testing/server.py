@@ -39,6 +39,8 @@ class ServerProcess:
         self.options = dict(options or {})
         self.port = port or free_port()
         self.options.setdefault("address", "127.0.0.1")
+        # Tests stop servers with long polls still open; do not wait the production drain.
+        self.options.setdefault("drain_timeout", 2)
         self.options["port"] = self.port
         self.cwd = cwd
         self.env = dict(os.environ, **(env or {}))

@@ -1,0 +1,46 @@
+"""Runs the examples of docs/operations.md, as a reader would, in one empty directory."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.operations import alive, free_ports
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
+BLOCK = re.compile(r"<!-- test: (script|file (\S+)) -->\n```\w*\n(.*?)```", re.S)
+
+
+def test_operations_examples_run(tmp_path: Path) -> None:
+    blocks = BLOCK.findall(DOC.read_text(encoding="utf-8"))
+    assert sum(kind == "script" for kind, _, _ in blocks) >= 3
+    port = free_ports(2)
+    env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+    env.pop("PYTEST_ADDOPTS", None)
+    try:
+        for kind, path, text in blocks:
+            text = text.replace("8889", str(port + 1)).replace("8888", str(port))
+            if kind == "script":
+                result = subprocess.run(
+                    ["bash", "-euo", "pipefail", "-c", text],
+                    cwd=tmp_path,
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    timeout=300,
+                )
+                assert result.returncode == 0, f"{text}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+            else:
+                target = tmp_path / path
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(text, encoding="utf-8")
+    finally:
+        pidfiles = list(tmp_path.rglob("*.pid"))
+        leftovers = [int(p.read_text().split()[0]) for p in pidfiles if p.read_text().strip()]
+        for pid in leftovers:
+            if alive(pid):
+                os.kill(pid, 9)
+    assert not pidfiles, "the examples must stop every server they start"

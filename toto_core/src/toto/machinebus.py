@@ -1,0 +1,243 @@
+"""The ``machine`` event bus: events between the server processes of one machine.
+
+No extra service: each process listens on its own Unix stream socket in a shared
+directory (by default beside the pidfile) and sends to every socket it finds there.
+A socket whose process died is detected by a refused connection and removed, so a
+crashed process never swallows a ``broadcast=False`` event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import hashlib
+import logging
+import os
+import random
+import secrets
+import socket
+import struct
+import tempfile
+import time
+from typing import Any
+
+from toto.eventbus import EventBus, EventCallback
+
+log = logging.getLogger("toto.events")
+
+_HEADER = struct.Struct("!II")  # name length, payload length
+_MAX_NAME = 64 * 1024
+_MAX_PAYLOAD = 256 * 1024 * 1024
+# sun_path is 108 bytes on Linux, 104 on the BSDs; stay under both with the file name.
+_MAX_SOCKET_PATH = 100
+_SUFFIX = ".sock"
+
+
+def socket_directory(directory: str) -> str:
+    """Where the sockets of ``directory``'s group live: the directory itself, or, when
+    its path is too long for a Unix socket address, a short one derived from it so
+    every process of the group still agrees."""
+    directory = os.path.abspath(directory)
+    if len(directory) + 40 <= _MAX_SOCKET_PATH:
+        return directory
+    digest = hashlib.sha256(directory.encode()).hexdigest()[:20]
+    return os.path.join(tempfile.gettempdir(), f"toto-{os.getuid()}-{digest}")
+
+
+def directory_from_options(options: Any) -> str:
+    """The group directory: ``event_url`` (a path or ``unix:///path``) when given,
+    else ``<pidfile without .pid>.events`` beside the pidfile."""
+    url = getattr(options, "event_url", None) or ""
+    if url:
+        return url.removeprefix("unix://")
+    pidfile = getattr(options, "pidfile", None) or "toto.pid"
+    base = pidfile.removesuffix(".pid")
+    return base + ".events"
+
+
+class MachineBus(EventBus):
+    """Unix-socket bus shared by every process that uses the same directory."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = socket_directory(directory)
+        self.path = ""
+        self._callbacks: list[EventCallback] = []
+        self._server: asyncio.AbstractServer | None = None
+        self._peers: dict[str, asyncio.Future[asyncio.StreamWriter | None]] = {}
+        self._readers: set[asyncio.Task[None]] = set()
+        self._listing: list[str] = []
+        self._listing_mtime = -1
+        self._closed = False
+
+    @classmethod
+    def from_options(cls, options: Any) -> MachineBus:
+        return cls(directory_from_options(options))
+
+    async def open(self) -> None:
+        os.makedirs(self.directory, mode=0o700, exist_ok=True)
+        name = f"{os.getpid()}-{secrets.token_hex(6)}"
+        self.path = os.path.join(self.directory, name + _SUFFIX)
+        # Listen under a name peers ignore, then rename: a peer never sees a socket
+        # that refuses connections yet, which it would take for a dead one.
+        staging = os.path.join(self.directory, "." + name)
+        self._server = await asyncio.start_unix_server(self._serve_peer, path=staging)
+        os.chmod(staging, 0o600)
+        os.rename(staging, self.path)
+
+    def subscribe(self, callback: EventCallback) -> None:
+        self._callbacks.append(callback)
+
+    async def publish(self, name: str, payload: bytes, broadcast: bool = True) -> None:
+        if self._closed:
+            raise RuntimeError("the machine event bus is closed")
+        encoded = name.encode("utf-8")
+        if len(encoded) > _MAX_NAME or len(payload) > _MAX_PAYLOAD:
+            raise ValueError(f"event {name[:80]!r} is too large for the machine bus")
+        frame = _HEADER.pack(len(encoded), len(payload)) + encoded + payload
+        peers = self._peer_paths()
+        if broadcast:
+            for path in peers:
+                if path == self.path:
+                    # Asynchronously, like a delivery from a peer: a handler never runs inside send().
+                    asyncio.get_running_loop().call_soon(self._deliver, name, payload)
+                else:
+                    await self._send(path, frame)
+            return
+        random.shuffle(peers)
+        for path in peers:
+            if path == self.path:
+                asyncio.get_running_loop().call_soon(self._deliver, name, payload)
+                return
+            if await self._send(path, frame):
+                return
+        log.warning("event %r was sent to one server, but no server listens in %s", name, self.directory)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self.path:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
+        if self._server is not None:
+            self._server.close()
+        for future in self._peers.values():
+            writer = future.result() if future.done() and not future.cancelled() else None
+            if writer is not None:
+                writer.close()
+        self._peers.clear()
+        for task in list(self._readers):
+            task.cancel()
+        if self._readers:
+            await asyncio.gather(*self._readers, return_exceptions=True)
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 1)
+
+    # -- sending
+
+    def _peer_paths(self) -> list[str]:
+        try:
+            mtime = os.stat(self.directory).st_mtime_ns
+        except FileNotFoundError:
+            return [self.path] if self.path else []
+        if mtime != self._listing_mtime:
+            listing = sorted(
+                os.path.join(self.directory, entry)
+                for entry in os.listdir(self.directory)
+                if entry.endswith(_SUFFIX) and not entry.startswith(".")
+            )
+            # Directory times are coarse: a change in the same tick as this listing
+            # would leave the time unchanged, so only trust a listing of an older directory.
+            racy = time.time_ns() - mtime < 50_000_000
+            self._listing = listing
+            self._listing_mtime = -1 if racy else mtime
+        paths = list(self._listing)
+        if self.path and self.path not in paths:
+            paths.append(self.path)
+        return paths
+
+    async def _send(self, path: str, frame: bytes) -> bool:
+        """Send one frame to a peer; False when the peer is gone (and forgotten)."""
+        for _attempt in range(2):
+            writer = await self._connection(path)
+            if writer is None:
+                return False
+            try:
+                writer.write(frame)
+                await writer.drain()
+                return True
+            except (ConnectionError, OSError):
+                # A cached connection to a process that restarted its socket or died:
+                # drop it and try a fresh connection once.
+                self._forget(path)
+        return False
+
+    async def _connection(self, path: str) -> asyncio.StreamWriter | None:
+        future = self._peers.get(path)
+        if future is None:
+            future = asyncio.ensure_future(self._connect(path))
+            self._peers[path] = future
+        writer = await asyncio.shield(future)
+        if writer is None:
+            self._peers.pop(path, None)
+        return writer
+
+    async def _connect(self, path: str) -> asyncio.StreamWriter | None:
+        try:
+            _, writer = await asyncio.open_unix_connection(path)
+        except (ConnectionRefusedError, FileNotFoundError):
+            # Nobody listens: the process died without cleaning up. Remove its socket so
+            # nobody tries it again.
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            self._listing_mtime = -1
+            return None
+        except OSError as error:
+            if error.errno in (errno.ECONNREFUSED, errno.ENOENT, errno.ENOTSOCK):
+                return None
+            raise
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+        return writer
+
+    def _forget(self, path: str) -> None:
+        future = self._peers.pop(path, None)
+        if future is not None and future.done() and not future.cancelled():
+            writer = future.result()
+            if writer is not None:
+                writer.close()
+        self._listing_mtime = -1
+
+    # -- receiving
+
+    async def _serve_peer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._readers.add(task)
+        try:
+            while True:
+                header = await reader.readexactly(_HEADER.size)
+                name_length, payload_length = _HEADER.unpack(header)
+                if name_length > _MAX_NAME or payload_length > _MAX_PAYLOAD:
+                    log.error("dropping a machine bus peer that sent an oversized frame")
+                    return
+                name = (await reader.readexactly(name_length)).decode("utf-8")
+                payload = await reader.readexactly(payload_length)
+                self._deliver(name, payload)
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+            if task is not None:
+                self._readers.discard(task)
+
+    def _deliver(self, name: str, payload: bytes) -> None:
+        for callback in self._callbacks:
+            try:
+                callback(name, payload)
+            except Exception:
+                log.exception("event callback failed for %r", name)
