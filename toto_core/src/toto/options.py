@@ -198,6 +198,13 @@ def define_core_options(options: Options) -> None:
     d("max_batch", 100, int, "most calls in one batch request")
     d("processes", 1, int, "server processes (0: one per CPU)")
     d("xheaders", False, bool, "trust X-Real-Ip / X-Forwarded-For from a proxy in front")
+    d(
+        "event_loop",
+        "auto",
+        str,
+        "asyncio event loop: uvloop (pip install 'toto-core[speed]'), asyncio, or auto (uvloop when installed)",
+        choices=("auto", "uvloop", "asyncio"),
+    )
     define_operations_options(options)
 
 

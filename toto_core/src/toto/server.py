@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import inspect
 import logging
 import signal
@@ -75,6 +76,7 @@ class TotoServer:
         self.max_batch = int(o.max_batch)
         self.method_select = o.method_select
         self.allow_origin = o.allow_origin
+        self.event_loop = pick_event_loop(o.event_loop)
         self.storages = merge_named(self.pm, "toto_register_storage")
         self.buses = merge_named(self.pm, "toto_register_event_buses")
         self.authenticators = merge_named(self.pm, "toto_register_authenticators")
@@ -197,11 +199,27 @@ class TotoServer:
         """Configure logging and serve in this process until stopped."""
         setup_logging(self.options.logging)
         try:
-            asyncio.run(self.serve(sockets))
+            if self.event_loop == "uvloop":
+                import uvloop  # type: ignore[import-not-found]
+
+                uvloop.run(self.serve(sockets))
+            else:
+                asyncio.run(self.serve(sockets))
         except KeyboardInterrupt:
             pass
         except PluginError as exc:  # a storage or bus factory refusing its configuration
             print_error_and_exit(str(exc))
+
+
+def pick_event_loop(wanted: str) -> str:
+    """``uvloop`` or ``asyncio``: uvloop when asked for or (``auto``) when it is installed."""
+    if wanted == "asyncio" or sys.platform == "win32":
+        return "asyncio"
+    if importlib.util.find_spec("uvloop") is None:
+        if wanted == "uvloop":
+            raise PluginError("event_loop 'uvloop' is not installed: pip install 'toto-core[speed]'")
+        return "asyncio"
+    return "uvloop"
 
 
 def setup_logging(level: str) -> None:

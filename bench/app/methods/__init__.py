@@ -1,0 +1,1 @@
+"""The methods the benchmark calls: ``echo`` and ``whoami``."""
