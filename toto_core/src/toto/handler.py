@@ -1,5 +1,8 @@
-"""The request path: one Tornado handler reads, checks, invokes and answers.
+"""The request path: Toto's own HTTP message delegate and the handler methods receive.
 
+Tornado's ``HTTPServer`` parses HTTP; ``TotoApplication`` (its request callback) gives
+each request a ``TotoHandler`` directly, without ``web.Application`` routing or
+``RequestHandler``'s per-request machinery (UI modules, transforms, etags, cookies).
 Read it top to bottom: size limit -> parse -> resolve method -> load session ->
 verify signature -> invoke -> save state -> serialize -> sign -> write.
 """
@@ -7,12 +10,19 @@ verify signature -> invoke -> save state -> serialize -> sign -> write.
 from __future__ import annotations
 
 import asyncio
+import datetime
+import json
 import logging
+import re
+import time
 import traceback
+from collections.abc import Awaitable
+from email.utils import formatdate
+from http.client import responses
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote_to_bytes
 
 from tornado import httputil
-from tornado.web import RequestHandler, stream_request_body
 
 from toto.events import EventManager
 from toto.exceptions import (
@@ -35,6 +45,8 @@ log = logging.getLogger("toto.request")
 
 _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 _RAW = object()  # marks a response already written by respond_raw
+_UNSAFE_HEADER = re.compile(r"[\x00-\x1f]")
+_running: set[asyncio.Future[None]] = set()
 
 
 def _text(value: bytes) -> str:
@@ -49,19 +61,167 @@ def _arguments(arguments: dict[str, list[bytes]]) -> dict[str, Any]:
     return {name: _text(v[0]) if len(v) == 1 else [_text(x) for x in v] for name, v in arguments.items()}
 
 
-@stream_request_body
-class TotoHandler(RequestHandler):
-    """Serves every Toto request. Methods receive it as ``handler``.
+# -- serving HTTP ---------------------------------------------------------------------------
+
+
+class ResponseHeaders(dict):  # type: ignore[type-arg]
+    """Response headers by canonical name, in the shape ``HTTP1Connection.write_headers`` reads.
+
+    Built by copying a ready dict, which is cheaper than ``HTTPHeaders``; headers added
+    with ``add_header`` (several values of one name) follow the others.
+    """
+
+    extra: list[tuple[str, str]] | None = None
+
+    def get_all(self) -> Any:
+        if self.extra:
+            return [*self.items(), *self.extra]
+        return self.items()
+
+
+_canonical_names: dict[str, str] = {}
+
+
+def canonical_header(name: str) -> str:
+    """``content-type`` -> ``Content-Type`` (cached; header names are case-insensitive)."""
+    found = _canonical_names.get(name)
+    if found is None:
+        found = "-".join(part.capitalize() for part in name.split("-"))
+        if len(_canonical_names) < 1000:
+            _canonical_names[name] = found
+    return found
+
+
+def header_value(value: Any) -> str:
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, bytes):
+        text = value.decode("latin-1")
+    elif isinstance(value, int):
+        return str(value)
+    elif isinstance(value, (float, datetime.datetime)):
+        return httputil.format_timestamp(value)
+    else:
+        raise TypeError(f"Unsupported header value {value!r}")
+    if _UNSAFE_HEADER.search(text):
+        raise ValueError("Unsafe header value: control characters are not allowed")
+    return text
+
+
+class TotoApplication(httputil.HTTPServerConnectionDelegate):
+    """What Tornado's ``HTTPServer`` calls for each request: a ``RequestDelegate`` each.
+
+    Response headers every answer carries (Date, CORS) are built once a second, not
+    once a request.
+    """
+
+    def __init__(self, server: TotoServer) -> None:
+        self.toto_server = server
+        root = "/" + server.options.root.strip("/")
+        # The same mount rule web.Application applied: root, then an optional slash, then the method path.
+        self.root_pattern = None if root == "/" else re.compile(re.escape(root.rstrip("/")) + r"/?(.*)$")
+        self._date_second = -1
+        self._defaults: dict[str, str] = {}
+
+    def start_request(self, server_conn: object, request_conn: httputil.HTTPConnection) -> httputil.HTTPMessageDelegate:
+        return RequestDelegate(self, server_conn, request_conn)
+
+    def default_headers(self) -> dict[str, str]:
+        now = int(time.time())
+        if now != self._date_second:
+            server = self.toto_server
+            defaults = {"Date": formatdate(now, usegmt=True), "Access-Control-Allow-Origin": server.allow_origin}
+            if server.expose_headers:
+                defaults["Access-Control-Expose-Headers"] = server.expose_headers
+            self._defaults, self._date_second = defaults, now
+        return self._defaults
+
+    def method_path(self, path: str) -> str | None:
+        """The part of the URL path that names a method, or None when it is outside ``root``."""
+        if self.root_pattern is None:
+            return path[1:] if path.startswith("/") else None
+        found = self.root_pattern.match(path)
+        return found.group(1) if found else None
+
+
+class RequestDelegate(httputil.HTTPMessageDelegate):
+    """One request on one connection: makes its handler, streams the body to it, runs it."""
+
+    __slots__ = ("app", "handler", "request_conn", "server_conn")
+
+    def __init__(self, app: TotoApplication, server_conn: object, request_conn: httputil.HTTPConnection) -> None:
+        self.app = app
+        self.server_conn = server_conn
+        self.request_conn = request_conn
+        self.handler: TotoHandler | None = None
+
+    def headers_received(
+        self, start_line: httputil.RequestStartLine | httputil.ResponseStartLine, headers: httputil.HTTPHeaders
+    ) -> None:
+        request = httputil.HTTPServerRequest(
+            connection=self.request_conn,
+            server_connection=self.server_conn,
+            start_line=start_line,  # type: ignore[arg-type]
+            headers=headers,
+        )
+        app = self.app
+        handler = self.handler = TotoHandler(app, request, server=app.toto_server)
+        path = app.method_path(request.path)
+        if path is None:
+            handler.send_error(404)
+        elif request.method not in TotoHandler.SUPPORTED_METHODS:
+            handler.send_error(405)
+        else:
+            handler._path = path
+            handler._check_length()
+
+    def data_received(self, chunk: bytes) -> None:
+        handler = self.handler
+        if handler is not None and not handler._refused:
+            handler.data_received(chunk)
+
+    def finish(self) -> None:
+        handler = self.handler
+        if handler is not None and not handler._finished:
+            task = asyncio.ensure_future(handler._execute())
+            # The loop keeps only weak references to tasks; the server holds running requests.
+            _running.add(task)
+            task.add_done_callback(_running.discard)
+
+    def on_connection_close(self) -> None:
+        handler = self.handler
+        if handler is not None and not handler._finished:
+            handler.on_connection_close()
+
+
+class TotoHandler:
+    """Serves one Toto request. Methods receive it as ``handler``.
 
     Useful to methods: ``handler.session``, ``handler.connection.db``,
     ``handler.respond(result=..., error=...)``, ``handler.respond_raw(body, content_type)``,
     ``handler.register_event_handler(name, fn)``, ``handler.create_session(user_id)``,
-    ``handler.request`` (Tornado's request).
+    ``handler.request`` (Tornado's ``HTTPServerRequest``), and the response calls of a
+    Tornado ``RequestHandler`` that raw answers need: ``set_header``, ``add_header``,
+    ``clear_header``, ``set_status``, ``get_status``, ``write``, ``flush``, ``finish``.
     """
 
-    SUPPORTED_METHODS = ("GET", "HEAD", "POST", "OPTIONS")  # type: ignore[assignment]
+    SUPPORTED_METHODS = ("GET", "HEAD", "POST", "OPTIONS")
 
-    def initialize(self, server: TotoServer) -> None:  # type: ignore[override]
+    def __init__(self, application: TotoApplication, request: httputil.HTTPServerRequest, **kwargs: Any) -> None:
+        self.application = application
+        self.request = request
+        self._finished = False
+        self._headers_written = False
+        self._closed = False
+        self._status_code = 200
+        self._reason = "OK"
+        self._write_buffer: list[bytes] = []
+        self._headers = ResponseHeaders(application.default_headers())
+        self._path = ""
+        request.connection.set_close_callback(self.on_connection_close)  # type: ignore[union-attr]
+        self.initialize(**kwargs)
+
+    def initialize(self, server: TotoServer) -> None:
         self.server = server
         self.connection = server.connection
         self.session: Session | None = None
@@ -77,18 +237,7 @@ class TotoHandler(RequestHandler):
         server.in_flight.add(self)
 
     # -- reading ----------------------------------------------------------------------
-    def set_default_headers(self) -> None:
-        # Runs before initialize(), so the server comes from the application.
-        server = self.application.toto_server  # type: ignore[attr-defined]
-        self._headers["Access-Control-Allow-Origin"] = server.allow_origin
-        expose = server.expose_headers
-        if expose:
-            self._headers["Access-Control-Expose-Headers"] = expose
-
-    def compute_etag(self) -> None:
-        return None
-
-    async def prepare(self) -> None:
+    def _check_length(self) -> None:
         length = self.request.headers.get("Content-Length")
         if length is not None:
             try:
@@ -96,30 +245,145 @@ class TotoHandler(RequestHandler):
             except ValueError:
                 size = -1
             if size < 0:
-                await self._refuse(400, TotoException(ERROR_MALFORMED_REQUEST, "Malformed Content-Length"))
+                self._refuse(400, TotoException(ERROR_MALFORMED_REQUEST, "Malformed Content-Length"))
             elif size > self.server.max_body_size:
-                await self._refuse(413, self._too_large())
+                self._refuse(413, self._too_large())
 
     def _too_large(self) -> TotoException:
         limit = self.server.max_body_size
         return TotoException(ERROR_MALFORMED_REQUEST, f"Request body is larger than max_body_size ({limit} bytes)")
 
-    async def data_received(self, chunk: bytes) -> None:
+    def data_received(self, chunk: bytes) -> None:
         if self._refused:
             return
         self._size += len(chunk)
         if self._size > self.server.max_body_size:
             self._chunks.clear()
-            await self._refuse(413, self._too_large())
+            self._refuse(413, self._too_large())
             return
         self._chunks.append(chunk)
 
-    async def _refuse(self, status: int, error: TotoException) -> None:
+    def _refuse(self, status: int, error: TotoException) -> None:
         """Answer before the body is read; Tornado then closes the connection instead of reading on."""
         self._refused = True
         self.set_status(status)
-        self.set_header("Content-Type", "application/json")
-        await self.finish(self.server.default_serializer.encode({"error": error.to_dict()}))
+        self._headers["Content-Type"] = "application/json"
+        self.finish(self.server.default_serializer.encode({"error": error.to_dict()}))
+
+    async def _execute(self) -> None:
+        """Run the request's HTTP verb; anything that escapes it is a 500 in the protocol's shape."""
+        try:
+            path = self._path
+            if "%" in path:
+                try:
+                    path = unquote_to_bytes(path).decode("utf-8")
+                except UnicodeDecodeError:
+                    self._answer_error(TotoException(ERROR_MALFORMED_REQUEST, "The URL path must be UTF-8."))
+                    return
+            verb = self.request.method
+            if verb == "POST":
+                await self.post(path)
+            elif verb == "GET":
+                await self.get(path)
+            elif verb == "HEAD":
+                await self.head(path)
+            else:
+                self.options(path)
+        except Exception as exc:
+            self.log_exception(type(exc), exc, exc.__traceback__)
+            if not self._finished:
+                self.send_error(500)
+
+    # -- writing (the RequestHandler calls raw answers use) -----------------------------
+    def set_header(self, name: str, value: Any) -> None:
+        self._headers[canonical_header(name)] = header_value(value)
+
+    def add_header(self, name: str, value: Any) -> None:
+        headers = self._headers
+        if headers.extra is None:
+            headers.extra = []
+        headers.extra.append((canonical_header(name), header_value(value)))
+
+    def clear_header(self, name: str) -> None:
+        self._headers.pop(canonical_header(name), None)
+
+    def set_status(self, status_code: int, reason: str | None = None) -> None:
+        self._status_code = status_code
+        self._reason = reason if reason is not None else responses.get(status_code, "Unknown")
+
+    def get_status(self) -> int:
+        return self._status_code
+
+    def write(self, chunk: bytes | str | dict[str, Any]) -> None:
+        if self._finished:
+            raise RuntimeError("Cannot write() after finish()")
+        if isinstance(chunk, dict):
+            chunk = json.dumps(chunk).replace("</", "<\\/")
+            self._headers["Content-Type"] = "application/json; charset=UTF-8"
+        if isinstance(chunk, str):
+            chunk = chunk.encode("utf-8")
+        elif not isinstance(chunk, (bytes, bytearray, memoryview)):
+            raise TypeError(f"write() only accepts bytes, str and dict, not {type(chunk).__name__}")
+        self._write_buffer.append(bytes(chunk))
+
+    def flush(self) -> Awaitable[None]:
+        """Send what was written so far (the headers first; then the body is chunked)."""
+        connection = self.request.connection
+        assert connection is not None
+        buffer = self._write_buffer
+        chunk = buffer[0] if len(buffer) == 1 else b"".join(buffer)
+        self._write_buffer = []
+        head = self.request.method == "HEAD"
+        if not self._headers_written:
+            self._headers_written = True
+            start_line = httputil.ResponseStartLine("HTTP/1.1", self._status_code, self._reason)
+            return connection.write_headers(start_line, self._headers, b"" if head else chunk)  # type: ignore[arg-type]
+        if head:
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
+        return connection.write(chunk)
+
+    def finish(self, chunk: bytes | str | dict[str, Any] | None = None) -> Awaitable[None]:
+        """End the response (writing ``chunk`` first)."""
+        if self._finished:
+            raise RuntimeError("finish() called twice")
+        if chunk is not None:
+            self.write(chunk)
+        if not self._headers_written:
+            status = self._status_code
+            if status in (204, 304) or 100 <= status < 200:
+                if self._write_buffer:
+                    raise RuntimeError(f"Cannot send body with status code HTTP{status}")
+                for name in ("Content-Encoding", "Content-Language", "Content-Type"):
+                    self._headers.pop(name, None)
+            elif "Content-Length" not in self._headers:
+                self._headers["Content-Length"] = str(sum(len(part) for part in self._write_buffer))
+        connection = self.request.connection
+        assert connection is not None
+        connection.set_close_callback(None)  # type: ignore[attr-defined]
+        future = self.flush()
+        connection.finish()
+        self._finished = True
+        self.on_finish()
+        return future
+
+    def clear(self) -> None:
+        """Forget the headers, body and status written so far."""
+        self._headers = ResponseHeaders(self.application.default_headers())
+        self._write_buffer = []
+        self._status_code = 200
+        self._reason = "OK"
+
+    def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
+        """Answer ``status_code`` in the protocol's error shape (see ``write_error``)."""
+        if self._headers_written:
+            if not self._finished:
+                self.finish()
+            return
+        self.clear()
+        self.set_status(status_code, kwargs.get("reason"))
+        self.write_error(status_code, **kwargs)
 
     # -- HTTP verbs ---------------------------------------------------------------------
     async def post(self, path: str) -> None:
@@ -127,6 +391,7 @@ class TotoHandler(RequestHandler):
             return
         chunks = self._chunks
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        self.request.body = body
         try:
             content_type = self.request.headers.get("Content-Type", "application/json")
             mime = content_type.split(";", 1)[0].strip().lower() or "application/json"
@@ -423,6 +688,10 @@ class TotoHandler(RequestHandler):
             self.registered_event_handlers.remove(sig)
 
     def on_connection_close(self) -> None:
+        """The client went away: tell the running methods, stop waiting for an answer, clean up."""
+        if self._closed:
+            return
+        self._closed = True
         for method in self._active_methods:
             if method.on_close is not None:
                 try:
@@ -446,7 +715,7 @@ class TotoHandler(RequestHandler):
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         if isinstance(value, asyncio.CancelledError):
             return
-        super().log_exception(typ, value, tb)
+        log.error("uncaught exception in %s %s", self.request.method, self.request.uri, exc_info=(typ, value, tb))
 
 
 class BatchEntry:

@@ -8,15 +8,17 @@ import inspect
 import logging
 import signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tornado.httpserver import HTTPServer
-from tornado.web import Application
 
 from toto.exceptions import PluginError
 from toto.lookup import MethodLookup
 from toto.options import OptionError, Options, define_core_options, print_error_and_exit
 from toto.plugins import get_plugin_manager, merge_named, merge_serializers, pick
+
+if TYPE_CHECKING:
+    from toto.handler import TotoApplication
 
 log = logging.getLogger("toto.server")
 
@@ -110,14 +112,11 @@ class TotoServer:
 
         self.login_limiter = LoginLimiter(int(o.login_attempts), float(o.login_window))
 
-    def make_app(self) -> Application:
-        from toto.handler import TotoHandler
+    def make_app(self) -> TotoApplication:
+        """The request callback of Tornado's ``HTTPServer`` (see ``toto.handler``)."""
+        from toto.handler import TotoApplication
 
-        root = "/" + self.options.root.strip("/")
-        pattern = r"/(.*)" if root == "/" else root.rstrip("/") + r"/?(.*)"
-        app = Application([(pattern, TotoHandler, {"server": self})], compress_response=False)
-        app.toto_server = self  # type: ignore[attr-defined]
-        return app
+        return TotoApplication(self)
 
     # -- lifecycle --------------------------------------------------------------------
     async def start(self, sockets: list[Any] | None = None) -> None:
