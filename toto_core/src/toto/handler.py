@@ -557,13 +557,52 @@ class TotoHandler:
                 except Exception as exc:
                     return {"error": self._unexpected(exc).to_dict()}
 
-            keys = list(batch)
-            answers = await asyncio.gather(*(run(k) for k in keys))
+            # Entries run concurrently. A plain function cannot interleave with anything,
+            # so it runs right here; only entries that wait on something get a task.
+            answers: dict[str, dict[str, Any]] = {}
+            waiting: dict[str, Awaitable[dict[str, Any]]] = {}
+            for key in batch:
+                method = methods[key]
+                if isinstance(method, Method) and method.plain and not self.server.invoke_hooks:
+                    answer = self._invoke_plain(method, BatchEntry(self, key), batch[key].get("parameters", {}))
+                    if isinstance(answer, dict):
+                        answers[key] = answer
+                    else:
+                        waiting[key] = answer
+                else:
+                    waiting[key] = run(key)
+            if waiting:
+                for key, answer in zip(waiting, await asyncio.gather(*waiting.values())):
+                    answers[key] = answer
             if self.session is not None:
                 await self.session.flush()
         finally:
             self._close_session()
-        self._answer({"batch": dict(zip(keys, answers))})
+        self._answer({"batch": {key: answers[key] for key in batch}})
+
+    def _invoke_plain(self, method: Method, entry: BatchEntry, parameters: Any) -> Any:
+        """Run a plain (not async, not callback-style) method of a batch now: its answer, or
+        an awaitable of it when the method returned something to wait for after all."""
+        self._active_methods.append(method)
+        try:
+            result = method.invoke(entry, parameters)
+            if result is None and entry._reply is not None:
+                result = entry._reply
+            if result is not None and hasattr(result, "__await__"):
+                return self._entry_answer(result)
+            return {"result": result}
+        except TotoException as exc:
+            return {"error": exc.to_dict()}
+        except Exception as exc:
+            return {"error": self._unexpected(exc).to_dict()}
+
+    async def _entry_answer(self, pending: Awaitable[Any]) -> dict[str, Any]:
+        try:
+            return {"result": await pending}
+        except TotoException as exc:
+            return {"error": exc.to_dict()}
+        except Exception as exc:
+            return {"error": self._unexpected(exc).to_dict()}
 
     async def _invoke(self, method: Method, target: Any, parameters: Any) -> Any:
         hooks = self.server.invoke_hooks

@@ -17,7 +17,16 @@ _BUILTIN_ROOT = "toto.methods"
 class Method:
     """A resolved method: its module and how to call it."""
 
-    __slots__ = ("callback_style", "invoke", "is_coroutine", "module", "name", "on_close", "optional_session")
+    __slots__ = (
+        "callback_style",
+        "invoke",
+        "is_coroutine",
+        "module",
+        "name",
+        "on_close",
+        "optional_session",
+        "plain",
+    )
 
     def __init__(self, name: str, module: ModuleType) -> None:
         import inspect
@@ -29,6 +38,8 @@ class Method:
         self.callback_style = bool(getattr(self.invoke, "asynchronous", False))
         self.optional_session = bool(getattr(self.invoke, "optionally_authenticated", False))
         self.on_close = getattr(module, "on_connection_close", None)
+        #: A plain function: it answers when it returns, so a batch can run it in place.
+        self.plain = not self.is_coroutine and not self.callback_style
 
 
 def invalid(name: Any) -> TotoException:
