@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -113,13 +114,39 @@ def test_missing_backend_names_the_pip_command():
 
 
 @pytest.mark.parametrize(
-    "args", [["--port=abc"], ["--hmac_mode=sha1"], ["--no_such_option=1"], ["--debug=maybe"], ["--method_select=body"]]
+    "args",
+    [
+        ["--port=abc"],
+        ["--hmac_mode=sha1"],
+        ["--no_such_option=1"],
+        ["--debug=maybe"],
+        ["--method_select=body"],
+        ["--event_loop=tokio"],
+    ],
 )
 def test_bad_option_exits_2_with_one_line(args):
     out = run_toto("serve", *args)
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("toto: error:"), out.stderr
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "auto"])
+def test_event_loop_choices_serve(start_server, loop):
+    srv = start_server(event_loop=loop, logging="info")
+    assert srv.client().call("echo", {"loop": loop}) == {"loop": loop}
+    expected = "asyncio" if loop == "asyncio" or importlib.util.find_spec("uvloop") is None else "uvloop"
+    assert f"event loop: {expected}" in srv.output()
+
+
+def test_uvloop_serves_when_installed_else_names_the_extra(start_server):
+    if importlib.util.find_spec("uvloop") is not None:
+        srv = start_server(event_loop="uvloop", logging="info")
+        assert srv.client().call("echo", {"n": 1}) == {"n": 1}
+        assert "event loop: uvloop" in srv.output()
+    else:
+        out = run_toto("serve", "--event_loop=uvloop")
+        assert out.returncode == 2 and "pip install 'toto-core[speed]'" in out.stderr
 
 
 def test_missing_method_module_is_one_clear_line(tmp_path):

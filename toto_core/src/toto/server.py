@@ -142,7 +142,14 @@ class TotoServer:
             self.http_server.listen(int(o.port), o.address or "")
         self._background.append(asyncio.ensure_future(self._purge_loop()))
         shown = o.address or "0.0.0.0"
-        log.info("Toto listening on http://%s:%s (database: %s, hmac_mode: %s)", shown, o.port, o.database, o.hmac_mode)
+        log.info(
+            "Toto listening on http://%s:%s (database: %s, hmac_mode: %s, event loop: %s)",
+            shown,
+            o.port,
+            o.database,
+            o.hmac_mode,
+            self.event_loop,
+        )
 
     async def stop(self) -> None:
         """Stop listening, let in-flight requests finish (up to ``drain_timeout``), then
