@@ -338,6 +338,7 @@ class Row:
     errors: int = 0
     requests: int = 0
     ratio: float = 0.0
+    failed: str = ""  # why the row could not be measured (it is then not loaded)
     idle_rss_mb: float = 0.0
     loaded_rss_mb: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
@@ -451,11 +452,17 @@ class Bench:
         return self.s.only is None or name in self.s.only or name.split(" ")[0] in self.s.only
 
     def add(self, row: Row, server: Server, prepare: Callable[[str], Load]) -> None:
-        server = self.stack.enter_context(server)
-        load = prepare(server.url)
+        """Start ``row``'s server and check its answer; a row that fails is reported, not loaded."""
+        self.rows.append(row)
+        try:
+            server = self.stack.enter_context(server)
+            load = prepare(server.url)
+        except Exception as exc:
+            row.failed = f"{type(exc).__name__}: {exc}"
+            print(f"  FAILED: {row.name}: {row.failed}", file=sys.stderr, flush=True)
+            return
         row.idle_rss_mb = server.rss()
         print(f"  ready: {row.name} ({server.url}, idle RSS {row.idle_rss_mb:.1f} MB)", flush=True)
-        self.rows.append(row)
         self.targets.append((row, server, load))
 
     def add_toto(
@@ -517,6 +524,11 @@ class Bench:
 
     def run(self) -> None:
         storages, content_types = installed()
+        if storages & {"postgres", "mysql", "redis"}:
+            # The machine's database servers: started when down, or the run fails (tests/services.py).
+            services = HERE.parent / "tests" / "services.py"
+            if services.exists() and subprocess.run([sys.executable, str(services)], check=False).returncode:
+                raise SystemExit("database services are down and could not be started")
         help_text = server_help()
         echo = json_load(envelope("echo", ECHO_PARAMETERS))
 
@@ -659,7 +671,7 @@ def targets(rows: list[Row], soak: dict[str, Any]) -> list[dict[str, Any]]:
     ratio("signed redis", 0.8)
     ratio("signed sqlite", 0.6)
     ratio("signed postgres", 0.6)
-    toto = [r for r in rows if r.kind != "baseline" and r.kind != "processes"]
+    toto = [r for r in rows if r.kind not in ("baseline", "processes") and not r.failed]
     if toto:
         worst = max(r.p99_ms for r in toto)
         add("p99 of every single-process Toto row (ms)", round(worst, 2), "<= 15", worst <= 15)
@@ -693,6 +705,9 @@ def table(report: dict[str, Any]) -> str:
     ]
     for r in report["rows"]:
         note = r["note"] + (f"; {r['errors']} errors" if r["errors"] else "")
+        if r["failed"]:
+            lines.append(f"| {r['name']} | failed | | | | | {r['failed'][:100]} |")
+            continue
         lines.append(
             f"| {r['name']} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['ratio']:.2f} | "
             f"{r['idle_rss_mb']:.1f} | {note} |"
@@ -730,7 +745,7 @@ def chart(report: dict[str, Any], path: Path) -> bool:
         ax.text(
             bar.get_width(),
             bar.get_y() + bar.get_height() / 2,
-            f" {r['rps']:.0f}  ({r['ratio']:.2f}x)",
+            " failed" if r["failed"] else f" {r['rps']:.0f}  ({r['ratio']:.2f}x)",
             va="center",
             fontsize=8,
         )
@@ -794,9 +809,9 @@ def main(argv: list[str] | None = None) -> int:
     if chart(report, RESULTS / "latest.png"):
         shutil.copy(RESULTS / "latest.png", RESULTS / f"bench-{stamp}.png")
     print(f"\nresults: {RESULTS}/latest.json, latest.md, latest.png ({report['elapsed_s']} s)")
-    failed = [r["name"] for r in report["rows"] if r["errors"]]
+    failed = [r["name"] for r in report["rows"] if r["errors"] or r["failed"]]
     if failed:
-        print(f"rows with errors: {', '.join(failed)}", file=sys.stderr)
+        print(f"rows that failed or answered errors: {', '.join(failed)}", file=sys.stderr)
         return 1
     return 0
 
