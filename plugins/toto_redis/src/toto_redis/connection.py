@@ -16,9 +16,9 @@ from redis.exceptions import ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from toto.exceptions import PluginError, StorageUnavailable
 
-DEFAULT_URL = "redis://127.0.0.1:6379/0"
-DEFAULT_PREFIX = "toto:"
-DEFAULT_TIMEOUT = 2.0
+from toto_redis.defaults import DEFAULT_PREFIX, DEFAULT_TIMEOUT, DEFAULT_URL
+
+__all__ = ["DEFAULT_PREFIX", "DEFAULT_TIMEOUT", "DEFAULT_URL"]
 
 #: Errors that mean "Redis cannot be reached right now", as opposed to a bug or a bad command.
 UNREACHABLE_ERRORS: tuple[type[BaseException], ...] = (

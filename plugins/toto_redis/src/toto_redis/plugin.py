@@ -1,25 +1,43 @@
-"""The hooks toto-redis implements (entry point ``toto``: ``redis = "toto_redis.plugin"``)."""
+"""The hooks toto-redis implements (entry point ``toto``: ``redis = "toto_redis.plugin"``).
+
+Every Toto server loads this module at start-up, so it imports redis-py only when a
+server really uses Redis: a server on another database does not carry its memory.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import toto
 
-from toto_redis.connection import DEFAULT_PREFIX, DEFAULT_TIMEOUT
-from toto_redis.eventbus import RedisEventBus
-from toto_redis.storage import RedisStorage
+from toto_redis.defaults import DEFAULT_PREFIX, DEFAULT_TIMEOUT
+
+if TYPE_CHECKING:
+    from toto_redis.eventbus import RedisEventBus
+    from toto_redis.storage import RedisStorage
+
+
+def redis_storage(options: Any) -> RedisStorage:
+    from toto_redis.storage import RedisStorage
+
+    return RedisStorage.from_options(options)
+
+
+def redis_event_bus(options: Any) -> RedisEventBus:
+    from toto_redis.eventbus import RedisEventBus
+
+    return RedisEventBus.from_options(options)
 
 
 @toto.hookimpl
 def toto_register_storage() -> dict[str, Callable[[Any], RedisStorage]]:
-    return {"redis": RedisStorage.from_options}
+    return {"redis": redis_storage}
 
 
 @toto.hookimpl
 def toto_register_event_buses() -> dict[str, Callable[[Any], RedisEventBus]]:
-    return {"redis": RedisEventBus.from_options}
+    return {"redis": redis_event_bus}
 
 
 @toto.hookimpl

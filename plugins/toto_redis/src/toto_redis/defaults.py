@@ -1,0 +1,5 @@
+"""Defaults the plugin's options show; kept apart so ``--help`` never imports redis-py."""
+
+DEFAULT_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_PREFIX = "toto:"
+DEFAULT_TIMEOUT = 2.0
