@@ -177,7 +177,7 @@ class RequestDelegate(httputil.HTTPMessageDelegate):
 
     def data_received(self, chunk: bytes) -> None:
         handler = self.handler
-        if handler is not None and not handler._refused:
+        if handler is not None and not handler._finished:
             handler.data_received(chunk)
 
     def finish(self) -> None:
