@@ -172,6 +172,11 @@ def test_unsupported_http_method_answers_in_protocol_shape(server):
     assert status == 405 and json.loads(data)["error"]["code"] == 1000
 
 
+def test_invalid_utf8_path_is_1011(server):
+    status, _, data = server.client().request(b"", "/ech%ff", method="GET", sign=False)
+    assert status == 400 and json.loads(data)["error"]["code"] == 1011
+
+
 def test_invalid_utf8_query_is_1011(server):
     status, _, data = server.client().request(b"", "/echo?x=%ff", method="GET", sign=False)
     assert json.loads(data)["error"]["code"] == 1011
