@@ -195,14 +195,28 @@ class TotoHandler(RequestHandler):
         self.finish()
 
     def _pick_response_serializer(self, request_serializer: Any) -> None:
+        """Answer in the request's type unless ``Accept`` prefers another installed one.
+
+        The highest ``q`` among installed types wins; the request's own type wins a
+        tie; ``q=0`` is never chosen. Wildcards and unknown types name nothing, so a
+        browser's ``*/*`` keeps the request's type (JSON for GET and form posts).
+        """
         accept = self.request.headers.get("Accept")
-        if accept:
-            serializers = self.server.serializers
-            for part in accept.split(","):
-                chosen = serializers.get(part.split(";", 1)[0].strip().lower())
-                if chosen is not None:
-                    self._response_serializer = chosen
-                    return
+        if not accept or accept == "*/*":
+            return
+        serializers = self.server.serializers
+        best = None
+        best_q = 0.0
+        for part in accept.split(","):
+            mime, _, params = part.partition(";")
+            candidate = serializers.get(mime.strip().lower())
+            if candidate is None:
+                continue
+            q = _quality(params) if params else 1.0
+            if q > best_q or (q == best_q and candidate is request_serializer):
+                best, best_q = candidate, q
+        if best is not None:
+            self._response_serializer = best
 
     # -- sessions -----------------------------------------------------------------------
     async def _open_session(self, body: bytes, optional: bool) -> None:
@@ -491,6 +505,19 @@ def _as_toto_error(handler: TotoHandler, error: Any) -> TotoException:
     if isinstance(error, dict) and "code" in error:
         return TotoException(error["code"], error.get("value"))
     return TotoException(ERROR_SERVER, error)
+
+
+def _quality(params: str) -> float:
+    """The ``q`` of one Accept entry's parameters (1 when absent, 0 when unreadable)."""
+    for param in params.split(";"):
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "q":
+            try:
+                q = float(value)
+            except ValueError:
+                return 0.0
+            return q if 0.0 <= q <= 1.0 else 0.0
+    return 1.0
 
 
 def _brief(exc: BaseException) -> str:

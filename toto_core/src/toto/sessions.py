@@ -151,7 +151,7 @@ class SessionManager:
             return {}
         for serializer in (self.state_serializer, *self.fallbacks):
             try:
-                value = serializer.decode(data)
+                value = serializer.decode_state(data)
             except Exception:
                 continue
             if isinstance(value, dict):
