@@ -71,6 +71,7 @@ class TotoHandler(RequestHandler):
         self._size = 0
         self._refused = False
         self._response_serializer = server.default_serializer
+        self._response_type: str | None = None  # the content type as the client named it
         self._active_methods: list[Method] = []
         self._reply: asyncio.Future[Any] | None = None
         self._locked_session: Session | None = None
@@ -152,6 +153,7 @@ class TotoHandler(RequestHandler):
                     else f"Unsupported content type {mime!r}",
                 )
             self._response_serializer = serializer
+            self._response_type = mime
             self._pick_response_serializer(serializer)
             try:
                 request = serializer.decode(body) if body else {}
@@ -207,16 +209,19 @@ class TotoHandler(RequestHandler):
         serializers = self.server.serializers
         best = None
         best_q = 0.0
+        best_type = ""
         for part in accept.split(","):
             mime, _, params = part.partition(";")
-            candidate = serializers.get(mime.strip().lower())
+            mime = mime.strip().lower()
+            candidate = serializers.get(mime)
             if candidate is None:
                 continue
             q = _quality(params) if params else 1.0
-            if q > best_q or (q == best_q and candidate is request_serializer):
-                best, best_q = candidate, q
+            if q > best_q or (q == best_q and candidate is request_serializer and best is not request_serializer):
+                best, best_q, best_type = candidate, q, mime
         if best is not None:
             self._response_serializer = best
+            self._response_type = best_type
 
     # -- sessions -----------------------------------------------------------------------
     async def _open_session(self, body: bytes, optional: bool) -> None:
@@ -392,7 +397,7 @@ class TotoHandler(RequestHandler):
             body = serializer.encode(payload)
         if status != 200:
             self.set_status(status)
-        self._headers["Content-Type"] = serializer.content_types[0]
+        self._headers["Content-Type"] = self._response_type or serializer.content_types[0]
         if session is not None:
             self.server.authenticator.sign_response(self, session, body)
         self.finish(body)
