@@ -164,6 +164,10 @@ class MsgpackSerializer(Serializer):
             raise ValueError("bytes after the msgpack object") from None
         except msgpack.FormatError:
             raise ValueError("not msgpack (reserved type byte 0xc1)") from None
+        except ValueError as exc:
+            if str(exc).startswith("Unpack failed"):  # the C unpacker's wording for truncated input
+                raise ValueError("truncated msgpack: a value needs more bytes than the body has") from None
+            raise
         if not self.timestamps and any(m in data for m in _TIMESTAMP_MARKERS) and _holds_timestamp(value):
             raise ValueError(
                 f"msgpack extension type {TIMESTAMP_CODE} (timestamp) is not enabled on this server "
