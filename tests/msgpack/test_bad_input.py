@@ -136,7 +136,9 @@ def test_timestamps_when_the_server_enables_them(start_server) -> None:
     srv = start_server(database="memory", msgpack_timestamps=True)
     client = srv.client(serializer="msgpack")
     when = datetime.datetime(2026, 11, 25, 12, 0, 0, 123456, tzinfo=datetime.timezone.utc)
-    status, _, answer = post(client, pack({"method": "echo", "parameters": {"t": msgpack.Timestamp.from_datetime(when)}}))
+    status, _, answer = post(
+        client, pack({"method": "echo", "parameters": {"t": msgpack.Timestamp.from_datetime(when)}})
+    )
     assert status == 200 and answer["result"]["t"] == when, "decoded as a datetime and sent back as a timestamp"
     # Other extension types are still refused.
     status, _, answer = post(client, pack({"method": "echo", "parameters": {"v": msgpack.ExtType(3, b"")}}))
