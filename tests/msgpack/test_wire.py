@@ -9,6 +9,8 @@ import base64
 import hashlib
 import hmac
 import json
+import subprocess
+import sys
 
 import msgpack
 import pytest
@@ -16,7 +18,7 @@ from toto.client import AsyncTotoClient, TotoClient, TotoClientError, find_seria
 from toto.signing import decode_session_key, user_id_hmac
 from toto_msgpack import MsgpackSerializer
 
-from tests.msgpack.conftest import pack, post, unpack, user
+from tests.msgpack.conftest import EXT_APP, pack, post, unpack, user
 
 VALUES = {
     "bytes": b"\x00\xff\x80binary\n",
@@ -219,3 +221,22 @@ def test_json_clients_are_unchanged_with_the_plugin_installed(server) -> None:
     status, headers, data = client.request(json.dumps({"method": "nonascii"}).encode())
     assert headers["Content-Type"] == "application/json" and data.isascii()
     assert msgpack.version >= (1, 0, 4)
+
+
+def test_toto_call_speaks_msgpack_and_prints_bytes(start_server) -> None:
+    srv = start_server(app=EXT_APP, database="memory")
+    done = subprocess.run(
+        [sys.executable, "-m", "toto", "call", srv.url, "blob", '{"size": 3}', "--serializer=application/msgpack"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"blob": repr(b"\x00\x01\x02")}
+    unknown = subprocess.run(
+        [sys.executable, "-m", "toto", "call", srv.url, "blob", "--serializer=yaml"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert unknown.returncode == 1 and "not installed" in unknown.stderr and "Traceback" not in unknown.stderr
