@@ -160,3 +160,9 @@ def test_extension_types_the_application_enabled(start_server) -> None:
     assert status == 400 and answer["error"]["code"] == 1011, "an enabled type that fails to decode"
     assert Decimal("12.50") == Decimal(b"12.50".decode())
     assert unpack(pack({"ok": 1})) == {"ok": 1}
+
+
+def test_bytes_that_look_like_a_timestamp_are_still_bytes(limited: ServerProcess) -> None:
+    client = limited.client(serializer="msgpack")
+    lookalikes = {"a": b"\xd6\xff\x00\x00\x00\x00", "b": [b"\xd7\xff" + b"\x00" * 8], "c": "x\xff", "d": -1}
+    assert client.call("echo", lookalikes) == lookalikes

@@ -14,11 +14,13 @@ __all__ = ["MsgpackSerializer", "register_ext_type", "unregister_ext_type"]
 #: msgpack's own timestamp extension; the only negative (reserved) code in use.
 TIMESTAMP_CODE = -1
 
+
 # Every encoding of a timestamp extension holds one of these byte pairs/triples
 # (fixext4, fixext8, ext8 of length 12, each followed by the type byte 0xff). A
 # body without any of them cannot hold a timestamp, so the object walk that looks
 # for refused timestamps runs only when one of them appears.
-_TIMESTAMP_MARKERS = (b"\xd6\xff", b"\xd7\xff", b"\xc7\x0c\xff")
+def _may_hold_timestamp(data: bytes) -> bool:
+    return b"\xd6\xff" in data or b"\xd7\xff" in data or b"\xc7\x0c\xff" in data
 
 
 @dataclass(frozen=True)
@@ -168,7 +170,7 @@ class MsgpackSerializer(Serializer):
             if str(exc).startswith("Unpack failed"):  # the C unpacker's wording for truncated input
                 raise ValueError("truncated msgpack: a value needs more bytes than the body has") from None
             raise
-        if not self.timestamps and any(m in data for m in _TIMESTAMP_MARKERS) and _holds_timestamp(value):
+        if not self.timestamps and _may_hold_timestamp(data) and _holds_timestamp(value):
             raise ValueError(
                 f"msgpack extension type {TIMESTAMP_CODE} (timestamp) is not enabled on this server "
                 "(option msgpack_timestamps)"
