@@ -170,3 +170,29 @@ def test_event_payloads_keep_bytes_across_servers_on_the_redis_bus(start_server,
     args = [b"\x80\x81", {"k": b"v"}, 3.25]
     got = wait_for_event(a.client(serializer="msgpack"), b.client(serializer="msgpack"), "blob", args)
     assert got == {"event": "blob", "args": args}
+
+
+def test_state_that_no_installed_serializer_reads_is_refused_not_wiped(
+    start_server, redis_url: str, prefix: str
+) -> None:
+    storage = {"database": "redis", "database_url": redis_url, "redis_prefix": prefix}
+    first = start_server(state_serializer="msgpack", **storage)
+    client = first.client(serializer="msgpack")
+    client.create(user(), "pw")
+    assert client.call("state.set", BINARY) == ["avatar", "nested"]
+    first.stop()
+
+    # The same database served without toto-msgpack: the msgpack state cannot be read, so
+    # methods that use it fail (1000) and nothing overwrites it.
+    without = start_server(env={"TOTO_PLUGINS": "redis"}, **storage)
+    plain = resume(without, client.session)
+    for method in ("state.get", "counter.increment"):
+        with pytest.raises(TotoClientError) as refused:
+            plain.call(method)
+        assert refused.value.code == 1000 and refused.value.value == "The session state could not be read."
+    assert plain.call("whoami")["user_id"] == client.session["user_id"], "the session itself still works"
+    assert "could not be read by any installed state serializer" in without.output()
+    without.stop()
+
+    back = start_server(state_serializer="msgpack", **storage)
+    assert resume(back, client.session, serializer="msgpack").call("state.get") == BINARY
