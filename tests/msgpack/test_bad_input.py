@@ -11,6 +11,7 @@ from decimal import Decimal
 
 import msgpack
 import pytest
+from toto.client import TotoClientError
 from toto.testing.server import ServerProcess
 
 from tests.conftest import BASIC_APP
@@ -109,8 +110,15 @@ def test_refusals_in_batches_run_no_entry(limited: ServerProcess) -> None:
 
 def test_a_body_over_max_body_size_is_413(limited: ServerProcess) -> None:
     client = limited.client(serializer="msgpack")
-    status, kind, answer = post(client, pack({"method": "echo", "parameters": {"b": b"x" * LIMIT}}))
+    body = pack({"method": "echo", "parameters": {"b": b"x" * LIMIT}})
+    status, kind, answer = post(client, body)
     assert status == 413 and answer["error"]["code"] == 1011 and "max_body_size" in answer["error"]["value"]
+    assert kind == "application/msgpack", "refused in the type the client reads"
+    status, kind, answer = post(client, body, Accept="application/json")
+    assert status == 413 and kind == "application/json" and answer["error"]["code"] == 1011
+    with pytest.raises(TotoClientError) as refused:
+        client.call("echo", {"b": b"x" * LIMIT})
+    assert refused.value.code == 1011 and refused.value.status == 413
 
 
 def test_a_body_at_max_body_size_is_served(limited: ServerProcess) -> None:

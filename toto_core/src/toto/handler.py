@@ -119,8 +119,16 @@ class TotoHandler(RequestHandler):
         """Answer before the body is read; Tornado then closes the connection instead of reading on."""
         self._refused = True
         self.set_status(status)
-        self.set_header("Content-Type", "application/json")
-        await self.finish(self.server.default_serializer.encode({"error": error.to_dict()}))
+        # In the type the client reads: the request's, or the one Accept prefers (else JSON).
+        mime = self.request.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+        request_serializer = self.server.serializers.get(mime)
+        if request_serializer is not None:
+            self._response_serializer = request_serializer
+            self._response_type = mime
+        self._pick_response_serializer(request_serializer)
+        serializer = self._response_serializer
+        self.set_header("Content-Type", self._response_type or serializer.content_types[0])
+        await self.finish(serializer.encode({"error": error.to_dict()}))
 
     # -- HTTP verbs ---------------------------------------------------------------------
     async def post(self, path: str) -> None:
