@@ -216,8 +216,11 @@ def browse(page_server: PageServer, chromium: Chromium, api: ServerProcess, mode
     return report
 
 
-def check_preflights(exchanges: list[dict[str, Any]], origin: str, allowed_origin: str, wanted: set[str]) -> None:
-    """Every preflight the browser sent was answered so that it could go on; some asked for ``wanted``."""
+def check_cors(
+    exchanges: list[dict[str, Any]], origin: str, allowed_origin: str, wanted: set[str], exposed: set[str]
+) -> None:
+    """Every preflight the browser sent was answered so that it could go on, some asked for ``wanted``;
+    every answer allowed the page's origin and exposed ``exposed`` (PROTOCOL.md section 6)."""
     preflights = [x for x in exchanges if x["method"] == "OPTIONS"]
     assert preflights, "the browser sent no CORS preflight"
     asked: set[str] = set()
@@ -236,6 +239,7 @@ def check_preflights(exchanges: list[dict[str, Any]], origin: str, allowed_origi
     assert {x["method"] for x in calls} == {"POST", "GET"}
     for x in calls:
         assert x["response"]["access-control-allow-origin"] == allowed_origin
+        assert _tokens(x["response"].get("access-control-expose-headers")) == exposed, x
 
 
 def check_error(step: dict[str, Any], status: int, code: int) -> None:
@@ -286,9 +290,8 @@ def test_user_id_mode(page_server: PageServer, chromium: Chromium, allow_origin:
     check_error(steps["too_large"], 413, 1011)
 
     host = api.url.removeprefix("http://")
-    check_preflights(
-        chromium.exchanges(host), page_server.origin, allowed, {"content-type", "x-toto-hmac", "x-toto-session-id"}
-    )
+    wanted = {"content-type", "x-toto-hmac", "x-toto-session-id"}
+    check_cors(chromium.exchanges(host), page_server.origin, allowed, wanted, {"x-toto-hmac"})
 
 
 def test_session_key_mode(page_server: PageServer, chromium: Chromium) -> None:
@@ -320,7 +323,28 @@ def test_session_key_mode(page_server: PageServer, chromium: Chromium) -> None:
 
     host = api.url.removeprefix("http://")
     wanted = {"content-type", "x-toto-hmac", "x-toto-session-id", "x-toto-timestamp"}
-    check_preflights(chromium.exchanges(host), page_server.origin, "*", wanted)
+    check_cors(chromium.exchanges(host), page_server.origin, "*", wanted, {"x-toto-hmac", "x-toto-timestamp"})
+
+
+def test_off_mode(page_server: PageServer, chromium: Chromium) -> None:
+    """No signatures: the session id alone authenticates, and the compat CORS headers stay the same."""
+    with ServerProcess({**FAST, "hmac_mode": "off"}, cwd=BASIC_APP) as api:
+        report = browse(page_server, chromium, api, "off", "off-mode-browser")
+    assert "error" not in report, report
+    steps = report["steps"]
+    for name in ("create", "login", "whoami", "set", "get", "tampered", "unsigned", "after"):
+        step = steps[name]
+        assert step["status"] == 200 and "error" not in step["answer"], (name, step)
+        assert step["signature"] is None and step["verified"] is None, (name, step)
+    assert "x-toto-hmac" not in steps["whoami"]["sent_headers"]
+    assert steps["whoami"]["answer"]["result"] == {"user_id": "off-mode-browser"}
+    assert steps["get"]["answer"]["result"] == {"greeting": GREETING}
+    assert steps["after"]["answer"]["result"] == {"greeting": "unsigned"}  # nothing is refused in this mode
+
+    host = api.url.removeprefix("http://")
+    check_cors(
+        chromium.exchanges(host), page_server.origin, "*", {"content-type", "x-toto-session-id"}, {"x-toto-hmac"}
+    )
 
 
 def test_other_origin_is_refused_by_the_browser(page_server: PageServer, chromium: Chromium) -> None:
