@@ -101,9 +101,17 @@ class Chromium:
             f"--log-net-log={self.netlog}",
             url,
         ]
+        # Keep everything the browser writes (NSS database, caches) inside the temporary directory.
+        home = self.dir.name
+        env = dict(os.environ, HOME=home, XDG_CONFIG_HOME=home, XDG_CACHE_HOME=home, XDG_DATA_HOME=home)
         with open(self.logfile, "wb") as log:
             self.proc = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
             )
 
     def wait_report(self, reports: queue.Queue[Any]) -> Any:
@@ -118,6 +126,15 @@ class Chromium:
                     pytest.fail(f"chromium exited with {self.proc.returncode}:\n{self.log()}")
         pytest.fail(f"the page reported nothing within {REPORT_TIMEOUT}s; chromium said:\n{self.log()}")
 
+    def wait_exit(self) -> None:
+        """Wait for the browser to quit by itself (the page closes its tab after reporting)."""
+        assert self.proc is not None
+        try:
+            self.proc.wait(REPORT_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"chromium did not quit after the page closed; it said:\n{self.log()}")
+        self.stop()  # any helper process left in its group
+
     def log(self) -> str:
         with open(self.logfile, encoding="utf-8", errors="replace") as f:
             return f.read()[-5000:]
@@ -126,11 +143,12 @@ class Chromium:
         """Stop the browser and every helper process it started (same process group)."""
         proc = self.proc
         if proc is not None:
-            self._signal_group(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                pass
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    pass
             self._signal_group(proc.pid, signal.SIGKILL)
             proc.wait(20)
             deadline = time.monotonic() + 20
@@ -158,15 +176,9 @@ class Chromium:
         return True
 
     def exchanges(self, host: str) -> list[dict[str, Any]]:
-        """Every HTTP exchange with ``host`` in the net log: method, path, request and response headers.
-
-        Read after stop(): a browser that was stopped leaves the log's final brackets unwritten.
-        """
-        text = Path(self.netlog).read_text(encoding="utf-8").rstrip().rstrip(",")
-        try:
-            log = json.loads(text)
-        except json.JSONDecodeError:
-            log = json.loads(text + "]}")
+        """Every HTTP exchange with ``host`` in the net log: method, path, request and response headers."""
+        assert self.proc is None, "read the net log after wait_exit(): the browser completes it on exit"
+        log = json.loads(Path(self.netlog).read_text(encoding="utf-8"))
         kinds = log["constants"]["logEventTypes"]
         sent, received = kinds["HTTP_TRANSACTION_SEND_REQUEST_HEADERS"], kinds["HTTP_TRANSACTION_READ_RESPONSE_HEADERS"]
         by_source: dict[int, dict[str, Any]] = {}
@@ -209,10 +221,12 @@ def chromium() -> Iterator[Chromium]:
 
 
 def browse(page_server: PageServer, chromium: Chromium, api: ServerProcess, mode: str, user: str) -> Any:
+    while not page_server.reports.empty():  # nothing from an earlier page may pass for this one
+        page_server.reports.get_nowait()
     query = urlencode({"api": api.url, "user": user, "mode": mode})
     chromium.open(f"{page_server.origin}/?{query}")
     report = chromium.wait_report(page_server.reports)
-    chromium.stop()
+    chromium.wait_exit()
     return report
 
 
