@@ -240,3 +240,13 @@ def test_toto_call_speaks_msgpack_and_prints_bytes(start_server) -> None:
         timeout=60,
     )
     assert unknown.returncode == 1 and "not installed" in unknown.stderr and "Traceback" not in unknown.stderr
+
+
+def test_the_plugin_shows_in_toto_plugins_and_serve_help() -> None:
+    listed = subprocess.run([sys.executable, "-m", "toto", "plugins"], capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0
+    assert "toto-msgpack" in listed.stdout and "application/x-msgpack" in listed.stdout
+    shown = subprocess.run(
+        [sys.executable, "-m", "toto", "serve", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert "--msgpack_timestamps" in shown.stdout

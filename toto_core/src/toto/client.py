@@ -43,9 +43,13 @@ def find_serializer(choice: str | Serializer) -> Serializer:
     key = choice.strip().lower()
     if key in ("json", "application/json"):
         return _JSON
+    from toto.exceptions import PluginError
     from toto.plugins import install_hint
 
-    registry = installed_serializers()
+    try:
+        registry = installed_serializers()
+    except PluginError as exc:  # two plugins claiming one content type
+        raise ValueError(str(exc)) from None
     found = registry.get(key)
     if found is None:
         found = next((s for s in registry.values() if s.name == key), None)
