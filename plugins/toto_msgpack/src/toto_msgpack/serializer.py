@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import msgpack
+import msgpack  # type: ignore[import-untyped]  # (no stubs or py.typed)
 from toto.serializers import Serializer
 
 __all__ = ["MsgpackSerializer", "register_ext_type", "unregister_ext_type"]
