@@ -250,3 +250,23 @@ def test_the_plugin_shows_in_toto_plugins_and_serve_help() -> None:
         [sys.executable, "-m", "toto", "serve", "--help"], capture_output=True, text=True, timeout=60
     )
     assert "--msgpack_timestamps" in shown.stdout
+
+
+def test_uploaded_files_come_back_as_bytes_when_accept_asks_for_msgpack(server) -> None:
+    client = server.client(serializer="json", accept="application/msgpack")
+    payload = bytes(range(256))
+    boundary = "toto-boundary-7"
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="note"\r\n\r\nhi\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="all.bin"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + payload
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    status, headers, data = client.request(body, path="/echo", content_type=f"multipart/form-data; boundary={boundary}")
+    assert status == 200 and headers["Content-Type"] == "application/msgpack"
+    result = unpack(data)["result"]
+    assert result["note"] == "hi"
+    assert result["file"] == {"filename": "all.bin", "body": payload, "content_type": "application/octet-stream"}
