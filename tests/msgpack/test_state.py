@@ -5,6 +5,7 @@ in either direction and with servers of both settings running at once."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -196,3 +197,15 @@ def test_state_that_no_installed_serializer_reads_is_refused_not_wiped(
 
     back = start_server(state_serializer="msgpack", **storage)
     assert resume(back, client.session, serializer="msgpack").call("state.get") == BINARY
+
+
+def test_concurrent_updates_of_msgpack_state_are_not_lost(start_server) -> None:
+    srv = start_server(database="memory", state_serializer="msgpack")
+
+    async def run() -> list[int]:
+        client = srv.async_client(serializer="msgpack", timeout=60)
+        await client.create(user(), "pw")
+        await client.call("state.set", {"blob": b"\x00" * 64})
+        return list(await asyncio.gather(*(client.call("counter.increment") for _ in range(20))))
+
+    assert sorted(asyncio.run(run())) == list(range(1, 21))
