@@ -59,6 +59,8 @@ def find_serializer(choice: str | Serializer) -> Serializer:
 
 
 _JSON = JsonSerializer()
+# How long a session_key signature is remembered: twice the server's default window.
+SIGNATURE_MEMORY = 600
 
 
 class _ClientCore:
@@ -91,6 +93,10 @@ class _ClientCore:
         self.accept = accept or self.content_type
         self.timeout = timeout
         self.session: dict[str, Any] | None = None
+        # session_key mode: signatures sent recently, with their timestamps. The server
+        # refuses a signature it has seen inside its window (1015), so a request identical
+        # to one sent in the same second is stamped a second later instead.
+        self._signed: dict[str, int] = {}
 
     # -- building requests ------------------------------------------------------------
     def _target(self, path: str) -> str:
@@ -122,15 +128,27 @@ class _ClientCore:
                 if self.hmac_mode == "user_id":
                     headers["x-toto-hmac"] = user_id_hmac(session.get("user_id"), body)
                 elif self.hmac_mode == "session_key" and session.get("key"):
-                    stamp = str(int(time.time()))
-                    key = decode_session_key(session["key"])
+                    stamp, signature = self._session_key_signature(session["key"], http_method, target, body)
                     headers["x-toto-timestamp"] = stamp
-                    headers["x-toto-hmac"] = session_key_request_hmac(key, http_method, target, stamp, body)
+                    headers["x-toto-hmac"] = signature
         if content_type is not None:
             headers["Content-Type"] = content_type
         if extra:
             headers.update(extra)
         return target, headers
+
+    def _session_key_signature(self, key: str, http_method: str, target: str, body: bytes) -> tuple[str, str]:
+        now = int(time.time())
+        if len(self._signed) > 1024:
+            self._signed = {sig: at for sig, at in self._signed.items() if at >= now - SIGNATURE_MEMORY}
+        secret = decode_session_key(key)
+        stamp = now
+        signature = session_key_request_hmac(secret, http_method, target, str(stamp), body)
+        while signature in self._signed:
+            stamp += 1
+            signature = session_key_request_hmac(secret, http_method, target, str(stamp), body)
+        self._signed[signature] = stamp
+        return str(stamp), signature
 
     def _body(self, method: str, parameters: Any) -> bytes:
         return self.serializer.encode({"method": method, "parameters": {} if parameters is None else parameters})
