@@ -396,25 +396,33 @@ def check_batch(url: str, load: Load) -> None:
 def signed_load(url: str) -> Load:
     """Sign in SESSIONS users with toto.client; one fixed signed ``whoami`` request each.
 
-    user_id signing covers exactly the body bytes, so a fixed body with its headers stays
-    valid for every repetition. Each request is checked once (result and response HMAC).
+    user_id signing covers exactly the body bytes (``toto.signing.user_id_hmac``), so a
+    fixed body with its headers stays valid for every repetition. Each request is sent
+    once here and its answer checked: the result and the response's HMAC.
     """
     from toto.client import TotoClient
+    from toto.signing import user_id_hmac
 
     run = secrets.token_hex(4)
+    body = json.dumps(envelope("whoami", {}), separators=(",", ":")).encode()
     bodies, headers = [], []
     for i in range(SESSIONS):
         user = f"bench-{run}-{i}@example.com"
         with TotoClient(url) as client:
             client.create(user, PASSWORD)
             check(client.call("whoami") == {"user_id": user}, "whoami through the client")
-            body = client._body("whoami", {})
-            sent = client._headers("POST", "/", body, None)
+            assert client.session is not None
+            sent = {
+                "Content-Type": "application/json",
+                "x-toto-session-id": client.session["session_id"],
+                "x-toto-hmac": user_id_hmac(user, body),
+            }
             status, answer_headers, data = client.request(body, headers=sent, sign=False)
-            envelope_ = client._decode(status, answer_headers, data)  # verifies the response HMAC
-            check(envelope_.get("result") == {"user_id": user}, f"signed whoami answered {data[:200]!r}")
+        check(status == 200, f"signed whoami answered HTTP {status}: {data[:200]!r}")
+        check(json.loads(data).get("result") == {"user_id": user}, f"signed whoami answered {data[:200]!r}")
+        check(answer_headers.get("x-toto-hmac") == user_id_hmac(user, data), "the response HMAC")
         bodies.append(body)
-        headers.append({k: v for k, v in sent.items() if k != "Accept"})
+        headers.append(sent)
     return Load(bodies, headers)
 
 
