@@ -314,12 +314,13 @@ def ensure_wrk() -> None:
     if shutil.which("wrk"):
         return
     print("wrk is missing; installing the Debian package", flush=True)
-    apt = ["apt-get", "-o", "DPkg::Lock::Timeout=300", "install", "-y", "-q", "wrk"]
-    if os.geteuid() != 0 and shutil.which("sudo"):
-        apt.insert(0, "sudo")
-    if subprocess.run(apt, check=False).returncode != 0:
-        subprocess.run([*apt[:-4], "update", "-q"] if apt[0] == "sudo" else ["apt-get", "update", "-q"], check=False)
-        subprocess.run(apt, check=True)
+    sudo = ["sudo"] if os.geteuid() != 0 and shutil.which("sudo") else []
+    apt = [*sudo, "apt-get", "-o", "DPkg::Lock::Timeout=300"]
+    install = [*apt, "install", "-y", "-q", "wrk"]
+    if subprocess.run(install, check=False).returncode != 0:
+        # A fresh machine may not have package lists yet.
+        subprocess.run([*apt, "update", "-q"], check=False)
+        subprocess.run(install, check=False)
     if not shutil.which("wrk"):
         raise SystemExit("wrk could not be installed; install it (Debian/Ubuntu: apt-get install wrk)")
 
