@@ -145,6 +145,16 @@ def test_root_mount(start_server):
     assert outside[0] == 404
 
 
+def test_remote_ip_trusts_proxy_headers_only_with_xheaders(start_server):
+    headers = {"X-Real-Ip": "203.0.113.7"}
+    plain = start_server()
+    status, _, body = plain.client().request(b"", "/remote_ip", method="GET", headers=headers, sign=False)
+    assert json.loads(body) == {"result": {"remote_ip": "127.0.0.1"}}
+    proxied = start_server(xheaders=True)
+    status, _, body = proxied.client().request(b"", "/remote_ip", method="GET", headers=headers, sign=False)
+    assert json.loads(body) == {"result": {"remote_ip": "203.0.113.7"}}
+
+
 # -- kinds of methods -----------------------------------------------------------------------
 def test_async_def_method(server):
     assert server.client().call("sleep", {"seconds": 0.01}) == {"slept": 0.01}
