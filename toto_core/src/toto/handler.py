@@ -99,7 +99,7 @@ def header_value(value: Any) -> str:
         text = value.decode("latin-1")
     elif isinstance(value, int):
         return str(value)
-    elif isinstance(value, (float, datetime.datetime)):
+    elif isinstance(value, datetime.datetime):
         return httputil.format_timestamp(value)
     else:
         raise TypeError(f"Unsupported header value {value!r}")
