@@ -83,6 +83,15 @@ class StandIn:
             self.proc.wait(30)
             self.proc = None
 
+    def freeze(self) -> None:
+        """SIGSTOP: the server keeps its connections open and answers nothing, like a hung host."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
     def output(self) -> str:
         try:
             return self.log.read_text(errors="replace")[-5000:]

@@ -357,6 +357,27 @@ def test_a_killed_mongodb_answers_503_within_5_s_and_a_restart_heals(start_serve
     assert "Traceback" not in server.output()
 
 
+def test_a_frozen_mongodb_answers_503_within_5_s_and_heals_when_it_wakes(
+    start_server, private_standin: StandIn
+) -> None:
+    server = start_server(**on_mongo(private_standin.url("frozen")))
+    client = server.client()
+    name = user()
+    client.create(name, "pw")
+    private_standin.freeze()  # connections stay open, nothing answers
+    try:
+        for call in (lambda: client.call("whoami"), lambda: server.client().login(name, "pw")):
+            started = time.monotonic()
+            with pytest.raises(TotoClientError) as caught:
+                call()
+            assert time.monotonic() - started < 5
+            assert (caught.value.code, caught.value.status) == (1013, 503)
+    finally:
+        private_standin.thaw()
+    assert client.call("counter.increment") == 1
+    assert client.call("whoami") == {"user_id": name}
+
+
 def test_a_server_started_while_mongodb_is_down_serves_once_it_is_up(start_server, private_standin: StandIn) -> None:
     private_standin.kill()
     server = start_server(**on_mongo(private_standin.url("late")))
@@ -369,6 +390,15 @@ def test_a_server_started_while_mongodb_is_down_serves_once_it_is_up(start_serve
     with pytest.raises(TotoClientError) as duplicate:
         server.client().create(name, "pw")
     assert duplicate.value.code == 1006, "the unique index was made once MongoDB answered"
+
+
+def test_a_conflicting_index_stops_the_server_with_a_message(mongo_url: str, raw: Any) -> None:
+    raw["toto_sessions"].create_index("expires_at", name="expires_ttl", expireAfterSeconds=3600)
+    server = ServerProcess({**FAST, **on_mongo(mongo_url)}, cwd=BASIC_APP)
+    with pytest.raises(RuntimeError) as caught:
+        server.start()
+    assert "cannot prepare toto_accounts and toto_sessions" in str(caught.value)
+    assert "Traceback" not in str(caught.value)
 
 
 @pytest.mark.parametrize(

@@ -68,6 +68,13 @@ def _unavailable(error: BaseException) -> StorageUnavailable:
     return StorageUnavailable(f"MongoDB storage is unavailable ({type(error).__name__}); try again shortly.")
 
 
+def _reason(error: PyMongoError) -> str:
+    """The server's own message, without the reply document pymongo appends."""
+    if isinstance(error, OperationFailure) and error.details:
+        return f"{error.details.get('codeName', error.code)}: {error.details.get('errmsg', '')}"
+    return str(error)
+
+
 def option(options: Any, name: str, default: Any) -> Any:
     """An option's value, or ``default`` when it is unset or the options object lacks it."""
     value = getattr(options, name, None) if options is not None else None
@@ -204,6 +211,11 @@ class MongoStorage(Storage):
                 "mongodb storage: %s does not answer yet; requests will fail with 1013 until it does",
                 describe(self.url),
             )
+        except PyMongoError as error:  # refused credentials, a conflicting index, duplicate user ids
+            raise PluginError(
+                f"mongodb storage: cannot prepare {self.prefix}accounts and {self.prefix}sessions "
+                f"in {describe(self.url)}: {_reason(error)}"
+            ) from error
 
     async def close(self) -> None:
         if self.client is not None:
