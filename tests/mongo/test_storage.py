@@ -20,11 +20,15 @@ from toto_mongo import MongoStorage
 
 from tests.mongo.standin import StandIn
 
+#: Seconds a storage waits for MongoDB in the tests that inject no fault: generous, so a
+#: loaded machine never turns a slow answer into a spurious 1013.
+STEADY = 10.0
+
 
 class TestMongoStorage(StorageContract):
     @pytest.fixture
     def storage_factory(self, mongo_url: str) -> Callable[[], MongoStorage]:
-        return lambda: MongoStorage(url=mongo_url)
+        return lambda: MongoStorage(url=mongo_url, timeout=STEADY)
 
 
 def run(body: Callable[..., Any], *stores: MongoStorage) -> Any:
@@ -70,12 +74,12 @@ def test_db_is_the_async_database_of_the_url(mongo_url: str, database: str, raw:
         await s.db["notes"].insert_one({"_id": 1, "text": "mine"})
         assert await s.db["notes"].find_one({"_id": 1}) == {"_id": 1, "text": "mine"}
 
-    run(body, MongoStorage(mongo_url))
+    run(body, MongoStorage(mongo_url, timeout=STEADY))
     assert raw["notes"].count_documents({}) == 1
 
 
 def test_indexes_unique_user_id_and_session_ttl(mongo_url: str, raw: Any) -> None:
-    run(lambda s: s.ping(), MongoStorage(mongo_url))
+    run(lambda s: s.ping(), MongoStorage(mongo_url, timeout=STEADY))
     accounts = raw["toto_accounts"].index_information()
     assert accounts["user_id_unique"]["unique"] is True
     assert accounts["user_id_unique"]["key"] == [("user_id", 1)]
@@ -93,7 +97,7 @@ def test_user_ids_are_stored_lower_cased_and_unique_whatever_the_case(mongo_url:
         account = await s.get_account("MIXED@example.com")
         assert account is not None and account.user_id == "mixed@example.com"
 
-    run(body, MongoStorage(mongo_url))
+    run(body, MongoStorage(mongo_url, timeout=STEADY))
     assert [d["user_id"] for d in raw["toto_accounts"].find()] == ["mixed@example.com"]
 
 
@@ -101,13 +105,13 @@ def test_a_raw_duplicate_insert_is_refused_by_the_index(mongo_url: str, raw: Any
     """The uniqueness is MongoDB's, not a read-then-write of the plugin."""
     from pymongo.errors import DuplicateKeyError
 
-    run(lambda s: s.create_account("only", "h", {}), MongoStorage(mongo_url))
+    run(lambda s: s.create_account("only", "h", {}), MongoStorage(mongo_url, timeout=STEADY))
     with pytest.raises(DuplicateKeyError):
         raw["toto_accounts"].insert_one({"user_id": "only", "password_hash": "x", "fields": {}})
 
 
 def test_an_expired_session_is_never_read_even_before_the_ttl_monitor_deletes_it(mongo_url: str, raw: Any) -> None:
-    run(lambda s: s.ping(), MongoStorage(mongo_url))
+    run(lambda s: s.ping(), MongoStorage(mongo_url, timeout=STEADY))
     # Expired by its exact expiry, while its TTL date is a day away: only the read filter stands
     # between the caller and this document.
     far = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=1)
@@ -120,7 +124,7 @@ def test_an_expired_session_is_never_read_even_before_the_ttl_monitor_deletes_it
         await s.touch_session("stale", time.time() + 600)
         assert await s.load_session("stale") is None, "touching an expired session must not revive it"
 
-    run(body, MongoStorage(mongo_url))
+    run(body, MongoStorage(mongo_url, timeout=STEADY))
     assert raw["toto_sessions"].count_documents({"_id": "stale"}) == 1, "the document is still there"
 
 
@@ -129,7 +133,7 @@ def test_mongodb_deletes_expired_sessions_by_itself(mongo_url: str, raw: Any) ->
         await s.store_session(session("brief", ttl=1.0))
         await s.store_session(session("long", ttl=600))
 
-    run(body, MongoStorage(mongo_url))
+    run(body, MongoStorage(mongo_url, timeout=STEADY))
     assert raw["toto_sessions"].count_documents({"_id": "brief"}) == 1
     # The stand-in's TTL monitor runs every second (mongod's every 60 s).
     assert wait_until(lambda: raw["toto_sessions"].count_documents({"_id": "brief"}) == 0)
@@ -143,7 +147,7 @@ def test_touch_moves_the_ttl_date_with_the_expiry(mongo_url: str, raw: Any) -> N
         await s.store_session(session("slide", ttl=60))
         await s.touch_session("slide", new_expiry)
 
-    run(body, MongoStorage(mongo_url))
+    run(body, MongoStorage(mongo_url, timeout=STEADY))
     document = raw["toto_sessions"].find_one({"_id": "slide"})
     assert document["expires"] == new_expiry
     ttl_date = document["expires_at"].replace(tzinfo=datetime.timezone.utc).timestamp()
@@ -159,7 +163,7 @@ def test_delete_user_sessions_is_one_delete_many(mongo_url: str, raw: Any) -> No
         assert [i for i in range(10) if await s.load_session(f"m{i}") is not None] == [4]
         assert await s.load_session("other") is not None
 
-    run(body, MongoStorage(mongo_url))
+    run(body, MongoStorage(mongo_url, timeout=STEADY))
     assert sorted(d["_id"] for d in raw["toto_sessions"].find()) == ["m4", "other"]
 
 
@@ -179,7 +183,7 @@ def test_account_fields_with_any_names_and_bson_values_round_trip(mongo_url: str
         assert account is not None
         assert account.fields == {**fields, "c.d": 2, "$set": {"e.f": 3}}
 
-    run(body, MongoStorage(mongo_url))
+    run(body, MongoStorage(mongo_url, timeout=STEADY))
 
 
 def test_a_field_mongodb_cannot_store_is_a_protocol_error(mongo_url: str) -> None:
@@ -189,11 +193,11 @@ def test_a_field_mongodb_cannot_store_is_a_protocol_error(mongo_url: str) -> Non
         assert caught.value.code == 1011 and "cannot be stored in MongoDB" in str(caught.value.value)
         assert await s.get_account("big") is None
 
-    run(body, MongoStorage(mongo_url))
+    run(body, MongoStorage(mongo_url, timeout=STEADY))
 
 
 def test_collection_prefixes_keep_apps_apart(mongo_url: str, raw: Any) -> None:
-    mine, theirs = MongoStorage(mongo_url, prefix="app_"), MongoStorage(mongo_url, prefix="app2_")
+    mine, theirs = MongoStorage(mongo_url, "app_", STEADY), MongoStorage(mongo_url, "app2_", STEADY)
 
     async def body(a: MongoStorage, b: MongoStorage) -> None:
         await b.create_account("shared", "theirs", {})
