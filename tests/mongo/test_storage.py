@@ -252,6 +252,28 @@ def test_a_killed_server_gives_storage_unavailable_quickly_and_a_restart_heals(p
     run(body, MongoStorage(private_standin.url("restart"), timeout=1.0))
 
 
+def test_many_calls_waiting_on_a_dead_server_all_fail_in_time(private_standin: StandIn) -> None:
+    """Calls that arrive together share one attempt to reach MongoDB (and to make the
+    indexes again) instead of queueing behind each other."""
+
+    async def body(s: MongoStorage) -> None:
+        await s.create_account("crowd", "h", {})
+        private_standin.kill()
+        started = time.monotonic()
+        calls = [s.get_account("crowd") for _ in range(15)] + [s.load_session(f"s{i}") for i in range(15)]
+        outcomes = await asyncio.gather(*calls, return_exceptions=True)
+        assert time.monotonic() - started < 5
+        assert all(isinstance(o, StorageUnavailable) for o in outcomes), outcomes
+        started = time.monotonic()
+        outcomes = await asyncio.gather(*(s.get_account("crowd") for _ in range(15)), return_exceptions=True)
+        assert time.monotonic() - started < 5
+        assert all(isinstance(o, StorageUnavailable) for o in outcomes), outcomes
+        private_standin.start()
+        assert all(a is not None for a in await asyncio.gather(*(s.get_account("crowd") for _ in range(15))))
+
+    run(body, MongoStorage(private_standin.url("crowd"), timeout=1.0))
+
+
 def test_storage_opens_while_the_server_is_down_and_makes_its_indexes_when_it_is_up(
     private_standin: StandIn,
 ) -> None:

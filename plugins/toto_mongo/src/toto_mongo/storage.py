@@ -28,7 +28,7 @@ from typing import Any
 
 from bson.binary import Binary
 from bson.errors import InvalidDocument
-from pymongo import ASCENDING, AsyncMongoClient
+from pymongo import ASCENDING, AsyncMongoClient, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import (
@@ -166,7 +166,7 @@ class MongoStorage(Storage):
         self.client: AsyncMongoClient[dict[str, Any]] | None = None
         self.db: AsyncDatabase[dict[str, Any]] | None = None
         self._indexed = False
-        self._index_lock: asyncio.Lock | None = None
+        self._index_attempt: asyncio.Future[None] | None = None
 
     @classmethod
     def from_options(cls, options: Any) -> MongoStorage:
@@ -201,7 +201,6 @@ class MongoStorage(Storage):
             ) from error
         self._accounts: AsyncCollection[dict[str, Any]] = self.db[self.prefix + "accounts"]
         self._sessions: AsyncCollection[dict[str, Any]] = self.db[self.prefix + "sessions"]
-        self._index_lock = asyncio.Lock()
         try:
             await self._ensure_indexes()
         except StorageUnavailable:
@@ -237,20 +236,34 @@ class MongoStorage(Storage):
             raise _unavailable(error) from error
 
     async def _ensure_indexes(self) -> None:
-        if self._index_lock is None:
-            raise RuntimeError("MongoStorage.open() must be awaited before use")
-        async with self._index_lock:
-            if self._indexed:
-                return
-            try:
-                await self._accounts.create_index([("user_id", ASCENDING)], unique=True, name="user_id_unique")
-                await self._sessions.create_index([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expires_ttl")
-                await self._sessions.create_index([("user_id", ASCENDING)], name="user_id")
-            except (PyMongoError, OSError, asyncio.TimeoutError) as error:
-                if _unreachable(error):
-                    raise _unavailable(error) from error
-                raise
-            self._indexed = True
+        """Make the indexes unless they are made. Callers that arrive while an attempt is
+        under way share it instead of queueing, so a MongoDB that is down costs each
+        request one ``timeout``, however many requests wait."""
+        if self._indexed:
+            return
+        attempt = self._index_attempt
+        if attempt is None or attempt.done():
+            attempt = self._index_attempt = asyncio.ensure_future(self._create_indexes())
+            # A caller that gave up must not leave the failure unretrieved.
+            attempt.add_done_callback(lambda done: done.cancelled() or done.exception())
+        await asyncio.shield(attempt)
+
+    async def _create_indexes(self) -> None:
+        try:
+            await self._accounts.create_indexes(
+                [IndexModel([("user_id", ASCENDING)], unique=True, name="user_id_unique")]
+            )
+            await self._sessions.create_indexes(
+                [
+                    IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expires_ttl"),
+                    IndexModel([("user_id", ASCENDING)], name="user_id"),
+                ]
+            )
+        except (PyMongoError, OSError, asyncio.TimeoutError) as error:
+            if _unreachable(error):
+                raise _unavailable(error) from error
+            raise
+        self._indexed = True
 
     async def ping(self) -> bool:
         if self.db is None:
