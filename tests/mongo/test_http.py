@@ -257,6 +257,11 @@ def test_accept_picks_the_answer_type(start_server, mongo_url: str) -> None:
         bson_body, content_type="application/bson", headers={"Accept": "application/json"}, sign=False
     )
     assert (status, headers["Content-Type"], data) == (200, "application/json", b'{"result":{"x":1}}')
+    status, headers, data = server.client().request(
+        b"", path="/echo?x=1&x=2", method="GET", headers={"Accept": "application/bson"}, sign=False
+    )
+    assert (status, headers["Content-Type"]) == (200, "application/bson")
+    assert bson.decode(data) == {"result": {"x": ["1", "2"]}}
 
 
 def test_bson_on_other_storage_and_as_the_state_serializer(start_server) -> None:
