@@ -4,6 +4,7 @@ own for each test; private servers for tests that kill and restart theirs."""
 
 from __future__ import annotations
 
+import importlib.util
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,11 @@ from tests.mongo.standin import StandIn
 @pytest.fixture(scope="session")
 def standin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandIn]:
     """The MongoDB of this test run (SecantusDB in its own process), stopped at the end."""
+    if importlib.util.find_spec("secantus") is None:
+        pytest.fail(
+            "SecantusDB, the tests' MongoDB, is not installed: pip install -e './plugins/toto_mongo[test]' "
+            "(or pip install secantusdb==0.7.0b3)"
+        )
     server = StandIn(tmp_path_factory.mktemp("secantus")).start()
     try:
         yield server

@@ -114,7 +114,11 @@ def serve(port: int, data: str, ttl_sweep_seconds: float, sync_on_commit: bool) 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    stop.wait()
+    # A test run that dies without stopping its stand-in must not leave it running.
+    parent = os.getppid()
+    while not stop.wait(1.0):
+        if os.getppid() != parent:
+            break
     server.stop()
 
 
