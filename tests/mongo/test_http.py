@@ -21,6 +21,7 @@ import bson
 import pytest
 from pymongo import MongoClient
 from toto.client import TotoClientError
+from toto.signing import user_id_hmac
 from toto.testing.server import ServerProcess
 
 from tests.conftest import BASIC_APP
@@ -242,6 +243,14 @@ def test_bson_answers_are_signed_over_their_exact_bytes(start_server, mongo_url:
     with pytest.raises(TotoClientError) as caught:
         client._decode(status, headers, tampered)
     assert caught.value.code == 1009
+
+    if hmac_mode == "user_id":
+        # The request's signature covers its BSON bytes too: a changed byte is refused and not run.
+        signature = {"x-toto-session-id": client.session["session_id"], "x-toto-hmac": user_id_hmac(name, body)}
+        status, _, data = client.request(
+            body.replace(b"sig", b"SIG"), content_type="application/bson", headers=signature, sign=False
+        )
+        assert bson.decode(data)["error"]["code"] == 1008
 
 
 def test_accept_picks_the_answer_type(start_server, mongo_url: str) -> None:
