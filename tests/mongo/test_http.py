@@ -20,12 +20,13 @@ from typing import Any
 import bson
 import pytest
 from pymongo import MongoClient
-from toto.client import TotoClientError
+from toto.client import TotoClient, TotoClientError
 from toto.signing import user_id_hmac
 from toto.testing.server import ServerProcess
 
 from tests.conftest import BASIC_APP
 from tests.mongo.standin import StandIn
+from tests.operations import free_ports, wait_until_answers
 
 FAST = {"password_cost": 10, "logging": "warning"}
 UTC = datetime.timezone.utc
@@ -137,6 +138,25 @@ def test_a_password_change_ends_the_other_sessions(start_server, mongo_url: str)
     with pytest.raises(TotoClientError):
         a.client().login(name, "old")
     a.client().login(name, "new")
+
+
+def test_the_processes_of_one_server_each_open_their_own_client(mongo_url: str) -> None:
+    """``--processes=2`` forks before storage opens, so each child makes its own AsyncMongoClient."""
+    port = free_ports(2)
+    server = ServerProcess({**FAST, **on_mongo(mongo_url), "processes": 2}, cwd=BASIC_APP, port=port)
+    with server:
+        wait_until_answers(f"http://127.0.0.1:{port + 1}")
+        first = server.client()
+        name = user()
+        first.create(name, "pw")
+        assert first.call("counter.increment") == 1
+        second = TotoClient(f"http://127.0.0.1:{port + 1}")
+        second.session = dict(first.session)
+        assert second.call("counter.increment") == 2
+        assert second.call("whoami") == {"user_id": name}
+        assert first.call("events.count")["pid"] != second.call("events.count")["pid"], "two processes"
+        output = server.output()
+    assert "opened before fork" not in output and "Traceback" not in output
 
 
 def test_racing_creates_of_one_user_across_servers_give_exactly_one_account(
