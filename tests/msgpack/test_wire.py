@@ -14,7 +14,7 @@ import sys
 
 import msgpack
 import pytest
-from toto.client import AsyncTotoClient, TotoClient, TotoClientError, find_serializer
+from toto.client import AsyncTotoClient, TotoClient, TotoClientError, find_serializer, installed_serializers
 from toto.signing import decode_session_key, user_id_hmac
 from toto_msgpack import MsgpackSerializer
 
@@ -185,14 +185,20 @@ def test_async_client_speaks_msgpack(server) -> None:
     asyncio.run(run())
 
 
-def test_client_serializer_choice() -> None:
+def test_client_serializer_choice(monkeypatch: pytest.MonkeyPatch) -> None:
     assert find_serializer("msgpack").content_types == ("application/msgpack", "application/x-msgpack")
     assert find_serializer("application/x-msgpack") is find_serializer("msgpack")
     assert find_serializer("JSON").name == "json"
     own = MsgpackSerializer(timestamps=True)
     assert TotoClient("http://127.0.0.1:1", serializer=own).serializer is own
-    with pytest.raises(ValueError, match="toto-mongo"):
-        TotoClient("http://127.0.0.1:1", serializer="application/bson")
+    monkeypatch.setenv("TOTO_PLUGINS", "msgpack")  # as if toto-mongo were not installed
+    installed_serializers.cache_clear()
+    try:
+        with pytest.raises(ValueError, match="toto-mongo"):
+            TotoClient("http://127.0.0.1:1", serializer="application/bson")
+    finally:
+        monkeypatch.delenv("TOTO_PLUGINS")
+        installed_serializers.cache_clear()
     with pytest.raises(ValueError, match="not installed"):
         TotoClient("http://127.0.0.1:1", serializer="yaml")
 
