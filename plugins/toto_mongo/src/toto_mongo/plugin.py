@@ -1,20 +1,33 @@
-"""The hooks toto-mongo implements (entry point ``toto``: ``mongo = "toto_mongo.plugin"``)."""
+"""The hooks toto-mongo implements (entry point ``toto``: ``mongo = "toto_mongo.plugin"``).
+
+Every Toto server loads this module at start-up, so it imports pymongo's client only
+when a server really stores in MongoDB (the BSON serializer needs just ``bson``).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import toto
 from toto.serializers import Serializer
 
+from toto_mongo.defaults import DEFAULT_PREFIX, DEFAULT_TIMEOUT
 from toto_mongo.serializer import BsonSerializer
-from toto_mongo.storage import DEFAULT_PREFIX, DEFAULT_TIMEOUT, MongoStorage
+
+if TYPE_CHECKING:
+    from toto_mongo.storage import MongoStorage
+
+
+def mongo_storage(options: Any) -> MongoStorage:
+    from toto_mongo.storage import MongoStorage
+
+    return MongoStorage.from_options(options)
 
 
 @toto.hookimpl
 def toto_register_storage() -> dict[str, Callable[[Any], MongoStorage]]:
-    return {"mongodb": MongoStorage.from_options}
+    return {"mongodb": mongo_storage}
 
 
 @toto.hookimpl

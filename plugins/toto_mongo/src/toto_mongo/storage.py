@@ -44,12 +44,10 @@ from pymongo.errors import (
 from toto.exceptions import ERROR_MALFORMED_REQUEST, PluginError, StorageUnavailable, TotoException
 from toto.storage import AccountRecord, DuplicateAccount, SessionRecord, Storage
 
+from toto_mongo.defaults import DEFAULT_DATABASE, DEFAULT_PREFIX, DEFAULT_TIMEOUT, DEFAULT_URL
+
 log = logging.getLogger("toto.mongo")
 
-DEFAULT_URL = "mongodb://127.0.0.1:27017/toto"
-DEFAULT_DATABASE = "toto"
-DEFAULT_PREFIX = "toto_"
-DEFAULT_TIMEOUT = 2.0
 
 #: Server error codes that mean "this server cannot serve right now" (shutting down,
 #: stepped down, not primary) rather than "this request is wrong".
