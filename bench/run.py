@@ -629,7 +629,7 @@ class Bench:
             "settings": {k: (sorted(v) if isinstance(v, set) else v) for k, v in asdict(self.s).items()},
             "rows": [asdict(r) for r in self.rows],
             "soak": self.soak,
-            "targets": targets(self.rows, self.soak),
+            "targets": targets(self.rows, self.soak, self.s.connections),
         }
 
 
@@ -659,7 +659,7 @@ def machine() -> dict[str, Any]:
     }
 
 
-def targets(rows: list[Row], soak: dict[str, Any]) -> list[dict[str, Any]]:
+def targets(rows: list[Row], soak: dict[str, Any], connections: int) -> list[dict[str, Any]]:
     """The issue's targets, each with what was measured and whether it was met."""
     by_name = {r.name: r for r in rows}
     out: list[dict[str, Any]] = []
@@ -682,8 +682,12 @@ def targets(rows: list[Row], soak: dict[str, Any]) -> list[dict[str, Any]]:
     ratio("signed postgres", 0.6)
     toto = [r for r in rows if r.kind not in ("baseline", "processes") and not r.failed]
     if toto:
-        worst = max(r.p99_ms for r in toto)
-        add("p99 of every single-process Toto row (ms)", round(worst, 2), "<= 15", worst <= 15)
+        worst = max(toto, key=lambda r: r.p99_ms)
+        over = [r.name for r in toto if r.p99_ms > 15]
+        shown = f"p99 at {connections} connections, worst single-process Toto row ({worst.name}; ms)"
+        if over:
+            shown += f"; over 15 ms: {', '.join(over)}"
+        add(shown, round(worst.p99_ms, 2), "<= 15", worst.p99_ms <= 15)
     echo, batch = by_name.get("echo"), by_name.get(f"batch of {BATCH_SIZE}")
     if echo and batch and batch.rps:
         times = echo.rps / batch.rps
