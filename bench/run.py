@@ -655,7 +655,7 @@ def machine() -> dict[str, Any]:
         "tornado": tornado_version,
         "os": f"{platform.system()} {platform.release()}",
         "load_average_at_start": [round(x, 2) for x in load],
-        "wrk": wrk_version.strip(),
+        "wrk": wrk_version.split("[", 1)[0].split("Copyright", 1)[0].strip(),
     }
 
 
