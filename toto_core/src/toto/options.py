@@ -163,7 +163,7 @@ def define_core_options(options: Options) -> None:
         "",
         str,
         "storage backend (memory, sqlite, postgres, mysql, redis, mongodb, or a plugin's); "
-        "empty: sqlite when toto-sql is installed, else memory",
+        "empty: the default an installed plugin names (sqlite with toto-sql), else memory",
     )
     d("database_url", "", str, "URL of the database, e.g. postgresql://user@127.0.0.1:5432/db")
     d("hmac_mode", "user_id", str, "request signing", choices=("user_id", "session_key", "off"))

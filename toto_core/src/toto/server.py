@@ -15,7 +15,7 @@ from tornado.web import Application
 from toto.exceptions import PluginError
 from toto.lookup import MethodLookup
 from toto.options import OptionError, Options, define_core_options, print_error_and_exit
-from toto.plugins import get_plugin_manager, merge_named, merge_serializers, pick
+from toto.plugins import default_storage, get_plugin_manager, merge_named, merge_serializers, pick
 
 log = logging.getLogger("toto.server")
 
@@ -83,7 +83,7 @@ class TotoServer:
             serializer.configure(o)
         self.default_serializer = self.serializers["application/json"]
         if not o.database:
-            o.database = "sqlite" if "sqlite" in self.storages else "memory"
+            o.database = default_storage(self.pm, self.storages)
         self.storage_factory = pick(self.storages, o.database, "database")
         self.bus_factory = pick(self.buses, o.event_bus, "event_bus")
         self.authenticator = pick(self.authenticators, o.hmac_mode, "hmac_mode")

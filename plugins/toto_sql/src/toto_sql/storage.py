@@ -1,0 +1,485 @@
+"""``SqlStorage``: accounts and sessions in SQLite, PostgreSQL or MySQL/MariaDB through SQLAlchemy's asyncio engine.
+
+Every storage call is one SQL statement in autocommit mode (one round trip, no
+transaction to begin or end), except ``update_account``, which merges fields with a
+compare-and-swap so that it needs no transaction either. Faults of the database
+(unreachable, timed out, read-only, full) become ``StorageUnavailable`` (1013/503)
+and one log line per outage; the pool heals by itself when the database returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import delete, event, insert, select, update
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import StaticPool
+from toto.accounts import MAX_USER_ID
+from toto.exceptions import (
+    ERROR_INVALID_USER_ID,
+    ERROR_MALFORMED_REQUEST,
+    PluginError,
+    StorageUnavailable,
+    TotoException,
+)
+from toto.storage import AccountRecord, DuplicateAccount, SessionRecord, Storage
+
+from toto_sql.schema import COMPONENT, MAX_KEY, MAX_SESSION_ID, SCHEMA_VERSION, Tables, make_tables
+from toto_sql.urls import Family, describe, resolve
+
+log = logging.getLogger("toto.sql")
+
+T = TypeVar("T")
+
+DEFAULT_TIMEOUT = 2.0
+DEFAULT_PREFIX = "toto_"
+#: Rows one purge statement deletes at most, and the pause between two batches.
+PURGE_BATCH = 500
+PURGE_PAUSE = 0.05
+#: Attempts of a field merge that keeps meeting concurrent updates.
+MERGE_ATTEMPTS = 20
+
+
+def option(options: Any, name: str, default: Any) -> Any:
+    value = getattr(options, name, None) if options is not None else None
+    return default if value is None or value == "" else value
+
+
+def _encode_fields(fields: dict[str, Any]) -> str:
+    try:
+        return json.dumps(fields, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    except (TypeError, ValueError) as error:
+        raise TotoException(ERROR_MALFORMED_REQUEST, f"account fields cannot be stored: {error}") from None
+
+
+def _check_user_id(user_id: str) -> None:
+    if len(user_id) > MAX_USER_ID:
+        raise TotoException(ERROR_INVALID_USER_ID, f"Invalid user ID: longer than {MAX_USER_ID} characters.")
+
+
+class SqlStorage(Storage):
+    """Toto storage on SQLAlchemy 2's asyncio engine; ``db`` is an ``AsyncEngine`` for the app's own tables.
+
+    ``url`` is a SQLAlchemy URL with its asyncio driver (``toto_sql.urls.resolve``
+    makes one from what users type). ``prefix`` starts the name of every table, so
+    several apps (or test runs) can share one database. ``timeout`` bounds connecting
+    and each statement, so a request meets an unreachable database with 1013 in time.
+    """
+
+    def __init__(
+        self,
+        url: URL | str,
+        prefix: str = DEFAULT_PREFIX,
+        timeout: float = DEFAULT_TIMEOUT,
+        family: Family | None = None,
+        purge_batch: int = PURGE_BATCH,
+    ) -> None:
+        if family is None:
+            name = str(url).split(":", 1)[0].split("+", 1)[0]
+            family, url = resolve({"postgresql": "postgres", "mariadb": "mysql"}.get(name, name), str(url))
+        self.family = family
+        self.url = url if isinstance(url, URL) else resolve(family.name, url)[1]
+        self.prefix = prefix
+        self.timeout = float(timeout)
+        self.purge_batch = int(purge_batch)
+        self.tables: Tables = make_tables(prefix)
+        self.db: AsyncEngine | None = None
+        self._engine: AsyncEngine | None = None
+        self._sqlite = family.name == "sqlite"
+        # SQLite has one writer at a time: queue this process's writes here rather than
+        # in SQLite's busy loop, which sleeps; other processes still meet the busy timeout.
+        self._write_lock: asyncio.Lock | contextlib.nullcontext[None] = (
+            asyncio.Lock() if self._sqlite else contextlib.nullcontext()
+        )
+        self._schema_lock = asyncio.Lock()
+        self._schema_ready = False
+        self._fault: str | None = None
+
+    @classmethod
+    def from_options(cls, options: Any) -> SqlStorage:
+        name = option(options, "database", "sqlite")
+        url_text = option(options, "database_url", None)
+        family, url = resolve(name, url_text)
+        storage = cls(
+            url,
+            prefix=str(option(options, "sql_table_prefix", DEFAULT_PREFIX)),
+            timeout=float(option(options, "sql_timeout", DEFAULT_TIMEOUT)),
+            family=family,
+        )
+        if url_text is None:
+            log.info(
+                "no --database_url given: using the embedded SQLite database %s (set --database and --database_url "
+                "to use another)",
+                storage.sqlite_path() or url,
+            )
+        return storage
+
+    # -- engines ------------------------------------------------------------------------
+    def sqlite_path(self) -> str | None:
+        """The absolute path of a file SQLite database, else None."""
+        database = self.url.database
+        if not self._sqlite or not database or database == ":memory:" or database.startswith("file:"):
+            return None
+        return str(Path(database).resolve())
+
+    def _engine_arguments(self) -> dict[str, Any]:
+        timeout = self.timeout
+        driver = self.url.get_driver_name()
+        if self._sqlite:
+            arguments: dict[str, Any] = {"connect_args": {"timeout": timeout}}
+            if not self.url.database or self.url.database == ":memory:":
+                # Each connection to :memory: is a new database: share one.
+                arguments["poolclass"] = StaticPool
+            return arguments
+        arguments = {"pool_size": 10, "max_overflow": 20, "pool_timeout": timeout, "pool_recycle": 3600}
+        if driver == "asyncpg":
+            arguments["connect_args"] = {"timeout": timeout, "command_timeout": timeout}
+        elif driver == "asyncmy":
+            arguments["connect_args"] = {"connect_timeout": timeout, "read_timeout": timeout}
+        elif driver == "aiomysql":
+            arguments["connect_args"] = {"connect_timeout": timeout}
+        elif driver == "psycopg":
+            arguments["connect_args"] = {"connect_timeout": max(1, round(timeout))}
+        return arguments
+
+    def _make_engine(self, **extra: Any) -> AsyncEngine:
+        engine = create_async_engine(self.url, **self._engine_arguments(), **extra)
+        if self._sqlite:
+            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+
+    # -- lifecycle ------------------------------------------------------------------------
+    async def open(self) -> None:
+        path = self.sqlite_path()
+        if path is not None and not Path(path).parent.is_dir():
+            raise PluginError(f"SQLite database {path}: the directory {Path(path).parent} does not exist")
+        # Our statements run in autocommit: one round trip each, nothing to roll back on return.
+        self._engine = self._make_engine(isolation_level="AUTOCOMMIT", pool_reset_on_return=None)
+        self.db = self._make_engine()
+        try:
+            await self._ensure_schema()
+        except StorageUnavailable:
+            # Serve anyway: requests answer 1013 until the database answers, then the tables are made.
+            log.warning("sql storage: %s does not answer yet; requests answer 1013 until it does", self.where())
+
+    async def close(self) -> None:
+        for engine in (self._engine, self.db):
+            if engine is not None:
+                await engine.dispose()
+
+    def where(self) -> str:
+        return self.sqlite_path() or describe(self.url)
+
+    async def _ensure_schema(self) -> None:
+        if self._schema_ready:
+            return
+        async with self._schema_lock:
+            if self._schema_ready:
+                return
+            for attempt in range(3):
+                try:
+                    await self._call(self._create_schema, write=True, schema=False)
+                    break
+                except (sa_exc.IntegrityError, sa_exc.ProgrammingError):
+                    # Another process created the same tables at the same moment: look again.
+                    if attempt == 2:
+                        raise
+                    await asyncio.sleep(0.2)
+            self._schema_ready = True
+
+    async def _create_schema(self, conn: AsyncConnection) -> None:
+        tables = self.tables
+        await conn.run_sync(tables.metadata.create_all)
+        version_table = tables.schema_version
+        found = (
+            await conn.execute(select(version_table.c.version).where(version_table.c.component == COMPONENT))
+        ).scalar()
+        if found is None:
+            with contextlib.suppress(sa_exc.IntegrityError):
+                await conn.execute(insert(version_table).values(component=COMPONENT, version=SCHEMA_VERSION))
+            log.info("sql storage: created the %s* tables (schema version %d) in %s", self.prefix, SCHEMA_VERSION, self.where())
+        elif found > SCHEMA_VERSION:
+            raise PluginError(
+                f"the {self.prefix}* tables in {self.where()} have schema version {found}, newer than this "
+                f"toto-sql knows ({SCHEMA_VERSION}): upgrade toto-sql"
+            )
+        # found < SCHEMA_VERSION: the migrations of a later release go here.
+
+    # -- running statements ---------------------------------------------------------------
+    async def _call(
+        self,
+        body: Callable[[AsyncConnection], Awaitable[T]],
+        write: bool = False,
+        schema: bool = True,
+    ) -> T:
+        """Run ``body`` on a pooled autocommit connection, mapping database faults to 1013.
+
+        A statement that fails at once on a connection that turned out dead (the
+        database restarted while the connection idled) is tried once more on a new one.
+        """
+        if schema and not self._schema_ready:
+            await self._ensure_schema()
+        engine = self._engine
+        if engine is None:
+            raise RuntimeError("SqlStorage.open() must be awaited before use")
+        started = time.monotonic()
+        retried = False
+        while True:
+            try:
+                async with self._write_lock if write else contextlib.nullcontext():
+                    async with engine.connect() as conn:
+                        result = await body(conn)
+            except (TotoException, DuplicateAccount, PluginError):
+                raise
+            except sa_exc.IntegrityError:
+                raise
+            except sa_exc.DataError as error:
+                raise TotoException(ERROR_MALFORMED_REQUEST, "A value is too large for the database.") from error
+            except Exception as error:
+                fault = self._fault_of(error)
+                if fault is None:
+                    raise
+                invalidated = isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated
+                if invalidated and not retried and time.monotonic() - started < self.timeout / 2:
+                    retried = True
+                    continue
+                self._report(fault, error)
+                raise StorageUnavailable(f"The database is unavailable ({fault}); try again shortly.") from error
+            if self._fault is not None:
+                log.warning("sql storage: %s answers again", self.where())
+                self._fault = None
+            return result
+
+    def _fault_of(self, error: BaseException) -> str | None:
+        """What kind of database fault ``error`` is, or None when it is not one (a bug)."""
+        if isinstance(error, sa_exc.DBAPIError):
+            if self._sqlite:
+                text = str(error.orig).lower()
+                if "readonly" in text or "read-only" in text:
+                    return "the SQLite database is read-only"
+                if "full" in text:
+                    return "the disk is full"
+                if "locked" in text or "busy" in text:
+                    return "the SQLite database is locked by another process"
+                if isinstance(error, sa_exc.OperationalError):
+                    return f"SQLite error: {error.orig}"
+                return None
+            if error.connection_invalidated or isinstance(error, (sa_exc.OperationalError, sa_exc.InterfaceError)):
+                return "unreachable"
+            return None
+        if isinstance(error, sa_exc.TimeoutError):
+            return "no free connection in the pool"
+        if isinstance(error, (OSError, asyncio.TimeoutError, ConnectionError)):
+            return "unreachable"
+        return None
+
+    def _report(self, fault: str, error: BaseException) -> None:
+        if fault != self._fault:
+            cause = getattr(error, "orig", None) or error
+            log.error(
+                "sql storage: %s: %s (%s: %s); requests answer 1013 until it recovers",
+                self.where(),
+                fault,
+                type(cause).__name__,
+                str(cause).splitlines()[0] if str(cause) else "",
+            )
+            self._fault = fault
+
+    # -- the Storage interface --------------------------------------------------------------
+    async def ping(self) -> bool:
+        async def body(conn: AsyncConnection) -> bool:
+            await conn.exec_driver_sql("SELECT 1")
+            return True
+
+        try:
+            return await self._call(body, schema=False)
+        except StorageUnavailable:
+            return False
+
+    async def create_account(self, user_id: str, password_hash: str, fields: dict[str, Any]) -> None:
+        _check_user_id(user_id)
+        statement = insert(self.tables.accounts).values(
+            user_id=user_id, password_hash=password_hash, fields=_encode_fields(fields)
+        )
+
+        async def body(conn: AsyncConnection) -> None:
+            await conn.execute(statement)
+
+        try:
+            await self._call(body, write=True)
+        except sa_exc.IntegrityError:
+            raise DuplicateAccount(user_id) from None
+
+    async def get_account(self, user_id: str) -> AccountRecord | None:
+        if len(user_id) > MAX_USER_ID:
+            return None
+        accounts = self.tables.accounts
+        statement = select(accounts.c.password_hash, accounts.c.fields).where(accounts.c.user_id == user_id)
+
+        async def body(conn: AsyncConnection) -> Any:
+            return (await conn.execute(statement)).first()
+
+        row = await self._call(body)
+        if row is None:
+            return None
+        return AccountRecord(user_id, row.password_hash, json.loads(row.fields))
+
+    async def update_account(
+        self, user_id: str, password_hash: str | None = None, fields: dict[str, Any] | None = None
+    ) -> None:
+        accounts = self.tables.accounts
+        if not fields:
+            if password_hash is not None:
+                statement = update(accounts).where(accounts.c.user_id == user_id).values(password_hash=password_hash)
+                await self._call(lambda conn: conn.execute(statement), write=True)
+            return
+        _encode_fields(fields)
+        read = select(accounts.c.fields).where(accounts.c.user_id == user_id)
+
+        async def merge(conn: AsyncConnection) -> bool:
+            old = (await conn.execute(read)).scalar()
+            if old is None:
+                return True
+            new = _encode_fields({**json.loads(old), **fields})
+            values: dict[str, Any] = {"fields": new}
+            if password_hash is not None:
+                values["password_hash"] = password_hash
+            # Compare-and-swap: a concurrent merge in between makes this match no row; read again.
+            swap = update(accounts).where(accounts.c.user_id == user_id, accounts.c.fields == old).values(**values)
+            return (await conn.execute(swap)).rowcount == 1
+
+        for _ in range(MERGE_ATTEMPTS):
+            if await self._call(merge, write=True):
+                return
+            await asyncio.sleep(0)
+        raise StorageUnavailable("The account is being changed by many requests at once; try again shortly.")
+
+    async def store_session(self, record: SessionRecord) -> None:
+        if len(record.session_id) > MAX_SESSION_ID or (record.key is not None and len(record.key) > MAX_KEY):
+            raise ValueError("session id or key longer than toto-sql stores")
+        if record.user_id is not None:
+            _check_user_id(record.user_id)
+        sessions = self.tables.sessions
+        values = {
+            "session_id": record.session_id,
+            "user_id": record.user_id,
+            "expires": float(record.expires),
+            "state": record.state,
+            "signing_key": record.key,
+        }
+        changed = {k: v for k, v in values.items() if k != "session_id"}
+        statement = self._upsert(sessions, values, changed)
+        await self._call(lambda conn: conn.execute(statement), write=True)
+
+    def _upsert(self, table: Any, values: dict[str, Any], changed: dict[str, Any]) -> Any:
+        backend = self.family.backend
+        if backend == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            return pg_insert(table).values(**values).on_conflict_do_update(index_elements=["session_id"], set_=changed)
+        if backend == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+            return (
+                sqlite_insert(table).values(**values).on_conflict_do_update(index_elements=["session_id"], set_=changed)
+            )
+        from sqlalchemy.dialects.mysql import insert as mysql_insert
+
+        return mysql_insert(table).values(**values).on_duplicate_key_update(**changed)
+
+    async def load_session(self, session_id: str) -> SessionRecord | None:
+        if len(session_id) > MAX_SESSION_ID:
+            return None
+        sessions = self.tables.sessions
+        now = time.time()
+        statement = select(sessions.c.user_id, sessions.c.expires, sessions.c.state, sessions.c.signing_key).where(
+            sessions.c.session_id == session_id, sessions.c.expires > now
+        )
+
+        async def body(conn: AsyncConnection) -> Any:
+            return (await conn.execute(statement)).first()
+
+        row = await self._call(body)
+        if row is None:
+            return None
+        return SessionRecord(
+            session_id=session_id,
+            user_id=row.user_id,
+            expires=float(row.expires),
+            state=bytes(row.state or b""),
+            key=row.signing_key,
+        )
+
+    async def touch_session(self, session_id: str, expires: float) -> None:
+        sessions = self.tables.sessions
+        statement = update(sessions).where(sessions.c.session_id == session_id).values(expires=float(expires))
+        await self._call(lambda conn: conn.execute(statement), write=True)
+
+    async def save_state(self, session_id: str, state: bytes) -> None:
+        sessions = self.tables.sessions
+        statement = update(sessions).where(sessions.c.session_id == session_id).values(state=state)
+        await self._call(lambda conn: conn.execute(statement), write=True)
+
+    async def delete_session(self, session_id: str) -> None:
+        sessions = self.tables.sessions
+        statement = delete(sessions).where(sessions.c.session_id == session_id)
+        await self._call(lambda conn: conn.execute(statement), write=True)
+
+    async def delete_user_sessions(self, user_id: str, keep: str | None = None) -> None:
+        sessions = self.tables.sessions
+        statement = delete(sessions).where(sessions.c.user_id == user_id)
+        if keep is not None:
+            statement = statement.where(sessions.c.session_id != keep)
+        await self._call(lambda conn: conn.execute(statement), write=True)
+
+    async def purge_expired(self) -> int:
+        """Delete expired sessions ``purge_batch`` rows per statement, pausing between
+        statements so that requests are never held up behind a long delete."""
+        total = 0
+        async for removed in self.purge_batches():
+            total += removed
+        return total
+
+    async def purge_batches(self) -> AsyncIterator[int]:
+        """Each batch of the purge, as the number of rows it deleted."""
+        sessions = self.tables.sessions
+        while True:
+            now = time.time()
+            if self.family.backend == "mysql":
+                statement = delete(sessions).where(sessions.c.expires <= now).with_dialect_options(
+                    mysql_limit=self.purge_batch
+                )
+            else:
+                batch = select(sessions.c.session_id).where(sessions.c.expires <= now).limit(self.purge_batch)
+                statement = delete(sessions).where(sessions.c.session_id.in_(batch.scalar_subquery()))
+
+            async def body(conn: AsyncConnection) -> int:
+                return int((await conn.execute(statement)).rowcount or 0)
+
+            removed = await self._call(body, write=True)
+            yield removed
+            if removed < self.purge_batch:
+                return
+            await asyncio.sleep(PURGE_PAUSE)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
+    """WAL: readers never wait for the writer, and a commit is one append."""
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        # Safe with WAL: a crash of the process loses nothing; a power cut at most the last commits.
+        cursor.execute("PRAGMA synchronous=NORMAL")
+    except Exception as error:  # a read-only file: serve what can be read, writes answer 1013
+        log.warning("sql storage: could not switch SQLite to WAL mode: %s", error)
+    finally:
+        cursor.close()
