@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -237,7 +238,14 @@ class SqlStorage(Storage):
             try:
                 async with self._write_lock if write else contextlib.nullcontext():
                     async with engine.connect() as conn:
-                        result = await body(conn)
+                        try:
+                            result = await body(conn)
+                        except sa_exc.OperationalError:
+                            if self._sqlite:
+                                # A connection that opened a read-only file stays read-only: drop it,
+                                # so that the file is opened afresh once it is writable again.
+                                await conn.invalidate()
+                            raise
             except (TotoException, DuplicateAccount, PluginError):
                 raise
             except sa_exc.IntegrityError:
@@ -264,8 +272,10 @@ class SqlStorage(Storage):
         if isinstance(error, sa_exc.DBAPIError):
             if self._sqlite:
                 text = str(error.orig).lower()
-                if "readonly" in text or "read-only" in text:
-                    return "the SQLite database is read-only"
+                if "readonly" in text or "read-only" in text or (
+                    "unable to open" in text and not self._sqlite_writable()
+                ):
+                    return "the SQLite database is read-only (WAL mode needs to write the file and its folder)"
                 if "full" in text:
                     return "the disk is full"
                 if "locked" in text or "busy" in text:
@@ -281,6 +291,13 @@ class SqlStorage(Storage):
         if isinstance(error, (OSError, asyncio.TimeoutError, ConnectionError)):
             return "unreachable"
         return None
+
+    def _sqlite_writable(self) -> bool:
+        path = self.sqlite_path()
+        if path is None:
+            return True
+        folder_ok = os.access(os.path.dirname(path), os.W_OK)
+        return folder_ok and (not os.path.exists(path) or os.access(path, os.W_OK))
 
     def _report(self, fault: str, error: BaseException) -> None:
         if fault != self._fault:
