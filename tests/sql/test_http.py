@@ -150,7 +150,9 @@ def readme_method() -> str:
     return blocks[0]
 
 
-def test_the_readme_example_queries_its_own_table(start_server, backend: str, url: str, prefix: str, tmp_path: Path) -> None:
+def test_the_readme_example_queries_its_own_table(
+    start_server, backend: str, url: str, prefix: str, tmp_path: Path
+) -> None:
     methods = tmp_path / "app" / "methods"
     methods.mkdir(parents=True)
     (methods / "__init__.py").write_text("")
@@ -279,7 +281,7 @@ def test_over_long_values_get_protocol_errors(start_server, backend: str, url: s
 def test_a_missing_driver_stops_the_server_with_the_pip_command(tmp_path: Path) -> None:
     shadow = tmp_path / "shadow" / "asyncpg"
     shadow.mkdir(parents=True)
-    (shadow / "__init__.py").write_text('raise ImportError("No module named \'asyncpg\'")\n')
+    (shadow / "__init__.py").write_text("raise ImportError(\"No module named 'asyncpg'\")\n")
     server = ServerProcess(
         {**FAST, "database": "postgres", "database_url": "postgresql://postgres@127.0.0.1:5432/test"},
         cwd=BASIC_APP,

@@ -100,9 +100,9 @@ def test_db_is_an_async_engine_for_the_apps_own_tables(url: str, prefix: str) ->
         assert isinstance(s.db, AsyncEngine)
         async with s.db.begin() as conn:
             await conn.execute(text(f"CREATE TABLE {prefix}mine (n INTEGER)"))
-            await conn.execute(text(f"INSERT INTO {prefix}mine (n) VALUES (1), (2)"))
+            await conn.execute(text(f"INSERT INTO {prefix}mine (n) VALUES (1), (2)"))  # noqa: S608 (our own prefix)
         async with s.db.connect() as conn:
-            assert (await conn.execute(text(f"SELECT SUM(n) FROM {prefix}mine"))).scalar() == 3
+            assert (await conn.execute(text(f"SELECT SUM(n) FROM {prefix}mine"))).scalar() == 3  # noqa: S608
 
     run(body, SqlStorage(url, prefix=prefix))
 
@@ -122,7 +122,10 @@ def test_purge_deletes_in_bounded_batches(url: str, prefix: str) -> None:
             {"session_id": f"old{i:05d}", "user_id": "u", "expires": now - 10, "state": b"", "signing_key": None}
             for i in range(260)
         ]
-        rows += [{"session_id": f"new{i}", "user_id": "u", "expires": now + 600, "state": b"", "signing_key": None} for i in range(5)]
+        rows += [
+            {"session_id": f"new{i}", "user_id": "u", "expires": now + 600, "state": b"", "signing_key": None}
+            for i in range(5)
+        ]
         async with s.db.begin() as conn:
             await conn.execute(insert(s.tables.sessions), rows)
         batches = [removed async for removed in s.purge_batches()]

@@ -207,7 +207,12 @@ class SqlStorage(Storage):
         if found is None:
             with contextlib.suppress(sa_exc.IntegrityError):
                 await conn.execute(insert(version_table).values(component=COMPONENT, version=SCHEMA_VERSION))
-            log.info("sql storage: created the %s* tables (schema version %d) in %s", self.prefix, SCHEMA_VERSION, self.where())
+            log.info(
+                "sql storage: created the %s* tables (schema version %d) in %s",
+                self.prefix,
+                SCHEMA_VERSION,
+                self.where(),
+            )
         elif found > SCHEMA_VERSION:
             raise PluginError(
                 f"the {self.prefix}* tables in {self.where()} have schema version {found}, newer than this "
@@ -272,8 +277,10 @@ class SqlStorage(Storage):
         if isinstance(error, sa_exc.DBAPIError):
             if self._sqlite:
                 text = str(error.orig).lower()
-                if "readonly" in text or "read-only" in text or (
-                    "unable to open" in text and not self._sqlite_writable()
+                if (
+                    "readonly" in text
+                    or "read-only" in text
+                    or ("unable to open" in text and not self._sqlite_writable())
                 ):
                     return "the SQLite database is read-only (WAL mode needs to write the file and its folder)"
                 if "full" in text:
@@ -472,14 +479,14 @@ class SqlStorage(Storage):
         while True:
             now = time.time()
             if self.family.backend == "mysql":
-                statement = delete(sessions).where(sessions.c.expires <= now).with_dialect_options(
-                    mysql_limit=self.purge_batch
+                statement = (
+                    delete(sessions).where(sessions.c.expires <= now).with_dialect_options(mysql_limit=self.purge_batch)
                 )
             else:
                 batch = select(sessions.c.session_id).where(sessions.c.expires <= now).limit(self.purge_batch)
                 statement = delete(sessions).where(sessions.c.session_id.in_(batch.scalar_subquery()))
 
-            async def body(conn: AsyncConnection) -> int:
+            async def body(conn: AsyncConnection, statement: Any = statement) -> int:
                 return int((await conn.execute(statement)).rowcount or 0)
 
             removed = await self._call(body, write=True)

@@ -82,9 +82,7 @@ def resolve(storage_name: str, url_text: str | None) -> tuple[Family, URL]:
     family = FAMILIES[STORAGE_NAMES[storage_name]]
     if not url_text:
         if family.name != "sqlite":
-            raise PluginError(
-                f"database {storage_name!r} needs a URL: --database_url={family.example}"
-            )
+            raise PluginError(f"database {storage_name!r} needs a URL: --database_url={family.example}")
         url_text = DEFAULT_SQLITE_URL
     try:
         url = make_url(url_text)
