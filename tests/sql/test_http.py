@@ -20,6 +20,7 @@ from toto.testing.server import ServerProcess
 from toto_sql import SqlStorage
 
 from tests.conftest import BASIC_APP, TESTS
+from tests.core.test_plugins_and_options import env_with, plugin_path  # noqa: F401 (a fixture)
 from tests.proxy import TcpProxy
 from tests.sql.conftest import BACKENDS, FAST, NETWORKED, backend_port, on, through
 
@@ -307,3 +308,15 @@ def test_a_wrong_configuration_stops_the_server_with_a_message(options: dict[str
     with pytest.raises(RuntimeError) as caught:
         server.start()
     assert message in str(caught.value) and "Traceback" not in str(caught.value), str(caught.value)
+
+
+def test_two_plugins_naming_different_defaults_ask_for_a_database(plugin_path: str, tmp_path: Path) -> None:  # noqa: F811
+    env = {**env_with(plugin_path, "toto_example_clash"), "TOTO_PLUGINS": "example_clash,sql"}
+    server = ServerProcess(FAST, cwd=BASIC_APP, env=env)
+    with pytest.raises(RuntimeError) as caught:
+        server.start()
+    message = str(caught.value)
+    assert "several plugins offer a default database" in message and "'sqlite' (" in message, message
+    explicit = {**FAST, "database": "sqlite", "database_url": f"sqlite:///{tmp_path / 'chosen.db'}"}
+    with ServerProcess(explicit, cwd=BASIC_APP, env=env) as chosen:
+        chosen.client().create(user(), "pw")
