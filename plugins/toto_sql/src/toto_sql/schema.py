@@ -64,14 +64,14 @@ class Tables:
 def make_tables(prefix: str) -> Tables:
     check_prefix(prefix)
     metadata = MetaData()
-    options = {"mysql_charset": "utf8mb4", "mysql_engine": "InnoDB"}
     accounts = Table(
         f"{prefix}accounts",
         metadata,
         Column("user_id", _exact(MAX_USER_ID), primary_key=True),
         Column("password_hash", Text(), nullable=False),
         Column("fields", _long_text(), nullable=False),
-        **options,
+        mysql_charset="utf8mb4",
+        mysql_engine="InnoDB",
     )
     sessions = Table(
         f"{prefix}sessions",
@@ -84,13 +84,15 @@ def make_tables(prefix: str) -> Tables:
         # Per-user deletion (password change, logout everywhere) and the expiry purge.
         Index(f"{prefix}sessions_user_id", "user_id"),
         Index(f"{prefix}sessions_expires", "expires"),
-        **options,
+        mysql_charset="utf8mb4",
+        mysql_engine="InnoDB",
     )
     schema_version = Table(
         f"{prefix}schema_version",
         metadata,
         Column("component", String(64), primary_key=True),
         Column("version", Integer(), nullable=False),
-        **options,
+        mysql_charset="utf8mb4",
+        mysql_engine="InnoDB",
     )
     return Tables(metadata, accounts, sessions, schema_version)
