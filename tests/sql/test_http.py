@@ -103,6 +103,35 @@ def test_200_concurrent_creates_of_one_user_give_one_account(start_server, backe
     assert "Traceback" not in server.output()
 
 
+def test_two_servers_on_one_database_share_accounts_and_race_creates(
+    start_server, backend: str, url: str, prefix: str
+) -> None:
+    servers = [start_server(**on(backend, url, prefix)) for _ in range(2)]
+    name = user()
+
+    async def attempt(i: int) -> bool:
+        try:
+            await AsyncTotoClient(servers[i % 2].url, timeout=120).create(name, "pw")
+            return True
+        except TotoClientError as error:
+            assert error.code == 1006, error
+            return False
+
+    async def main() -> list[bool]:
+        from tornado.httpclient import AsyncHTTPClient
+
+        AsyncHTTPClient.configure(None, max_clients=100)
+        return await asyncio.gather(*(attempt(i) for i in range(100)))
+
+    assert sum(asyncio.run(main())) == 1
+    on_a = servers[0].client()
+    on_a.login(name, "pw")
+    on_b = servers[1].client()
+    on_b.session = dict(on_a.session)
+    assert on_b.call("counter.increment") == 1
+    assert on_a.call("counter.increment") == 2
+
+
 def test_50_clients_incrementing_one_session_lose_no_update(start_server, backend: str, url: str, prefix: str) -> None:
     server = start_server(**on(backend, url, prefix))
     owner = server.client()
