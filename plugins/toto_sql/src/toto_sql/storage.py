@@ -14,12 +14,14 @@ import contextlib
 import json
 import logging
 import os
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import delete, event, insert, select, update
+from sqlalchemy import bindparam, delete, event, insert, select, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -93,6 +95,8 @@ class SqlStorage(Storage):
         self.timeout = float(timeout)
         self.purge_batch = int(purge_batch)
         self.tables: Tables = make_tables(prefix)
+        self.sql = make_statements(self.tables, family.backend, self.purge_batch)
+        self._compiled: dict[int, tuple[str, tuple[str, ...], dict[str, Any]]] = {}
         self.db: AsyncEngine | None = None
         self._engine: AsyncEngine | None = None
         self._sqlite = family.name == "sqlite"
@@ -322,6 +326,46 @@ class SqlStorage(Storage):
             )
             self._fault = fault
 
+    # -- statements -------------------------------------------------------------------------
+    async def _run(self, statement: Any, params: dict[str, Any], *, write: bool = False, rowcount: bool = False) -> Any:
+        """Run one statement of ``self.sql``: its rows (tuples), or with ``rowcount`` the rows it changed.
+
+        On SQLite the statement runs on aiosqlite's thread in one hop (execute and fetch
+        together) instead of SQLAlchemy's four (cursor, execute, fetch, close): a storage
+        call costs a quarter as much. Its errors are wrapped as SQLAlchemy's would be.
+        """
+
+        async def body(conn: AsyncConnection) -> Any:
+            if self._sqlite:
+                sql, order, defaults = self._sqlite_compiled(statement)
+                args = [params[name] if name in params else defaults[name] for name in order]
+                driver = (await conn.get_raw_connection()).driver_connection
+                assert driver is not None
+                try:
+                    if not rowcount:
+                        return await driver.execute_fetchall(sql, args)
+                    cursor = await driver.execute(sql, args)
+                    changed = cursor.rowcount
+                    await cursor.close()
+                    return changed
+                except sqlite3.Error as error:
+                    raise sa_exc.DBAPIError.instance(sql, args, error, sqlite3.Error) from error
+            result = await conn.execute(statement, params)
+            if rowcount:
+                return result.rowcount
+            return [tuple(row) for row in result] if result.returns_rows else []
+
+        return await self._call(body, write=write)
+
+    def _sqlite_compiled(self, statement: Any) -> tuple[str, tuple[str, ...], dict[str, Any]]:
+        found = self._compiled.get(id(statement))
+        if found is None:
+            assert self._engine is not None
+            compiled = statement.compile(dialect=self._engine.dialect)
+            found = (compiled.string, tuple(compiled.positiontup or ()), dict(compiled.params))
+            self._compiled[id(statement)] = found
+        return found
+
     # -- the Storage interface --------------------------------------------------------------
     async def ping(self) -> bool:
         async def body(conn: AsyncConnection) -> bool:
@@ -335,58 +379,43 @@ class SqlStorage(Storage):
 
     async def create_account(self, user_id: str, password_hash: str, fields: dict[str, Any]) -> None:
         _check_user_id(user_id)
-        statement = insert(self.tables.accounts).values(
-            user_id=user_id, password_hash=password_hash, fields=_encode_fields(fields)
-        )
-
-        async def body(conn: AsyncConnection) -> None:
-            await conn.execute(statement)
-
+        params = {"user_id": user_id, "password_hash": password_hash, "fields": _encode_fields(fields)}
         try:
-            await self._call(body, write=True)
+            await self._run(self.sql.create_account, params, write=True)
         except sa_exc.IntegrityError:
             raise DuplicateAccount(user_id) from None
 
     async def get_account(self, user_id: str) -> AccountRecord | None:
         if len(user_id) > MAX_USER_ID:
             return None
-        accounts = self.tables.accounts
-        statement = select(accounts.c.password_hash, accounts.c.fields).where(accounts.c.user_id == user_id)
-
-        async def body(conn: AsyncConnection) -> Any:
-            return (await conn.execute(statement)).first()
-
-        row = await self._call(body)
-        if row is None:
+        rows = await self._run(self.sql.get_account, {"match_user_id": user_id})
+        if not rows:
             return None
-        return AccountRecord(user_id, row.password_hash, json.loads(row.fields))
+        password_hash, fields = rows[0]
+        return AccountRecord(user_id, password_hash, json.loads(fields))
 
     async def update_account(
         self, user_id: str, password_hash: str | None = None, fields: dict[str, Any] | None = None
     ) -> None:
-        accounts = self.tables.accounts
         if not fields:
             if password_hash is not None:
-                statement = update(accounts).where(accounts.c.user_id == user_id).values(password_hash=password_hash)
-                await self._call(lambda conn: conn.execute(statement), write=True)
+                params = {"match_user_id": user_id, "password_hash": password_hash}
+                await self._run(self.sql.set_password, params, write=True)
             return
         _encode_fields(fields)
-        read = select(accounts.c.fields).where(accounts.c.user_id == user_id)
-
-        async def merge(conn: AsyncConnection) -> bool:
-            old = (await conn.execute(read)).scalar()
-            if old is None:
-                return True
-            new = _encode_fields({**json.loads(old), **fields})
-            values: dict[str, Any] = {"fields": new}
-            if password_hash is not None:
-                values["password_hash"] = password_hash
-            # Compare-and-swap: a concurrent merge in between makes this match no row; read again.
-            swap = update(accounts).where(accounts.c.user_id == user_id, accounts.c.fields == old).values(**values)
-            return (await conn.execute(swap)).rowcount == 1
-
         for _ in range(MERGE_ATTEMPTS):
-            if await self._call(merge, write=True):
+            rows = await self._run(self.sql.get_account, {"match_user_id": user_id})
+            if not rows:
+                return
+            old_hash, old_fields = rows[0]
+            params = {
+                "match_user_id": user_id,
+                "old_fields": old_fields,
+                "fields": _encode_fields({**json.loads(old_fields), **fields}),
+                "password_hash": old_hash if password_hash is None else password_hash,
+            }
+            # Compare-and-swap: a concurrent merge in between makes this match no row; read again.
+            if await self._run(self.sql.swap_fields, params, write=True, rowcount=True) == 1:
                 return
             await asyncio.sleep(0)
         raise StorageUnavailable("The account is being changed by many requests at once; try again shortly.")
@@ -396,78 +425,38 @@ class SqlStorage(Storage):
             raise ValueError("session id or key longer than toto-sql stores")
         if record.user_id is not None:
             _check_user_id(record.user_id)
-        sessions = self.tables.sessions
-        values = {
+        params = {
             "session_id": record.session_id,
             "user_id": record.user_id,
             "expires": float(record.expires),
             "state": record.state,
             "signing_key": record.key,
         }
-        changed = {k: v for k, v in values.items() if k != "session_id"}
-        statement = self._upsert(sessions, values, changed)
-        await self._call(lambda conn: conn.execute(statement), write=True)
-
-    def _upsert(self, table: Any, values: dict[str, Any], changed: dict[str, Any]) -> Any:
-        backend = self.family.backend
-        if backend == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-            return pg_insert(table).values(**values).on_conflict_do_update(index_elements=["session_id"], set_=changed)
-        if backend == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-            return (
-                sqlite_insert(table).values(**values).on_conflict_do_update(index_elements=["session_id"], set_=changed)
-            )
-        from sqlalchemy.dialects.mysql import insert as mysql_insert
-
-        return mysql_insert(table).values(**values).on_duplicate_key_update(**changed)
+        await self._run(self.sql.store_session, params, write=True)
 
     async def load_session(self, session_id: str) -> SessionRecord | None:
         if len(session_id) > MAX_SESSION_ID:
             return None
-        sessions = self.tables.sessions
-        now = time.time()
-        statement = select(sessions.c.user_id, sessions.c.expires, sessions.c.state, sessions.c.signing_key).where(
-            sessions.c.session_id == session_id, sessions.c.expires > now
-        )
-
-        async def body(conn: AsyncConnection) -> Any:
-            return (await conn.execute(statement)).first()
-
-        row = await self._call(body)
-        if row is None:
+        rows = await self._run(self.sql.load_session, {"match_session_id": session_id, "now": time.time()})
+        if not rows:
             return None
-        return SessionRecord(
-            session_id=session_id,
-            user_id=row.user_id,
-            expires=float(row.expires),
-            state=bytes(row.state or b""),
-            key=row.signing_key,
-        )
+        user_id, expires, state, key = rows[0]
+        return SessionRecord(session_id, user_id, float(expires), bytes(state or b""), key)
 
     async def touch_session(self, session_id: str, expires: float) -> None:
-        sessions = self.tables.sessions
-        statement = update(sessions).where(sessions.c.session_id == session_id).values(expires=float(expires))
-        await self._call(lambda conn: conn.execute(statement), write=True)
+        await self._run(self.sql.touch_session, {"match_session_id": session_id, "expires": float(expires)}, write=True)
 
     async def save_state(self, session_id: str, state: bytes) -> None:
-        sessions = self.tables.sessions
-        statement = update(sessions).where(sessions.c.session_id == session_id).values(state=state)
-        await self._call(lambda conn: conn.execute(statement), write=True)
+        await self._run(self.sql.save_state, {"match_session_id": session_id, "state": state}, write=True)
 
     async def delete_session(self, session_id: str) -> None:
-        sessions = self.tables.sessions
-        statement = delete(sessions).where(sessions.c.session_id == session_id)
-        await self._call(lambda conn: conn.execute(statement), write=True)
+        await self._run(self.sql.delete_session, {"match_session_id": session_id}, write=True)
 
     async def delete_user_sessions(self, user_id: str, keep: str | None = None) -> None:
-        sessions = self.tables.sessions
-        statement = delete(sessions).where(sessions.c.user_id == user_id)
-        if keep is not None:
-            statement = statement.where(sessions.c.session_id != keep)
-        await self._call(lambda conn: conn.execute(statement), write=True)
+        if keep is None:
+            await self._run(self.sql.delete_user_sessions, {"match_user_id": user_id}, write=True)
+        else:
+            await self._run(self.sql.delete_user_sessions_but, {"match_user_id": user_id, "keep": keep}, write=True)
 
     async def purge_expired(self) -> int:
         """Delete expired sessions ``purge_batch`` rows per statement, pausing between
@@ -479,25 +468,90 @@ class SqlStorage(Storage):
 
     async def purge_batches(self) -> AsyncIterator[int]:
         """Each batch of the purge, as the number of rows it deleted."""
-        sessions = self.tables.sessions
         while True:
-            now = time.time()
-            if self.family.backend == "mysql":
-                statement = (
-                    delete(sessions).where(sessions.c.expires <= now).with_dialect_options(mysql_limit=self.purge_batch)
-                )
-            else:
-                batch = select(sessions.c.session_id).where(sessions.c.expires <= now).limit(self.purge_batch)
-                statement = delete(sessions).where(sessions.c.session_id.in_(batch.scalar_subquery()))
-
-            async def body(conn: AsyncConnection, statement: Any = statement) -> int:
-                return int((await conn.execute(statement)).rowcount or 0)
-
-            removed = await self._call(body, write=True)
+            removed = int(await self._run(self.sql.purge, {"now": time.time()}, write=True, rowcount=True) or 0)
             yield removed
             if removed < self.purge_batch:
                 return
             await asyncio.sleep(PURGE_PAUSE)
+
+
+@dataclass
+class Statements:
+    """Every statement the storage runs, built once with named parameters."""
+
+    create_account: Any
+    get_account: Any
+    set_password: Any
+    swap_fields: Any
+    store_session: Any
+    load_session: Any
+    touch_session: Any
+    save_state: Any
+    delete_session: Any
+    delete_user_sessions: Any
+    delete_user_sessions_but: Any
+    purge: Any
+
+
+def make_statements(tables: Tables, backend: str, purge_batch: int) -> Statements:
+    accounts, sessions = tables.accounts, tables.sessions
+    p = bindparam
+    session_values: dict[str, Any] = {
+        name: p(name) for name in ("session_id", "user_id", "expires", "state", "signing_key")
+    }
+    store: Any
+    if backend == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        store = pg_insert(sessions).values(**session_values)
+        store = store.on_conflict_do_update(
+            index_elements=["session_id"], set_={n: store.excluded[n] for n in session_values if n != "session_id"}
+        )
+    elif backend == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        store = sqlite_insert(sessions).values(**session_values)
+        store = store.on_conflict_do_update(
+            index_elements=["session_id"], set_={n: store.excluded[n] for n in session_values if n != "session_id"}
+        )
+    else:
+        from sqlalchemy.dialects.mysql import insert as mysql_insert
+
+        store = mysql_insert(sessions).values(**session_values)
+        store = store.on_duplicate_key_update({n: store.inserted[n] for n in session_values if n != "session_id"})
+    if backend == "mysql":
+        purge: Any = (
+            delete(sessions).where(sessions.c.expires <= p("now")).with_dialect_options(mysql_limit=purge_batch)
+        )
+    else:
+        batch = select(sessions.c.session_id).where(sessions.c.expires <= p("now")).limit(purge_batch)
+        purge = delete(sessions).where(sessions.c.session_id.in_(batch.scalar_subquery()))
+    by_session = sessions.c.session_id == p("match_session_id")
+    return Statements(
+        create_account=insert(accounts).values(
+            user_id=p("user_id"), password_hash=p("password_hash"), fields=p("fields")
+        ),
+        get_account=select(accounts.c.password_hash, accounts.c.fields).where(accounts.c.user_id == p("match_user_id")),
+        set_password=update(accounts)
+        .where(accounts.c.user_id == p("match_user_id"))
+        .values(password_hash=p("password_hash")),
+        swap_fields=update(accounts)
+        .where(accounts.c.user_id == p("match_user_id"), accounts.c.fields == p("old_fields"))
+        .values(fields=p("fields"), password_hash=p("password_hash")),
+        store_session=store,
+        load_session=select(sessions.c.user_id, sessions.c.expires, sessions.c.state, sessions.c.signing_key).where(
+            by_session, sessions.c.expires > p("now")
+        ),
+        touch_session=update(sessions).where(by_session).values(expires=p("expires")),
+        save_state=update(sessions).where(by_session).values(state=p("state")),
+        delete_session=delete(sessions).where(by_session),
+        delete_user_sessions=delete(sessions).where(sessions.c.user_id == p("match_user_id")),
+        delete_user_sessions_but=delete(sessions).where(
+            sessions.c.user_id == p("match_user_id"), sessions.c.session_id != p("keep")
+        ),
+        purge=purge,
+    )
 
 
 def _nothing_to_roll_back(dbapi_connection: Any) -> None:
