@@ -250,3 +250,26 @@ def test_opening_while_the_database_is_down_serves_once_it_is_up(networked: str,
             assert await s.get_account("late") is not None
 
         run(body, SqlStorage(through(proxy, networked), prefix=prefix, timeout=1.0))
+
+
+def test_servers_starting_together_create_the_tables_once(
+    url: str, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    stores = [SqlStorage(url, prefix=prefix) for _ in range(4)]
+
+    async def body(*opened: SqlStorage) -> None:
+        assert all(s._schema_ready for s in opened)
+        await opened[0].create_account("together", "h", {})
+        assert all([await s.get_account("together") is not None for s in opened])
+
+    async def main() -> None:
+        await asyncio.gather(*(s.open() for s in stores))  # each its own connections, as separate processes
+        try:
+            await body(*stores)
+        finally:
+            for s in stores:
+                await s.close()
+
+    with caplog.at_level("WARNING", logger="toto.sql"):
+        asyncio.run(main())
+    assert not caplog.records, [r.getMessage() for r in caplog.records]

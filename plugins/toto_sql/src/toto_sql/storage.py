@@ -194,20 +194,21 @@ class SqlStorage(Storage):
         async with self._schema_lock:
             if self._schema_ready:
                 return
-            for attempt in range(3):
-                try:
-                    await self._call(self._create_schema, write=True, schema=False)
-                    break
-                except (sa_exc.IntegrityError, sa_exc.ProgrammingError):
-                    # Another process created the same tables at the same moment: look again.
-                    if attempt == 2:
-                        raise
-                    await asyncio.sleep(0.2)
+            await self._call(self._create_schema, write=True, schema=False)
             self._schema_ready = True
 
     async def _create_schema(self, conn: AsyncConnection) -> None:
         tables = self.tables
-        await conn.run_sync(tables.metadata.create_all)
+        for attempt in range(5):
+            try:
+                await conn.run_sync(tables.metadata.create_all)
+                break
+            except sa_exc.DBAPIError as error:
+                # Another process (of a --processes group, say) created them at the same moment: look again.
+                raced = isinstance(error, (sa_exc.IntegrityError, sa_exc.ProgrammingError))
+                if attempt == 4 or not (raced or "already exists" in str(error.orig)):
+                    raise
+                await asyncio.sleep(0.1 * (attempt + 1))
         version_table = tables.schema_version
         found = (
             await conn.execute(select(version_table.c.version).where(version_table.c.component == COMPONENT))
