@@ -14,7 +14,6 @@ import contextlib
 import json
 import logging
 import os
-import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from typing import Any, TypeVar
 from sqlalchemy import bindparam, delete, event, insert, select, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 from toto.accounts import MAX_USER_ID
 from toto.exceptions import (
@@ -36,6 +35,7 @@ from toto.exceptions import (
 )
 from toto.storage import AccountRecord, DuplicateAccount, SessionRecord, Storage
 
+from toto_sql.lanes import Lane, Lanes, change, fetch, wrap_error
 from toto_sql.schema import COMPONENT, MAX_KEY, MAX_SESSION_ID, SCHEMA_VERSION, Tables, make_tables
 from toto_sql.urls import Family, describe, resolve
 
@@ -48,6 +48,9 @@ DEFAULT_PREFIX = "toto_"
 #: Rows one purge statement deletes at most, and the pause between two batches.
 PURGE_BATCH = 500
 PURGE_PAUSE = 0.05
+#: Connections the storage holds for its own statements (SQLite: one thread each).
+LANES = 10
+LANES_SQLITE = 4
 #: Attempts of a field merge that keeps meeting concurrent updates.
 MERGE_ATTEMPTS = 20
 
@@ -96,7 +99,9 @@ class SqlStorage(Storage):
         self.purge_batch = int(purge_batch)
         self.tables: Tables = make_tables(prefix)
         self.sql = make_statements(self.tables, family.backend, self.purge_batch)
-        self._compiled: dict[int, tuple[str, tuple[str, ...], dict[str, Any]]] = {}
+        self._compiled: dict[int, tuple[str, tuple[str, ...] | None, dict[str, Any]]] = {}
+        self._driver = self.url.get_driver_name()
+        self._lanes: Lanes | None = None
         self.db: AsyncEngine | None = None
         self._engine: AsyncEngine | None = None
         self._sqlite = family.name == "sqlite"
@@ -145,7 +150,7 @@ class SqlStorage(Storage):
                 # Each connection to :memory: is a new database: share one.
                 arguments["poolclass"] = StaticPool
             return arguments
-        arguments = {"pool_size": 10, "max_overflow": 20, "pool_timeout": timeout, "pool_recycle": 3600}
+        arguments = {"pool_size": 10, "max_overflow": 20, "pool_timeout": timeout}
         if driver == "asyncpg":
             arguments["connect_args"] = {"timeout": timeout, "command_timeout": timeout}
         elif driver == "asyncmy":
@@ -174,6 +179,7 @@ class SqlStorage(Storage):
         # This engine's dialect is its own, so skipping it changes nothing for ``db``.
         self._engine.sync_engine.dialect.do_rollback = _nothing_to_roll_back  # type: ignore[method-assign]
         self.db = self._make_engine()
+        self._lanes = Lanes(self._engine, LANES_SQLITE if self._sqlite else LANES, self.timeout)
         try:
             await self._ensure_schema()
         except StorageUnavailable:
@@ -181,6 +187,8 @@ class SqlStorage(Storage):
             log.warning("sql storage: %s does not answer yet; requests answer 1013 until it does", self.where())
 
     async def close(self) -> None:
+        if self._lanes is not None:
+            await self._lanes.close()
         for engine in (self._engine, self.db):
             if engine is not None:
                 await engine.dispose()
@@ -197,7 +205,8 @@ class SqlStorage(Storage):
             await self._call(self._create_schema, write=True, schema=False)
             self._schema_ready = True
 
-    async def _create_schema(self, conn: AsyncConnection) -> None:
+    async def _create_schema(self, lane: Lane) -> None:
+        conn = lane.conn
         tables = self.tables
         for attempt in range(5):
             try:
@@ -228,38 +237,42 @@ class SqlStorage(Storage):
                 f"toto-sql knows ({SCHEMA_VERSION}): upgrade toto-sql"
             )
         # found < SCHEMA_VERSION: the migrations of a later release go here.
+        await conn.commit()  # end SQLAlchemy's own bookkeeping of the held connection (autocommit: no round trip)
 
     # -- running statements ---------------------------------------------------------------
     async def _call(
         self,
-        body: Callable[[AsyncConnection], Awaitable[T]],
+        body: Callable[[Lane], Awaitable[T]],
         write: bool = False,
         schema: bool = True,
     ) -> T:
-        """Run ``body`` on a pooled autocommit connection, mapping database faults to 1013.
+        """Run ``body`` on a held autocommit connection, mapping database faults to 1013.
 
         A statement that fails at once on a connection that turned out dead (the
         database restarted while the connection idled) is tried once more on a new one.
         """
         if schema and not self._schema_ready:
             await self._ensure_schema()
-        engine = self._engine
-        if engine is None:
+        lanes = self._lanes
+        if lanes is None:
             raise RuntimeError("SqlStorage.open() must be awaited before use")
         started = time.monotonic()
         retried = False
         while True:
             try:
                 async with self._write_lock if write else contextlib.nullcontext():
-                    async with engine.connect() as conn:
-                        try:
-                            result = await body(conn)
-                        except sa_exc.OperationalError:
-                            if self._sqlite:
-                                # A connection that opened a read-only file stays read-only: drop it,
-                                # so that the file is opened afresh once it is writable again.
-                                await conn.invalidate()
-                            raise
+                    lane = await lanes.acquire()
+                    broken = True
+                    try:
+                        result = await body(lane)
+                        broken = False
+                    except sa_exc.DBAPIError as error:
+                        # A statement's own error (a duplicate key) leaves the connection as good as it was;
+                        # any other (lost, timed out, a read-only SQLite file) gets a new connection next time.
+                        broken = self._fault_of(error) is not None
+                        raise
+                    finally:
+                        lanes.release(lane, broken)
             except (TotoException, DuplicateAccount, PluginError):
                 raise
             except sa_exc.IntegrityError:
@@ -329,48 +342,43 @@ class SqlStorage(Storage):
 
     # -- statements -------------------------------------------------------------------------
     async def _run(self, statement: Any, params: dict[str, Any], *, write: bool = False, rowcount: bool = False) -> Any:
-        """Run one statement of ``self.sql``: its rows (tuples), or with ``rowcount`` the rows it changed.
+        """Run one statement of ``self.sql`` on a lane's driver connection (see ``toto_sql.lanes``):
+        its rows (sequences in column order), or with ``rowcount`` how many rows it matched."""
+        sql, order, defaults = self._compile(statement)
+        if order is None:  # a driver with named parameters (psycopg)
+            args: Any = {**defaults, **params}
+        else:
+            args = [params[name] if name in params else defaults[name] for name in order]
+        driver = self._driver
+        run = change if rowcount else fetch
 
-        On SQLite the statement runs on aiosqlite's thread in one hop (execute and fetch
-        together) instead of SQLAlchemy's four (cursor, execute, fetch, close): a storage
-        call costs a quarter as much. Its errors are wrapped as SQLAlchemy's would be.
-        """
-
-        async def body(conn: AsyncConnection) -> Any:
-            if self._sqlite:
-                sql, order, defaults = self._sqlite_compiled(statement)
-                args = [params[name] if name in params else defaults[name] for name in order]
-                driver = (await conn.get_raw_connection()).driver_connection
-                assert driver is not None
-                try:
-                    if not rowcount:
-                        return await driver.execute_fetchall(sql, args)
-                    cursor = await driver.execute(sql, args)
-                    changed = cursor.rowcount
-                    await cursor.close()
-                    return changed
-                except sqlite3.Error as error:
-                    raise sa_exc.DBAPIError.instance(sql, args, error, sqlite3.Error) from error
-            result = await conn.execute(statement, params)
-            if rowcount:
-                return result.rowcount
-            return [tuple(row) for row in result] if result.returns_rows else []
+        async def body(lane: Lane) -> Any:
+            try:
+                return await run(driver, lane, sql, args)
+            except Exception as error:
+                assert self._engine is not None
+                wrapped = wrap_error(self._engine, lane, error, sql, args)
+                if wrapped is error:
+                    raise
+                raise wrapped from error
 
         return await self._call(body, write=write)
 
-    def _sqlite_compiled(self, statement: Any) -> tuple[str, tuple[str, ...], dict[str, Any]]:
+    def _compile(self, statement: Any) -> tuple[str, tuple[str, ...] | None, dict[str, Any]]:
         found = self._compiled.get(id(statement))
         if found is None:
             assert self._engine is not None
             compiled = statement.compile(dialect=self._engine.dialect)
-            found = (compiled.string, tuple(compiled.positiontup or ()), dict(compiled.params))
+            order = tuple(compiled.positiontup) if compiled.positiontup is not None else None
+            found = (compiled.string, order, dict(compiled.params))
             self._compiled[id(statement)] = found
         return found
 
     # -- the Storage interface --------------------------------------------------------------
     async def ping(self) -> bool:
-        async def body(conn: AsyncConnection) -> bool:
-            await conn.exec_driver_sql("SELECT 1")
+        async def body(lane: Lane) -> bool:
+            await lane.conn.exec_driver_sql("SELECT 1")
+            await lane.conn.commit()
             return True
 
         try:
