@@ -114,10 +114,10 @@ async def fetch(driver_name: str, lane: Lane, sql: str, args: Any) -> list[Any]:
         return list(await driver.fetch(sql, *args))
     if driver_name == "aiosqlite":
         return list(await driver.execute_fetchall(sql, args))
-    cursor = driver.cursor()  # asyncmy, aiomysql, psycopg
+    cursor = await _settle(driver.cursor())  # asyncmy, psycopg
     try:
         await cursor.execute(sql, args)
-        return list(await _settle(cursor.fetchall()))
+        return list(await _settle(cursor.fetchall())) if cursor.description else []
     finally:
         await _settle(cursor.close())
 
@@ -135,7 +135,7 @@ async def change(driver_name: str, lane: Lane, sql: str, args: Any) -> int:
             return int(cursor.rowcount)
         finally:
             await cursor.close()
-    cursor = driver.cursor()
+    cursor = await _settle(driver.cursor())
     try:
         await cursor.execute(sql, args)
         return int(cursor.rowcount)

@@ -155,8 +155,6 @@ class SqlStorage(Storage):
             arguments["connect_args"] = {"timeout": timeout, "command_timeout": timeout}
         elif driver == "asyncmy":
             arguments["connect_args"] = {"connect_timeout": timeout, "read_timeout": timeout}
-        elif driver == "aiomysql":
-            arguments["connect_args"] = {"connect_timeout": timeout}
         elif driver == "psycopg":
             arguments["connect_args"] = {"connect_timeout": max(1, round(timeout))}
         return arguments

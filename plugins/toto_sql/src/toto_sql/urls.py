@@ -40,9 +40,7 @@ FAMILIES = {
         "postgres",
         "postgresql://user@127.0.0.1:5432/db",
     ),
-    "mysql": Family(
-        "mysql", "mysql", ("mysql", "mariadb"), ("asyncmy", "aiomysql"), "mysql", "mysql://root@127.0.0.1:3306/db"
-    ),
+    "mysql": Family("mysql", "mysql", ("mysql", "mariadb"), ("asyncmy",), "mysql", "mysql://root@127.0.0.1:3306/db"),
 }
 
 #: ``--database`` names and the family each selects.
