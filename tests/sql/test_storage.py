@@ -273,3 +273,15 @@ def test_servers_starting_together_create_the_tables_once(
     with caplog.at_level("WARNING", logger="toto.sql"):
         asyncio.run(main())
     assert not caplog.records, [r.getMessage() for r in caplog.records]
+
+
+def test_an_in_memory_sqlite_database_works_for_one_process(prefix: str) -> None:
+    async def body(s: SqlStorage) -> None:
+        await s.create_account("mem", "h", {"a": 1})
+        await asyncio.gather(*(s.store_session(session(f"m{i}", user_id="mem")) for i in range(20)))
+        await s.delete_user_sessions("mem", keep="m3")
+        assert [i for i in range(20) if await s.load_session(f"m{i}") is not None] == [3]
+        account = await s.get_account("mem")
+        assert account is not None and account.fields == {"a": 1}
+
+    run(body, SqlStorage("sqlite://", prefix=prefix))

@@ -4,7 +4,8 @@ Every storage call is one SQL statement in autocommit mode (one round trip, no
 transaction to begin or end), except ``update_account``, which merges fields with a
 compare-and-swap so that it needs no transaction either. Faults of the database
 (unreachable, timed out, read-only, full) become ``StorageUnavailable`` (1013/503)
-and one log line per outage; the pool heals by itself when the database returns.
+and one log line per outage; a connection that met a fault is replaced on the next
+call, so the storage heals by itself when the database returns.
 """
 
 from __future__ import annotations
@@ -177,7 +178,8 @@ class SqlStorage(Storage):
         # This engine's dialect is its own, so skipping it changes nothing for ``db``.
         self._engine.sync_engine.dialect.do_rollback = _nothing_to_roll_back  # type: ignore[method-assign]
         self.db = self._make_engine()
-        self._lanes = Lanes(self._engine, LANES_SQLITE if self._sqlite else LANES, self.timeout)
+        in_memory = self._sqlite and (not self.url.database or self.url.database == ":memory:")
+        self._lanes = Lanes(self._engine, 1 if in_memory else LANES_SQLITE if self._sqlite else LANES, self.timeout)
         try:
             await self._ensure_schema()
         except StorageUnavailable:
