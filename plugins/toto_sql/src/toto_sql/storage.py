@@ -185,6 +185,9 @@ class SqlStorage(Storage):
         except StorageUnavailable:
             # Serve anyway: requests answer 1013 until the database answers, then the tables are made.
             log.warning("sql storage: %s does not answer yet; requests answer 1013 until it does", self.where())
+        except BaseException:  # tables newer than this release: the server stops, its connections first
+            await self.close()
+            raise
 
     async def close(self) -> None:
         if self._lanes is not None:
