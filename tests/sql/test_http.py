@@ -349,3 +349,27 @@ def test_two_plugins_naming_different_defaults_ask_for_a_database(plugin_path: s
     explicit = {**FAST, "database": "sqlite", "database_url": f"sqlite:///{tmp_path / 'chosen.db'}"}
     with ServerProcess(explicit, cwd=BASIC_APP, env=env) as chosen:
         chosen.client().create(user(), "pw")
+
+
+def test_expired_sessions_are_purged_in_the_background(start_server, backend: str, url: str, prefix: str) -> None:
+    server = start_server(**on(backend, url, prefix, session_ttl=1, session_renew=0, purge_interval=0.3))
+    client = server.client()
+    client.create(user(), "pw")
+    session_id = client.session["session_id"]
+
+    async def stored() -> int:
+        storage = SqlStorage(url, prefix=prefix)
+        await storage.open()
+        try:
+            sessions = storage.tables.sessions
+            statement = select(func.count()).select_from(sessions).where(sessions.c.session_id == session_id)
+            async with storage.db.connect() as conn:
+                return int((await conn.execute(statement)).scalar_one())
+        finally:
+            await storage.close()
+
+    assert asyncio.run(stored()) == 1
+    deadline = time.monotonic() + 30
+    while asyncio.run(stored()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert asyncio.run(stored()) == 0, "the server deletes expired sessions by itself"

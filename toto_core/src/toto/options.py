@@ -176,6 +176,7 @@ def define_core_options(options: Options) -> None:
     )
     d("anon_session_ttl", 24 * 3600.0, float, "seconds an anonymous session lives after its last renewal")
     d("anon_session_renew", 12 * 3600.0, float, "renewal threshold of anonymous sessions")
+    d("purge_interval", 60.0, float, "seconds between purges of expired sessions (storages without native expiry)")
     d("max_body_size", 10 * 1024 * 1024, int, "largest request body in bytes (larger: 413)")
     d("method_select", "both", str, "where the method name may come from", choices=("both", "url", "parameter"))
     d("root", "/", str, "URL path the API is mounted under")

@@ -139,7 +139,7 @@ class TotoServer:
             self.http_server.add_sockets(sockets)
         else:
             self.http_server.listen(int(o.port), o.address or "")
-        self._background.append(asyncio.ensure_future(self._purge_loop()))
+        self._background.append(asyncio.ensure_future(self._purge_loop(float(o.purge_interval))))
         shown = o.address or "0.0.0.0"
         log.info("Toto listening on http://%s:%s (database: %s, hmac_mode: %s)", shown, o.port, o.database, o.hmac_mode)
 
