@@ -373,3 +373,39 @@ def test_expired_sessions_are_purged_in_the_background(start_server, backend: st
     while asyncio.run(stored()) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert asyncio.run(stored()) == 0, "the server deletes expired sessions by itself"
+
+
+def test_a_sqlite_file_locked_by_another_process_answers_1013_in_time(
+    start_server, tmp_path: Path, prefix: str
+) -> None:
+    import sqlite3
+
+    path = tmp_path / "locked.db"
+    server = start_server(**on("sqlite", f"sqlite:///{path}", prefix, logging="info"))
+    client = server.client()
+    name = user()
+    client.create(name, "pw")
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process's writer that does not let go
+
+    async def create(i: int) -> tuple[float, int]:
+        started = time.monotonic()
+        try:
+            await AsyncTotoClient(server.url, timeout=60).create(f"{name}-{i}", "pw")
+        except TotoClientError as error:
+            return time.monotonic() - started, error.code
+        return time.monotonic() - started, 0
+
+    async def main() -> list[tuple[float, int]]:
+        return await asyncio.gather(*(create(i) for i in range(8)))
+
+    try:
+        answers = asyncio.run(main())
+        assert [code for _, code in answers] == [1013] * 8, answers
+        assert max(seconds for seconds, _ in answers) < 5, "writers wait their turn no longer than sql_timeout"
+        assert client.call("whoami") == {"user_id": name}, "readers are not held up by a writer (WAL)"
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    server.client().create(f"{name}-after", "pw")
+    assert "locked by another process" in server.output()

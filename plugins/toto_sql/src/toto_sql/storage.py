@@ -108,9 +108,7 @@ class SqlStorage(Storage):
         self._sqlite = family.name == "sqlite"
         # SQLite has one writer at a time: queue this process's writes here rather than
         # in SQLite's busy loop, which sleeps; other processes still meet the busy timeout.
-        self._write_lock: asyncio.Lock | contextlib.nullcontext[None] = (
-            asyncio.Lock() if self._sqlite else contextlib.nullcontext()
-        )
+        self._write_lock: asyncio.Lock | None = asyncio.Lock() if self._sqlite else None
         self._schema_lock = asyncio.Lock()
         self._schema_ready = False
         self._fault: str | None = None
@@ -142,11 +140,11 @@ class SqlStorage(Storage):
             return None
         return str(Path(database).resolve())
 
-    def _engine_arguments(self) -> dict[str, Any]:
+    def _engine_arguments(self, busy_timeout: float) -> dict[str, Any]:
         timeout = self.timeout
         driver = self.url.get_driver_name()
         if self._sqlite:
-            arguments: dict[str, Any] = {"connect_args": {"timeout": timeout}}
+            arguments: dict[str, Any] = {"connect_args": {"timeout": busy_timeout}}
             if not self.url.database or self.url.database == ":memory:":
                 # Each connection to :memory: is a new database: share one.
                 arguments["poolclass"] = StaticPool
@@ -160,8 +158,8 @@ class SqlStorage(Storage):
             arguments["connect_args"] = {"connect_timeout": max(1, round(timeout))}
         return arguments
 
-    def _make_engine(self, **extra: Any) -> AsyncEngine:
-        engine = create_async_engine(self.url, **self._engine_arguments(), **extra)
+    def _make_engine(self, busy_timeout: float, **extra: Any) -> AsyncEngine:
+        engine = create_async_engine(self.url, **self._engine_arguments(busy_timeout), **extra)
         if self._sqlite:
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
@@ -172,12 +170,13 @@ class SqlStorage(Storage):
         if path is not None and not Path(path).parent.is_dir():
             raise PluginError(f"SQLite database {path}: the directory {Path(path).parent} does not exist")
         # Our statements run in autocommit: one round trip each, nothing to roll back on return.
-        self._engine = self._make_engine(isolation_level="AUTOCOMMIT", pool_reset_on_return=None)
+        # A write first waits for this process's turn, then for SQLite's lock: half the timeout each.
+        self._engine = self._make_engine(self.timeout / 2, isolation_level="AUTOCOMMIT", pool_reset_on_return=None)
         # SQLAlchemy ends every connection's use with a DBAPI rollback, even in autocommit,
         # where there is nothing to roll back: on MySQL a round trip, on SQLite a thread hop.
         # This engine's dialect is its own, so skipping it changes nothing for ``db``.
         self._engine.sync_engine.dialect.do_rollback = _nothing_to_roll_back  # type: ignore[method-assign]
-        self.db = self._make_engine()
+        self.db = self._make_engine(self.timeout)
         in_memory = self._sqlite and (not self.url.database or self.url.database == ":memory:")
         self._lanes = Lanes(self._engine, 1 if in_memory else LANES_SQLITE if self._sqlite else LANES, self.timeout)
         try:
@@ -263,7 +262,7 @@ class SqlStorage(Storage):
         retried = False
         while True:
             try:
-                async with self._write_lock if write else contextlib.nullcontext():
+                async with self._writing() if write else contextlib.nullcontext():
                     lane = await lanes.acquire()
                     broken = True
                     try:
@@ -297,6 +296,26 @@ class SqlStorage(Storage):
                 self._fault = None
             return result
 
+    @contextlib.asynccontextmanager
+    async def _writing(self) -> AsyncIterator[None]:
+        """SQLite's turn to write in this process, waited for no longer than ``timeout``:
+        a file that another process keeps locked must not queue requests without end."""
+        lock = self._write_lock
+        if lock is None:
+            yield
+            return
+        if lock.locked():
+            try:
+                await asyncio.wait_for(lock.acquire(), self.timeout / 2)
+            except asyncio.TimeoutError:
+                raise sa_exc.TimeoutError("waited too long for this process's turn to write") from None
+        else:
+            await lock.acquire()
+        try:
+            yield
+        finally:
+            lock.release()
+
     def _fault_of(self, error: BaseException) -> str | None:
         """What kind of database fault ``error`` is, or None when it is not one (a bug)."""
         if isinstance(error, sa_exc.DBAPIError):
@@ -319,7 +338,7 @@ class SqlStorage(Storage):
                 return "unreachable"
             return None
         if isinstance(error, sa_exc.TimeoutError):
-            return "no free connection in the pool"
+            return f"busy: {error}"
         if isinstance(error, (OSError, asyncio.TimeoutError, ConnectionError)):
             return "unreachable"
         return None
