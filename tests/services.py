@@ -1,13 +1,15 @@
-"""Check the database services the tests use, and start any that is down.
+"""Check the database services and tools the tests use; start or install what is missing.
 
 Run before pytest by ``nox -s tests``. A service that cannot be reached after a
-start attempt fails the run with a message naming it: tests never skip silently.
+start attempt, or a Debian package that cannot be installed, fails the run with a
+message naming it: tests never skip silently.
 """
 
 from __future__ import annotations
 
 import glob
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -29,6 +31,31 @@ SERVICES = [
 ]
 
 
+# Debian packages the tests run, by the program each one must provide.
+PACKAGES = [
+    ("chromium", "/usr/bin/chromium"),  # tests/browser drive a headless browser against the server
+]
+
+
+def install_packages() -> list[str]:
+    """apt-get install each package whose program is missing; answer the ones still missing."""
+    missing = [(package, program) for package, program in PACKAGES if not os.path.exists(program)]
+    if not missing:
+        return []
+    names = [package for package, _ in missing]
+    if shutil.which("apt-get") is None:
+        print("apt-get is not available to install " + " ".join(names), file=sys.stderr)
+        return names
+    print("installing Debian packages: " + " ".join(names), flush=True)
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *names]
+    if subprocess.run(install, env=env, check=False).returncode != 0:
+        # The package lists may be stale or absent (fresh container): refresh once and retry.
+        subprocess.run(["apt-get", "update", "-q"], env=env, check=False)
+        subprocess.run(install, env=env, check=False)
+    return [package for package, program in missing if not os.path.exists(program)]
+
+
 def reachable(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1):
@@ -48,7 +75,7 @@ def start(name: str, command: str) -> None:
 
 
 def main() -> int:
-    failed = []
+    failed = [f"Debian package {name} (apt-get install {name})" for name in install_packages()]
     for name, port, command in SERVICES:
         if reachable(port):
             print(f"{name} is up on 127.0.0.1:{port}")
@@ -62,7 +89,7 @@ def main() -> int:
         else:
             failed.append(f"{name} (127.0.0.1:{port})")
     if failed:
-        print("these services could not be started: " + ", ".join(failed), file=sys.stderr)
+        print("these services or packages could not be set up: " + ", ".join(failed), file=sys.stderr)
         return 1
     return 0
 

@@ -1,4 +1,4 @@
-"""Runs the examples of docs/operations.md, as a reader would, in one empty directory."""
+"""Runs the marked examples of docs/operations.md and README.md, as a reader would, in one empty directory."""
 
 from __future__ import annotations
 
@@ -8,15 +8,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.operations import alive, free_ports
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
+ROOT = Path(__file__).resolve().parents[2]
 BLOCK = re.compile(r"<!-- test: (script|file (\S+)) -->\n```\w*\n(.*?)```", re.S)
 
 
-def test_operations_examples_run(tmp_path: Path) -> None:
-    blocks = BLOCK.findall(DOC.read_text(encoding="utf-8"))
-    assert sum(kind == "script" for kind, _, _ in blocks) >= 3
+@pytest.mark.parametrize(("doc", "scripts"), [("docs/operations.md", 3), ("README.md", 1)])
+def test_documented_examples_run(tmp_path: Path, doc: str, scripts: int) -> None:
+    blocks = BLOCK.findall((ROOT / doc).read_text(encoding="utf-8"))
+    assert sum(kind == "script" for kind, _, _ in blocks) >= scripts
     port = free_ports(2)
     env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
     env.pop("PYTEST_ADDOPTS", None)

@@ -249,6 +249,15 @@ def test_allow_origin_option(start_server):
     assert headers["Access-Control-Allow-Origin"] == "https://app.example"
 
 
+def test_off_mode_keeps_compat_cors_headers(start_server):
+    srv = start_server(hmac_mode="off")
+    c = srv.client()
+    for body in (b'{"method":"echo"}', b"not json"):
+        _, headers, _ = c.request(body, sign=False)
+        assert headers["Access-Control-Allow-Origin"] == "*"
+        assert headers["Access-Control-Expose-Headers"] == "x-toto-hmac"
+
+
 def test_session_key_mode_exposes_timestamp(start_server):
     srv = start_server(hmac_mode="session_key")
     _, headers, _ = srv.client().request(b'{"method":"echo"}', sign=False)

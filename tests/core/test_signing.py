@@ -114,6 +114,15 @@ def test_session_key_replay_is_1015(key_server, user_id):
     assert c.call("state.get", {"keys": ["count"]}) == {"count": 1}
 
 
+def test_client_repeats_an_identical_call_without_replay_errors(key_server, user_id):
+    # The same body to the same target inside one second would sign to the same bytes;
+    # the client must stamp the repeats so that none is refused as a replay.
+    c = key_server.client(hmac_mode="session_key")
+    c.create(user_id, "pw")
+    answers = [c.call("counter.increment") for _ in range(20)]
+    assert answers == list(range(1, 21))
+
+
 @pytest.mark.parametrize("skew", [-400, 400])
 def test_session_key_stale_timestamp_is_1015(key_server, user_id, skew):
     c = key_server.client(hmac_mode="session_key")

@@ -221,7 +221,8 @@ def call_command(argv: list[str]) -> int:
     except (OSError, TimeoutError) as exc:
         reason = exc.strerror or str(exc) or type(exc).__name__
         raise CommandError(f"cannot reach {args.url}: {reason}") from None
-    print(json.dumps(result, indent=2, ensure_ascii=False))
+    # Other wire formats carry values JSON cannot show (msgpack's bytes): print their repr.
+    print(json.dumps(result, indent=2, ensure_ascii=False, default=repr))
     return 0
 
 

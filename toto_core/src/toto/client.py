@@ -6,11 +6,12 @@ raises ``TotoClientError`` with code 1009) and keep the session between calls.
 
 from __future__ import annotations
 
+import functools
 import hmac as _hmac
 import http.client
 import time
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from toto.exceptions import ERROR_INVALID_RESPONSE_HMAC, ERROR_MALFORMED_REQUEST, TotoException
 from toto.serializers import JsonSerializer, Serializer
@@ -26,21 +27,58 @@ class TotoClientError(TotoException):
     """An error answer (``code``, ``value``), or a response that failed verification (1009)."""
 
 
-def find_serializer(name: str) -> Serializer:
-    """A wire serializer by name (``json``, or an installed plugin's such as ``msgpack``)."""
-    if name == "json":
-        return JsonSerializer()
-    from toto.plugins import get_plugin_manager, install_hint, merge_serializers
+@functools.lru_cache(maxsize=1)
+def installed_serializers() -> dict[str, Serializer]:
+    """Content type -> serializer, for JSON and every installed plugin's (found once)."""
+    from toto.plugins import get_plugin_manager, merge_serializers
 
-    for serializer in merge_serializers(get_plugin_manager()).values():
-        if serializer.name == name:
-            found: Serializer = serializer
-            return found
-    raise ValueError(f"serializer {name!r} is not installed; {install_hint(name)}")
+    return merge_serializers(get_plugin_manager())
+
+
+def find_serializer(choice: str | Serializer) -> Serializer:
+    """A wire serializer by name (``json``, ``msgpack``) or content type
+    (``application/msgpack``); a ``Serializer`` instance is used as it is."""
+    if isinstance(choice, Serializer):
+        return choice
+    key = choice.strip().lower()
+    if key in ("json", "application/json"):
+        return _JSON
+    from toto.exceptions import PluginError
+    from toto.plugins import install_hint
+
+    try:
+        registry = installed_serializers()
+    except PluginError as exc:  # two plugins claiming one content type
+        raise ValueError(str(exc)) from None
+    found = registry.get(key)
+    if found is None:
+        found = next((s for s in registry.values() if s.name == key), None)
+    if found is None:
+        raise ValueError(f"serializer {choice!r} is not installed; {install_hint(key)}")
+    return found
+
+
+_JSON = JsonSerializer()
+# How long a session_key signature is remembered: twice the server's default window.
+SIGNATURE_MEMORY = 600
 
 
 class _ClientCore:
-    def __init__(self, url: str, hmac_mode: str = "user_id", serializer: str = "json", timeout: float = 10.0) -> None:
+    """What both clients share: building and signing requests, reading and verifying answers.
+
+    ``serializer`` is the wire format of requests, by name (``json``, ``msgpack``),
+    content type or ``Serializer`` instance. Answers are read in whatever installed
+    type the server sent; ``accept`` asks for another type than ``serializer``'s.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        hmac_mode: str = "user_id",
+        serializer: str | Serializer = "json",
+        timeout: float = 10.0,
+        accept: str | None = None,
+    ) -> None:
         if hmac_mode not in ("user_id", "session_key", "off"):
             raise ValueError(f"hmac_mode must be user_id, session_key or off, not {hmac_mode!r}")
         parts = urlsplit(url)
@@ -52,8 +90,13 @@ class _ClientCore:
         self.hmac_mode = hmac_mode
         self.serializer = find_serializer(serializer)
         self.content_type = self.serializer.content_types[0]
+        self.accept = accept or self.content_type
         self.timeout = timeout
         self.session: dict[str, Any] | None = None
+        # session_key mode: signatures sent recently, with their timestamps. The server
+        # refuses a signature it has seen inside its window (1015), so a request identical
+        # to one sent in the same second is stamped a second later instead.
+        self._signed: dict[str, int] = {}
 
     # -- building requests ------------------------------------------------------------
     def _target(self, path: str) -> str:
@@ -61,21 +104,51 @@ class _ClientCore:
             path = "/" + path
         return (self.base_path + path) or "/"
 
-    def _headers(self, http_method: str, target: str, body: bytes, extra: dict[str, str] | None) -> dict[str, str]:
-        headers = {"Content-Type": self.content_type, "Accept": self.content_type}
-        session = self.session
-        if session and session.get("session_id"):
-            headers["x-toto-session-id"] = session["session_id"]
-            if self.hmac_mode == "user_id":
-                headers["x-toto-hmac"] = user_id_hmac(session.get("user_id"), body)
-            elif self.hmac_mode == "session_key" and session.get("key"):
-                stamp = str(int(time.time()))
-                key = decode_session_key(session["key"])
-                headers["x-toto-timestamp"] = stamp
-                headers["x-toto-hmac"] = session_key_request_hmac(key, http_method, target, stamp, body)
+    def _prepare(
+        self,
+        http_method: str,
+        path: str,
+        body: bytes,
+        content_type: str | None,
+        extra: dict[str, str] | None,
+        sign: bool,
+    ) -> tuple[str, dict[str, str]]:
+        """The request target and headers of one request: content type, Accept, session and signature.
+
+        ``sign=False`` sends only ``extra`` (raw requests of tests and tools).
+        """
+        target = self._target(path)
+        headers: dict[str, str] = {}
+        if sign:
+            headers["Content-Type"] = self.content_type
+            headers["Accept"] = self.accept
+            session = self.session
+            if session and session.get("session_id"):
+                headers["x-toto-session-id"] = session["session_id"]
+                if self.hmac_mode == "user_id":
+                    headers["x-toto-hmac"] = user_id_hmac(session.get("user_id"), body)
+                elif self.hmac_mode == "session_key" and session.get("key"):
+                    stamp, signature = self._session_key_signature(session["key"], http_method, target, body)
+                    headers["x-toto-timestamp"] = stamp
+                    headers["x-toto-hmac"] = signature
+        if content_type is not None:
+            headers["Content-Type"] = content_type
         if extra:
             headers.update(extra)
-        return headers
+        return target, headers
+
+    def _session_key_signature(self, key: str, http_method: str, target: str, body: bytes) -> tuple[str, str]:
+        now = int(time.time())
+        if len(self._signed) > 1024:
+            self._signed = {sig: at for sig, at in self._signed.items() if at >= now - SIGNATURE_MEMORY}
+        secret = decode_session_key(key)
+        stamp = now
+        signature = session_key_request_hmac(secret, http_method, target, str(stamp), body)
+        while signature in self._signed:
+            stamp += 1
+            signature = session_key_request_hmac(secret, http_method, target, str(stamp), body)
+        self._signed[signature] = stamp
+        return str(stamp), signature
 
     def _body(self, method: str, parameters: Any) -> bytes:
         return self.serializer.encode({"method": method, "parameters": {} if parameters is None else parameters})
@@ -93,22 +166,29 @@ class _ClientCore:
         self._verify(headers, body, envelope)
         session = envelope.get("session")
         if isinstance(session, dict):
-            key = None
-            result = envelope.get("result")
-            if isinstance(result, dict) and result.get("key") and result.get("session_id") == session.get("session_id"):
-                key = result["key"]
-            elif self.session and self.session.get("session_id") == session.get("session_id"):
-                key = self.session.get("key")
+            key = self._session_key(envelope, session)
             self.session = dict(session, key=key) if key else dict(session)
         return envelope
 
+    def _session_key(self, envelope: dict[str, Any], session: dict[str, Any]) -> str | None:
+        """The session-key-mode key of the answer's session: new from a login, else the one kept."""
+        result = envelope.get("result")
+        if isinstance(result, dict) and result.get("key") and result.get("session_id") == session.get("session_id"):
+            return str(result["key"])
+        if self.session and self.session.get("session_id") == session.get("session_id"):
+            return self.session.get("key")
+        return None
+
     def _serializer_for(self, headers: Any) -> Serializer:
         content_type = (headers.get("Content-Type") or "").split(";")[0].strip().lower()
-        if content_type in self.serializer.content_types or not content_type:
+        if not content_type or content_type in self.serializer.content_types:
             return self.serializer
         if content_type == "application/json":
-            return JsonSerializer()
-        return self.serializer
+            return _JSON
+        try:
+            return installed_serializers().get(content_type, self.serializer)
+        except Exception:  # a broken plugin set must not hide the answer's own error
+            return self.serializer
 
     def _verify(self, headers: Any, body: bytes, envelope: dict[str, Any]) -> None:
         session = envelope.get("session")
@@ -120,12 +200,7 @@ class _ClientCore:
         if self.hmac_mode == "user_id":
             expected = user_id_hmac(session.get("user_id") or None, body)
         else:
-            key = None
-            result = envelope.get("result")
-            if isinstance(result, dict) and result.get("key"):
-                key = result["key"]
-            elif self.session and self.session.get("session_id") == session.get("session_id"):
-                key = self.session.get("key")
+            key = self._session_key(envelope, session)
             if not key:
                 raise TotoClientError(ERROR_INVALID_RESPONSE_HMAC, "No key to verify the response with")
             expected = session_key_response_hmac(decode_session_key(key), headers.get("x-toto-timestamp") or "", body)
@@ -150,6 +225,10 @@ class _ClientCore:
         return answers
 
     @staticmethod
+    def _get_path(method: str, query: dict[str, Any]) -> str:
+        return "/" + method.replace(".", "/") + ("?" + urlencode(query, doseq=True) if query else "")
+
+    @staticmethod
     def _batch_body(calls: dict[str, tuple[str, Any]]) -> dict[str, Any]:
         return {"batch": {k: {"method": m, "parameters": {} if p is None else p} for k, (m, p) in calls.items()}}
 
@@ -157,8 +236,15 @@ class _ClientCore:
 class TotoClient(_ClientCore):
     """A blocking client that keeps one HTTP connection alive. Not thread-safe."""
 
-    def __init__(self, url: str, hmac_mode: str = "user_id", serializer: str = "json", timeout: float = 10.0) -> None:
-        super().__init__(url, hmac_mode, serializer, timeout)
+    def __init__(
+        self,
+        url: str,
+        hmac_mode: str = "user_id",
+        serializer: str | Serializer = "json",
+        timeout: float = 10.0,
+        accept: str | None = None,
+    ) -> None:
+        super().__init__(url, hmac_mode, serializer, timeout, accept)
         self._conn: http.client.HTTPConnection | None = None
 
     def _connection(self) -> http.client.HTTPConnection:
@@ -188,11 +274,7 @@ class TotoClient(_ClientCore):
         sign: bool = True,
     ) -> tuple[int, Any, bytes]:
         """Send raw bytes; returns (status, headers, body) without checking anything."""
-        target = self._target(path)
-        all_headers = self._headers(method, target, body, None) if sign else {}
-        if content_type is not None:
-            all_headers["Content-Type"] = content_type
-        all_headers.update(headers or {})
+        target, all_headers = self._prepare(method, path, body, content_type, headers, sign)
         for attempt in (1, 2):
             conn = self._connection()
             try:
@@ -217,10 +299,8 @@ class TotoClient(_ClientCore):
         return self._result(envelope, status)
 
     def get(self, method: str, **query: str) -> Any:
-        from urllib.parse import urlencode
-
-        path = "/" + method.replace(".", "/") + ("?" + urlencode(query, doseq=True) if query else "")
-        envelope, status = self._exchange(b"", path, "GET")
+        """Call ``method`` as ``GET /a/b/c?name=value`` (parameters are strings)."""
+        envelope, status = self._exchange(b"", self._get_path(method, query), "GET")
         return self._result(envelope, status)
 
     def batch(self, calls: dict[str, tuple[str, Any]]) -> dict[str, Any]:
@@ -253,13 +333,10 @@ class AsyncTotoClient(_ClientCore):
         method: str = "POST",
         sign: bool = True,
     ) -> tuple[int, Any, bytes]:
+        """Send raw bytes; returns (status, headers, body) without checking anything."""
         from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
-        target = self._target(path)
-        all_headers = self._headers(method, target, body, None) if sign else {}
-        if content_type is not None:
-            all_headers["Content-Type"] = content_type
-        all_headers.update(headers or {})
+        target, all_headers = self._prepare(method, path, body, content_type, headers, sign)
         request = HTTPRequest(
             f"{self.scheme}://{self.host}:{self.port}{target}",
             method=method,
@@ -279,6 +356,11 @@ class AsyncTotoClient(_ClientCore):
 
     async def call(self, method: str, parameters: Any = None) -> Any:
         envelope, status = await self._exchange(self._body(method, parameters))
+        return self._result(envelope, status)
+
+    async def get(self, method: str, **query: str) -> Any:
+        """Call ``method`` as ``GET /a/b/c?name=value`` (parameters are strings)."""
+        envelope, status = await self._exchange(b"", self._get_path(method, query), "GET")
         return self._result(envelope, status)
 
     async def batch(self, calls: dict[str, tuple[str, Any]]) -> dict[str, Any]:

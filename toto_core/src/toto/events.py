@@ -123,7 +123,7 @@ class EventManager:
             return
         assert self.serializer is not None
         try:
-            args = self.serializer.decode(payload)
+            args = self.serializer.decode_state(payload)
         except Exception:
             log.warning("dropped event %r: its payload could not be decoded", name)
             return

@@ -71,6 +71,7 @@ class TotoHandler(RequestHandler):
         self._size = 0
         self._refused = False
         self._response_serializer = server.default_serializer
+        self._response_type: str | None = None  # the content type as the client named it
         self._active_methods: list[Method] = []
         self._reply: asyncio.Future[Any] | None = None
         self._locked_session: Session | None = None
@@ -118,8 +119,16 @@ class TotoHandler(RequestHandler):
         """Answer before the body is read; Tornado then closes the connection instead of reading on."""
         self._refused = True
         self.set_status(status)
-        self.set_header("Content-Type", "application/json")
-        await self.finish(self.server.default_serializer.encode({"error": error.to_dict()}))
+        # In the type the client reads: the request's, or the one Accept prefers (else JSON).
+        mime = self.request.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+        request_serializer = self.server.serializers.get(mime)
+        if request_serializer is not None:
+            self._response_serializer = request_serializer
+            self._response_type = mime
+        self._pick_response_serializer(request_serializer)
+        serializer = self._response_serializer
+        self.set_header("Content-Type", self._response_type or serializer.content_types[0])
+        await self.finish(serializer.encode({"error": error.to_dict()}))
 
     # -- HTTP verbs ---------------------------------------------------------------------
     async def post(self, path: str) -> None:
@@ -152,6 +161,7 @@ class TotoHandler(RequestHandler):
                     else f"Unsupported content type {mime!r}",
                 )
             self._response_serializer = serializer
+            self._response_type = mime
             self._pick_response_serializer(serializer)
             try:
                 request = serializer.decode(body) if body else {}
@@ -195,14 +205,31 @@ class TotoHandler(RequestHandler):
         self.finish()
 
     def _pick_response_serializer(self, request_serializer: Any) -> None:
+        """Answer in the request's type unless ``Accept`` prefers another installed one.
+
+        The highest ``q`` among installed types wins; the request's own type wins a
+        tie; ``q=0`` is never chosen. Wildcards and unknown types name nothing, so a
+        browser's ``*/*`` keeps the request's type (JSON for GET and form posts).
+        """
         accept = self.request.headers.get("Accept")
-        if accept:
-            serializers = self.server.serializers
-            for part in accept.split(","):
-                chosen = serializers.get(part.split(";", 1)[0].strip().lower())
-                if chosen is not None:
-                    self._response_serializer = chosen
-                    return
+        if not accept or accept == "*/*":
+            return
+        serializers = self.server.serializers
+        best = None
+        best_q = 0.0
+        best_type = ""
+        for part in accept.split(","):
+            mime, _, params = part.partition(";")
+            mime = mime.strip().lower()
+            candidate = serializers.get(mime)
+            if candidate is None:
+                continue
+            q = _quality(params) if params else 1.0
+            if q > best_q or (q == best_q and candidate is request_serializer and best is not request_serializer):
+                best, best_q, best_type = candidate, q, mime
+        if best is not None:
+            self._response_serializer = best
+            self._response_type = best_type
 
     # -- sessions -----------------------------------------------------------------------
     async def _open_session(self, body: bytes, optional: bool) -> None:
@@ -378,7 +405,7 @@ class TotoHandler(RequestHandler):
             body = serializer.encode(payload)
         if status != 200:
             self.set_status(status)
-        self._headers["Content-Type"] = serializer.content_types[0]
+        self._headers["Content-Type"] = self._response_type or serializer.content_types[0]
         if session is not None:
             self.server.authenticator.sign_response(self, session, body)
         self.finish(body)
@@ -491,6 +518,19 @@ def _as_toto_error(handler: TotoHandler, error: Any) -> TotoException:
     if isinstance(error, dict) and "code" in error:
         return TotoException(error["code"], error.get("value"))
     return TotoException(ERROR_SERVER, error)
+
+
+def _quality(params: str) -> float:
+    """The ``q`` of one Accept entry's parameters (1 when absent, 0 when unreadable)."""
+    for param in params.split(";"):
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "q":
+            try:
+                q = float(value)
+            except ValueError:
+                return 0.0
+            return q if 0.0 <= q <= 1.0 else 0.0
+    return 1.0
 
 
 def _brief(exc: BaseException) -> str:

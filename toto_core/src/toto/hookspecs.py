@@ -59,7 +59,9 @@ def toto_register_serializers() -> list[Serializer]:
     objects; each names the content types it handles. A request's
     ``content-type`` picks its decoder, ``Accept`` may pick another encoder.
     Serializers with ``safe_for_state = True`` may also be chosen by the
-    ``state_serializer`` option to store session state and event payloads.
+    ``state_serializer`` option to store session state and event payloads, which
+    are read back with their ``decode_state`` (no wire limits: stored data is
+    never refused).
     """
 
 

@@ -9,10 +9,11 @@ from typing import Any, ClassVar
 class Serializer:
     """Turns response objects into bytes and request bytes into objects.
 
-    ``decode`` raises ``ValueError`` (or ``RecursionError``) for malformed input; the
-    core answers that with 400/1011. It may raise ``TotoException`` for a more
-    specific answer. ``safe_for_state`` marks serializers that can never run code
-    while decoding, so they may store session state and event payloads.
+    ``decode`` reads request bodies: it raises ``ValueError`` (or ``RecursionError``)
+    for malformed or refused input, which the core answers with 400/1011, or
+    ``TotoException`` for a more specific answer. ``safe_for_state`` marks
+    serializers that can never run code while decoding, so they may store session
+    state and event payloads; those are read back with ``decode_state``.
     """
 
     name: ClassVar[str] = ""
@@ -27,6 +28,15 @@ class Serializer:
 
     def decode(self, data: bytes) -> Any:
         raise NotImplementedError
+
+    def decode_state(self, data: bytes) -> Any:
+        """Read bytes this deployment stored itself (session state, event payloads).
+
+        Defaults to ``decode``. A serializer whose wire checks could refuse data it
+        wrote earlier (size limits, extension types) relaxes them here, since a
+        refusal would lose a stored session.
+        """
+        return self.decode(data)
 
 
 def _json_default(obj: Any) -> Any:

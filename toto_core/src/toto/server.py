@@ -15,7 +15,7 @@ from tornado.web import Application
 from toto.exceptions import PluginError
 from toto.lookup import MethodLookup
 from toto.options import OptionError, Options, define_core_options, print_error_and_exit
-from toto.plugins import default_storage, get_plugin_manager, merge_named, merge_serializers, pick
+from toto.plugins import default_storage, get_plugin_manager, install_hint, merge_named, merge_serializers, pick
 
 log = logging.getLogger("toto.server")
 
@@ -94,7 +94,10 @@ class TotoServer:
         by_name = {s.name: s for s in safe}
         if o.state_serializer not in by_name:
             known = ", ".join(sorted(by_name))
-            raise PluginError(f"state_serializer {o.state_serializer!r} is not installed (installed: {known})")
+            raise PluginError(
+                f"state_serializer {o.state_serializer!r} is not installed (installed: {known}); "
+                f"{install_hint(o.state_serializer)}"
+            )
         self.state_serializer = by_name[o.state_serializer]
         self.state_fallbacks = safe
         try:

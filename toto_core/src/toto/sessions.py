@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator, MutableMapping
 from typing import TYPE_CHECKING, Any
 
+from toto.exceptions import ERROR_SERVER, TotoException
 from toto.storage import SessionRecord
 
 if TYPE_CHECKING:
@@ -149,15 +150,24 @@ class SessionManager:
     def decode_state(self, data: bytes) -> dict[str, Any]:
         if not data:
             return {}
-        for serializer in (self.state_serializer, *self.fallbacks):
+        serializers = (self.state_serializer, *self.fallbacks)
+        for serializer in serializers:
             try:
-                value = serializer.decode(data)
+                value = serializer.decode_state(data)
             except Exception:
                 continue
             if isinstance(value, dict):
                 return value
-        log.warning("session state could not be decoded by any state serializer; starting empty")
-        return {}
+        # Starting empty would overwrite the stored state at the next save: refuse instead,
+        # so installing the serializer that wrote it (a plugin removed, say) brings it back.
+        names = ", ".join(s.name for s in serializers)
+        log.error(
+            "session state (%d bytes) could not be read by any installed state serializer (%s); "
+            "was it stored by a plugin that is not installed now (toto-msgpack)?",
+            len(data),
+            names,
+        )
+        raise TotoException(ERROR_SERVER, "The session state could not be read.")
 
     async def create(self, user_id: str | None, with_key: bool) -> Session:
         ttl = self.ttl if user_id is not None else self.anon_ttl

@@ -106,6 +106,8 @@ class SessionKeySigning(Authenticator):
 
 
 class NoSigning(Authenticator):
-    """No signatures: the session id alone authenticates (only behind TLS)."""
+    """No signatures: the session id alone authenticates (only behind TLS).
 
-    expose_headers = ()
+    Answers still expose ``x-toto-hmac`` like every mode: PROTOCOL.md section 6 puts the header on
+    every answer, and a browser client reading it finds it absent rather than hidden.
+    """

@@ -1,0 +1,66 @@
+"""Fixtures of the toto-msgpack tests: servers of the basic app (and of a small app that
+enables an extension type), and the machine's Redis for restarts on persistent storage."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import pytest
+from toto.client import TotoClient
+from toto.testing.server import ServerProcess
+
+from tests.conftest import BASIC_APP
+from tests.redis.conftest import prefix, redis_url, run_prefix  # noqa: F401  (fixtures)
+
+EXT_APP = str(Path(__file__).parent / "app")
+FAST = {"password_cost": 10, "logging": "warning"}
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[ServerProcess]:
+    """One memory-storage server of the basic app for the tests that need nothing special."""
+    with ServerProcess({**FAST, "database": "memory"}, cwd=BASIC_APP) as srv:
+        yield srv
+
+
+@pytest.fixture
+def start_server() -> Iterator[Callable[..., ServerProcess]]:
+    """Start servers with the given options (``app=EXT_APP`` for the extension-type app);
+    all are stopped after the test."""
+    started: list[ServerProcess] = []
+
+    def start(app: str = BASIC_APP, env: dict[str, str] | None = None, **options: Any) -> ServerProcess:
+        srv = ServerProcess({**FAST, **options}, cwd=app, env=env)
+        started.append(srv.start())
+        return srv
+
+    yield start
+    for srv in started:
+        srv.stop()
+
+
+def user() -> str:
+    return f"user-{secrets.token_hex(4)}"
+
+
+def pack(obj: Any) -> bytes:
+    return msgpack.packb(obj, use_bin_type=True)
+
+
+def unpack(data: bytes) -> Any:
+    return msgpack.unpackb(data, raw=False, timestamp=3)
+
+
+def post(client: TotoClient, body: bytes, content_type: str = "application/msgpack", **headers: str) -> Any:
+    """Send ``body`` (signed when the client holds a session); (status, content type, decoded answer)."""
+    status, answer_headers, data = client.request(body, content_type=content_type, headers=headers or None)
+    kind = answer_headers.get("Content-Type", "")
+    if "msgpack" in kind:
+        return status, kind, unpack(data)
+    import json
+
+    return status, kind, json.loads(data)
