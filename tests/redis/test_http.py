@@ -4,7 +4,6 @@ and heal by themselves."""
 
 from __future__ import annotations
 
-import importlib.util
 import secrets
 import time
 from collections.abc import Callable, Iterator
@@ -141,8 +140,6 @@ def wait_for_event(waiter: TotoClient, sender: TotoClient, name: str, args: Any,
 def database_options(database: str, redis_url: str, prefix: str, tmp_path: Path) -> dict[str, Any]:
     if database == "redis":
         return on_redis(redis_url, prefix)
-    if database in ("sqlite", "postgres") and importlib.util.find_spec("toto_sql") is None:
-        pytest.skip(f"database {database!r} needs the toto-sql plugin: pip install toto-sql")
     if database == "sqlite":
         return {"database": "sqlite", "database_url": f"sqlite:///{tmp_path / 'shared.db'}"}
     if database == "postgres":
