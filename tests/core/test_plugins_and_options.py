@@ -99,6 +99,16 @@ def test_two_plugins_offering_one_name_is_a_startup_error(plugin_path):
         assert srv.client().call("db")["value"]["backend"] == "toto-example"
 
 
+def test_the_default_database_is_the_one_a_plugin_names_else_memory(plugin_path):
+    env = {**env_with(plugin_path, "toto_example_clash"), "TOTO_PLUGINS": "example_clash"}
+    with ServerProcess({**FAST, "logging": "info"}, cwd=BASIC_APP, env=env) as srv:
+        srv.client().create("default-user", "pw")
+        assert "(database: example," in srv.output()
+    with ServerProcess({**FAST, "logging": "info"}, cwd=BASIC_APP, env={"TOTO_PLUGINS": ""}) as srv:
+        srv.client().create("default-user", "pw")
+        assert "(database: memory," in srv.output()
+
+
 def test_toto_plugins_lists_versions_and_hooks(plugin_path):
     out = run_toto("plugins", env=env_with(plugin_path, "toto_example"))
     assert out.returncode == 0

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.redis.proxy import TcpProxy
+from tests.proxy import TcpProxy
 
 REDIS_HOST = os.environ.get("TOTO_TEST_REDIS_HOST", "127.0.0.1")
 REDIS_PORT = int(os.environ.get("TOTO_TEST_REDIS_PORT", "6379"))

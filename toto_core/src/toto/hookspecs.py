@@ -41,6 +41,17 @@ def toto_register_storage() -> dict[str, Callable[[Options], Storage]]:
 
 
 @hookspec
+def toto_default_storage() -> str | None:
+    """Name the storage to use when the user gives no ``database`` option.
+
+    Called once at startup. Return one of the names this plugin registers (an
+    embedded database that needs no setup, say), or None. With no plugin
+    answering, the server uses ``memory``; two plugins naming different storages
+    is a startup error that asks for an explicit ``--database``.
+    """
+
+
+@hookspec
 def toto_register_serializers() -> list[Serializer]:
     """Offer wire serializers.
 

@@ -163,7 +163,7 @@ def define_core_options(options: Options) -> None:
         "",
         str,
         "storage backend (memory, sqlite, postgres, mysql, redis, mongodb, or a plugin's); "
-        "empty: sqlite when toto-sql is installed, else memory",
+        "empty: the default an installed plugin names (sqlite with toto-sql), else memory",
     )
     d("database_url", "", str, "URL of the database, e.g. postgresql://user@127.0.0.1:5432/db")
     d("hmac_mode", "user_id", str, "request signing", choices=("user_id", "session_key", "off"))
@@ -176,6 +176,7 @@ def define_core_options(options: Options) -> None:
     )
     d("anon_session_ttl", 24 * 3600.0, float, "seconds an anonymous session lives after its last renewal")
     d("anon_session_renew", 12 * 3600.0, float, "renewal threshold of anonymous sessions")
+    d("purge_interval", 60.0, float, "seconds between purges of expired sessions (storages without native expiry)")
     d("max_body_size", 10 * 1024 * 1024, int, "largest request body in bytes (larger: 413)")
     d("method_select", "both", str, "where the method name may come from", choices=("both", "url", "parameter"))
     d("root", "/", str, "URL path the API is mounted under")

@@ -111,6 +111,24 @@ def merge_serializers(pm: pluggy.PluginManager) -> dict[str, Any]:
     return by_type
 
 
+def default_storage(pm: pluggy.PluginManager, storages: dict[str, Any]) -> str:
+    """The storage plugins name for a server given no ``database``: ``memory`` when none does."""
+    named: dict[str, str] = {}
+    for impl in pm.hook.toto_default_storage.get_hookimpls():
+        name = impl.function()
+        if name:
+            named.setdefault(str(name), plugin_label(pm, impl.plugin))
+    if len(named) > 1:
+        offers = ", ".join(f"{name!r} ({label})" for name, label in sorted(named.items()))
+        raise PluginError(f"several plugins offer a default database: {offers}; choose one with --database")
+    if not named:
+        return "memory"
+    name = next(iter(named))
+    if name not in storages:
+        raise PluginError(f"the default database {name!r} of {named[name]} is not a registered storage")
+    return name
+
+
 def pick(registry: dict[str, Any], name: str, what: str) -> Any:
     try:
         return registry[name]

@@ -15,7 +15,7 @@ from tornado.httpserver import HTTPServer
 from toto.exceptions import PluginError
 from toto.lookup import MethodLookup
 from toto.options import OptionError, Options, define_core_options, print_error_and_exit
-from toto.plugins import get_plugin_manager, install_hint, merge_named, merge_serializers, pick
+from toto.plugins import default_storage, get_plugin_manager, install_hint, merge_named, merge_serializers, pick
 
 if TYPE_CHECKING:
     from toto.handler import TotoApplication
@@ -87,7 +87,7 @@ class TotoServer:
             serializer.configure(o)
         self.default_serializer = self.serializers["application/json"]
         if not o.database:
-            o.database = "sqlite" if "sqlite" in self.storages else "memory"
+            o.database = default_storage(self.pm, self.storages)
         self.storage_factory = pick(self.storages, o.database, "database")
         self.bus_factory = pick(self.buses, o.event_bus, "event_bus")
         self.authenticator = pick(self.authenticators, o.hmac_mode, "hmac_mode")
@@ -143,7 +143,7 @@ class TotoServer:
             self.http_server.add_sockets(sockets)
         else:
             self.http_server.listen(int(o.port), o.address or "")
-        self._background.append(asyncio.ensure_future(self._purge_loop()))
+        self._background.append(asyncio.ensure_future(self._purge_loop(float(o.purge_interval))))
         shown = o.address or "0.0.0.0"
         log.info(
             "Toto listening on http://%s:%s (database: %s, hmac_mode: %s, event loop: %s)",

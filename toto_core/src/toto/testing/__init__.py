@@ -13,10 +13,11 @@ returns a factory of fresh, unopened instances::
             return lambda: MyStorage(url="...", prefix=unique_prefix())
 
 Each test runs in its own event loop (no pytest plugin needed) and opens and
-closes the instances it makes. ``toto.testing.server`` starts a real server
-process for HTTP tests.
+closes the instances it makes. A backend's own extra tests can do the same with
+``run_storages(body, *stores)``, and build sessions with ``session_record(...)``.
+``toto.testing.server`` starts a real server process for HTTP tests.
 """
 
-from toto.testing.contract import EventBusContract, StorageContract
+from toto.testing.contract import EventBusContract, StorageContract, run_storages, session_record
 
-__all__ = ["EventBusContract", "StorageContract"]
+__all__ = ["EventBusContract", "StorageContract", "run_storages", "session_record"]

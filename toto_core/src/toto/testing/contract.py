@@ -24,6 +24,26 @@ def _state_bytes(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False).encode("utf-8")
 
 
+def run_storages(body: Callable[..., Awaitable[Any]], *stores: Storage) -> Any:
+    """Open ``stores``, await ``body(*stores)`` in a new event loop, and close them whatever happens."""
+
+    async def main() -> Any:
+        for store in stores:
+            await store.open()
+        try:
+            return await body(*stores)
+        finally:
+            for store in stores:
+                await store.close()
+
+    return asyncio.run(main())
+
+
+def session_record(session_id: str, user_id: str | None = "alice", ttl: float = 3600, **kw: Any) -> SessionRecord:
+    """A session for ``user_id`` (None: anonymous) that expires ``ttl`` seconds from now."""
+    return SessionRecord(session_id=session_id, user_id=user_id, expires=time.time() + ttl, **kw)
+
+
 class StorageContract:
     """Subclass with a ``storage_factory`` fixture returning ``() -> Storage`` (unopened).
 
@@ -34,21 +54,9 @@ class StorageContract:
     shared = True
 
     def run(self, storage_factory: Callable[[], Storage], body: Callable[..., Awaitable[Any]], count: int = 1) -> Any:
-        async def main() -> Any:
-            stores = [storage_factory() for _ in range(count)]
-            for store in stores:
-                await store.open()
-            try:
-                return await body(*stores)
-            finally:
-                for store in stores:
-                    await store.close()
+        return run_storages(body, *(storage_factory() for _ in range(count)))
 
-        return asyncio.run(main())
-
-    @staticmethod
-    def session(session_id: str, user_id: str | None = "alice", ttl: float = 3600, **kw: Any) -> SessionRecord:
-        return SessionRecord(session_id=session_id, user_id=user_id, expires=time.time() + ttl, **kw)
+    session = staticmethod(session_record)
 
     def test_ping(self, storage_factory: Callable[[], Storage]) -> None:
         async def body(s: Storage) -> None:

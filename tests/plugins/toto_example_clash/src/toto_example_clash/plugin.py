@@ -5,3 +5,8 @@ from toto.storage.memory import MemoryStorage
 @hookimpl
 def toto_register_storage():
     return {"example": MemoryStorage}
+
+
+@hookimpl
+def toto_default_storage():
+    return "example"

@@ -1,4 +1,4 @@
-"""A TCP proxy that a test can cut, black-hole and restore, to fault Redis without stopping it.
+"""A TCP proxy that a test can cut, black-hole and restore, to fault a database without stopping it.
 
 It runs its own event loop in a thread so that synchronous tests (and servers in
 other processes) can use it alike::

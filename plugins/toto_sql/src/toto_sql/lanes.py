@@ -1,0 +1,160 @@
+"""Held connections on which the storage runs its statements straight on the driver.
+
+SQLAlchemy makes the connections (URL, connect arguments, dialect set-up, SQLite's
+pragmas), compiles every statement for the dialect and names every error; what it
+costs per call — a pool checkout through a greenlet, a cursor adapter, result
+processing — was most of a request's time against a local database. So the storage
+keeps a few connections checked out for good ("lanes") and runs the compiled SQL on
+each one's driver connection: one call on asyncpg or asyncmy (one round trip), one
+hop to aiosqlite's thread. A lane that meets a fault is thrown away and a new one is
+made on the next call, which is how the storage heals when the database returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+log = logging.getLogger("toto.sql")
+
+
+@dataclass
+class Lane:
+    """One held connection: SQLAlchemy's, its DBAPI adapter and the driver's own."""
+
+    conn: AsyncConnection
+    adapted: Any
+    driver: Any
+    born: float = field(default_factory=time.monotonic)
+
+
+class Lanes:
+    """At most ``size`` held connections of ``engine``; a caller waits up to ``timeout`` for a free one."""
+
+    def __init__(self, engine: AsyncEngine, size: int, timeout: float, recycle: float = 3600.0) -> None:
+        self.engine = engine
+        self.size = size
+        self.timeout = timeout
+        self.recycle = recycle
+        self._idle: list[Lane] = []
+        self._free = asyncio.Semaphore(size)
+        self._discarding: set[asyncio.Task[None]] = set()
+
+    async def acquire(self) -> Lane:
+        if self._free.locked():
+            try:
+                await asyncio.wait_for(self._free.acquire(), self.timeout)
+            except asyncio.TimeoutError:
+                raise sa_exc.TimeoutError(f"no free connection within {self.timeout} s") from None
+        else:
+            await self._free.acquire()
+        try:
+            while self._idle:
+                lane = self._idle.pop()
+                if time.monotonic() - lane.born < self.recycle:
+                    return lane
+                self.discard(lane)
+            conn = await self.engine.connect()
+            try:
+                raw = await conn.get_raw_connection()
+            except BaseException:
+                await conn.close()
+                raise
+            return Lane(conn, raw.dbapi_connection, raw.driver_connection)
+        except BaseException:
+            self._free.release()
+            raise
+
+    def release(self, lane: Lane, broken: bool = False) -> None:
+        if broken:
+            self.discard(lane)
+        else:
+            self._idle.append(lane)
+        self._free.release()
+
+    def discard(self, lane: Lane) -> None:
+        """Close a lane in the background: a broken connection may take its time to close."""
+        task = asyncio.ensure_future(self._close(lane, invalidate=True))
+        self._discarding.add(task)
+        task.add_done_callback(self._discarding.discard)
+
+    async def _close(self, lane: Lane, invalidate: bool) -> None:
+        try:
+            async with asyncio.timeout(self.timeout) if hasattr(asyncio, "timeout") else contextlib.nullcontext():
+                if invalidate:
+                    await lane.conn.invalidate()
+                await lane.conn.close()
+        except (Exception, asyncio.CancelledError) as error:  # it is being thrown away
+            log.debug("sql storage: closing a connection failed: %r", error)
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for lane in idle:
+            await self._close(lane, invalidate=False)
+        if self._discarding:
+            await asyncio.gather(*self._discarding, return_exceptions=True)
+
+
+async def _settle(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+async def fetch(driver_name: str, lane: Lane, sql: str, args: Any) -> list[Any]:
+    """The rows of one statement, as sequences in column order."""
+    driver = lane.driver
+    if driver_name == "asyncpg":
+        return list(await driver.fetch(sql, *args))
+    if driver_name == "aiosqlite":
+        return list(await driver.execute_fetchall(sql, args))
+    cursor = await _settle(driver.cursor())  # asyncmy, psycopg
+    try:
+        await cursor.execute(sql, args)
+        return list(await _settle(cursor.fetchall())) if cursor.description else []
+    finally:
+        await _settle(cursor.close())
+
+
+async def change(driver_name: str, lane: Lane, sql: str, args: Any) -> int:
+    """Run one statement that changes rows; return how many rows it matched."""
+    driver = lane.driver
+    if driver_name == "asyncpg":
+        status: str = await driver.execute(sql, *args)  # "UPDATE 3", "INSERT 0 1"
+        last = status.rsplit(" ", 1)[-1]
+        return int(last) if last.isdigit() else 0
+    if driver_name == "aiosqlite":
+        cursor = await driver.execute(sql, args)
+        try:
+            return int(cursor.rowcount)
+        finally:
+            await cursor.close()
+    cursor = await _settle(driver.cursor())
+    try:
+        await cursor.execute(sql, args)
+        return int(cursor.rowcount)
+    finally:
+        await _settle(cursor.close())
+
+
+def wrap_error(engine: AsyncEngine, lane: Lane, error: Exception, sql: str, args: list[Any]) -> Exception:
+    """The error as SQLAlchemy would have raised it (``IntegrityError``, ``OperationalError``...,
+    with ``connection_invalidated`` for a lost connection); other errors (OSError, timeouts) as they are."""
+    dialect = engine.dialect
+    dbapi = dialect.loaded_dbapi
+    translated: Exception = error
+    if not isinstance(error, dbapi.Error):
+        try:
+            lane.adapted._handle_exception(error)  # the adapter's translation of driver errors
+        except Exception as named:
+            translated = named
+    if not isinstance(translated, dbapi.Error):
+        return translated
+    lost = bool(dialect.is_disconnect(translated, lane.adapted, None))
+    return sa_exc.DBAPIError.instance(sql, args, translated, dbapi.Error, connection_invalidated=lost)

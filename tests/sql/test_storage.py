@@ -1,0 +1,268 @@
+"""SqlStorage passes the contract kit on real SQLite, PostgreSQL and MariaDB, plus what is special to SQL:
+tables under a prefix with a schema version, WAL, batched purges, field merges, long values, URLs and faults."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import pytest
+from sqlalchemy import func, insert, select, text, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+from toto.exceptions import PluginError, StorageUnavailable, TotoException
+from toto.testing import StorageContract
+from toto.testing import run_storages as run
+from toto.testing import session_record as session
+from toto_sql import SqlStorage
+from toto_sql.schema import SCHEMA_VERSION
+from toto_sql.urls import resolve
+
+from tests.checks import assert_storage_unavailable_in_time
+from tests.proxy import TcpProxy
+from tests.sql.conftest import BACKENDS, NETWORKED, backend_port, through
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def url(backend: str, database_url: Callable[[str], str]) -> str:
+    return database_url(backend)
+
+
+class TestSqlStorage(StorageContract):
+    @pytest.fixture
+    def storage_factory(self, url: str, prefix: str) -> Callable[[], SqlStorage]:
+        return lambda: SqlStorage(url, prefix=prefix)
+
+
+def test_tables_carry_the_prefix_and_a_schema_version(url: str, prefix: str) -> None:
+    async def body(s: SqlStorage) -> None:
+        tables = s.tables
+        assert [t.name for t in (tables.accounts, tables.sessions, tables.schema_version)] == [
+            f"{prefix}accounts",
+            f"{prefix}sessions",
+            f"{prefix}schema_version",
+        ]
+        async with s.db.connect() as conn:
+            version = (await conn.execute(select(tables.schema_version.c.version))).scalar_one()
+            assert version == SCHEMA_VERSION
+            await conn.execute(update(tables.schema_version).values(version=SCHEMA_VERSION + 1))
+            await conn.commit()
+
+    run(body, SqlStorage(url, prefix=prefix))
+    run(lambda s: s.ping(), SqlStorage(url, prefix=prefix + "other_"))  # another app's tables are separate
+    with pytest.raises(PluginError, match="newer than this toto-sql knows"):
+        run(lambda s: s.ping(), SqlStorage(url, prefix=prefix))
+
+
+def test_a_second_open_keeps_the_data(url: str, prefix: str) -> None:
+    run(lambda s: s.create_account("kept", "h", {"n": 1}), SqlStorage(url, prefix=prefix))
+    account = run(lambda s: s.get_account("kept"), SqlStorage(url, prefix=prefix))
+    assert account is not None and account.fields == {"n": 1}
+
+
+def test_prefixes_keep_apps_apart(url: str, prefix: str) -> None:
+    async def body(a: SqlStorage, b: SqlStorage) -> None:
+        await a.create_account("shared", "mine", {})
+        await a.store_session(session("same", user_id="shared", state=b"mine"))
+        assert await b.get_account("shared") is None
+        await b.create_account("shared", "theirs", {})
+        await b.store_session(session("same", user_id="shared", state=b"theirs"))
+        await b.delete_user_sessions("shared")
+        mine = await a.load_session("same")
+        assert mine is not None and mine.state == b"mine"
+
+    run(body, SqlStorage(url, prefix=prefix + "a_"), SqlStorage(url, prefix=prefix + "b_"))
+
+
+def test_db_is_an_async_engine_for_the_apps_own_tables(url: str, prefix: str) -> None:
+    async def body(s: SqlStorage) -> None:
+        assert isinstance(s.db, AsyncEngine)
+        async with s.db.begin() as conn:
+            await conn.execute(text(f"CREATE TABLE {prefix}mine (n INTEGER)"))
+            await conn.execute(text(f"INSERT INTO {prefix}mine (n) VALUES (1), (2)"))  # noqa: S608 (our own prefix)
+        async with s.db.connect() as conn:
+            assert (await conn.execute(text(f"SELECT SUM(n) FROM {prefix}mine"))).scalar() == 3  # noqa: S608
+
+    run(body, SqlStorage(url, prefix=prefix))
+
+
+def test_sqlite_runs_in_wal_mode(database_url: Callable[[str], str], prefix: str) -> None:
+    async def body(s: SqlStorage) -> None:
+        async with s.db.connect() as conn:
+            assert (await conn.exec_driver_sql("PRAGMA journal_mode")).scalar() == "wal"
+
+    run(body, SqlStorage(database_url("sqlite"), prefix=prefix))
+
+
+def test_purge_deletes_in_bounded_batches(url: str, prefix: str) -> None:
+    async def body(s: SqlStorage) -> None:
+        now = time.time()
+        rows = [
+            {"session_id": f"old{i:05d}", "user_id": "u", "expires": now - 10, "state": b"", "signing_key": None}
+            for i in range(260)
+        ]
+        rows += [
+            {"session_id": f"new{i}", "user_id": "u", "expires": now + 600, "state": b"", "signing_key": None}
+            for i in range(5)
+        ]
+        async with s.db.begin() as conn:
+            await conn.execute(insert(s.tables.sessions), rows)
+        batches = [removed async for removed in s.purge_batches()]
+        assert batches == [100, 100, 60]
+        async with s.db.connect() as conn:
+            left = (await conn.execute(select(func.count()).select_from(s.tables.sessions))).scalar()
+        assert left == 5
+        assert await s.purge_expired() == 0
+
+    run(body, SqlStorage(url, prefix=prefix, purge_batch=100))
+
+
+def test_concurrent_field_updates_are_all_kept(url: str, prefix: str) -> None:
+    async def body(s: SqlStorage) -> None:
+        await s.create_account("merge", "h", {"base": 0})
+        await asyncio.gather(*(s.update_account("merge", fields={f"f{i}": i}) for i in range(20)))
+        await s.update_account("merge", password_hash="h2", fields={"base": 1})
+        account = await s.get_account("merge")
+        assert account is not None and account.password_hash == "h2"
+        assert account.fields == {"base": 1, **{f"f{i}": i for i in range(20)}}
+
+    run(body, SqlStorage(url, prefix=prefix))
+
+
+def test_long_values(url: str, prefix: str) -> None:
+    """Large fields and state are stored whole; ids longer than any the core makes are protocol errors."""
+
+    async def body(s: SqlStorage) -> None:
+        big = "ü" * 300_000
+        await s.create_account("big", "h", {"bio": big})
+        account = await s.get_account("big")
+        assert account is not None and account.fields["bio"] == big
+        state = bytes(range(256)) * 2048  # 512 KiB
+        await s.store_session(session("bigstate", user_id="big", state=state))
+        loaded = await s.load_session("bigstate")
+        assert loaded is not None and loaded.state == state
+
+        with pytest.raises(TotoException) as caught:
+            await s.create_account("x" * 257, "h", {})
+        assert caught.value.code == 1010
+        assert await s.get_account("x" * 257) is None
+        assert await s.load_session("s" * 10_000) is None
+
+    run(body, SqlStorage(url, prefix=prefix))
+
+
+def test_user_ids_are_compared_exactly(url: str, prefix: str) -> None:
+    """MySQL's default collations would make these one user; toto-sql's columns compare bytes."""
+
+    async def body(s: SqlStorage) -> None:
+        for user_id in ("zoë", "zoe", "zoé"):
+            await s.create_account(user_id, user_id, {})
+        for user_id in ("zoë", "zoe", "zoé"):
+            account = await s.get_account(user_id)
+            assert account is not None and account.password_hash == user_id
+
+    run(body, SqlStorage(url, prefix=prefix))
+
+
+@pytest.mark.parametrize(
+    ("name", "url", "message"),
+    [
+        ("postgres", None, "database 'postgres' needs a URL: --database_url=postgresql://"),
+        ("postgres", "mysql://root@127.0.0.1/test", "for that URL use --database=mysql"),
+        ("mysql", "mysql+pymysql://root@127.0.0.1/test", "not an asyncio driver"),
+        ("sqlite", "nonsense", "invalid database_url"),
+    ],
+)
+def test_urls_that_cannot_work_are_refused_with_a_message(name: str, url: str | None, message: str) -> None:
+    with pytest.raises(PluginError, match=message.replace("+", r"\+")):
+        resolve(name, url)
+
+
+def test_plain_urls_get_their_asyncio_driver() -> None:
+    assert str(resolve("sqlite", None)[1]) == "sqlite+aiosqlite:///./toto.db"
+    assert str(resolve("postgresql", "postgres://u@h/db")[1]) == "postgresql+asyncpg://u@h/db"
+    assert str(resolve("mariadb", "mariadb://root@h/db")[1]) == "mysql+asyncmy://root@h/db?charset=utf8mb4"
+
+
+@pytest.fixture(params=NETWORKED)
+def networked(request: pytest.FixtureRequest, database_url: Callable[[str], str]) -> str:
+    database_url(request.param)  # the service is up
+    return str(request.param)
+
+
+@pytest.mark.parametrize("fault", ["cut", "blackhole", "freeze"])
+def test_an_unreachable_database_raises_storage_unavailable_in_time_and_recovers(
+    networked: str, prefix: str, fault: str
+) -> None:
+    with TcpProxy("127.0.0.1", backend_port(networked)) as proxy:
+
+        async def body(s: SqlStorage) -> None:
+            await s.create_account("faulty", "h", {})
+            await s.store_session(session("f1", user_id="faulty"))
+
+            getattr(proxy, fault)()
+            await assert_storage_unavailable_in_time(
+                (s.load_session("f1"), s.get_account("faulty"), s.store_session(session("f2")))
+            )
+            assert await s.ping() is False
+
+            proxy.restore()
+            assert await s.load_session("f1") is not None, "the first call after the fault succeeds"
+            assert await s.get_account("faulty") is not None
+            assert await s.ping() is True
+
+        run(body, SqlStorage(through(proxy, networked), prefix=prefix, timeout=1.0))
+
+
+def test_opening_while_the_database_is_down_serves_once_it_is_up(networked: str, prefix: str) -> None:
+    with TcpProxy("127.0.0.1", backend_port(networked)) as proxy:
+        proxy.cut()
+
+        async def body(s: SqlStorage) -> None:
+            with pytest.raises(StorageUnavailable):
+                await s.get_account("late")
+            proxy.restore()
+            await s.create_account("late", "h", {})
+            assert await s.get_account("late") is not None
+
+        run(body, SqlStorage(through(proxy, networked), prefix=prefix, timeout=1.0))
+
+
+def test_servers_starting_together_create_the_tables_once(
+    url: str, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    stores = [SqlStorage(url, prefix=prefix) for _ in range(4)]
+
+    async def body(*opened: SqlStorage) -> None:
+        assert all(s._schema_ready for s in opened)
+        await opened[0].create_account("together", "h", {})
+        assert all([await s.get_account("together") is not None for s in opened])
+
+    async def main() -> None:
+        await asyncio.gather(*(s.open() for s in stores))  # each its own connections, as separate processes
+        try:
+            await body(*stores)
+        finally:
+            for s in stores:
+                await s.close()
+
+    with caplog.at_level("WARNING", logger="toto.sql"):
+        asyncio.run(main())
+    assert not caplog.records, [r.getMessage() for r in caplog.records]
+
+
+def test_an_in_memory_sqlite_database_works_for_one_process(prefix: str) -> None:
+    async def body(s: SqlStorage) -> None:
+        await s.create_account("mem", "h", {"a": 1})
+        await asyncio.gather(*(s.store_session(session(f"m{i}", user_id="mem")) for i in range(20)))
+        await s.delete_user_sessions("mem", keep="m3")
+        assert [i for i in range(20) if await s.load_session(f"m{i}") is not None] == [3]
+        account = await s.get_account("mem")
+        assert account is not None and account.fields == {"a": 1}
+
+    run(body, SqlStorage("sqlite://", prefix=prefix))
