@@ -1,19 +1,32 @@
-"""The hooks toto-sql implements (entry point ``toto``: ``sql = "toto_sql.plugin"``)."""
+"""The hooks toto-sql implements (entry point ``toto``: ``sql = "toto_sql.plugin"``).
+
+Every Toto server loads this module at start-up, so it imports SQLAlchemy and the
+drivers only when a server really stores in SQL: a server on another database does not
+carry their memory.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import toto
 
-from toto_sql.storage import DEFAULT_PREFIX, DEFAULT_TIMEOUT, SqlStorage
-from toto_sql.urls import STORAGE_NAMES
+from toto_sql.defaults import DEFAULT_PREFIX, DEFAULT_TIMEOUT, STORAGE_NAMES
+
+if TYPE_CHECKING:
+    from toto_sql.storage import SqlStorage
+
+
+def sql_storage(options: Any) -> SqlStorage:
+    from toto_sql.storage import SqlStorage
+
+    return SqlStorage.from_options(options)
 
 
 @toto.hookimpl
 def toto_register_storage() -> dict[str, Callable[[Any], SqlStorage]]:
-    return {name: SqlStorage.from_options for name in STORAGE_NAMES}
+    return dict.fromkeys(STORAGE_NAMES, sql_storage)
 
 
 @toto.hookimpl

@@ -36,6 +36,7 @@ from toto.exceptions import (
 )
 from toto.storage import AccountRecord, DuplicateAccount, SessionRecord, Storage
 
+from toto_sql.defaults import DEFAULT_PREFIX, DEFAULT_TIMEOUT
 from toto_sql.lanes import Lane, Lanes, change, fetch, wrap_error
 from toto_sql.schema import COMPONENT, MAX_KEY, MAX_SESSION_ID, SCHEMA_VERSION, Tables, make_tables
 from toto_sql.urls import Family, describe, resolve
@@ -44,8 +45,6 @@ log = logging.getLogger("toto.sql")
 
 T = TypeVar("T")
 
-DEFAULT_TIMEOUT = 2.0
-DEFAULT_PREFIX = "toto_"
 #: Rows one purge statement deletes at most, and the pause between two batches.
 PURGE_BATCH = 500
 PURGE_PAUSE = 0.05

@@ -14,6 +14,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from toto.exceptions import PluginError
 
+from toto_sql.defaults import STORAGE_NAMES
+
 #: The URL used when ``--database`` is sqlite (or left out) and no ``--database_url`` is given.
 DEFAULT_SQLITE_URL = "sqlite:///./toto.db"
 
@@ -41,15 +43,6 @@ FAMILIES = {
         "postgresql://user@127.0.0.1:5432/db",
     ),
     "mysql": Family("mysql", "mysql", ("mysql", "mariadb"), ("asyncmy",), "mysql", "mysql://root@127.0.0.1:3306/db"),
-}
-
-#: ``--database`` names and the family each selects.
-STORAGE_NAMES = {
-    "sqlite": "sqlite",
-    "postgres": "postgres",
-    "postgresql": "postgres",
-    "mysql": "mysql",
-    "mariadb": "mysql",
 }
 
 
