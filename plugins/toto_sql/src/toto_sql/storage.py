@@ -51,6 +51,8 @@ PURGE_PAUSE = 0.05
 #: Connections the storage holds for its own statements (SQLite: one thread each).
 LANES = 10
 LANES_SQLITE = 4
+#: Session ids one batched read asks for at most (SQLite allows 999 parameters in old builds).
+READ_BATCH = 100
 #: Attempts of a field merge that keeps meeting concurrent updates.
 MERGE_ATTEMPTS = 20
 
@@ -111,6 +113,8 @@ class SqlStorage(Storage):
         self._schema_lock = asyncio.Lock()
         self._schema_ready = False
         self._fault: str | None = None
+        self._load_many: dict[int, Any] = {}
+        self._session_reads = _SessionReads(self._load_sessions)
 
     @classmethod
     def from_options(cls, options: Any) -> SqlStorage:
@@ -467,11 +471,33 @@ class SqlStorage(Storage):
     async def load_session(self, session_id: str) -> SessionRecord | None:
         if len(session_id) > MAX_SESSION_ID:
             return None
-        rows = await self._run(self.sql.load_session, {"match_session_id": session_id, "now": time.time()})
-        if not rows:
+        # Joins the other reads started in this event-loop turn: one statement for all of them.
+        row = await self._session_reads.read(session_id)
+        if row is None:
             return None
-        user_id, expires, state, key = rows[0]
+        user_id, expires, state, key = row
         return SessionRecord(session_id, user_id, float(expires), bytes(state or b""), key)
+
+    async def _load_sessions(self, session_ids: list[str]) -> dict[str, Any]:
+        """The live (unexpired) rows of ``session_ids``, by session id, in one statement per
+        ``READ_BATCH`` ids."""
+        found: dict[str, Any] = {}
+        now = time.time()
+        for start in range(0, len(session_ids), READ_BATCH):
+            chunk = session_ids[start : start + READ_BATCH]
+            if len(chunk) == 1:
+                rows = await self._run(self.sql.load_session, {"match_session_id": chunk[0], "now": now})
+                if rows:
+                    found[chunk[0]] = rows[0]
+                continue
+            statement = self._load_many.get(len(chunk))
+            if statement is None:
+                statement = self._load_many[len(chunk)] = load_sessions_statement(self.tables, len(chunk))
+            params: dict[str, Any] = {f"s{i}": session_id for i, session_id in enumerate(chunk)}
+            params["now"] = now
+            for session_id, *row in await self._run(statement, params):
+                found[session_id] = row
+        return found
 
     async def touch_session(self, session_id: str, expires: float) -> None:
         await self._run(self.sql.touch_session, {"match_session_id": session_id, "expires": float(expires)}, write=True)
@@ -504,6 +530,62 @@ class SqlStorage(Storage):
             if removed < self.purge_batch:
                 return
             await asyncio.sleep(PURGE_PAUSE)
+
+
+class _SessionReads:
+    """Sends the session reads that requests start in one event-loop turn as one statement
+    (``WHERE session_id IN (...) AND expires > :now``).
+
+    Under load many requests load their session at about the same moment; one statement
+    for all of them is one lane and one round trip (or one hop to SQLite's thread) instead
+    of one each, and no wait for a free lane. A lone read goes out by itself on the next
+    turn. A failure (1013, a timeout) reaches every request of the batch.
+    """
+
+    def __init__(self, load: Callable[[list[str]], Awaitable[dict[str, Any]]]) -> None:
+        self._load = load
+        self._waiting: dict[str, list[asyncio.Future[Any]]] = {}
+        self._running: set[asyncio.Task[None]] = set()
+
+    def read(self, session_id: str) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        if not self._waiting:
+            loop.call_soon(self._send)
+        self._waiting.setdefault(session_id, []).append(future)
+        return future
+
+    def _send(self) -> None:
+        batch, self._waiting = self._waiting, {}
+        task = asyncio.ensure_future(self._read(batch))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    async def _read(self, batch: dict[str, list[asyncio.Future[Any]]]) -> None:
+        try:
+            found = await self._load(list(batch))
+        except BaseException as error:
+            for futures in batch.values():
+                for future in futures:
+                    if future.done():
+                        continue
+                    if isinstance(error, asyncio.CancelledError):
+                        future.cancel()
+                    elif isinstance(error, StorageUnavailable):
+                        # One exception each: a shared one would gather every request's traceback.
+                        own = StorageUnavailable(str(error.value))
+                        own.__cause__ = error.__cause__
+                        future.set_exception(own)
+                    else:
+                        future.set_exception(error)
+            if not isinstance(error, Exception):
+                raise
+            return
+        for session_id, futures in batch.items():
+            row = found.get(session_id)
+            for future in futures:
+                if not future.done():
+                    future.set_result(row)
 
 
 @dataclass
@@ -581,6 +663,17 @@ def make_statements(tables: Tables, backend: str, purge_batch: int) -> Statement
             sessions.c.user_id == p("match_user_id"), sessions.c.session_id != p("keep")
         ),
         purge=purge,
+    )
+
+
+def load_sessions_statement(tables: Tables, count: int) -> Any:
+    """``load_session`` for ``count`` session ids at once (parameters ``s0``.. and ``now``), with the id first."""
+    sessions = tables.sessions
+    return select(
+        sessions.c.session_id, sessions.c.user_id, sessions.c.expires, sessions.c.state, sessions.c.signing_key
+    ).where(
+        sessions.c.session_id.in_([bindparam(f"s{i}") for i in range(count)]),
+        sessions.c.expires > bindparam("now"),
     )
 
 
