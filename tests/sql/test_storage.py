@@ -16,9 +16,10 @@ from toto.testing import run_storages as run
 from toto.testing import session_record as session
 from toto_sql import SqlStorage
 from toto_sql.schema import SCHEMA_VERSION
+from toto_sql.storage import READ_BATCH
 from toto_sql.urls import resolve
 
-from tests.checks import assert_storage_unavailable_in_time
+from tests.checks import OUTAGE_BOUND, assert_storage_unavailable_in_time
 from tests.proxy import TcpProxy
 from tests.sql.conftest import BACKENDS, NETWORKED, backend_port, through
 
@@ -189,6 +190,30 @@ def test_plain_urls_get_their_asyncio_driver() -> None:
     assert str(resolve("mariadb", "mariadb://root@h/db")[1]) == "mysql+asyncmy://root@h/db?charset=utf8mb4"
 
 
+def test_session_reads_of_one_loop_turn_answer_each_request_exactly(url: str, prefix: str) -> None:
+    """Reads started together go out as one statement (chunks of READ_BATCH ids): each caller
+    gets its own session, never an expired one, None for an unknown id, and repeats agree."""
+
+    async def body(s: SqlStorage) -> None:
+        live = [f"live{i}" for i in range(READ_BATCH + 30)]  # more than one chunk
+        for i, session_id in enumerate(live):
+            await s.store_session(session(session_id, user_id=f"u{i}", state=f"s{i}".encode()))
+        await s.store_session(session("expired", user_id="gone", ttl=-1))
+        wanted = [*live, "expired", "unknown", live[0], "expired", live[-1]]
+        loaded = await asyncio.gather(*(s.load_session(session_id) for session_id in wanted))
+        for session_id, record in zip(wanted, loaded):
+            if session_id in ("expired", "unknown"):
+                assert record is None, session_id
+            else:
+                assert record is not None and record.session_id == session_id
+                i = live.index(session_id)
+                assert (record.user_id, record.state) == (f"u{i}", f"s{i}".encode())
+        assert loaded[0] is not loaded[-3], "each caller gets its own record"
+        assert await s.load_session(live[1]) is not None  # a lone read
+
+    run(body, SqlStorage(url, prefix=prefix))
+
+
 @pytest.fixture(params=NETWORKED)
 def networked(request: pytest.FixtureRequest, database_url: Callable[[str], str]) -> str:
     database_url(request.param)  # the service is up
@@ -209,6 +234,14 @@ def test_an_unreachable_database_raises_storage_unavailable_in_time_and_recovers
             await assert_storage_unavailable_in_time(
                 (s.load_session("f1"), s.get_account("faulty"), s.store_session(session("f2")))
             )
+            # Reads of one loop turn share a statement: every one of them gets 1013 in time.
+            started = time.monotonic()
+            together = await asyncio.gather(
+                *(s.load_session(f"f{i}") for i in range(10)), s.load_session("f1"), return_exceptions=True
+            )
+            assert time.monotonic() - started < OUTAGE_BOUND
+            for error in together:
+                assert isinstance(error, StorageUnavailable) and (error.code, error.status) == (1013, 503), error
             assert await s.ping() is False
 
             proxy.restore()
