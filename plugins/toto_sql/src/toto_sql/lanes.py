@@ -25,6 +25,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 log = logging.getLogger("toto.sql")
 
+#: Seconds a discarded connection gets to close beyond the storage's timeout.
+CLOSE_GRACE = 3.0
+
 
 @dataclass
 class Lane:
@@ -62,7 +65,11 @@ class Lanes:
                 if time.monotonic() - lane.born < self.recycle:
                     return lane
                 self.discard(lane)
-            conn = await self.engine.connect()
+            try:
+                conn = await self.engine.connect()
+            except RuntimeError as error:
+                # asyncmy on a connection cut while it is being set up: "Transport does not expose socket instance"
+                raise ConnectionError(f"connecting failed: {error}") from error
             try:
                 raw = await conn.get_raw_connection()
             except BaseException:
@@ -88,7 +95,10 @@ class Lanes:
 
     async def _close(self, lane: Lane, invalidate: bool) -> None:
         try:
-            async with asyncio.timeout(self.timeout) if hasattr(asyncio, "timeout") else contextlib.nullcontext():
+            # Longer than the drivers' own bound on a graceful close (asyncpg: 2 s, run by SQLAlchemy
+            # in a shielded task): cut short, that task would fail later with no one to hear it.
+            bound = self.timeout + CLOSE_GRACE
+            async with asyncio.timeout(bound) if hasattr(asyncio, "timeout") else contextlib.nullcontext():
                 if invalidate:
                     await lane.conn.invalidate()
                 await lane.conn.close()
