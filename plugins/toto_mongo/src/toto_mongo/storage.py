@@ -23,7 +23,7 @@ import datetime
 import logging
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from bson.binary import Binary
@@ -43,6 +43,7 @@ from pymongo.errors import (
 )
 from toto.exceptions import ERROR_MALFORMED_REQUEST, PluginError, StorageUnavailable, TotoException
 from toto.storage import AccountRecord, DuplicateAccount, SessionRecord, Storage
+from toto.storage.batching import ReadBatcher
 
 from toto_mongo.defaults import DEFAULT_DATABASE, DEFAULT_PREFIX, DEFAULT_TIMEOUT, DEFAULT_URL
 
@@ -142,55 +143,6 @@ def _as_date(expires: float) -> datetime.datetime:
     return datetime.datetime.fromtimestamp(math.ceil(expires * 1000) / 1000, datetime.timezone.utc)
 
 
-class _SessionReads:
-    """Sends the session reads that requests start in one event-loop turn as one query.
-
-    Under load many requests load their session at about the same moment; one
-    ``{"_id": {"$in": [...]}}`` round trip for all of them costs MongoDB and this process
-    far less than one ``find_one`` each. A lone read goes out by itself on the next turn.
-    """
-
-    def __init__(self, collection: AsyncCollection[dict[str, Any]]) -> None:
-        self._collection = collection
-        self._waiting: list[tuple[str, asyncio.Future[dict[str, Any] | None]]] = []
-        self._running: set[asyncio.Task[None]] = set()
-
-    def find(self, session_id: str) -> asyncio.Future[dict[str, Any] | None]:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[dict[str, Any] | None] = loop.create_future()
-        self._waiting.append((session_id, future))
-        if len(self._waiting) == 1:
-            loop.call_soon(self._send)
-        return future
-
-    def _send(self) -> None:
-        batch, self._waiting = self._waiting, []
-        task = asyncio.ensure_future(self._read(batch))
-        self._running.add(task)
-        task.add_done_callback(self._running.discard)
-
-    async def _read(self, batch: list[tuple[str, asyncio.Future[dict[str, Any] | None]]]) -> None:
-        ids = list(dict.fromkeys(session_id for session_id, _ in batch))
-        live = {"$gt": time.time()}  # reads never return an expired session, before the TTL monitor runs too
-        try:
-            if len(ids) == 1:
-                found = await self._collection.find_one({"_id": ids[0], "expires": live})
-                documents = [found] if found is not None else []
-            else:
-                documents = await self._collection.find({"_id": {"$in": ids}, "expires": live}).to_list(None)
-        except BaseException as error:
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(error)
-            if not isinstance(error, Exception):
-                raise
-            return
-        by_id = {document["_id"]: document for document in documents}
-        for session_id, future in batch:
-            if not future.done():
-                future.set_result(by_id.get(session_id))
-
-
 class MongoStorage(Storage):
     """Accounts and sessions in MongoDB; ``db`` is the ``AsyncDatabase``.
 
@@ -248,7 +200,7 @@ class MongoStorage(Storage):
             ) from error
         self._accounts: AsyncCollection[dict[str, Any]] = self.db[self.prefix + "accounts"]
         self._sessions: AsyncCollection[dict[str, Any]] = self.db[self.prefix + "sessions"]
-        self._session_reads = _SessionReads(self._sessions)
+        self._session_reads: ReadBatcher[str, dict[str, Any] | None] = ReadBatcher(self._read_sessions)
         try:
             await self._ensure_indexes()
         except StorageUnavailable:
@@ -372,9 +324,18 @@ class MongoStorage(Storage):
             }
             await self._sessions.replace_one({"_id": record.session_id}, document, upsert=True)
 
+    async def _read_sessions(self, ids: Sequence[str]) -> list[dict[str, Any] | None]:
+        """The session documents of one event-loop turn, in one ``$in`` query (see ``ReadBatcher``)."""
+        live = {"$gt": time.time()}  # reads never return an expired session, before the TTL monitor runs too
+        if len(ids) == 1:
+            return [await self._sessions.find_one({"_id": ids[0], "expires": live})]
+        documents = await self._sessions.find({"_id": {"$in": list(ids)}, "expires": live}).to_list(None)
+        by_id = {document["_id"]: document for document in documents}
+        return [by_id.get(session_id) for session_id in ids]
+
     async def load_session(self, session_id: str) -> SessionRecord | None:
         async with self._call():
-            document = await self._session_reads.find(session_id)
+            document = await self._session_reads.read(session_id)
         if document is None:
             return None
         return SessionRecord(

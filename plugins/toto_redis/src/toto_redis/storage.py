@@ -15,15 +15,16 @@ Redis Cluster.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any, cast
 
 import redis.asyncio as redis_asyncio
 from toto.exceptions import PluginError
 from toto.storage import AccountRecord, DuplicateAccount, SessionRecord, Storage
+from toto.storage.batching import ReadBatcher
 
 from toto_redis.connection import (
     DEFAULT_PREFIX,
@@ -143,54 +144,6 @@ def _encode_field(name: str, value: Any) -> str:
         raise TypeError(f"account field {name!r} cannot be stored in Redis: {error}") from error
 
 
-class _SessionReads:
-    """Sends the session reads that requests start in one event-loop turn as one pipeline.
-
-    Under load many requests load their session at about the same moment; one round trip
-    for all of them costs Redis and this process far less than one each. A lone read
-    goes out by itself on the next turn.
-    """
-
-    def __init__(self, client: redis_asyncio.Redis) -> None:
-        self._client = client
-        self._waiting: list[tuple[str, asyncio.Future[dict[bytes, bytes]]]] = []
-        self._running: set[asyncio.Task[None]] = set()
-
-    def hgetall(self, key: str) -> asyncio.Future[dict[bytes, bytes]]:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[dict[bytes, bytes]] = loop.create_future()
-        self._waiting.append((key, future))
-        if len(self._waiting) == 1:
-            loop.call_soon(self._send)
-        return future
-
-    def _send(self) -> None:
-        batch, self._waiting = self._waiting, []
-        task = asyncio.ensure_future(self._read(batch))
-        self._running.add(task)
-        task.add_done_callback(self._running.discard)
-
-    async def _read(self, batch: list[tuple[str, asyncio.Future[dict[bytes, bytes]]]]) -> None:
-        try:
-            if len(batch) == 1:
-                results = [cast(dict[bytes, bytes], await self._client.hgetall(batch[0][0]))]
-            else:
-                pipe = self._client.pipeline(transaction=False)
-                for key, _ in batch:
-                    pipe.hgetall(key)
-                results = cast(list[dict[bytes, bytes]], await pipe.execute())
-        except BaseException as error:
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(error)
-            if not isinstance(error, Exception):
-                raise
-            return
-        for (_, future), result in zip(batch, results):
-            if not future.done():
-                future.set_result(result)
-
-
 class RedisStorage(Storage):
     """Accounts and sessions on ``redis.asyncio``; ``db`` is the client.
 
@@ -222,7 +175,7 @@ class RedisStorage(Storage):
 
     async def open(self) -> None:
         self.db = client = make_client(self.url, self.timeout)
-        self._session_reads = _SessionReads(client)
+        self._session_reads: ReadBatcher[str, dict[bytes, bytes]] = ReadBatcher(self._read_sessions)
         self._create_account = client.register_script(_CREATE_ACCOUNT)
         self._update_account = client.register_script(_UPDATE_ACCOUNT)
         self._store_session = client.register_script(_STORE_SESSION)
@@ -299,9 +252,19 @@ class RedisStorage(Storage):
         async with unavailable_on_fault("Redis storage"):
             await self._store_session(keys=keys, args=args)
 
+    async def _read_sessions(self, keys: Sequence[str]) -> list[dict[bytes, bytes]]:
+        """The session hashes of one event-loop turn, in one pipeline (see ``ReadBatcher``)."""
+        assert self.db is not None
+        if len(keys) == 1:
+            return [cast(dict[bytes, bytes], await self.db.hgetall(keys[0]))]
+        pipe = self.db.pipeline(transaction=False)
+        for key in keys:
+            pipe.hgetall(key)
+        return cast(list[dict[bytes, bytes]], await pipe.execute())
+
     async def load_session(self, session_id: str) -> SessionRecord | None:
         async with unavailable_on_fault("Redis storage"):
-            stored = await self._session_reads.hgetall(self._session + session_id)
+            stored = await self._session_reads.read(self._session + session_id)
         if not stored or b"e" not in stored:
             return None
         expires = float(stored[b"e"])
