@@ -16,7 +16,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -35,6 +35,7 @@ from toto.exceptions import (
     TotoException,
 )
 from toto.storage import AccountRecord, DuplicateAccount, SessionRecord, Storage
+from toto.storage.batching import ReadBatcher
 
 from toto_sql.defaults import DEFAULT_PREFIX, DEFAULT_TIMEOUT
 from toto_sql.lanes import Lane, Lanes, change, fetch, wrap_error
@@ -114,7 +115,7 @@ class SqlStorage(Storage):
         self._schema_ready = False
         self._fault: str | None = None
         self._load_many: dict[int, Any] = {}
-        self._session_reads = _SessionReads(self._load_sessions)
+        self._session_reads: ReadBatcher[str, Any] = ReadBatcher(self._load_sessions)
 
     @classmethod
     def from_options(cls, options: Any) -> SqlStorage:
@@ -478,9 +479,9 @@ class SqlStorage(Storage):
         user_id, expires, state, key = row
         return SessionRecord(session_id, user_id, float(expires), bytes(state or b""), key)
 
-    async def _load_sessions(self, session_ids: list[str]) -> dict[str, Any]:
-        """The live (unexpired) rows of ``session_ids``, by session id, in one statement per
-        ``READ_BATCH`` ids."""
+    async def _load_sessions(self, session_ids: Sequence[str]) -> list[Any]:
+        """The live (unexpired) row of each of ``session_ids`` (None for none), in their order:
+        one statement per ``READ_BATCH`` ids. A fault (1013) reaches every read of the batch."""
         found: dict[str, Any] = {}
         now = time.time()
         for start in range(0, len(session_ids), READ_BATCH):
@@ -497,7 +498,7 @@ class SqlStorage(Storage):
             params["now"] = now
             for session_id, *row in await self._run(statement, params):
                 found[session_id] = row
-        return found
+        return [found.get(session_id) for session_id in session_ids]
 
     async def touch_session(self, session_id: str, expires: float) -> None:
         await self._run(self.sql.touch_session, {"match_session_id": session_id, "expires": float(expires)}, write=True)
@@ -530,62 +531,6 @@ class SqlStorage(Storage):
             if removed < self.purge_batch:
                 return
             await asyncio.sleep(PURGE_PAUSE)
-
-
-class _SessionReads:
-    """Sends the session reads that requests start in one event-loop turn as one statement
-    (``WHERE session_id IN (...) AND expires > :now``).
-
-    Under load many requests load their session at about the same moment; one statement
-    for all of them is one lane and one round trip (or one hop to SQLite's thread) instead
-    of one each, and no wait for a free lane. A lone read goes out by itself on the next
-    turn. A failure (1013, a timeout) reaches every request of the batch.
-    """
-
-    def __init__(self, load: Callable[[list[str]], Awaitable[dict[str, Any]]]) -> None:
-        self._load = load
-        self._waiting: dict[str, list[asyncio.Future[Any]]] = {}
-        self._running: set[asyncio.Task[None]] = set()
-
-    def read(self, session_id: str) -> asyncio.Future[Any]:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        if not self._waiting:
-            loop.call_soon(self._send)
-        self._waiting.setdefault(session_id, []).append(future)
-        return future
-
-    def _send(self) -> None:
-        batch, self._waiting = self._waiting, {}
-        task = asyncio.ensure_future(self._read(batch))
-        self._running.add(task)
-        task.add_done_callback(self._running.discard)
-
-    async def _read(self, batch: dict[str, list[asyncio.Future[Any]]]) -> None:
-        try:
-            found = await self._load(list(batch))
-        except BaseException as error:
-            for futures in batch.values():
-                for future in futures:
-                    if future.done():
-                        continue
-                    if isinstance(error, asyncio.CancelledError):
-                        future.cancel()
-                    elif isinstance(error, StorageUnavailable):
-                        # One exception each: a shared one would gather every request's traceback.
-                        own = StorageUnavailable(str(error.value))
-                        own.__cause__ = error.__cause__
-                        future.set_exception(own)
-                    else:
-                        future.set_exception(error)
-            if not isinstance(error, Exception):
-                raise
-            return
-        for session_id, futures in batch.items():
-            row = found.get(session_id)
-            for future in futures:
-                if not future.done():
-                    future.set_result(row)
 
 
 @dataclass
