@@ -11,9 +11,7 @@ from pathlib import Path
 import pytest
 from toto.testing.server import ServerProcess
 
-from tests.conftest import BASIC_APP, TESTS
-
-FAST = {"password_cost": 10, "logging": "warning"}
+from tests.conftest import BASIC_APP, FAST, TESTS
 
 
 def run_toto(*args: str, env: dict[str, str] | None = None, cwd: str = BASIC_APP) -> subprocess.CompletedProcess[str]:

@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import struct
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -24,27 +24,11 @@ from toto.signing import user_id_hmac
 from toto.testing.server import ServerProcess
 
 from tests.checks import assert_unavailable_in_time, check_servers_share_accounts_and_sessions, user
-from tests.conftest import BASIC_APP
+from tests.conftest import BASIC_APP, FAST
 from tests.mongo.standin import StandIn
 from tests.operations import free_ports, wait_until_answers
 
-FAST = {"password_cost": 10, "logging": "warning"}
 UTC = datetime.timezone.utc
-
-
-@pytest.fixture
-def start_server() -> Iterator[Callable[..., ServerProcess]]:
-    """Start servers of the basic app with the given options; all are stopped after the test."""
-    started: list[ServerProcess] = []
-
-    def start(**options: Any) -> ServerProcess:
-        server = ServerProcess({**FAST, **options}, cwd=BASIC_APP)
-        started.append(server.start())
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
 
 
 def on_mongo(url: str, **extra: Any) -> dict[str, Any]:

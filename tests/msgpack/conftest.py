@@ -4,7 +4,7 @@ enables an extension type), and the machine's Redis for restarts on persistent s
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +13,10 @@ import pytest
 from toto.client import TotoClient
 from toto.testing.server import ServerProcess
 
-from tests.conftest import BASIC_APP
+from tests.conftest import BASIC_APP, FAST
 from tests.redis.conftest import prefix, redis_url, run_prefix  # noqa: F401  (fixtures)
 
 EXT_APP = str(Path(__file__).parent / "app")
-FAST = {"password_cost": 10, "logging": "warning"}
 
 
 @pytest.fixture(scope="module")
@@ -25,22 +24,6 @@ def server() -> Iterator[ServerProcess]:
     """One memory-storage server of the basic app for the tests that need nothing special."""
     with ServerProcess({**FAST, "database": "memory"}, cwd=BASIC_APP) as srv:
         yield srv
-
-
-@pytest.fixture
-def start_server() -> Iterator[Callable[..., ServerProcess]]:
-    """Start servers with the given options (``app=EXT_APP`` for the extension-type app);
-    all are stopped after the test."""
-    started: list[ServerProcess] = []
-
-    def start(app: str = BASIC_APP, env: dict[str, str] | None = None, **options: Any) -> ServerProcess:
-        srv = ServerProcess({**FAST, **options}, cwd=app, env=env)
-        started.append(srv.start())
-        return srv
-
-    yield start
-    for srv in started:
-        srv.stop()
 
 
 def user() -> str:

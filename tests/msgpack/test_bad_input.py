@@ -154,7 +154,7 @@ def test_timestamps_when_the_server_enables_them(start_server) -> None:
 
 
 def test_extension_types_the_application_enabled(start_server) -> None:
-    srv = start_server(app=EXT_APP, database="memory")
+    srv = start_server(cwd=EXT_APP, database="memory")
     client = srv.client(serializer="msgpack")
     price = msgpack.ExtType(1, b"12.50")
     status, _, answer = post(client, pack({"method": "kinds", "parameters": {"price": price, "b": b"\x00"}}))

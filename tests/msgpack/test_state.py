@@ -19,8 +19,8 @@ import redis
 from toto.client import TotoClient, TotoClientError
 from toto.testing.server import ServerProcess
 
-from tests.conftest import BASIC_APP
-from tests.msgpack.conftest import FAST, user
+from tests.conftest import BASIC_APP, FAST
+from tests.msgpack.conftest import user
 
 BINARY = {"avatar": b"\x89PNG\r\n\x1a\n\x00\xff", "nested": {"blob": [b"\x00", b""]}}
 

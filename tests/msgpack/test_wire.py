@@ -230,7 +230,7 @@ def test_json_clients_are_unchanged_with_the_plugin_installed(server) -> None:
 
 
 def test_toto_call_speaks_msgpack_and_prints_bytes(start_server) -> None:
-    srv = start_server(app=EXT_APP, database="memory")
+    srv = start_server(cwd=EXT_APP, database="memory")
     done = subprocess.run(
         [sys.executable, "-m", "toto", "call", srv.url, "blob", '{"size": 3}', "--serializer=application/msgpack"],
         capture_output=True,

@@ -5,7 +5,6 @@ and heal by themselves."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as StillWaiting
 from pathlib import Path
@@ -17,25 +16,8 @@ from toto.client import TotoClient, TotoClientError
 from toto.testing.server import ServerProcess
 
 from tests.checks import assert_unavailable_in_time, check_servers_share_accounts_and_sessions, user
-from tests.conftest import BASIC_APP
+from tests.conftest import BASIC_APP, FAST
 from tests.redis.conftest import proxied_url
-
-FAST = {"password_cost": 10, "logging": "warning"}
-
-
-@pytest.fixture
-def start_server() -> Iterator[Callable[..., ServerProcess]]:
-    """Start servers of the basic app with the given options; all are stopped after the test."""
-    started: list[ServerProcess] = []
-
-    def start(**options: Any) -> ServerProcess:
-        server = ServerProcess({**FAST, **options}, cwd=BASIC_APP)
-        started.append(server.start())
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
 
 
 def on_redis(redis_url: str, prefix: str, **extra: Any) -> dict[str, Any]:

@@ -16,9 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
-from toto.testing.server import ServerProcess
 
-from tests.conftest import BASIC_APP
 from tests.proxy import TcpProxy
 from tests.services import SERVICES, reachable, start
 
@@ -30,7 +28,6 @@ MY_URL = f"mysql://root@{MY_HOST}:{{port}}/test"
 BACKENDS = ["sqlite", "postgres", "mysql"]
 NETWORKED = ["postgres", "mysql"]
 #: Quick scrypt for account tests; production keeps the default cost.
-FAST = {"password_cost": 10, "logging": "warning"}
 
 RUN_PREFIX = f"t{uuid.uuid4().hex[:6]}_"
 _counter = itertools.count()
@@ -164,21 +161,6 @@ def backend_port(backend: str) -> int:
 def through(proxy: TcpProxy, backend: str) -> str:
     template = PG_URL if backend == "postgres" else MY_URL
     return template.format(port=proxy.port)
-
-
-@pytest.fixture
-def start_server() -> Iterator[Callable[..., ServerProcess]]:
-    """Start servers of the basic app with the given options; all are stopped after the test."""
-    started: list[ServerProcess] = []
-
-    def start_one(cwd: str = BASIC_APP, env: dict[str, str] | None = None, **options: Any) -> ServerProcess:
-        server = ServerProcess({**FAST, **options}, cwd=cwd, env=env)
-        started.append(server.start())
-        return server
-
-    yield start_one
-    for server in started:
-        server.stop()
 
 
 def on(backend: str, url: str, prefix: str, **extra: Any) -> dict[str, Any]:

@@ -19,10 +19,10 @@ from toto.testing.server import ServerProcess
 from toto_sql import SqlStorage
 
 from tests.checks import assert_unavailable_in_time, user
-from tests.conftest import BASIC_APP, TESTS
+from tests.conftest import BASIC_APP, FAST, TESTS
 from tests.core.test_plugins_and_options import env_with, plugin_path  # noqa: F401 (a fixture)
 from tests.proxy import TcpProxy
-from tests.sql.conftest import BACKENDS, FAST, NETWORKED, backend_port, on, through
+from tests.sql.conftest import BACKENDS, NETWORKED, backend_port, on, through
 
 README = TESTS.parent / "plugins" / "toto_sql" / "README.md"
 
