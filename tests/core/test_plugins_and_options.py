@@ -204,3 +204,16 @@ def test_toto_command_and_python_m_both_serve():
     finally:
         proc.terminate()
         assert proc.wait(10) == 0
+
+
+def test_plugin_helpers_read_options_and_hide_passwords() -> None:
+    from types import SimpleNamespace
+
+    from toto.options import option_value, redact_url
+
+    assert option_value(SimpleNamespace(x=""), "x", 5) == 5
+    assert option_value(SimpleNamespace(x=0), "x", 5) == 0
+    assert option_value(None, "x", 5) == 5
+    assert redact_url("redis://app:s3cret@db:6379/0") == "redis://app:***@db:6379/0"
+    assert redact_url("mongodb://:s3cret@h1,h2/db") == "mongodb://***@h1,h2/db"
+    assert redact_url("redis://db:6379/0") == "redis://db:6379/0"

@@ -222,6 +222,25 @@ def define_operations_options(options: Options) -> None:
     d("stop_timeout", 20.0, float, "--stop: seconds to wait for the server to exit before SIGKILL")
 
 
+def option_value(options: Any, name: str, default: Any) -> Any:
+    """An option's value, or ``default`` when it is unset, empty, or the options object lacks it.
+
+    For plugin factories, which a test may call with a bare namespace or None.
+    """
+    value = getattr(options, name, None) if options is not None else None
+    return default if value is None or value == "" else value
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its password (``scheme://user:***@host/...``), for logs and error messages."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        credentials, host = rest.rsplit("@", 1)
+        user = credentials.split(":", 1)[0]
+        return f"{scheme}://{user + ':***@' if user else '***@'}{host}"
+    return url
+
+
 def print_error_and_exit(message: str, status: int = 2) -> None:
     print(f"toto: error: {message}", file=sys.stderr)
     raise SystemExit(status)

@@ -42,6 +42,7 @@ from pymongo.errors import (
     WTimeoutError,
 )
 from toto.exceptions import ERROR_MALFORMED_REQUEST, PluginError, StorageUnavailable, TotoException
+from toto.options import option_value, redact_url
 from toto.storage import AccountRecord, DuplicateAccount, SessionRecord, Storage
 from toto.storage.batching import ReadBatcher
 
@@ -74,24 +75,8 @@ def _reason(error: PyMongoError) -> str:
     return str(error)
 
 
-def option(options: Any, name: str, default: Any) -> Any:
-    """An option's value, or ``default`` when it is unset or the options object lacks it."""
-    value = getattr(options, name, None) if options is not None else None
-    return default if value is None or value == "" else value
-
-
 def is_mongo_url(url: str | None) -> bool:
     return bool(url) and str(url).split("://", 1)[0] in ("mongodb", "mongodb+srv")
-
-
-def describe(url: str) -> str:
-    """The URL without its password, for logs and error messages."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        credentials, host = rest.rsplit("@", 1)
-        user = credentials.split(":", 1)[0]
-        return f"{scheme}://{user + ':***@' if user else '***@'}{host}"
-    return url
 
 
 # Account field names (and the keys of dicts inside their values) may hold any text, but
@@ -169,7 +154,7 @@ class MongoStorage(Storage):
 
     @classmethod
     def from_options(cls, options: Any) -> MongoStorage:
-        url = option(options, "database_url", DEFAULT_URL)
+        url = option_value(options, "database_url", DEFAULT_URL)
         if not is_mongo_url(url):
             raise PluginError(
                 f"database 'mongodb' needs a MongoDB URL, got database_url={url!r}; "
@@ -177,8 +162,8 @@ class MongoStorage(Storage):
             )
         return cls(
             url=url,
-            prefix=option(options, "mongo_collection_prefix", DEFAULT_PREFIX),
-            timeout=float(option(options, "mongo_timeout", DEFAULT_TIMEOUT)),
+            prefix=option_value(options, "mongo_collection_prefix", DEFAULT_PREFIX),
+            timeout=float(option_value(options, "mongo_timeout", DEFAULT_TIMEOUT)),
         )
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -196,7 +181,7 @@ class MongoStorage(Storage):
             self.db = self.client.get_default_database(self.database or DEFAULT_DATABASE)
         except (InvalidURI, ConfigurationError, ValueError) as error:
             raise PluginError(
-                f"invalid MongoDB URL {describe(self.url)!r}: {error}; use mongodb://host:27017/database"
+                f"invalid MongoDB URL {redact_url(self.url)!r}: {error}; use mongodb://host:27017/database"
             ) from error
         self._accounts: AsyncCollection[dict[str, Any]] = self.db[self.prefix + "accounts"]
         self._sessions: AsyncCollection[dict[str, Any]] = self.db[self.prefix + "sessions"]
@@ -208,12 +193,12 @@ class MongoStorage(Storage):
             # indexes are made before the first storage call goes through.
             log.warning(
                 "mongodb storage: %s does not answer yet; requests will fail with 1013 until it does",
-                describe(self.url),
+                redact_url(self.url),
             )
         except PyMongoError as error:  # refused credentials, a conflicting index, duplicate user ids
             raise PluginError(
                 f"mongodb storage: cannot prepare {self.prefix}accounts and {self.prefix}sessions "
-                f"in {describe(self.url)}: {_reason(error)}"
+                f"in {redact_url(self.url)}: {_reason(error)}"
             ) from error
 
     async def close(self) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any
 
 import redis.asyncio as redis_asyncio
 from redis.asyncio.retry import Retry
@@ -28,13 +27,6 @@ UNREACHABLE_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     asyncio.TimeoutError,
 )
-
-
-def option(options: Any, name: str, default: Any) -> Any:
-    """An option's value, or ``default`` when it is unset or the options object lacks it
-    (a factory may be called by a test with a bare namespace)."""
-    value = getattr(options, name, None) if options is not None else None
-    return default if value is None or value == "" else value
 
 
 def is_redis_url(url: str | None) -> bool:
@@ -84,13 +76,3 @@ async def unavailable_on_fault(what: str) -> AsyncIterator[None]:
         yield
     except UNREACHABLE_ERRORS as error:
         raise StorageUnavailable(f"{what} is unavailable ({type(error).__name__}); try again shortly.") from error
-
-
-def describe(url: str) -> str:
-    """The URL without its password, for logs and error messages."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        credentials, host = rest.rsplit("@", 1)
-        user = credentials.split(":", 1)[0]
-        return f"{scheme}://{user + ':***@' if user else '***@'}{host}"
-    return url

@@ -22,16 +22,15 @@ from typing import Any, cast
 import redis.asyncio as redis_asyncio
 from toto.eventbus import EventBus, EventCallback
 from toto.exceptions import PluginError
+from toto.options import option_value, redact_url
 
 from toto_redis.connection import (
     DEFAULT_PREFIX,
     DEFAULT_TIMEOUT,
     DEFAULT_URL,
-    describe,
     is_redis_url,
     make_client,
     normalize_prefix,
-    option,
     unavailable_on_fault,
 )
 
@@ -82,16 +81,16 @@ class RedisEventBus(EventBus):
 
     @classmethod
     def from_options(cls, options: Any) -> RedisEventBus:
-        url = option(options, "event_url", None)
+        url = option_value(options, "event_url", None)
         if url is None:
-            database_url = option(options, "database_url", None)
+            database_url = option_value(options, "database_url", None)
             url = database_url if is_redis_url(database_url) else DEFAULT_URL
         elif not is_redis_url(url):
             raise PluginError(f"event bus 'redis' needs a Redis URL, got event_url={url!r}; use redis://host:6379/0")
-        prefix = option(options, "redis_event_prefix", None)
+        prefix = option_value(options, "redis_event_prefix", None)
         if prefix is None:
-            prefix = normalize_prefix(option(options, "redis_prefix", DEFAULT_PREFIX)) + "events:"
-        return cls(url=url, prefix=prefix, timeout=float(option(options, "redis_timeout", DEFAULT_TIMEOUT)))
+            prefix = normalize_prefix(option_value(options, "redis_prefix", DEFAULT_PREFIX)) + "events:"
+        return cls(url=url, prefix=prefix, timeout=float(option_value(options, "redis_timeout", DEFAULT_TIMEOUT)))
 
     async def open(self) -> None:
         self._client = make_client(self.url, self.timeout)
@@ -104,7 +103,7 @@ class RedisEventBus(EventBus):
             # Broadcasts sent before the channel is subscribed would be missed by this server.
             await asyncio.wait_for(self._subscribed.wait(), self.timeout * 2)
         except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
-            log.warning("redis event bus: %s does not answer yet; events wait until it does", describe(self.url))
+            log.warning("redis event bus: %s does not answer yet; events wait until it does", redact_url(self.url))
 
     async def publish(self, name: str, payload: bytes, broadcast: bool = True) -> None:
         if self._client is None:
@@ -169,7 +168,7 @@ class RedisEventBus(EventBus):
                         elif kind == "subscribe":
                             if lost:
                                 log.warning(
-                                    "redis event bus: resubscribed to %s on %s", self.channel, describe(self.url)
+                                    "redis event bus: resubscribed to %s on %s", self.channel, redact_url(self.url)
                                 )
                                 lost = False
                             delay = 0.1
@@ -189,7 +188,7 @@ class RedisEventBus(EventBus):
                 log.warning(
                     "redis event bus: lost the subscription to %s on %s (%s: %s); reconnecting",
                     self.channel,
-                    describe(self.url),
+                    redact_url(self.url),
                     type(error).__name__,
                     error,
                 )
@@ -214,7 +213,7 @@ class RedisEventBus(EventBus):
                         log.warning(
                             "redis event bus: lost the queue %s on %s (%s: %s); reconnecting",
                             self.queue,
-                            describe(self.url),
+                            redact_url(self.url),
                             type(error).__name__,
                             error,
                         )

@@ -23,6 +23,7 @@ from typing import Any, cast
 
 import redis.asyncio as redis_asyncio
 from toto.exceptions import PluginError
+from toto.options import option_value, redact_url
 from toto.storage import AccountRecord, DuplicateAccount, SessionRecord, Storage
 from toto.storage.batching import ReadBatcher
 
@@ -31,11 +32,9 @@ from toto_redis.connection import (
     DEFAULT_TIMEOUT,
     DEFAULT_URL,
     UNREACHABLE_ERRORS,
-    describe,
     is_redis_url,
     make_client,
     normalize_prefix,
-    option,
     unavailable_on_fault,
 )
 
@@ -162,15 +161,15 @@ class RedisStorage(Storage):
 
     @classmethod
     def from_options(cls, options: Any) -> RedisStorage:
-        url = option(options, "database_url", DEFAULT_URL)
+        url = option_value(options, "database_url", DEFAULT_URL)
         if not is_redis_url(url):
             raise PluginError(
                 f"database 'redis' needs a Redis URL, got database_url={url!r}; use --database_url=redis://127.0.0.1:6379/0"
             )
         return cls(
             url=url,
-            prefix=option(options, "redis_prefix", DEFAULT_PREFIX),
-            timeout=float(option(options, "redis_timeout", DEFAULT_TIMEOUT)),
+            prefix=option_value(options, "redis_prefix", DEFAULT_PREFIX),
+            timeout=float(option_value(options, "redis_timeout", DEFAULT_TIMEOUT)),
         )
 
     async def open(self) -> None:
@@ -186,7 +185,8 @@ class RedisStorage(Storage):
         if not await self.ping():
             # Serve anyway: requests answer 1013 until Redis is reachable, then recover.
             log.warning(
-                "redis storage: %s does not answer yet; requests will fail with 1013 until it does", describe(self.url)
+                "redis storage: %s does not answer yet; requests will fail with 1013 until it does",
+                redact_url(self.url),
             )
 
     async def close(self) -> None:

@@ -34,6 +34,7 @@ from toto.exceptions import (
     StorageUnavailable,
     TotoException,
 )
+from toto.options import option_value
 from toto.storage import AccountRecord, DuplicateAccount, SessionRecord, Storage
 from toto.storage.batching import ReadBatcher
 
@@ -56,11 +57,6 @@ LANES_SQLITE = 4
 READ_BATCH = 100
 #: Attempts of a field merge that keeps meeting concurrent updates.
 MERGE_ATTEMPTS = 20
-
-
-def option(options: Any, name: str, default: Any) -> Any:
-    value = getattr(options, name, None) if options is not None else None
-    return default if value is None or value == "" else value
 
 
 def _encode_fields(fields: dict[str, Any]) -> str:
@@ -119,13 +115,13 @@ class SqlStorage(Storage):
 
     @classmethod
     def from_options(cls, options: Any) -> SqlStorage:
-        name = option(options, "database", "sqlite")
-        url_text = option(options, "database_url", None)
+        name = option_value(options, "database", "sqlite")
+        url_text = option_value(options, "database_url", None)
         family, url = resolve(name, url_text)
         storage = cls(
             url,
-            prefix=str(option(options, "sql_table_prefix", DEFAULT_PREFIX)),
-            timeout=float(option(options, "sql_timeout", DEFAULT_TIMEOUT)),
+            prefix=str(option_value(options, "sql_table_prefix", DEFAULT_PREFIX)),
+            timeout=float(option_value(options, "sql_timeout", DEFAULT_TIMEOUT)),
             family=family,
         )
         if url_text is None:
