@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from toto.client import TotoClient
 from toto.testing.server import ServerProcess
 
 from tests.conftest import BASIC_APP, FAST, TESTS
@@ -29,7 +30,7 @@ def run_toto(*args: str, env: dict[str, str] | None = None, cwd: str = BASIC_APP
 def plugin_path(tmp_path_factory) -> str:
     """pip-install the third-party example plugins into their own directory, as a user would."""
     target = tmp_path_factory.mktemp("site")
-    for name in ("toto_example", "toto_example_clash"):
+    for name in ("toto_example", "toto_example_clash", "toto_example_route"):
         subprocess.run(
             [
                 sys.executable,
@@ -105,6 +106,33 @@ def test_the_default_database_is_the_one_a_plugin_names_else_memory(plugin_path)
     with ServerProcess({**FAST, "logging": "info"}, cwd=BASIC_APP, env={"TOTO_PLUGINS": ""}) as srv:
         srv.client().create("default-user", "pw")
         assert "(database: memory," in srv.output()
+
+
+def test_plugin_routes_answer_fixed_paths_below_root(plugin_path):
+    import json
+
+    env = env_with(plugin_path, "toto_example_route")
+    with ServerProcess({**FAST, "database": "memory", "root": "/api"}, cwd=BASIC_APP, env=env) as srv:
+        c = TotoClient(srv.url)
+        status, headers, body = c.request(
+            b"", "/api/_hello?a=1&a=2", method="GET", headers={"User-Agent": "route-test"}, sign=False
+        )
+        assert status == 200 and headers["Access-Control-Allow-Origin"] == "*"
+        assert json.loads(body) == {
+            "database": "memory",
+            "path": "/api/_hello",
+            "route_path": "_hello",
+            "query": {"a": ["1", "2"]},
+            "agent": "route-test",
+        }
+        status, headers, body = c.request(b"", "/api/_hello", method="HEAD", sign=False)
+        assert (status, body) == (200, b"") and int(headers["Content-Length"]) > 0
+        status, headers, body = c.request(b"abc", "/api/echo", content_type="text/plain", sign=False)
+        assert (status, body, headers["X-Seen"]) == (201, b"cba", "yes")
+        status, _, _ = c.request(b"{}", "/api/_hello", sign=False)
+        assert status == 405
+        # Everything else under root is still a method call.
+        assert TotoClient(srv.url + "/api").call("echo", {"x": 1}) == {"x": 1}
 
 
 def test_toto_plugins_lists_versions_and_hooks(plugin_path):

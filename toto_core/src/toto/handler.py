@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import inspect
 import json
 import logging
 import re
@@ -34,6 +35,7 @@ from toto.exceptions import (
     ERROR_UNSUPPORTED_CONTENT_TYPE,
     TotoException,
 )
+from toto.http import Request, Route
 from toto.lookup import Method
 from toto.plugins import install_hint
 
@@ -122,6 +124,7 @@ class TotoApplication(httputil.HTTPServerConnectionDelegate):
         self.root_pattern = None if root == "/" else re.compile(re.escape(root.rstrip("/")) + r"/?(.*)$")
         self._date_second = -1
         self._defaults: dict[str, str] = {}
+        self.routes: dict[str, Route] = server.routes
 
     def start_request(self, server_conn: object, request_conn: httputil.HTTPConnection) -> httputil.HTTPMessageDelegate:
         return RequestDelegate(self, server_conn, request_conn)
@@ -167,8 +170,16 @@ class RequestDelegate(httputil.HTTPMessageDelegate):
         app = self.app
         handler = self.handler = TotoHandler(app, request, server=app.toto_server)
         path = app.method_path(request.path)
+        route = app.routes.get(path.strip("/")) if path is not None and app.routes else None
         if path is None:
             handler.send_error(404)
+        elif route is not None:
+            if request.method not in route.methods:
+                handler.send_error(405)
+            else:
+                handler._route = route
+                handler._path = path
+                handler._check_length()
         elif request.method not in TotoHandler.SUPPORTED_METHODS:
             handler.send_error(405)
         else:
@@ -218,6 +229,7 @@ class TotoHandler:
         self._write_buffer: list[bytes] = []
         self._headers = ResponseHeaders(application.default_headers())
         self._path = ""
+        self._route: Route | None = None
         request.connection.set_close_callback(self.on_connection_close)  # type: ignore[union-attr]
         self.initialize(**kwargs)
 
@@ -289,6 +301,9 @@ class TotoHandler:
                 except UnicodeDecodeError:
                     self._answer_error(TotoException(ERROR_MALFORMED_REQUEST, "The URL path must be UTF-8."))
                     return
+            if self._route is not None:
+                await self._serve_route(self._route)
+                return
             verb = self.request.method
             if verb == "POST":
                 await self.post(path)
@@ -302,6 +317,27 @@ class TotoHandler:
             self.log_exception(type(exc), exc, exc.__traceback__)
             if not self._finished:
                 self.send_error(500)
+
+    async def _serve_route(self, route: Route) -> None:
+        """Answer a fixed path (``toto_register_routes``) with what its handler returns."""
+        req = self.request
+        chunks = self._chunks
+        request = Request(
+            method=req.method or "GET",
+            path=req.path,
+            query=req.query,
+            headers=req.headers,
+            body=chunks[0] if len(chunks) == 1 else b"".join(chunks),
+            remote_ip=req.remote_ip or "",
+            route_path=route.path,
+        )
+        response = route.handler(request)
+        if inspect.isawaitable(response):
+            response = await response
+        self.set_status(response.status)
+        for name, value in response.headers.items():
+            self.set_header(name, value)
+        self.finish(response.body)
 
     # -- writing (the RequestHandler calls raw answers use) -----------------------------
     def set_header(self, name: str, value: Any) -> None:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from toto.auth import Authenticator
     from toto.eventbus import EventBus
     from toto.handler import TotoHandler
+    from toto.http import Route
     from toto.options import Options
     from toto.serializers import Serializer
     from toto.server import TotoServer
@@ -82,6 +83,18 @@ def toto_register_authenticators() -> dict[str, Authenticator]:
     Called once at startup. Return ``{hmac_mode: Authenticator}``; the
     ``hmac_mode`` option picks one. It verifies requests that name a session and
     signs responses that carry one.
+    """
+
+
+@hookspec
+def toto_register_routes(server: TotoServer) -> list[Route]:
+    """Offer fixed paths that are not method calls (a health check, metrics, a page).
+
+    Called once at startup, after the options are read, with the server. Return a
+    list of ``toto.http.Route``; each serves ``<root><path>`` for its HTTP verbs
+    with a function of a ``toto.http.Request`` that returns a ``toto.http.Response``
+    (or an awaitable of one). A route wins over a method of the same name; two
+    plugins offering one path is a startup error that names both.
     """
 
 

@@ -111,6 +111,21 @@ def merge_serializers(pm: pluggy.PluginManager) -> dict[str, Any]:
     return by_type
 
 
+def merge_routes(pm: pluggy.PluginManager, server: Any) -> dict[str, Any]:
+    """Path -> ``toto.http.Route`` across plugins; a path offered twice is an error."""
+    routes: dict[str, Any] = {}
+    owners: dict[str, str] = {}
+    for impl in reversed(pm.hook.toto_register_routes.get_hookimpls()):
+        label = plugin_label(pm, impl.plugin)
+        offered: list[Any] = impl.function(server=server) or []  # type: ignore[assignment]
+        for route in offered:
+            if route.path in routes:
+                raise PluginError(f"route /{route.path} is offered by both {owners[route.path]} and {label}")
+            routes[route.path] = route
+            owners[route.path] = label
+    return routes
+
+
 def default_storage(pm: pluggy.PluginManager, storages: dict[str, Any]) -> str:
     """The storage plugins name for a server given no ``database``: ``memory`` when none does."""
     named: dict[str, str] = {}

@@ -15,7 +15,15 @@ from tornado.httpserver import HTTPServer
 from toto.exceptions import PluginError
 from toto.lookup import MethodLookup
 from toto.options import OptionError, Options, define_core_options, print_error_and_exit
-from toto.plugins import default_storage, get_plugin_manager, install_hint, merge_named, merge_serializers, pick
+from toto.plugins import (
+    default_storage,
+    get_plugin_manager,
+    install_hint,
+    merge_named,
+    merge_routes,
+    merge_serializers,
+    pick,
+)
 
 if TYPE_CHECKING:
     from toto.handler import TotoApplication
@@ -114,6 +122,8 @@ class TotoServer:
         from toto.accounts import LoginLimiter
 
         self.login_limiter = LoginLimiter(int(o.login_attempts), float(o.login_window))
+        #: Fixed paths below ``root`` that are not method calls (``toto_register_routes``).
+        self.routes = merge_routes(self.pm, self)
 
     def make_app(self) -> TotoApplication:
         """The request callback of Tornado's ``HTTPServer`` (see ``toto.handler``)."""
