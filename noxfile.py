@@ -69,8 +69,13 @@ def demo(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Toto against a bare Tornado baseline under wrk; prints ratios (see bench/README.md)."""
+    """Toto, its peers and a bare Tornado baseline under wrk; `-- --ceilings` for the bare servers (bench/README.md)."""
     install_everything(session)
     if (ROOT / "bench/requirements.txt").exists():
         session.install("-r", "bench/requirements.txt")
-    session.run("python", "bench/run.py", *session.posargs)
+    args = list(session.posargs)
+    script = "bench/run.py"
+    if "--ceilings" in args:
+        args.remove("--ceilings")
+        script = "bench/ceilings.py"
+    session.run("python", script, *args)

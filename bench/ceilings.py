@@ -1,0 +1,124 @@
+"""The ceilings: how fast each candidate HTTP server answers the JSON echo with nothing else.
+
+``python bench/ceilings.py [--quick] [--rounds N] [--duration S]`` (or
+``nox -s bench -- --ceilings``). A bare ASGI application (bench/servers/asgi_echo.py)
+on granian and on uvicorn[standard] (httptools + uvloop), a bare RSGI application on
+granian, aiohttp's low-level ``web.Server`` and a bare Tornado ``RequestHandler`` (the
+baseline), every one doing the same JSON work (bench/servers/echo_work.py) on the same
+event loop, in interleaved rounds with the baseline between every two rows. What a
+transport can give Toto is at most its ceiling here; the table says what each costs in
+CPU per request and how its p99 holds at the same load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import time
+from dataclasses import asdict
+from typing import Any
+
+import harness
+from harness import Row, echo_prepare, granian_server, paired, python_server, uvicorn_server
+
+
+def rows(loop: str) -> tuple[Row, list[Row]]:
+    baseline = Row(
+        "bare Tornado (baseline)",
+        "baseline",
+        "HTTPServer + RequestHandler",
+        python_server("bare Tornado", "tornado_echo.py", loop),
+        echo_prepare,
+    )
+    return baseline, [
+        Row(
+            "bare aiohttp",
+            "ceiling",
+            "web.Server, one handler, no router",
+            python_server("bare aiohttp", "aiohttp_echo.py", loop, "bare"),
+            echo_prepare,
+        ),
+        Row(
+            "uvicorn[standard] ASGI",
+            "ceiling",
+            f"httptools, {loop}",
+            uvicorn_server("uvicorn", "asgi_echo:app", loop),
+            echo_prepare,
+        ),
+        Row(
+            "granian ASGI",
+            "ceiling",
+            f"1 worker, {loop}",
+            granian_server("granian asgi", "asgi_echo:app", "asgi", loop),
+            echo_prepare,
+        ),
+        Row(
+            "granian RSGI",
+            "ceiling",
+            f"1 worker, {loop}",
+            granian_server("granian rsgi", "rsgi_echo:app", "rsgi", loop),
+            echo_prepare,
+        ),
+    ]
+
+
+def table(report: dict[str, Any]) -> str:
+    lines = [*harness.header(report), "", *harness.rows_table(report["rows"]), ""]
+    lines += ["| row / bare aiohttp (paired rounds) | req/s | CPU per request | p99 |", "| --- | ---: | ---: | ---: |"]
+    by_name = {r["name"]: r for r in report["rows"]}
+    aiohttp = by_name.get("bare aiohttp")
+    for name, value in report["versus_aiohttp"].items():
+        r = by_name[name]
+        cpu = r["cpu_us"] / aiohttp["cpu_us"] if aiohttp and aiohttp["cpu_us"] else 0.0
+        p99 = r["p99_ms"] / aiohttp["p99_ms"] if aiohttp and aiohttp["p99_ms"] else 0.0
+        lines.append(f"| {name} | {value:.2f} | {cpu:.2f} | {p99:.2f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="short runs (about a minute)")
+    parser.add_argument("--duration", type=float, help="seconds of load per row and round (default 5, quick 1)")
+    parser.add_argument("--warmup", type=float, help="seconds of warm-up per server (default 3, quick 1)")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 7, quick 2)")
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="uvloop", help="event loop of every server")
+    args = parser.parse_args(argv)
+    harness.ensure_wrk()
+    settings = harness.Settings(
+        threads=args.threads,
+        connections=args.connections,
+        duration=args.duration or (1.0 if args.quick else 5.0),
+        warmup=args.warmup or (1.0 if args.quick else 3.0),
+        rounds=args.rounds or (2 if args.quick else 7),
+        loop=args.loop,
+    )
+    started = time.monotonic()
+    print(f"HTTP server ceilings: {settings}", flush=True)
+    baseline, others = rows(settings.loop)
+    with contextlib.ExitStack() as stack:
+        harness.start([baseline, *others], stack)
+        harness.measure(baseline, others, settings)
+    aiohttp = next(r for r in others if r.name == "bare aiohttp")
+    report = {
+        "when": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "machine": harness.machine(),
+        "settings": asdict(settings),
+        "rows": [r.summary() for r in [baseline, *others]],
+        "versus_aiohttp": {
+            r.name: round(v, 3) for r in others if r is not aiohttp and (v := paired(r, aiohttp)) is not None
+        },
+        "elapsed_s": round(time.monotonic() - started, 1),
+    }
+    text = table(report)
+    print()
+    print(text)
+    results = harness.save(report, text, "ceilings", "ceilings", "Bare HTTP servers, the same JSON echo")
+    print(f"\nresults: {results}/ceilings.json, ceilings.md, ceilings.png ({report['elapsed_s']} s)")
+    failed = [r["name"] for r in report["rows"] if r["errors"] or r["failed"]]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
