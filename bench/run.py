@@ -58,6 +58,8 @@ TABLE_PREFIX = "totobench_"
 BACKENDS = ("memory", "sqlite", "postgres", "mysql", "redis", "mongodb")
 # Rows that also run on every HTTP transport ``toto serve --http`` offers beside Tornado.
 TRANSPORT_ROWS = ("echo", "signed memory", "signed redis")
+# Rows that get a twin per --twins entry: the same row with one thing changed, in the same run.
+TWIN_ROWS = ("echo", f"batch of {BATCH_SIZE}", "signed memory")
 
 
 # -- what is installed ----------------------------------------------------------------------
@@ -99,7 +101,9 @@ def pick_loop() -> str:
 # -- servers ----------------------------------------------------------------------------------
 
 
-def toto_server(name: str, options: dict[str, Any], loop: str, children: int = 0) -> Server:
+def toto_server(
+    name: str, options: dict[str, Any], loop: str, children: int = 0, env: dict[str, str] | None = None
+) -> Server:
     port = free_port()
     opts = {
         "address": "127.0.0.1",
@@ -112,7 +116,38 @@ def toto_server(name: str, options: dict[str, Any], loop: str, children: int = 0
         **options,
     }
     args = [f"--{k}={'true' if v is True else 'false' if v is False else v}" for k, v in opts.items()]
-    return Server([sys.executable, "-m", "toto", "serve", *args], port, APP, name, children=children)
+    return Server([sys.executable, "-m", "toto", "serve", *args], port, APP, name, children=children, env=env)
+
+
+@dataclass
+class Twin:
+    """What a twin row changes: server options, or the environment (what Python imports)."""
+
+    label: str
+    options: dict[str, Any]
+    env: dict[str, str]
+
+
+def parse_twins(text: str, stack: contextlib.ExitStack) -> list[Twin]:
+    """``asyncio`` (the plain loop), ``stdlib-json`` (orjson hidden: the stdlib codec),
+    ``checkout=PATH`` (toto-core from another checkout, e.g. main: before and after)."""
+    twins = []
+    for item in filter(None, (x.strip() for x in text.split(","))):
+        if item == "asyncio":
+            twins.append(Twin("asyncio loop", {"event_loop": "asyncio"}, {}))
+        elif item == "stdlib-json":
+            hidden = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="toto-bench-no-orjson-")))
+            (hidden / "orjson.py").write_text('raise ImportError("hidden by the benchmark")\n')
+            twins.append(Twin("stdlib json", {}, {"PYTHONPATH": str(hidden)}))
+        elif item.startswith("checkout="):
+            checkout = Path(item.split("=", 1)[1]).resolve()
+            src = checkout / "toto_core" / "src"
+            if not (src / "toto").is_dir():
+                raise SystemExit(f"--twins {item}: no toto_core/src/toto under {checkout}")
+            twins.append(Twin(checkout.name, {}, {"PYTHONPATH": str(src)}))
+        else:
+            raise SystemExit(f"--twins: unknown {item!r} (asyncio, stdlib-json, checkout=PATH)")
+    return twins
 
 
 @contextlib.contextmanager
@@ -248,7 +283,7 @@ def backend_options(backend: str, help_text: str) -> Iterator[dict[str, Any]]:
 class Settings(harness.Settings):
     soak_requests: int
     only: set[str] | None
-    loop_rows: bool
+    twins: str
 
 
 class Bench:
@@ -266,6 +301,9 @@ class Bench:
         )
         self.rows: list[Row] = []
         self.soak: dict[str, Any] = {}
+        # What each Toto row runs, so that a twin can run the same with one thing changed.
+        self.specs: dict[str, tuple[str, dict[str, Any], Callable[[str], Load], str]] = {}
+        self.twin_pairs: list[tuple[Row, Row]] = []
 
     def wanted(self, name: str, kind: str = "") -> bool:
         only = self.s.only
@@ -287,6 +325,24 @@ class Bench:
         if self.wanted(name):
             server = toto_server(name, options, options.get("event_loop", self.s.loop), children=children)
             self.rows.append(Row(name, kind, note, server, prepare))
+            self.specs[name] = (kind, options, prepare, note)
+
+    def add_twins(self, twins: list[Twin]) -> None:
+        """Each twin right after its row, so the two are loaded minutes apart at most."""
+        rows: list[Row] = []
+        for base in self.rows:
+            rows.append(base)
+            if base.name not in TWIN_ROWS:
+                continue
+            kind, options, prepare, note = self.specs[base.name]
+            for twin in twins:
+                opts = {**options, **twin.options}
+                name = f"{base.name} ({twin.label})"
+                server = toto_server(name, opts, opts.get("event_loop", self.s.loop), env=twin.env)
+                row = Row(name, "twin", f"{note}; {twin.label}", server, prepare)
+                rows.append(row)
+                self.twin_pairs.append((base, row))
+        self.rows = rows
 
     def run(self) -> None:
         storages, content_types = installed()
@@ -351,22 +407,7 @@ class Bench:
                 opts = {**backend_opts.get(backend, {"database": backend}), "http": transport}
                 kind, prepare = ("signed", signed_load) if base.startswith("signed") else ("echo", toto_echo_prepare)
                 self.add_toto(f"{base} ({transport})", kind, opts, prepare, f"--http={transport}")
-        if self.s.loop_rows and loop != "asyncio":
-            # The same rows on the plain asyncio loop: what uvloop is worth, in the same run.
-            self.add_toto(
-                "echo (asyncio loop)",
-                "loop",
-                {"database": "memory", "event_loop": "asyncio"},
-                toto_echo_prepare,
-                "event_loop=asyncio",
-            )
-            self.add_toto(
-                "signed memory (asyncio loop)",
-                "loop",
-                {"database": "memory", "event_loop": "asyncio"},
-                signed_load,
-                "event_loop=asyncio",
-            )
+        self.add_twins(parse_twins(self.s.twins, self.stack))
         harness.start([self.baseline, *self.rows], self.stack)
         harness.measure(self.baseline, self.rows, self.s)
         self.run_soak("signed memory")
@@ -406,6 +447,15 @@ class Bench:
             "rows": [r.summary() for r in rows],
             "soak": self.soak,
             "targets": targets(rows, self.soak, self.s.connections),
+            "twins": [
+                {
+                    "row": base.name,
+                    "twin": twin.name,
+                    "ratio": None if (v := paired(base, twin)) is None else round(v, 3),
+                    "cpu_ratio": round(base.median("cpu_us") / twin.median("cpu_us"), 3) if twin.samples else None,
+                }
+                for base, twin in self.twin_pairs
+            ],
         }
 
 
@@ -439,7 +489,7 @@ def targets(rows: list[Row], soak: dict[str, Any], connections: int) -> list[dic
             at_most(f"{fast.name} p99 / aiohttp p99", fast.p99_ms / aiohttp.p99_ms if aiohttp.p99_ms else None, 1.0)
     for backend in ("memory", "redis"):
         for name in [f"signed {backend}", *(r.name for r in rows if r.name.startswith(f"signed {backend} ("))]:
-            if name in by_name and "asyncio" not in name:
+            if name in by_name and by_name[name].kind != "twin":
                 at_least(f"{name} / FastAPI + uvicorn echo", paired(by_name[name], fastapi), 1.0)
     echo, batch = by_name.get("echo"), by_name.get(f"batch of {BATCH_SIZE}")
     at_most(f"time of a batch of {BATCH_SIZE} / one call", paired(echo, batch), 1.5)
@@ -448,7 +498,7 @@ def targets(rows: list[Row], soak: dict[str, Any], connections: int) -> list[dic
     at_least("signed redis / baseline", ratio("signed redis"), 0.8)
     at_least("signed sqlite / baseline", ratio("signed sqlite"), 0.6)
     at_least("signed postgres / baseline", ratio("signed postgres"), 0.6)
-    toto = [r for r in rows if r.samples and r.kind not in ("baseline", "peer", "processes", "loop")]
+    toto = [r for r in rows if r.samples and r.kind not in ("baseline", "peer", "processes", "twin")]
     if toto:
         worst = max(toto, key=lambda r: r.p99_ms)
         over = [r.name for r in toto if r.p99_ms > 15]
@@ -456,7 +506,7 @@ def targets(rows: list[Row], soak: dict[str, Any], connections: int) -> list[dic
         if over:
             shown += f"; over 15 ms: {', '.join(over)}"
         at_most(shown, worst.p99_ms, 15)
-    idle = [r.idle_rss_mb for r in rows if r.kind not in ("baseline", "peer", "processes") and r.idle_rss_mb]
+    idle = [r.idle_rss_mb for r in rows if r.kind not in ("baseline", "peer", "processes", "twin") and r.idle_rss_mb]
     if idle:
         at_most("idle RSS after start (MB, largest Toto row)", max(idle), 60)
     if soak:
@@ -473,6 +523,11 @@ def table(report: dict[str, Any]) -> str:
             f"RSS growth on '{soak['row']}' over {soak['requests']} requests after warm-up: "
             f"{soak['rss_before_mb']} -> {soak['rss_after_mb']} MB ({soak['growth_pct']:+.1f}%)",
         ]
+    if report["twins"]:
+        lines += ["", "| row | twin | req/s row / twin (paired rounds) | CPU per request row / twin |"]
+        lines.append("| --- | --- | ---: | ---: |")
+        for x in report["twins"]:
+            lines.append(f"| {x['row']} | {x['twin']} | {x['ratio']} | {x['cpu_ratio']} |")
     lines += ["", "| target | measured | goal | met |", "| --- | ---: | --- | --- |"]
     for t in report["targets"]:
         met = "n/a" if t["met"] is None else ("yes" if t["met"] else "NO")
@@ -499,7 +554,12 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated rows to run (e.g. echo,batch,signed redis; 'peers' for aiohttp and FastAPI); "
         "the baseline always runs",
     )
-    parser.add_argument("--loop-rows", action="store_true", help="add echo and signed memory on the plain asyncio loop")
+    parser.add_argument(
+        "--twins",
+        default="",
+        help="comma-separated: asyncio, stdlib-json, checkout=PATH; each adds a twin of echo, batch and "
+        "signed memory with that one change (the plain loop, orjson hidden, toto-core of another checkout)",
+    )
     args = parser.parse_args(argv)
     harness.ensure_wrk()
     settings = Settings(
@@ -511,7 +571,7 @@ def main(argv: list[str] | None = None) -> int:
         loop=pick_loop() if args.loop == "auto" else args.loop,
         soak_requests=args.soak if args.soak is not None else (20_000 if args.quick else 200_000),
         only={x.strip() for x in args.only.split(",")} if args.only else None,
-        loop_rows=args.loop_rows,
+        twins=args.twins,
     )
     started = time.monotonic()
     print(f"Toto benchmark: {settings}", flush=True)
