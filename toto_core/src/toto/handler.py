@@ -448,7 +448,10 @@ class TotoHandler:
             if mime in _FORM_TYPES:
                 arguments: dict[str, list[bytes]] = {}
                 files: dict[str, list[httputil.HTTPFile]] = {}
-                httputil.parse_body_arguments(content_type, body, arguments, files, self.request.headers)
+                try:
+                    httputil.parse_body_arguments(content_type, body, arguments, files, self.request.headers)
+                except httputil.HTTPInputError as exc:  # found by schemathesis: multipart without a boundary
+                    raise TotoException(ERROR_MALFORMED_REQUEST, f"Malformed form body: {_brief(exc)}") from None
                 parameters = _arguments(arguments)
                 self._text_parameters = True
                 for name, uploads in files.items():
