@@ -19,7 +19,7 @@ class Saved(TypedDict):
 
 @authenticated
 def invoke(handler, parameters: Note) -> Saved:
-    notes = handler.session["notes"] or []
+    notes = handler.session.state.get("notes") or []
     notes = [*notes, {"title": parameters.title, "tags": parameters.tags, "priority": parameters.priority}][-50:]
     handler.session["notes"] = notes
     handler.session.save_state()

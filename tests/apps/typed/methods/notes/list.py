@@ -5,4 +5,4 @@ from toto.invocation import authenticated
 
 @authenticated
 def invoke(handler, parameters) -> list:
-    return handler.session["notes"] or []
+    return handler.session.state.get("notes") or []

@@ -1,0 +1,40 @@
+"""Servers of the typed test application (tests/apps/typed) with ``describe`` on."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from toto.testing.server import ServerProcess
+
+from tests.conftest import FAST, TESTS
+
+TYPED_APP = str(TESTS / "apps" / "typed")
+DESCRIBED = {**FAST, "database": "memory", "describe": True}
+
+
+@pytest.fixture(scope="module")
+def described() -> Iterator[ServerProcess]:
+    """One server of the typed app with ``describe`` on (hmac_mode user_id)."""
+    with ServerProcess(DESCRIBED, cwd=TYPED_APP) as server:
+        yield server
+
+
+def http(url: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    """One request (POST when there is a body); status, headers (lower-cased names) and body."""
+    request = urllib.request.Request(url, data=body, headers=headers or {}, method="POST" if body is not None else "GET")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, {k.lower(): v for k, v in response.headers.items()}, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, {k.lower(): v for k, v in error.headers.items()}, error.read()
+
+
+def post(server: ServerProcess, path: str, payload: Any) -> Any:
+    """POST ``payload`` as JSON to ``path``; the decoded answer (HTTP 200 expected)."""
+    status, _, body = http(server.url + path, json.dumps(payload).encode(), {"Content-Type": "application/json"})
+    assert status == 200, (status, body)
+    return json.loads(body)
