@@ -1,0 +1,41 @@
+"""clients/js (npm package toto-client) under Node's own test runner, against real servers (issue 16)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from tests.conftest import TESTS
+from tests.explorer.conftest import DESCRIBED, TYPED_APP
+
+CLIENT = TESTS.parent / "clients" / "js"
+
+
+def test_node_test_runner(start_server):
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail("node is missing: Node 18+ runs the toto-client tests (apt-get install nodejs)")
+    servers = {mode: start_server(cwd=TYPED_APP, **DESCRIBED, hmac_mode=mode) for mode in ("user_id", "session_key", "off")}
+    env = {f"TOTO_URL_{mode.upper()}": server.url for mode, server in servers.items()}
+    run = subprocess.run(
+        [node, "--test", "--test-reporter=tap", "test/"],
+        cwd=CLIENT,
+        env={"PATH": "/usr/bin:/bin", **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stdout[-8000:] + run.stderr[-2000:]
+    assert "# fail 0" in run.stdout and "# skipped 0" in run.stdout, run.stdout[-3000:]
+    passed = int(run.stdout.split("# pass ", 1)[1].split()[0])
+    assert passed == 14, run.stdout[-3000:]
+
+
+def test_the_explorer_serves_the_same_client_file(described):
+    from tests.explorer.conftest import http
+
+    status, headers, body = http(described.url + "/_explorer/toto-client.js")
+    assert status == 200 and headers["content-type"].startswith("text/javascript")
+    assert body == (CLIENT / "src" / "toto-client.js").read_bytes()
