@@ -193,7 +193,8 @@ export class TotoClient {
       headers["x-toto-session-id"] = session.session_id;
       Object.assign(headers, await signer.requestHeaders(session, "POST", target, bytes));
     }
-    const response = await this._fetch(url, { method: "POST", headers, body: bytes });
+    const fetchFunction = this._fetch; // called unbound: a browser's fetch refuses any `this` but window
+    const response = await fetchFunction(url, { method: "POST", headers, body: bytes });
     const raw = new Uint8Array(await response.arrayBuffer());
     const answerText = decoder.decode(raw);
     this.lastExchange = {

@@ -96,7 +96,9 @@ function listMethods() {
     button.dataset.method = method.name;
     button.append(method.name, Object.assign(document.createElement("small"), { textContent: method.doc.split("\n")[0] }));
     button.addEventListener("click", () => select(method, button));
-    return Object.assign(document.createElement("li"), {}).appendChild(button).parentNode;
+    const item = document.createElement("li");
+    item.append(button);
+    return item;
   });
   $("methods").replaceChildren(...items);
 }
@@ -129,6 +131,8 @@ async function start() {
   }));
   $("send-batch").addEventListener("click", () => run(() => client.batch(Object.fromEntries(batch))));
   $("clear-batch").addEventListener("click", () => { batch.length = 0; showBatch(); });
+  // For the browser's console (and tests): the client, with its session and last exchange.
+  window.explorer = { client, description };
   document.body.dataset.ready = "true";
 }
 
