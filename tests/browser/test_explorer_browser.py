@@ -103,7 +103,9 @@ class DevTools:
         return str(await self.evaluate(f"document.querySelector({json.dumps(selector)}).textContent"))
 
     async def screenshot(self, path: Path) -> None:
-        await self.send("Emulation.setDeviceMetricsOverride", width=1280, height=1400, deviceScaleFactor=1, mobile=False)
+        await self.send(
+            "Emulation.setDeviceMetricsOverride", width=1280, height=1400, deviceScaleFactor=1, mobile=False
+        )
         shot = await self.send("Page.captureScreenshot", format="png")
         path.parent.mkdir(exist_ok=True)
         path.write_bytes(base64.b64decode(shot["data"]))
@@ -133,7 +135,9 @@ async def click_through(page: DevTools, mode: str, user: str) -> dict[str, Any]:
     await page.connect()
     await page.send("Runtime.enable")
     await page.wait("document.body && document.body.dataset.ready === 'true'", "the method list")
-    seen["methods"] = await page.evaluate("[...document.querySelectorAll('#methods button')].map(b => b.dataset.method)")
+    seen["methods"] = await page.evaluate(
+        "[...document.querySelectorAll('#methods button')].map(b => b.dataset.method)"
+    )
     assert mode in await page.text("#server-info")
 
     await page.type("#user-id", user)

@@ -60,7 +60,11 @@ def test_describe_knows_how_each_method_is_called(described: ServerProcess):
     assert methods["notes.add"]["authenticated"] and methods["notes.list"]["authenticated"]
     assert methods["account.login"]["optional_session"] and not methods["account.login"]["authenticated"]
     assert methods["account.logout"]["authenticated"]
-    assert (methods["step"]["style"], methods["later"]["style"], methods["add"]["style"]) == ("async", "callback", "plain")
+    assert (methods["step"]["style"], methods["later"]["style"], methods["add"]["style"]) == (
+        "async",
+        "callback",
+        "plain",
+    )
 
 
 def test_describe_gives_json_schemas_of_declared_types(described: ServerProcess):

@@ -94,7 +94,10 @@ def test_reload_on_method_and_config_changes(tmp_path, start_server):
     wait_for(lambda: post(server, "/added", {"parameters": {"n": 21}}).get("result") == 42, "a new method")
     # A broken module does not end the loop: fixing it is picked up.
     (methods / "version.py").write_text("def invoke(handler, parameters):\n    return (\n")
-    wait_for(lambda: post(server, "/version", {}).get("error", {}).get("code") == 1000, "the broken module served as an error")
+    wait_for(
+        lambda: post(server, "/version", {}).get("error", {}).get("code") == 1000,
+        "the broken module served as an error",
+    )
     (methods / "version.py").write_text("def invoke(handler, parameters):\n    return 3\n")
     wait_for(lambda: post(server, "/version", {}).get("result") == 3, "reload after the fix")
 

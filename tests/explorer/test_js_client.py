@@ -17,7 +17,9 @@ def test_node_test_runner(start_server):
     node = shutil.which("node")
     if node is None:
         pytest.fail("node is missing: Node 18+ runs the toto-client tests (apt-get install nodejs)")
-    servers = {mode: start_server(cwd=TYPED_APP, **DESCRIBED, hmac_mode=mode) for mode in ("user_id", "session_key", "off")}
+    servers = {
+        mode: start_server(cwd=TYPED_APP, **DESCRIBED, hmac_mode=mode) for mode in ("user_id", "session_key", "off")
+    }
     env = {f"TOTO_URL_{mode.upper()}": server.url for mode, server in servers.items()}
     run = subprocess.run(
         [node, "--test", "--test-reporter=tap", "test/"],

@@ -85,8 +85,11 @@ def test_paths_are_below_root(start_server):
     server = start_server(cwd=TYPED_APP, **DESCRIBED, root="/api/v1")
     doc = document_at(server, "/api/v1/openapi.json")
     assert "/api/v1/add" in doc["paths"]
-    status, _, body = http(server.url + "/api/v1/add", json.dumps({"parameters": {"a": 1, "b": 1}}).encode(),
-                           {"Content-Type": "application/json"})
+    status, _, body = http(
+        server.url + "/api/v1/add",
+        json.dumps({"parameters": {"a": 1, "b": 1}}).encode(),
+        {"Content-Type": "application/json"},
+    )
     assert json.loads(body)["result"] == 2
     assert http(server.url + "/openapi.json")[0] == 404
 

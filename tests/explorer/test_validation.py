@@ -91,7 +91,9 @@ def test_batch_entries_are_checked_one_by_one(described: ServerProcess):
 
 def test_methods_without_hints_behave_as_before(described: ServerProcess):
     # No type: anything goes through to the method, as it always did.
-    assert post(described, "/hello", {"parameters": {"name": [1, {"x": None}]}})["result"] == {"hello": [1, {"x": None}]}
+    assert post(described, "/hello", {"parameters": {"name": [1, {"x": None}]}})["result"] == {
+        "hello": [1, {"x": None}]
+    }
     assert post(described, "/greet", {"parameters": {}})["error"] == {"code": 1003, "value": "Missing parameters: name"}
 
 

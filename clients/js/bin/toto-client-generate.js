@@ -6,6 +6,7 @@
 // writes src/api.js (createApi(client) -> api.notes.add({...}) calling client.call("notes.add", ...))
 // and src/api.d.ts (the parameter and result types of every method, from their JSON Schemas).
 
+import { realpathSync } from "node:fs";
 import { readFile, writeFile } from "node:fs/promises";
 import { pathToFileURL } from "node:url";
 
@@ -175,6 +176,7 @@ async function main(argv) {
   return 0;
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
+// Run as a command (also through a symlink, as npm installs bins), not when imported.
+if (process.argv[1] && import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href) {
   process.exitCode = await main(process.argv.slice(2));
 }
