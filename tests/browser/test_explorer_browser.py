@@ -14,9 +14,7 @@ import itertools
 import json
 import os
 import subprocess
-import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +24,7 @@ from toto.signing import decode_session_key, session_key_request_hmac, user_id_h
 from toto.testing.server import ServerProcess
 
 from tests.browser.test_cors_browser import CHROMIUM, CHROMIUM_FLAGS, Chromium
-from tests.explorer.conftest import DESCRIBED, TYPED_APP
+from tests.explorer.conftest import DESCRIBED, TYPED_APP, http
 
 RESULTS = Path(__file__).parent / "results"
 WAIT = 60.0  # generous: the machine may be busy; waits poll for an outcome
@@ -49,8 +47,8 @@ class DevTools:
             await asyncio.sleep(0.1)
         port = port_file.read_text().split()[0]
         while True:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as answer:
-                pages = [t for t in json.load(answer) if t["type"] == "page"]
+            _, _, listing = http(f"http://127.0.0.1:{port}/json/list")
+            pages = [t for t in json.loads(listing) if t["type"] == "page"]
             if pages:
                 break
             await asyncio.sleep(0.1)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import http.client as http_client
 import json
-import urllib.request
+import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,15 +27,16 @@ def described() -> Iterator[ServerProcess]:
 def http(
     url: str, body: bytes | None = None, headers: dict[str, str] | None = None
 ) -> tuple[int, dict[str, str], bytes]:
-    """One request (POST when there is a body); status, headers (lower-cased names) and body."""
-    request = urllib.request.Request(
-        url, data=body, headers=headers or {}, method="POST" if body is not None else "GET"
-    )
+    """One request to a test server (POST when there is a body); status, headers (lower-cased names), body."""
+    parts = urllib.parse.urlsplit(url)
+    connection = http_client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=30)
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, {k.lower(): v for k, v in response.headers.items()}, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, {k.lower(): v for k, v in error.headers.items()}, error.read()
+        target = parts.path + ("?" + parts.query if parts.query else "")
+        connection.request("POST" if body is not None else "GET", target or "/", body=body, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    finally:
+        connection.close()
 
 
 def post(server: ServerProcess, path: str, payload: Any) -> Any:
