@@ -16,7 +16,7 @@ CLIENT = TESTS.parent / "clients" / "js"
 def test_node_test_runner(start_server):
     node = shutil.which("node")
     if node is None:
-        pytest.fail("node is missing: Node 18+ runs the toto-client tests (apt-get install nodejs)")
+        pytest.fail("node is missing: run `python tests/services.py` (installs nodejs; Node 18+ runs toto-client)")
     servers = {
         mode: start_server(cwd=TYPED_APP, **DESCRIBED, hmac_mode=mode) for mode in ("user_id", "session_key", "off")
     }

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -38,7 +37,7 @@ class AccessLog:
         user = session.user_id if session is not None else None
         status = 499 if closed else handler.get_status()  # 499: the client closed the connection first
         codes = _error_codes(handler._payload)
-        duration = (time.time() - request._start_time) * 1000.0
+        duration = request.request_time() * 1000.0
         log.info(
             "%s %s %s %d %s %.2fms %s",
             request.method,

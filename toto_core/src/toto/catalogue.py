@@ -86,9 +86,9 @@ class Catalogue:
             if not _PART.match(found.name):
                 continue
             name = prefix + found.name
-            if builtin_only and not (found.ispkg or name.startswith(lookup.builtin_prefixes)):
-                continue
-            if name not in self.methods and (not builtin_only or name.startswith(lookup.builtin_prefixes)):
+            # From the core's own package only what the lookup serves from it (account.*, toto.*).
+            wanted = not builtin_only or name.startswith(lookup.builtin_prefixes)
+            if wanted and name not in self.methods:
                 try:
                     self.methods[name] = MethodInfo.of(lookup.resolve(name))
                 except TotoException:
