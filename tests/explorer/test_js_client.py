@@ -41,3 +41,37 @@ def test_the_explorer_serves_the_same_client_file(described):
     status, headers, body = http(described.url + "/_explorer/toto-client.js")
     assert status == 200 and headers["content-type"].startswith("text/javascript")
     assert body == (CLIENT / "src" / "toto-client.js").read_bytes()
+
+
+TSC = CLIENT / "node_modules" / ".bin" / "tsc"
+TSC_FLAGS = ["--noEmit", "--strict", "--module", "nodenext", "--moduleResolution", "nodenext", "--target", "es2022"]
+
+
+def test_declarations_and_generated_stubs_type_check(described):
+    """toto-client.d.ts and the stubs generated from a server's OpenAPI document are valid, strict
+    TypeScript that accepts a correct use and refuses a wrong parameter type."""
+    if not TSC.exists():  # typescript is the package's one devDependency (pinned in package.json)
+        install = subprocess.run(
+            ["npm", "install", "--no-audit", "--no-fund", "--no-save", "--ignore-scripts"],
+            cwd=CLIENT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert install.returncode == 0 and TSC.exists(), "npm install in clients/js failed:\n" + install.stderr[-3000:]
+    types = CLIENT / "typecheck"  # outside test/: node --test runs every file below test/
+    generate = subprocess.run(
+        ["node", str(CLIENT / "bin" / "toto-client-generate.js"), described.url + "/openapi.json", str(types / "api")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert generate.returncode == 0, generate.stderr
+    # The package imports itself by name ("toto-client"), as an application that installed it would.
+    link = CLIENT / "node_modules" / "toto-client"
+    if not link.exists():
+        link.symlink_to("..", target_is_directory=True)
+    good = subprocess.run([str(TSC), *TSC_FLAGS, "use.ts"], cwd=types, capture_output=True, text=True, timeout=300)
+    assert good.returncode == 0, good.stdout + good.stderr
+    wrong = subprocess.run([str(TSC), *TSC_FLAGS, "wrong.ts"], cwd=types, capture_output=True, text=True, timeout=300)
+    assert wrong.returncode != 0 and "Type 'string' is not assignable to type 'number'" in wrong.stdout, wrong.stdout
