@@ -21,6 +21,7 @@ def test_documented_examples_run(tmp_path: Path, doc: str, scripts: int) -> None
     blocks = BLOCK.findall((ROOT / doc).read_text(encoding="utf-8"))
     assert sum(kind == "script" for kind, _, _ in blocks) >= scripts
     port = free_ports(2)
+    (tmp_path / "clients").symlink_to(ROOT / "clients")  # as in a clone: the README uses clients/js
     env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
     env.pop("PYTEST_ADDOPTS", None)
     try:

@@ -415,7 +415,7 @@ class Group:
         from toto.server import setup_logging
 
         o = self.server.options
-        setup_logging(o.logging)
+        setup_logging(o.logging, o.log_format)
         self._share_events()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)

@@ -217,6 +217,10 @@ class TotoHandler:
     """
 
     SUPPORTED_METHODS = ("GET", "HEAD", "POST", "OPTIONS")
+    #: The answer's envelope once written (read by the access log).
+    _payload: dict[str, Any] | None = None
+    #: Parameters came as query or form text, so typed methods may read "1" as 1 (toto.validation).
+    _text_parameters = False
 
     def __init__(self, application: TotoApplication, request: httputil.HTTPServerRequest, **kwargs: Any) -> None:
         self.application = application
@@ -289,7 +293,8 @@ class TotoHandler:
         self._pick_response_serializer(request_serializer)
         serializer = self._response_serializer
         self.set_header("Content-Type", self._response_type or serializer.content_types[0])
-        self.finish(serializer.encode({"error": error.to_dict()}))
+        self._payload = {"error": error.to_dict()}
+        self.finish(serializer.encode(self._payload))
 
     async def _execute(self) -> None:
         """Run the request's HTTP verb; anything that escapes it is a 500 in the protocol's shape."""
@@ -443,8 +448,12 @@ class TotoHandler:
             if mime in _FORM_TYPES:
                 arguments: dict[str, list[bytes]] = {}
                 files: dict[str, list[httputil.HTTPFile]] = {}
-                httputil.parse_body_arguments(content_type, body, arguments, files, self.request.headers)
+                try:
+                    httputil.parse_body_arguments(content_type, body, arguments, files, self.request.headers)
+                except httputil.HTTPInputError as exc:  # found by schemathesis: multipart without a boundary
+                    raise TotoException(ERROR_MALFORMED_REQUEST, f"Malformed form body: {_brief(exc)}") from None
                 parameters = _arguments(arguments)
+                self._text_parameters = True
                 for name, uploads in files.items():
                     entries = [
                         {"filename": f.filename, "body": f.body, "content_type": f.content_type} for f in uploads
@@ -484,6 +493,7 @@ class TotoHandler:
     async def get(self, path: str) -> None:
         try:
             self._pick_response_serializer(None)
+            self._text_parameters = True
             await self._call_one(path, None, _arguments(self.request.query_arguments), b"")
         except TotoException as exc:
             self._answer_error(exc)
@@ -648,6 +658,8 @@ class TotoHandler:
         an awaitable of it when the method returned something to wait for after all."""
         self._active_methods.append(method)
         try:
+            if method.validate is not None:
+                parameters = method.validate(parameters, False)
             result = method.invoke(entry, parameters)
             if result is None and entry._reply is not None:
                 result = entry._reply
@@ -673,6 +685,8 @@ class TotoHandler:
             self.server.hook.toto_before_invoke(handler=target, method=method.name, parameters=parameters)
         self._active_methods.append(method)
         try:
+            if method.validate is not None:
+                parameters = method.validate(parameters, self._text_parameters)
             if method.is_coroutine:
                 result = await method.invoke(target, parameters)
             else:
@@ -734,6 +748,7 @@ class TotoHandler:
         session = self.session
         if session is not None:
             payload["session"] = session.to_response()
+        self._payload = payload
         serializer = self._response_serializer
         try:
             body = serializer.encode(payload)
@@ -806,7 +821,10 @@ class TotoHandler:
         self.on_finish()
 
     def on_finish(self) -> None:
-        self.server.in_flight.discard(self)
+        server = self.server
+        server.in_flight.discard(self)
+        if server.access_log is not None:
+            server.access_log.record(self, closed=not self._finished)
         if self.registered_event_handlers:
             manager = EventManager.instance()
             for sig in self.registered_event_handlers:

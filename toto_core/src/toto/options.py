@@ -207,6 +207,21 @@ def define_core_options(options: Options) -> None:
         choices=("auto", "uvloop", "asyncio"),
     )
     define_operations_options(options)
+    define_development_options(options)
+
+
+def define_development_options(options: Options) -> None:
+    """Describing the server, its access log, and reloading while developing."""
+    d = options.define
+    d(
+        "describe",
+        False,
+        bool,
+        "serve toto.describe, <root>/openapi.json and the API explorer at <root>/_explorer (lists every method)",
+    )
+    d("access_log", True, bool, "log one line per request at info (method, status, error code, duration, user)")
+    d("log_format", "text", str, "log lines as text or as JSON objects, one a line", choices=("text", "json"))
+    d("reload", False, bool, "restart when a file of the method package or the config file changes (development)")
 
 
 def define_operations_options(options: Options) -> None:
