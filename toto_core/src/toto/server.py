@@ -77,6 +77,8 @@ class TotoServer:
         self._background: list[asyncio.Task[Any]] = []
         #: Requests being served; a draining shutdown waits for it to empty (toto.daemon).
         self.in_flight: set[Any] = set()
+        #: True from SIGTERM on: the readiness check (``/_health``) answers 503 while requests drain.
+        self.draining = False
 
     # -- configuration (once) ---------------------------------------------------------
     def _configure(self) -> None:
@@ -119,6 +121,9 @@ class TotoServer:
         self.invoke_hooks = bool(
             self.hook.toto_before_invoke.get_hookimpls() or self.hook.toto_after_invoke.get_hookimpls()
         )
+        self.request_hooks = bool(
+            self.hook.toto_request_started.get_hookimpls() or self.hook.toto_request_finished.get_hookimpls()
+        )
         from toto.accounts import LoginLimiter
 
         self.login_limiter = LoginLimiter(int(o.login_attempts), float(o.login_window))
@@ -138,11 +143,15 @@ class TotoServer:
         from toto.sessions import SessionManager
 
         o = self.options
-        self.storage = self.storage_factory(o)
+        storage = self.storage_factory(o)
+        for impl in self.hook.toto_wrap_storage.get_hookimpls():
+            offered = {"server": self, "storage": storage}
+            storage = impl.function(*(offered[name] for name in impl.argnames)) or storage
+        self.storage = storage
         await self.storage.open()
         self.connection = Connection(self.storage)
         self.sessions = SessionManager(self.storage, self.state_serializer, self.state_fallbacks, o)
-        await EventManager.instance().start(self.bus_factory(o), self.state_serializer)
+        await EventManager.instance().start(self.bus_factory(o), self.state_serializer, self.hook)
         for result in self.hook.toto_startup(server=self):
             if inspect.isawaitable(result):
                 await result
@@ -165,12 +174,18 @@ class TotoServer:
         )
 
     async def stop(self) -> None:
-        """Stop listening, let in-flight requests finish (up to ``drain_timeout``), then
-        close the event bus and storage."""
+        """Fail the readiness check and keep serving for ``drain_delay`` seconds (so a load
+        balancer stops sending first), stop listening, let in-flight requests finish (up to
+        ``drain_timeout``), then close the event bus and storage."""
         from toto.daemon import drain
         from toto.events import EventManager
 
+        self.draining = True
         if self.http_server is not None:
+            delay = float(self.options.drain_delay)
+            if delay > 0:
+                log.info("draining: /_health answers 503; still accepting requests for %gs", delay)
+                await asyncio.sleep(delay)
             self.http_server.stop()
             await drain(self, float(self.options.drain_timeout))
             await self.http_server.close_all_connections()
