@@ -410,7 +410,6 @@ class Group:
         self.children: dict[int, tuple[int, float]] = {}  # pid -> (index, started)
         self.stopping = False
         self.quick_deaths = 0
-        self.event_dir: str | None = None
         self.exit_code = 0
 
     def run(self) -> None:
@@ -418,6 +417,9 @@ class Group:
 
         o = self.server.options
         setup_logging(o.logging)
+        # One private directory for the group's shared files (machine bus sockets, plugins'
+        # files such as multiprocess metrics), removed when the group stops.
+        self.server.group_dir = tempfile.mkdtemp(prefix="toto-group-")
         self._share_events()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
@@ -439,8 +441,8 @@ class Group:
             self.server.bus_factory = self.server.buses["machine"]
             log.info("event_bus local -> machine, so events reach every process of the group")
         if o.event_bus == "machine" and not o.event_url:
-            self.event_dir = tempfile.mkdtemp(prefix="toto-events-")
-            o.event_url = self.event_dir
+            assert self.server.group_dir is not None
+            o.event_url = os.path.join(self.server.group_dir, "events")
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         if not self.stopping:
@@ -542,10 +544,10 @@ class Group:
             for index in range(self.count):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(child_pidfile(self.pidfile.path, index))
-        if self.event_dir is not None:
+        if self.server.group_dir is not None:
             import shutil
 
-            shutil.rmtree(self.event_dir, ignore_errors=True)
+            shutil.rmtree(self.server.group_dir, ignore_errors=True)
         log.info("all server processes stopped")
         if self.exit_code:
             raise SystemExit(self.exit_code)

@@ -79,6 +79,9 @@ class TotoServer:
         self.in_flight: set[Any] = set()
         #: True from SIGTERM on: the readiness check (``/_health``) answers 503 while requests drain.
         self.draining = False
+        #: In a ``--processes`` group: a directory every process of the group shares, removed
+        #: when the group stops (plugins keep group-wide files there); None for a lone server.
+        self.group_dir: str | None = None
 
     # -- configuration (once) ---------------------------------------------------------
     def _configure(self) -> None:
