@@ -21,6 +21,7 @@ from typing import Any
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client import multiprocess as multiprocess_mode
+from toto.daemon import process_alive
 from toto.exceptions import PluginError, StorageUnavailable
 
 #: Request and storage latencies, in seconds: from 0.5 ms (a Redis round trip) to 10 s.
@@ -230,18 +231,8 @@ def _forget_dead_processes(directory: str) -> None:
         if found:
             pids.add(int(found.group(1)))
     for pid in pids:
-        if pid != os.getpid() and not _alive(pid):
+        if pid != os.getpid() and not process_alive(pid):
             multiprocess_mode.mark_process_dead(pid, directory)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _version(distribution: str) -> str:
