@@ -113,7 +113,8 @@ class Tracing:
     # -- requests -----------------------------------------------------------------------------
     def request_started(self, handler: Any) -> None:
         request = handler.request
-        parent = propagate.extract(request.headers)
+        # Most requests carry no trace context; extracting nothing is not free.
+        parent = propagate.extract(request.headers) if "traceparent" in request.headers else None
         span = self.tracer.start_span(
             request.method or "GET",
             context=parent,
