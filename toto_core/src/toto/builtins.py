@@ -36,8 +36,11 @@ def toto_register_authenticators() -> dict[str, Authenticator]:
 
 @hookimpl
 def toto_register_routes(server: Any) -> list[Route]:
-    if not server.options.describe:
-        return []
-    from toto import explorer
+    from toto.health import health_routes
 
-    return explorer.routes(server)
+    routes = health_routes(server)
+    if server.options.describe:
+        from toto import explorer
+
+        routes += explorer.routes(server)
+    return routes

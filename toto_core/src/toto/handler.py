@@ -251,6 +251,10 @@ class TotoHandler:
         self._active_methods: list[Method] = []
         self._reply: asyncio.Future[Any] | None = None
         self._locked_session: Session | None = None
+        # What toto_request_finished reports: the method called, a batch's size, the error answered.
+        self._called: str | None = None
+        self._batch_size: int | None = None
+        self._error: TotoException | None = None
         server.in_flight.add(self)
 
     # -- reading ----------------------------------------------------------------------
@@ -297,7 +301,37 @@ class TotoHandler:
         self.finish(serializer.encode(self._payload))
 
     async def _execute(self) -> None:
-        """Run the request's HTTP verb; anything that escapes it is a 500 in the protocol's shape."""
+        """Run the request's HTTP verb, between the request hooks when plugins implement them."""
+        if self._route is None and self.server.request_hooks:
+            await self._execute_observed()
+        else:
+            await self._serve()
+
+    async def _execute_observed(self) -> None:
+        hook = self.server.hook
+        started = time.perf_counter()
+        try:
+            hook.toto_request_started(handler=self)
+        except Exception:
+            log.exception("a toto_request_started hook failed")
+        try:
+            await self._serve()
+        finally:
+            error = self._error
+            try:
+                hook.toto_request_finished(
+                    handler=self,
+                    method=self._called,
+                    batch=self._batch_size,
+                    status=self._status_code if self._finished else 499,
+                    error=None if error is None else error.to_dict(),
+                    seconds=time.perf_counter() - started,
+                )
+            except Exception:
+                log.exception("a toto_request_finished hook failed")
+
+    async def _serve(self) -> None:
+        """Anything that escapes the verb is a 500 in the protocol's shape."""
         try:
             path = self._path
             if "%" in path:
@@ -588,6 +622,7 @@ class TotoHandler:
 
     async def _call_one(self, path: str, body_method: Any, parameters: Any, body: bytes) -> None:
         method = self.server.methods.resolve(self._method_name(path, body_method))
+        self._called = method.name
         await self._open_session(body, method.optional_session)
         try:
             result = await self._invoke(method, self, parameters)
@@ -605,6 +640,7 @@ class TotoHandler:
             raise TotoException(ERROR_MALFORMED_REQUEST, "batch must be an object of {id: call}.")
         if len(batch) > self.server.max_batch:
             raise TotoException(ERROR_MALFORMED_REQUEST, f"A batch may hold at most {self.server.max_batch} calls.")
+        self._batch_size = len(batch)
         methods: dict[str, Method | TotoException] = {}
         for key, call in batch.items():
             try:
@@ -710,6 +746,13 @@ class TotoHandler:
             if hooks:
                 self.server.hook.toto_after_invoke(handler=target, method=method.name, result=None, error=exc.to_dict())
             raise
+        except Exception as exc:
+            if not hooks:
+                raise
+            # Converted (and logged) here, so the hook sees the 1000 error the caller gets.
+            error = self._unexpected(exc)
+            self.server.hook.toto_after_invoke(handler=target, method=method.name, result=None, error=error.to_dict())
+            raise error from exc
         if hooks:
             self.server.hook.toto_after_invoke(handler=target, method=method.name, result=result, error=None)
         return result
@@ -766,6 +809,7 @@ class TotoHandler:
         self.finish(body)
 
     def _answer_error(self, exc: TotoException) -> None:
+        self._error = exc
         if exc.code == ERROR_SERVICE_UNAVAILABLE:
             log.warning("%s %s: %s", self.request.method, self.request.uri, exc.value)
         self._answer({"error": exc.to_dict()}, exc.status)

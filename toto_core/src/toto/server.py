@@ -85,6 +85,11 @@ class TotoServer:
         self.catalogue: Any = None
         self.description: dict[str, Any] | None = None
         self.openapi: dict[str, Any] | None = None
+        #: True from SIGTERM on: the readiness check (``/_health``) answers 503 while requests drain.
+        self.draining = False
+        #: In a ``--processes`` group: a directory every process of the group shares, removed
+        #: when the group stops (plugins keep group-wide files there); None for a lone server.
+        self.group_dir: str | None = None
 
     # -- configuration (once) ---------------------------------------------------------
     def _configure(self) -> None:
@@ -127,6 +132,9 @@ class TotoServer:
         self.invoke_hooks = bool(
             self.hook.toto_before_invoke.get_hookimpls() or self.hook.toto_after_invoke.get_hookimpls()
         )
+        self.request_hooks = bool(
+            self.hook.toto_request_started.get_hookimpls() or self.hook.toto_request_finished.get_hookimpls()
+        )
         from toto.accounts import LoginLimiter
 
         self.login_limiter = LoginLimiter(int(o.login_attempts), float(o.login_window))
@@ -162,11 +170,15 @@ class TotoServer:
             self.access_log = AccessLog()
         if o.describe:
             self.describe_methods()
-        self.storage = self.storage_factory(o)
+        storage = self.storage_factory(o)
+        for impl in self.hook.toto_wrap_storage.get_hookimpls():
+            offered = {"server": self, "storage": storage}
+            storage = impl.function(*(offered[name] for name in impl.argnames)) or storage
+        self.storage = storage
         await self.storage.open()
         self.connection = Connection(self.storage)
         self.sessions = SessionManager(self.storage, self.state_serializer, self.state_fallbacks, o)
-        await EventManager.instance().start(self.bus_factory(o), self.state_serializer)
+        await EventManager.instance().start(self.bus_factory(o), self.state_serializer, self.hook)
         for result in self.hook.toto_startup(server=self):
             if inspect.isawaitable(result):
                 await result
@@ -189,12 +201,18 @@ class TotoServer:
         )
 
     async def stop(self) -> None:
-        """Stop listening, let in-flight requests finish (up to ``drain_timeout``), then
-        close the event bus and storage."""
+        """Fail the readiness check and keep serving for ``drain_delay`` seconds (so a load
+        balancer stops sending first), stop listening, let in-flight requests finish (up to
+        ``drain_timeout``), then close the event bus and storage."""
         from toto.daemon import drain
         from toto.events import EventManager
 
+        self.draining = True
         if self.http_server is not None:
+            delay = float(self.options.drain_delay)
+            if delay > 0:
+                log.info("draining: /_health answers 503; still accepting requests for %gs", delay)
+                await asyncio.sleep(delay)
             self.http_server.stop()
             await drain(self, float(self.options.drain_timeout))
             await self.http_server.close_all_connections()
