@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as StillWaiting
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
