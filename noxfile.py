@@ -29,7 +29,7 @@ def plugin_specs() -> list[str]:
 
 def install_everything(session: nox.Session) -> None:
     # [speed]: the suite tests the orjson codec; tests/core/test_json_codec.py also runs without it.
-    session.install("-e", "./toto_core[speed]", *[x for spec in plugin_specs() for x in ("-e", spec)])
+    session.install("-e", "./toto_core[speed,types,dev]", *[x for spec in plugin_specs() for x in ("-e", spec)])
     session.install("-r", "tests/requirements.txt")
 
 
@@ -52,7 +52,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy on the core."""
-    session.install("mypy==2.4.1", "pytest", "-e", "./toto_core[speed]")
+    session.install("mypy==2.4.1", "pytest", "-e", "./toto_core[speed,types,dev]")
     session.run("mypy", "--config-file", "toto_core/pyproject.toml", "toto_core/src/toto")
 
 
