@@ -77,23 +77,11 @@ def table(report: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="short runs (about a minute)")
-    parser.add_argument("--duration", type=float, help="seconds of load per row and round (default 5, quick 1)")
-    parser.add_argument("--warmup", type=float, help="seconds of warm-up per server (default 3, quick 1)")
-    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 7, quick 2)")
-    parser.add_argument("--connections", type=int, default=50)
-    parser.add_argument("--threads", type=int, default=2)
+    harness.add_load_options(parser, rounds=7, quick="about a minute")
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="uvloop", help="event loop of every server")
     args = parser.parse_args(argv)
     harness.ensure_wrk()
-    settings = harness.Settings(
-        threads=args.threads,
-        connections=args.connections,
-        duration=args.duration or (1.0 if args.quick else 5.0),
-        warmup=args.warmup or (1.0 if args.quick else 3.0),
-        rounds=args.rounds or (2 if args.quick else 7),
-        loop=args.loop,
-    )
+    settings = harness.Settings(**harness.load_settings(args, args.loop))
     started = time.monotonic()
     print(f"HTTP server ceilings: {settings}", flush=True)
     baseline, others = rows(settings.loop)

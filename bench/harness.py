@@ -11,6 +11,7 @@ spread.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -397,6 +398,33 @@ class Settings:
     warmup: float
     rounds: int
     loop: str
+
+
+def add_load_options(parser: argparse.ArgumentParser, rounds: int, quick: str) -> None:
+    """The options of every load: --quick, --duration, --warmup, --rounds, --connections, --threads."""
+    parser.add_argument("--quick", action="store_true", help=f"short runs ({quick})")
+    parser.add_argument("--duration", type=float, help="seconds of load per row and round (default 5, quick 1)")
+    parser.add_argument(
+        "--warmup", type=float, help="seconds of warm-up per server before round 1 (default 3, quick 1)"
+    )
+    parser.add_argument(
+        "--rounds", type=int, help=f"interleaved rounds; rows report their median (default {rounds}, quick 2)"
+    )
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.set_defaults(default_rounds=rounds)
+
+
+def load_settings(args: argparse.Namespace, loop: str) -> dict[str, Any]:
+    """``Settings`` fields from the options of ``add_load_options``."""
+    return {
+        "threads": args.threads,
+        "connections": args.connections,
+        "duration": args.duration or (1.0 if args.quick else 5.0),
+        "warmup": args.warmup or (1.0 if args.quick else 3.0),
+        "rounds": args.rounds or (2 if args.quick else args.default_rounds),
+        "loop": loop,
+    }
 
 
 def start(rows: list[Row], stack: contextlib.ExitStack) -> None:

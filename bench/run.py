@@ -537,14 +537,7 @@ def table(report: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="short runs (the whole benchmark in about two minutes)")
-    parser.add_argument("--duration", type=float, help="seconds of load per row and round (default 5, quick 1)")
-    parser.add_argument(
-        "--warmup", type=float, help="seconds of warm-up per server before round 1 (default 3, quick 1)"
-    )
-    parser.add_argument("--rounds", type=int, help="interleaved rounds; rows report their median (default 5, quick 2)")
-    parser.add_argument("--connections", type=int, default=50)
-    parser.add_argument("--threads", type=int, default=2)
+    harness.add_load_options(parser, rounds=5, quick="the whole benchmark in about two minutes")
     parser.add_argument("--soak", type=int, help="requests for the RSS growth check (default 200000, quick 20000)")
     parser.add_argument(
         "--loop", choices=("auto", "asyncio", "uvloop"), default="auto", help="event loop of every server"
@@ -563,12 +556,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     harness.ensure_wrk()
     settings = Settings(
-        threads=args.threads,
-        connections=args.connections,
-        duration=args.duration or (1.0 if args.quick else 5.0),
-        warmup=args.warmup or (1.0 if args.quick else 3.0),
-        rounds=args.rounds or (2 if args.quick else 5),
-        loop=pick_loop() if args.loop == "auto" else args.loop,
+        **harness.load_settings(args, pick_loop() if args.loop == "auto" else args.loop),
         soak_requests=args.soak if args.soak is not None else (20_000 if args.quick else 200_000),
         only={x.strip() for x in args.only.split(",")} if args.only else None,
         twins=args.twins,
