@@ -44,6 +44,9 @@ LAYERS = [
     ("event loop (asyncio, uvloop, Tornado's IOLoop)", re.compile(r"(^|/)(asyncio/|uvloop|tornado/)")),
     ("Redis client", re.compile(r"(^|/)redis/")),
 ]
+# Innermost frames of a thread waiting for work, which py-spy's blocking sampler can take
+# for running: left out, and counted as idle in the summary.
+IDLE = re.compile(r"^(_worker \(concurrent/futures/thread\.py|wait \(threading\.py|select \(selectors\.py)")
 FRAME = re.compile(r"^(?P<function>.*) \((?P<file>[^()]*?)(:(?P<line>\d+))?\)$")
 
 
@@ -72,6 +75,7 @@ class Profile:
     """
 
     total: int = 0
+    idle: int = 0
     entry: list[str] = field(default_factory=list)
     own: collections.Counter[str] = field(default_factory=collections.Counter)
     inclusive: collections.Counter[str] = field(default_factory=collections.Counter)
@@ -95,7 +99,9 @@ def summarize(collapsed: str) -> Profile:
                 frames.append((f"{found['function']} ({short(found['file'])})", layer(found["file"])))
         if frames:
             samples.append((frames, int(count_text)))
-    profile = Profile(total=sum(count for _, count in samples))
+    idle = sum(count for frames, count in samples if IDLE.match(frames[-1][0]))
+    samples = [(frames, count) for frames, count in samples if not IDLE.match(frames[-1][0])]
+    profile = Profile(total=sum(count for _, count in samples), idle=idle)
     on_stack: collections.Counter[str] = collections.Counter()
     for frames, count in samples:
         for name in {name for name, _ in frames}:
@@ -114,7 +120,11 @@ def summarize(collapsed: str) -> Profile:
 
 
 def report(row: str, p: Profile, command: str, top: int = 20) -> str:
-    lines = [f"py-spy profile of the '{row}' row under wrk: {p.total} samples; `{command}`", ""]
+    lines = [
+        f"py-spy profile of the '{row}' row under wrk: {p.total} samples "
+        f"({p.idle} of idle threads left out); `{command}`",
+        "",
+    ]
     lines += ["| layer | own (innermost frame) | inclusive (on the stack) |", "| --- | ---: | ---: |"]
     for name, count in p.layer_own.most_common():
         lines.append(f"| {name} | {count / p.total:.0%} | {p.layer_inclusive[name] / p.total:.0%} |")
@@ -135,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("row", choices=("echo", "signed-redis"))
     parser.add_argument("--seconds", type=int, default=15)
-    parser.add_argument("--rate", type=int, default=250, help="samples per second")
+    parser.add_argument("--rate", type=int, default=100, help="samples per second")
     parser.add_argument("--checkout", type=Path, help="profile toto-core of another checkout (e.g. /work/main)")
     args = parser.parse_args(argv)
     env = {}
@@ -163,7 +173,9 @@ def main(argv: list[str] | None = None) -> int:
         harness.run_wrk(server.url, load, 3, 2, 50)  # warm-up
         assert server.proc is not None
         out = Path(tempfile.mkstemp(prefix="toto-profile-", suffix=".txt")[1])
-        record = ["record", "--format", "raw", "--nonblocking", "--rate", str(args.rate)]
+        # Blocking samples (py-spy pauses the process for each): --nonblocking cut a third of the
+        # stacks short under load, which spoils the inclusive sums.
+        record = ["record", "--format", "raw", "--rate", str(args.rate)]
         record += ["--duration", str(args.seconds), "--pid", str(server.proc.pid), "--output", str(out)]
         command = " ".join(["py-spy", *record]).replace(str(server.proc.pid), "PID").replace(str(out), "OUT")
         # wrk runs a little longer than py-spy records, so every sample is under load.
