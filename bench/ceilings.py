@@ -99,13 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "elapsed_s": round(time.monotonic() - started, 1),
     }
-    text = table(report)
-    print()
-    print(text)
-    results = harness.save(report, text, "ceilings", "ceilings", "Bare HTTP servers, the same JSON echo")
-    print(f"\nresults: {results}/ceilings.json, ceilings.md, ceilings.png ({report['elapsed_s']} s)")
-    failed = [r["name"] for r in report["rows"] if r["errors"] or r["failed"]]
-    return 1 if failed else 0
+    return harness.publish(report, table(report), "ceilings", "ceilings", "Bare HTTP servers, the same JSON echo")
 
 
 if __name__ == "__main__":

@@ -624,3 +624,16 @@ def save(report: dict[str, Any], text: str, latest: str, kind: str, title: str) 
     if chart(report, results / f"{latest}.png", title):
         shutil.copy(results / f"{latest}.png", results / f"{kind}-{stamp}.png")
     return results
+
+
+def publish(report: dict[str, Any], text: str, latest: str, kind: str, title: str) -> int:
+    """Print the table, save the results, and the exit status: 1 when a row failed or answered errors."""
+    print()
+    print(text)
+    results = save(report, text, latest, kind, title)
+    print(f"\nresults: {results}/{latest}.json, {latest}.md, {latest}.png ({report.get('elapsed_s', '?')} s)")
+    failed = [r["name"] for r in report["rows"] if r["errors"] or r["failed"]]
+    if failed:
+        print(f"rows that failed or answered errors: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0

@@ -568,16 +568,7 @@ def main(argv: list[str] | None = None) -> int:
         bench.run()
     report = bench.finish()
     report["elapsed_s"] = round(time.monotonic() - started, 1)
-    text = table(report)
-    print()
-    print(text)
-    results = harness.save(report, text, "latest", "bench", "Toto, its peers and bare Tornado")
-    print(f"\nresults: {results}/latest.json, latest.md, latest.png ({report['elapsed_s']} s)")
-    failed = [r["name"] for r in report["rows"] if r["errors"] or r["failed"]]
-    if failed:
-        print(f"rows that failed or answered errors: {', '.join(failed)}", file=sys.stderr)
-        return 1
-    return 0
+    return harness.publish(report, table(report), "latest", "bench", "Toto, its peers and bare Tornado")
 
 
 if __name__ == "__main__":
