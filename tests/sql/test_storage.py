@@ -60,6 +60,26 @@ def test_tables_carry_the_prefix_and_a_schema_version(url: str, prefix: str) -> 
         run(lambda s: s.ping(), SqlStorage(url, prefix=prefix))
 
 
+def test_tables_of_schema_version_1_are_migrated_keeping_their_sessions(url: str, prefix: str) -> None:
+    async def make_version_1(s: SqlStorage) -> None:
+        await s.store_session(session("old-session", state=b"kept"))
+        async with s.db.begin() as conn:
+            await conn.execute(text(f"ALTER TABLE {prefix}sessions DROP COLUMN version"))
+            await conn.execute(text(f"DROP TABLE {prefix}guards"))
+            await conn.execute(update(s.tables.schema_version).values(version=1))
+
+    async def use(s: SqlStorage) -> None:
+        loaded = await s.load_session("old-session")
+        assert loaded is not None and (loaded.state, loaded.version) == (b"kept", 0)
+        assert await s.save_state("old-session", b"new", 0) == 1
+        assert await s.increment("guard:after-migration", 60) == 1
+        async with s.db.connect() as conn:
+            assert (await conn.execute(select(s.tables.schema_version.c.version))).scalar_one() == SCHEMA_VERSION
+
+    run(make_version_1, SqlStorage(url, prefix=prefix))
+    run(use, SqlStorage(url, prefix=prefix))
+
+
 def test_a_second_open_keeps_the_data(url: str, prefix: str) -> None:
     run(lambda s: s.create_account("kept", "h", {"n": 1}), SqlStorage(url, prefix=prefix))
     account = run(lambda s: s.get_account("kept"), SqlStorage(url, prefix=prefix))
