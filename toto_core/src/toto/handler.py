@@ -30,9 +30,11 @@ from toto.exceptions import (
     ERROR_INVALID_SESSION_ID,
     ERROR_MALFORMED_REQUEST,
     ERROR_MISSING_METHOD,
+    ERROR_NOT_FOUND,
     ERROR_SERVER,
     ERROR_SERVICE_UNAVAILABLE,
     ERROR_UNSUPPORTED_CONTENT_TYPE,
+    ERROR_VERB_NOT_ALLOWED,
     TotoException,
 )
 from toto.http import Request, Route
@@ -443,7 +445,10 @@ class TotoHandler:
             if mime in _FORM_TYPES:
                 arguments: dict[str, list[bytes]] = {}
                 files: dict[str, list[httputil.HTTPFile]] = {}
-                httputil.parse_body_arguments(content_type, body, arguments, files, self.request.headers)
+                try:
+                    httputil.parse_body_arguments(content_type, body, arguments, files, self.request.headers)
+                except httputil.HTTPInputError as exc:
+                    raise TotoException(ERROR_MALFORMED_REQUEST, f"Malformed form body: {_brief(exc)}") from None
                 parameters = _arguments(arguments)
                 for name, uploads in files.items():
                     entries = [
@@ -545,7 +550,9 @@ class TotoHandler:
                 return
             raise TotoException(ERROR_INVALID_SESSION_ID, "Invalid session")
         self._locked_session = session
-        server.authenticator.verify_request(self, session, body)
+        checked = server.authenticator.verify_request(self, session, body)
+        if checked is not None:
+            await checked
         new_expiry = server.sessions.renewal(session)
         if new_expiry is not None:
             await server.storage.touch_session(session.session_id, new_expiry)
@@ -765,10 +772,15 @@ class TotoHandler:
         return TotoException(ERROR_SERVER, f"Server error ({type(exc).__name__})")
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
-        # Tornado-level errors (405, unexpected failures) in the protocol's shape, never a page.
-        reason = self._reason or "error"
+        # Transport-level errors (404, 405, unexpected failures) in the protocol's shape, never a page.
+        if status_code == 404:
+            error = {"code": ERROR_NOT_FOUND, "value": "Not found: the path is outside this server's root."}
+        elif status_code == 405:
+            error = {"code": ERROR_VERB_NOT_ALLOWED, "value": f"HTTP verb {self.request.method} is not allowed here."}
+        else:
+            error = {"code": ERROR_SERVER, "value": self._reason or "error"}
         self._headers["Content-Type"] = "application/json"
-        self.finish(self.server.default_serializer.encode({"error": {"code": ERROR_SERVER, "value": reason}}))
+        self.finish(self.server.default_serializer.encode({"error": error}))
 
     # -- events and lifecycle -----------------------------------------------------------
     def register_event_handler(
