@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -193,8 +194,24 @@ def define_core_options(options: Options) -> None:
     d("state_serializer", "json", str, "safe serializer for session state and event payloads")
     d("builtin_accounts", True, bool, "serve account.create/login/logout/update when the app has none")
     d("password_cost", 14, int, "scrypt cost as log2(N); 14 means N=16384 (about 16 MiB per hash)")
-    d("login_attempts", 5, int, "failed logins per user id within login_window before 1014")
+    d("login_attempts", 5, int, "failed logins per user id and client address within login_window before 1014 (0: no limit)")
     d("login_window", 300.0, float, "seconds over which failed logins are counted")
+    d(
+        "login_user_attempts",
+        100,
+        int,
+        "failed logins per user id from all addresses within login_window; beyond, only trusted addresses (0: no limit)",
+    )
+    d(
+        "login_address_attempts",
+        100,
+        int,
+        "failed logins per client address for all user ids within login_window; beyond, only trusted addresses (0: no limit)",
+    )
+    d("login_trust", 30 * 24 * 3600.0, float, "seconds an address that signed a user in stays trusted for that user")
+    d("max_batch_logins", 1, int, "most account.login/create/update calls in one request (a batch)")
+    d("password_threads", max(1, os.cpu_count() or 1), int, "password hashes computed at once per process")
+    d("password_queue", 16, int, "password hashes waiting per process; beyond, logins answer 1014 at once")
     d("signature_window", 300.0, float, "session_key mode: accepted clock skew in seconds")
     d("max_batch", 100, int, "most calls in one batch request")
     d("processes", 1, int, "server processes (0: one per CPU)")

@@ -119,9 +119,17 @@ class TotoServer:
         self.invoke_hooks = bool(
             self.hook.toto_before_invoke.get_hookimpls() or self.hook.toto_after_invoke.get_hookimpls()
         )
-        from toto.accounts import LoginLimiter
+        from toto.accounts import LoginLimiter, PasswordHasher
 
-        self.login_limiter = LoginLimiter(int(o.login_attempts), float(o.login_window))
+        self.login_limiter = LoginLimiter(
+            int(o.login_attempts),
+            float(o.login_window),
+            user_attempts=int(o.login_user_attempts),
+            address_attempts=int(o.login_address_attempts),
+            trust=float(o.login_trust),
+        )
+        self.passwords = PasswordHasher(int(o.password_cost), int(o.password_threads), int(o.password_queue))
+        self.max_batch_logins = int(o.max_batch_logins)
         #: Fixed paths below ``root`` that are not method calls (``toto_register_routes``).
         self.routes = merge_routes(self.pm, self)
 
