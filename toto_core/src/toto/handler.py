@@ -112,6 +112,11 @@ def header_value(value: Any) -> str:
     return text
 
 
+def head_size(headers: httputil.HTTPHeaders) -> int:
+    """The bytes of a request's header lines, about as they came (name, ": ", value, CRLF)."""
+    return sum(len(name) + len(value) + 4 for name, value in headers.get_all())
+
+
 class TotoApplication(httputil.HTTPServerConnectionDelegate):
     """What Tornado's ``HTTPServer`` calls for each request: a ``RequestDelegate`` each.
 
@@ -127,6 +132,8 @@ class TotoApplication(httputil.HTTPServerConnectionDelegate):
         self._date_second = -1
         self._defaults: dict[str, str] = {}
         self.routes: dict[str, Route] = server.routes
+        self.max_request_line = server.max_request_line
+        self.max_header_size = server.max_header_size
 
     def start_request(self, server_conn: object, request_conn: httputil.HTTPConnection) -> httputil.HTTPMessageDelegate:
         return RequestDelegate(self, server_conn, request_conn)
@@ -171,6 +178,9 @@ class RequestDelegate(httputil.HTTPMessageDelegate):
         )
         app = self.app
         handler = self.handler = TotoHandler(app, request, server=app.toto_server)
+        if len(request.uri or "") > app.max_request_line or head_size(headers) > app.max_header_size:
+            handler._refuse_head()
+            return
         path = app.method_path(request.path)
         route = app.routes.get(path.strip("/")) if path is not None and app.routes else None
         if path is None:
@@ -263,6 +273,17 @@ class TotoHandler:
                 self._refuse(400, TotoException(ERROR_MALFORMED_REQUEST, "Malformed Content-Length"))
             elif size > self.server.max_body_size:
                 self._refuse(413, self._too_large())
+
+    def _refuse_head(self) -> None:
+        """414 for a request target over ``max_request_line``, else 431 for headers over
+        ``max_header_size``; the connection closes after the answer."""
+        server = self.server
+        if len(self.request.uri or "") > server.max_request_line:
+            limit = server.max_request_line
+            self._refuse(414, TotoException(ERROR_MALFORMED_REQUEST, f"Request target longer than max_request_line ({limit} bytes)"))
+        else:
+            limit = server.max_header_size
+            self._refuse(431, TotoException(ERROR_MALFORMED_REQUEST, f"Request headers larger than max_header_size ({limit} bytes)"))
 
     def _too_large(self) -> TotoException:
         limit = self.server.max_body_size

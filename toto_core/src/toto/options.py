@@ -179,6 +179,16 @@ def define_core_options(options: Options) -> None:
     d("anon_session_renew", 12 * 3600.0, float, "renewal threshold of anonymous sessions")
     d("purge_interval", 60.0, float, "seconds between purges of expired sessions (storages without native expiry)")
     d("max_body_size", 10 * 1024 * 1024, int, "largest request body in bytes (larger: 413)")
+    d("max_header_size", 64 * 1024, int, "largest request head (request line and headers) in bytes (larger: 431)")
+    d("max_request_line", 16 * 1024, int, "longest request target (path and query) in bytes (longer: 414)")
+    d(
+        "idle_timeout",
+        15.0,
+        float,
+        "seconds a connection may take to send a complete request head, also between kept-alive requests (0: none)",
+    )
+    d("body_timeout", 30.0, float, "seconds a request may take to send its body (0: none)")
+    d("max_connections", 10000, int, "open connections per process; beyond, new ones get 503 and are closed (0: no cap)")
     d("method_select", "both", str, "where the method name may come from", choices=("both", "url", "parameter"))
     d("root", "/", str, "URL path the API is mounted under")
     d("allow_origin", "*", str, "Access-Control-Allow-Origin value")

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from tornado.httpserver import HTTPServer
 
+from toto.connections import make_http_server
 from toto.exceptions import PluginError
 from toto.lookup import MethodLookup
 from toto.options import OptionError, Options, define_core_options, print_error_and_exit
@@ -84,6 +85,8 @@ class TotoServer:
         self.debug = bool(o.debug)
         self.max_body_size = int(o.max_body_size)
         self.max_batch = int(o.max_batch)
+        self.max_header_size = int(o.max_header_size)
+        self.max_request_line = int(o.max_request_line)
         self.method_select = o.method_select
         self.allow_origin = o.allow_origin
         self.event_loop = pick_event_loop(o.event_loop)
@@ -154,9 +157,7 @@ class TotoServer:
         for result in self.hook.toto_startup(server=self):
             if inspect.isawaitable(result):
                 await result
-        self.http_server = HTTPServer(
-            self.make_app(), xheaders=bool(o.xheaders), max_body_size=max(self.max_body_size * 2, 1 << 30)
-        )
+        self.http_server = make_http_server(self.make_app(), o, max(self.max_body_size * 2, 1 << 30))
         if sockets is not None:
             self.http_server.add_sockets(sockets)
         else:
