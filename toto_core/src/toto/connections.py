@@ -14,17 +14,30 @@ from typing import Any
 from tornado import iostream
 from tornado.httpserver import HTTPServer
 
-from toto.exceptions import ERROR_SERVICE_UNAVAILABLE
+from toto.exceptions import ERROR_MALFORMED_REQUEST, ERROR_SERVICE_UNAVAILABLE
 
 log = logging.getLogger("toto.server")
 
-_FULL_BODY = json.dumps(
-    {"error": {"code": ERROR_SERVICE_UNAVAILABLE, "value": "The server has too many open connections; retry shortly."}}
-).encode()
-_FULL = (
-    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n"
-    b"Retry-After: 1\r\nContent-Length: " + str(len(_FULL_BODY)).encode() + b"\r\n\r\n" + _FULL_BODY
+
+
+def _closing_answer(status: bytes, code: int, message: str, extra: bytes = b"") -> bytes:
+    """A whole HTTP answer in the protocol's shape, after which the connection closes."""
+    body = json.dumps({"error": {"code": code, "value": message}}).encode()
+    return (
+        b"HTTP/1.1 " + status + b"\r\nContent-Type: application/json\r\nConnection: close\r\n" + extra
+        + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )  # fmt: skip
+
+
+_FULL = _closing_answer(
+    b"503 Service Unavailable",
+    ERROR_SERVICE_UNAVAILABLE,
+    "The server has too many open connections; retry shortly.",
+    b"Retry-After: 1\r\n",
 )
+#: What Tornado writes for a request head it cannot parse, and what Toto sends instead.
+_BARE_400 = b"HTTP/1.1 400 Bad Request\r\n\r\n"
+_SHAPED_400 = _closing_answer(b"400 Bad Request", ERROR_MALFORMED_REQUEST, "Malformed HTTP request head.")
 #: Tornado reads a request head up to this many times ``max_header_size`` (then closes without
 #: a word): between the two, the handler can still answer 431 or 414.
 HEAD_READ_FACTOR = 4
@@ -32,7 +45,10 @@ HEAD_READ_FACTOR = 4
 
 class LimitedHTTPServer(HTTPServer):
     """Tornado's ``HTTPServer`` that answers 503 (1013) and closes a connection beyond
-    ``max_connections`` open ones, instead of serving every client that connects."""
+    ``max_connections`` open ones, instead of serving every client that connects, and
+    answers a request head it cannot parse in the protocol's shape (400/1011) instead of
+    Tornado's bare status line, which clients that read the JSON error cannot parse.
+    """
 
     max_connections = 0
     _refused = 0
@@ -47,6 +63,13 @@ class LimitedHTTPServer(HTTPServer):
             except iostream.StreamClosedError:
                 pass
             return
+        write = stream.write
+
+        # Tornado writes its refusal straight onto the stream, deep in HTTP1Connection.
+        def shaped_write(data: Any) -> Any:
+            return write(_SHAPED_400 if data == _BARE_400 else data)
+
+        stream.write = shaped_write  # type: ignore[method-assign]
         super().handle_stream(stream, address)
 
 
