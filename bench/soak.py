@@ -61,7 +61,8 @@ class Result:
     def line(self) -> str:
         retries = ", ".join(f"{code}: {n}" for code, n in sorted(self.retries.items())) or "none"
         return (
-            f"{self.database:<8} processes={self.processes}  calls={self.calls}  increments={self.acknowledged_increments}"
+            f"{self.database:<8} processes={self.processes}  calls={self.calls}"
+            f"  increments={self.acknowledged_increments}"
             f"  lost={self.lost_updates}  unexpected={len(self.unexpected)}  retried ({retries})"
             f"  {self.calls / self.seconds if self.seconds else 0:.0f} calls/s"
             f"  p50={self.percentile(0.50):.1f} ms  p99={self.percentile(0.99):.1f} ms"
@@ -145,7 +146,6 @@ class Soak:
 
 async def run_row(url: str, result: Result, calls: int, clients: int) -> None:
     from tornado.httpclient import AsyncHTTPClient
-
     from toto.client import AsyncTotoClient
 
     AsyncHTTPClient.configure(None, max_clients=clients * 2)

@@ -29,7 +29,7 @@ def closed_by_server(sock: socket.socket, drip: bytes | None) -> bool:
                 drip = drip[1:] or drip
             if sock.recv(65536) == b"":
                 return True
-        except socket.timeout:
+        except TimeoutError:
             continue
         except (ConnectionResetError, BrokenPipeError):
             return True
@@ -45,7 +45,9 @@ def read_answer(sock: socket.socket) -> tuple[int, dict[str, object]]:
             break
         data += part
     head, _, body = data.partition(b"\r\n\r\n")
-    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+    length = int(
+        next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+    )
     while len(body) < length:
         part = sock.recv(65536)
         if not part:

@@ -45,8 +45,7 @@ def test_logins_sent_at_once_are_counted_before_any_is_checked(start_server, use
     srv.client().create(user_id, "the right one")
     codes: list[int | None] = []
     threads = [
-        threading.Thread(target=lambda n=n: codes.append(login_code(srv.url, user_id, f"guess {n}")))
-        for n in range(30)
+        threading.Thread(target=lambda n=n: codes.append(login_code(srv.url, user_id, f"guess {n}"))) for n in range(30)
     ]
     for thread in threads:
         thread.start()

@@ -38,7 +38,11 @@ MULTIPART = "multipart/form-data; boundary=xyz"
         (MULTIPART, b"--xyz\r\nno headers at all"),
         (MULTIPART, b"--xyz\r\nContent-Disposition: form-data; name=a\r\n\r\n" + b"x" * 100),
         ("multipart/form-data", b"--xyz\r\n\r\n--xyz--"),  # no boundary
-        (MULTIPART, b"".join(b"--xyz\r\nContent-Disposition: form-data; name=f%d\r\n\r\nv\r\n" % i for i in range(10_000)) + b"--xyz--\r\n"),
+        (
+            MULTIPART,
+            b"".join(b"--xyz\r\nContent-Disposition: form-data; name=f%d\r\n\r\nv\r\n" % i for i in range(10_000))
+            + b"--xyz--\r\n",
+        ),
         ("application/x-www-form-urlencoded", b"&".join(b"f%d=v" % i for i in range(10_000))),
     ],
 )

@@ -56,12 +56,15 @@ calls = st.fixed_dictionaries(
     {},
     optional={
         "method": method_names,
-        "parameters": values | st.fixed_dictionaries({"user_id": st.text(max_size=20), "password": st.text(max_size=20)}),
+        "parameters": values
+        | st.fixed_dictionaries({"user_id": st.text(max_size=20), "password": st.text(max_size=20)}),
     },
 )
 requests_ = calls | st.fixed_dictionaries({"batch": st.dictionaries(st.text(max_size=8), calls | values, max_size=6)})
 header_names = st.text(alphabet="abcdefghijklmnopqrstuvwxyz-_0123456789", min_size=1, max_size=20)
-header_values = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=255, exclude_characters="\x7f"), max_size=60)
+header_values = st.text(
+    alphabet=st.characters(min_codepoint=32, max_codepoint=255, exclude_characters="\x7f"), max_size=60
+)
 path_segment = st.text(max_size=12) | st.sampled_from(["echo", "account", "login", "..", "%2e%2e", "%ff", "%", "_x"])
 paths = st.lists(path_segment, max_size=4).map(lambda parts: "/" + "/".join(parts))
 
@@ -90,7 +93,10 @@ def encode(request: Any, fmt: str) -> bytes:
 
 def _url_target(path: str) -> str:
     # http.client refuses control characters and spaces in the target; send them escaped.
-    return "".join(c if 33 <= ord(c) < 127 else "%" + "%".join(f"{b:02X}" for b in c.encode("utf-8", "surrogatepass")) for c in path)
+    return "".join(
+        c if 33 <= ord(c) < 127 else "%" + "%".join(f"{b:02X}" for b in c.encode("utf-8", "surrogatepass"))
+        for c in path
+    )
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +174,9 @@ def test_forms(wire, parts, boundary, broken, urlencoded, multipart):
         b = boundary or b"b0undary"
         chunks = []
         for name, value in parts:
-            disposition = b"" if broken == "no-disposition" else b'Content-Disposition: form-data; name="' + name + b'"\r\n'
+            disposition = (
+                b"" if broken == "no-disposition" else b'Content-Disposition: form-data; name="' + name + b'"\r\n'
+            )
             chunks.append(b"--" + b + b"\r\n" + disposition + b"\r\n" + value + b"\r\n")
         body = b"".join(chunks) + (b"" if broken == "no-end" else b"--" + b + b"--\r\n")
         if broken == "truncated":
@@ -205,5 +213,7 @@ def test_floats_json_cannot_carry_are_refused_not_echoed(wire):
         status, headers, data = wire.send("POST", "/", {"Content-Type": "application/json"}, body)
         assert status == 400 and json.loads(data)["error"]["code"] == 1011
     packed = msgpack.packb({"method": "echo", "parameters": {"x": math.nan}})
-    status, headers, data = wire.send("POST", "/", {"Content-Type": "application/msgpack", "Accept": "application/json"}, packed)
+    status, headers, data = wire.send(
+        "POST", "/", {"Content-Type": "application/msgpack", "Accept": "application/json"}, packed
+    )
     check_answer(status, headers, data, "POST")

@@ -120,7 +120,7 @@ class Wire:
             while not _complete(answer):
                 try:
                     part = sock.recv(65536)
-                except (ConnectionResetError, socket.timeout):
+                except (TimeoutError, ConnectionResetError):
                     break
                 if not part:
                     break

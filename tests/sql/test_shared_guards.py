@@ -30,7 +30,9 @@ def test_no_update_of_one_session_is_lost_across_servers(start_server, backend: 
     check_no_lost_updates_across_servers(a, b)
 
 
-def test_a_signed_request_runs_once_across_servers_and_restarts(start_server, backend: str, url: str, prefix: str) -> None:
+def test_a_signed_request_runs_once_across_servers_and_restarts(
+    start_server, backend: str, url: str, prefix: str
+) -> None:
     check_replays_refused_across_servers_and_restarts(start_server, on(backend, url, prefix))
 
 

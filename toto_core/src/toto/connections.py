@@ -19,7 +19,6 @@ from toto.exceptions import ERROR_MALFORMED_REQUEST, ERROR_SERVICE_UNAVAILABLE
 log = logging.getLogger("toto.server")
 
 
-
 def _closing_answer(status: bytes, code: int, message: str, extra: bytes = b"") -> bytes:
     """A whole HTTP answer in the protocol's shape, after which the connection closes."""
     body = json.dumps({"error": {"code": code, "value": message}}).encode()

@@ -280,10 +280,16 @@ class TotoHandler:
         server = self.server
         if len(self.request.uri or "") > server.max_request_line:
             limit = server.max_request_line
-            self._refuse(414, TotoException(ERROR_MALFORMED_REQUEST, f"Request target longer than max_request_line ({limit} bytes)"))
+            self._refuse(
+                414,
+                TotoException(ERROR_MALFORMED_REQUEST, f"Request target longer than max_request_line ({limit} bytes)"),
+            )
         else:
             limit = server.max_header_size
-            self._refuse(431, TotoException(ERROR_MALFORMED_REQUEST, f"Request headers larger than max_header_size ({limit} bytes)"))
+            self._refuse(
+                431,
+                TotoException(ERROR_MALFORMED_REQUEST, f"Request headers larger than max_header_size ({limit} bytes)"),
+            )
 
     def _too_large(self) -> TotoException:
         limit = self.server.max_body_size

@@ -188,7 +188,12 @@ def define_core_options(options: Options) -> None:
         "seconds a connection may take to send a complete request head, also between kept-alive requests (0: none)",
     )
     d("body_timeout", 30.0, float, "seconds a request may take to send its body (0: none)")
-    d("max_connections", 10000, int, "open connections per process; beyond, new ones get 503 and are closed (0: no cap)")
+    d(
+        "max_connections",
+        10000,
+        int,
+        "open connections per process; beyond, new ones get 503 and are closed (0: no cap)",
+    )
     d("method_select", "both", str, "where the method name may come from", choices=("both", "url", "parameter"))
     d("root", "/", str, "URL path the API is mounted under")
     d("allow_origin", "*", str, "Access-Control-Allow-Origin value")
@@ -204,19 +209,24 @@ def define_core_options(options: Options) -> None:
     d("state_serializer", "json", str, "safe serializer for session state and event payloads")
     d("builtin_accounts", True, bool, "serve account.create/login/logout/update when the app has none")
     d("password_cost", 14, int, "scrypt cost as log2(N); 14 means N=16384 (about 16 MiB per hash)")
-    d("login_attempts", 5, int, "failed logins per user id and client address within login_window before 1014 (0: no limit)")
+    d(
+        "login_attempts",
+        5,
+        int,
+        "failed logins per user id and client address within login_window before 1014 (0: no limit)",
+    )
     d("login_window", 300.0, float, "seconds over which failed logins are counted")
     d(
         "login_user_attempts",
         100,
         int,
-        "failed logins per user id from all addresses within login_window; beyond, only trusted addresses (0: no limit)",
+        "failed logins per user id from all addresses within login_window; beyond, trusted addresses only (0: off)",
     )
     d(
         "login_address_attempts",
         100,
         int,
-        "failed logins per client address for all user ids within login_window; beyond, only trusted addresses (0: no limit)",
+        "failed logins per address for all user ids within login_window; beyond, trusted addresses only (0: off)",
     )
     d("login_trust", 30 * 24 * 3600.0, float, "seconds an address that signed a user in stays trusted for that user")
     d("max_batch_logins", 1, int, "most account.login/create/update calls in one request (a batch)")

@@ -258,7 +258,9 @@ class SqlStorage(Storage):
         await conn.execute(
             update(version_table).where(version_table.c.component == COMPONENT).values(version=SCHEMA_VERSION)
         )
-        log.info("sql storage: migrated the %s* tables from schema version %d to %d", self.prefix, found, SCHEMA_VERSION)
+        log.info(
+            "sql storage: migrated the %s* tables from schema version %d to %d", self.prefix, found, SCHEMA_VERSION
+        )
 
     # -- running statements ---------------------------------------------------------------
     async def _call(
@@ -385,6 +387,7 @@ class SqlStorage(Storage):
     async def _run(self, statement: Any, params: dict[str, Any], *, write: bool = False, rowcount: bool = False) -> Any:
         """Run one statement of ``self.sql`` on a lane's driver connection (see ``toto_sql.lanes``):
         its rows (sequences in column order), or with ``rowcount`` how many rows it matched."""
+
         async def body(lane: Lane) -> Any:
             return await self._execute(lane, statement, params, rowcount)
 
@@ -576,7 +579,9 @@ class SqlStorage(Storage):
             if removed < self.purge_batch:
                 break
             await asyncio.sleep(PURGE_PAUSE)
-        while await self._run(self.sql.purge_guards, {"now": time.time()}, write=True, rowcount=True) >= self.purge_batch:
+        while (
+            await self._run(self.sql.purge_guards, {"now": time.time()}, write=True, rowcount=True) >= self.purge_batch
+        ):
             await asyncio.sleep(PURGE_PAUSE)
 
 
