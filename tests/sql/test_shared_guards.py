@@ -3,26 +3,12 @@ MariaDB): no lost session update, no replayed signature, one login limit (issue 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-import pytest
-
 from tests.guards import (
     check_login_limit_across_servers,
     check_no_lost_updates_across_servers,
     check_replays_refused_across_servers_and_restarts,
 )
-from tests.sql.conftest import BACKENDS, on
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def url(backend: str, database_url: Callable[[str], str]) -> str:
-    return database_url(backend)
+from tests.sql.conftest import on
 
 
 def test_no_update_of_one_session_is_lost_across_servers(start_server, backend: str, url: str, prefix: str) -> None:

@@ -21,17 +21,7 @@ from toto_sql.urls import resolve
 
 from tests.checks import OUTAGE_BOUND, assert_storage_unavailable_in_time
 from tests.proxy import TcpProxy
-from tests.sql.conftest import BACKENDS, NETWORKED, backend_port, through
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def url(backend: str, database_url: Callable[[str], str]) -> str:
-    return database_url(backend)
+from tests.sql.conftest import NETWORKED, backend_port, through
 
 
 class TestSqlStorage(StorageContract):
