@@ -28,7 +28,7 @@ def plugin_specs() -> list[str]:
 
 
 def install_everything(session: nox.Session) -> None:
-    session.install("-e", "./toto_core", *[x for spec in plugin_specs() for x in ("-e", spec)])
+    session.install("-e", "./toto_core[types,dev]", *[x for spec in plugin_specs() for x in ("-e", spec)])
     session.install("-r", "tests/requirements.txt")
 
 
@@ -68,7 +68,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy on the core."""
-    session.install("mypy==2.4.1", "pytest", "-e", "./toto_core")
+    session.install("mypy==2.4.1", "pytest", "-e", "./toto_core[types,dev]")
     session.run("mypy", "--config-file", "toto_core/pyproject.toml", "toto_core/src/toto")
 
 

@@ -9,8 +9,10 @@
 - ``--processes=N`` (0: one per CPU) forks N servers on ports ``port``, ``port+1``, ...,
   or all on ``port`` with ``--reuse_port``; the parent restarts a child that dies and
   forwards SIGTERM to all of them.
-- SIGTERM drains: the server stops listening, in-flight requests get ``drain_timeout``
-  seconds to finish, then storage and the event bus close.
+- SIGTERM drains: the readiness check fails at once, the server keeps accepting for
+  ``drain_delay`` seconds (so a load balancer stops sending first), stops listening,
+  in-flight requests get ``drain_timeout`` seconds to finish, then storage and the
+  event bus close.
 
 The pidfile holds the pid and stays locked (``flock``) while the server runs, so a
 pidfile left by a crash is recognised as stale however the pids were reused.
@@ -408,14 +410,16 @@ class Group:
         self.children: dict[int, tuple[int, float]] = {}  # pid -> (index, started)
         self.stopping = False
         self.quick_deaths = 0
-        self.event_dir: str | None = None
         self.exit_code = 0
 
     def run(self) -> None:
         from toto.server import setup_logging
 
         o = self.server.options
-        setup_logging(o.logging)
+        setup_logging(o.logging, o.log_format)
+        # One private directory for the group's shared files (machine bus sockets, plugins'
+        # files such as multiprocess metrics), removed when the group stops.
+        self.server.group_dir = tempfile.mkdtemp(prefix="toto-group-")
         self._share_events()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
@@ -437,8 +441,8 @@ class Group:
             self.server.bus_factory = self.server.buses["machine"]
             log.info("event_bus local -> machine, so events reach every process of the group")
         if o.event_bus == "machine" and not o.event_url:
-            self.event_dir = tempfile.mkdtemp(prefix="toto-events-")
-            o.event_url = self.event_dir
+            assert self.server.group_dir is not None
+            o.event_url = os.path.join(self.server.group_dir, "events")
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         if not self.stopping:
@@ -494,7 +498,7 @@ class Group:
         return 0
 
     def _supervise(self) -> None:
-        drain = float(self.server.options.drain_timeout)
+        drain = float(self.server.options.drain_delay) + float(self.server.options.drain_timeout)
         kill_at: float | None = None
         while self.children:
             try:
@@ -540,10 +544,10 @@ class Group:
             for index in range(self.count):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(child_pidfile(self.pidfile.path, index))
-        if self.event_dir is not None:
+        if self.server.group_dir is not None:
             import shutil
 
-            shutil.rmtree(self.event_dir, ignore_errors=True)
+            shutil.rmtree(self.server.group_dir, ignore_errors=True)
         log.info("all server processes stopped")
         if self.exit_code:
             raise SystemExit(self.exit_code)

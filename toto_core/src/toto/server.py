@@ -65,6 +65,8 @@ class TotoServer:
                 conf_file = args.pop(0)
             if conf_file:
                 self.options.load_config_file(conf_file)
+            #: How this server was made, so ``--reload`` can make the same one again (toto.reloader).
+            self.given: dict[str, Any] = {"conf_file": conf_file, "argv": list(args), "options": dict(options)}
             rest = self.options.parse_command_line(args)
             if rest:
                 raise OptionError(f"unexpected argument {rest[0]!r}")
@@ -78,6 +80,17 @@ class TotoServer:
         self._background: list[asyncio.Task[Any]] = []
         #: Requests being served; a draining shutdown waits for it to empty (toto.daemon).
         self.in_flight: set[Any] = set()
+        #: Writes the per-request line; None when ``access_log`` is off or info is not logged.
+        self.access_log: Any = None
+        #: With ``describe``: the method catalogue, the answer of ``toto.describe`` and the OpenAPI document.
+        self.catalogue: Any = None
+        self.description: dict[str, Any] | None = None
+        self.openapi: dict[str, Any] | None = None
+        #: True from SIGTERM on: the readiness check (``/_health``) answers 503 while requests drain.
+        self.draining = False
+        #: In a ``--processes`` group: a directory every process of the group shares, removed
+        #: when the group stops (plugins keep group-wide files there); None for a lone server.
+        self.group_dir: str | None = None
 
     # -- configuration (once) ---------------------------------------------------------
     def _configure(self) -> None:
@@ -116,11 +129,14 @@ class TotoServer:
         self.state_serializer = by_name[o.state_serializer]
         self.state_fallbacks = safe
         try:
-            self.methods = MethodLookup(o.method_module, builtin_accounts=o.builtin_accounts)
+            self.methods = MethodLookup(o.method_module, builtin_accounts=o.builtin_accounts, describe=o.describe)
         except ImportError as exc:
             raise PluginError(str(exc)) from None
         self.invoke_hooks = bool(
             self.hook.toto_before_invoke.get_hookimpls() or self.hook.toto_after_invoke.get_hookimpls()
+        )
+        self.request_hooks = bool(
+            self.hook.toto_request_started.get_hookimpls() or self.hook.toto_request_finished.get_hookimpls()
         )
         from toto.accounts import LoginLimiter, PasswordHasher
 
@@ -136,6 +152,16 @@ class TotoServer:
         #: Fixed paths below ``root`` that are not method calls (``toto_register_routes``).
         self.routes = merge_routes(self.pm, self)
 
+    def describe_methods(self) -> None:
+        """Walk the method package (``describe`` on): fills ``catalogue``, ``description`` and ``openapi``."""
+        from toto import openapi
+        from toto.catalogue import Catalogue
+
+        o = self.options
+        self.catalogue = Catalogue(self.methods)
+        self.description = {"hmac_mode": o.hmac_mode, "root": o.root, **self.catalogue.describe()}
+        self.openapi = openapi.build(self.catalogue, o.hmac_mode, o.root, o.method_select)
+
     def make_app(self) -> TotoApplication:
         """The request callback of Tornado's ``HTTPServer`` (see ``toto.handler``)."""
         from toto.handler import TotoApplication
@@ -149,11 +175,21 @@ class TotoServer:
         from toto.sessions import SessionManager
 
         o = self.options
-        self.storage = self.storage_factory(o)
+        if o.access_log and logging.getLogger("toto.access").isEnabledFor(logging.INFO):
+            from toto.accesslog import AccessLog
+
+            self.access_log = AccessLog()
+        if o.describe:
+            self.describe_methods()
+        storage = self.storage_factory(o)
+        for impl in self.hook.toto_wrap_storage.get_hookimpls():
+            offered = {"server": self, "storage": storage}
+            storage = impl.function(*(offered[name] for name in impl.argnames)) or storage
+        self.storage = storage
         await self.storage.open()
         self.connection = Connection(self.storage)
         self.sessions = SessionManager(self.storage, self.state_serializer, self.state_fallbacks, o)
-        await EventManager.instance().start(self.bus_factory(o), self.state_serializer)
+        await EventManager.instance().start(self.bus_factory(o), self.state_serializer, self.hook)
         for result in self.hook.toto_startup(server=self):
             if inspect.isawaitable(result):
                 await result
@@ -174,12 +210,18 @@ class TotoServer:
         )
 
     async def stop(self) -> None:
-        """Stop listening, let in-flight requests finish (up to ``drain_timeout``), then
-        close the event bus and storage."""
+        """Fail the readiness check and keep serving for ``drain_delay`` seconds (so a load
+        balancer stops sending first), stop listening, let in-flight requests finish (up to
+        ``drain_timeout``), then close the event bus and storage."""
         from toto.daemon import drain
         from toto.events import EventManager
 
+        self.draining = True
         if self.http_server is not None:
+            delay = float(self.options.drain_delay)
+            if delay > 0:
+                log.info("draining: /_health answers 503; still accepting requests for %gs", delay)
+                await asyncio.sleep(delay)
             self.http_server.stop()
             await drain(self, float(self.options.drain_timeout))
             await self.http_server.close_all_connections()
@@ -219,13 +261,18 @@ class TotoServer:
     def run(self) -> None:
         """Serve as the options say: in this process, as ``--processes`` children, or
         detached (``--start``, ``--stop``, ``--restart``); see ``toto.daemon``."""
+        if self.options.reload:
+            from toto.reloader import run_reloading
+
+            run_reloading(self)
+            return
         from toto.daemon import run
 
         run(self)
 
     def run_process(self, sockets: list[Any] | None = None) -> None:
         """Configure logging and serve in this process until stopped."""
-        setup_logging(self.options.logging)
+        setup_logging(self.options.logging, self.options.log_format)
         try:
             if self.event_loop == "uvloop":
                 import uvloop  # type: ignore[import-not-found]
@@ -250,14 +297,17 @@ def pick_event_loop(wanted: str) -> str:
     return "uvloop"
 
 
-def setup_logging(level: str) -> None:
+def setup_logging(level: str, log_format: str = "text") -> None:
     if level == "none":
         logging.disable(logging.CRITICAL)
         return
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format == "json":
+        from toto.accesslog import JsonFormatter
+
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), handlers=[handler])
     # Tornado's per-request access log is noise at info level.
     logging.getLogger("tornado.access").setLevel(logging.WARNING)
