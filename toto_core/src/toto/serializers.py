@@ -45,17 +45,25 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"{type(obj).__name__} values cannot be sent as JSON")
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 class JsonSerializer(Serializer):
-    """JSON, ASCII-only on output so clients that hash UTF-16 code units agree (compat)."""
+    """JSON, ASCII-only on output so clients that hash UTF-16 code units agree (compat).
+
+    Strict both ways: ``NaN`` and ``Infinity`` are refused on input (400/1011) and never
+    written (``JSON.parse`` would reject the answer).
+    """
 
     name = "json"
     content_types = ("application/json",)
 
     # One encoder built once; compact separators, ASCII escapes.
-    _encoder = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), default=_json_default)
+    _encoder = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), default=_json_default, allow_nan=False)
 
     def encode(self, obj: Any) -> bytes:
         return self._encoder.encode(obj).encode("ascii")
 
     def decode(self, data: bytes) -> Any:
-        return json.loads(data)
+        return json.loads(data, parse_constant=_refuse_constant)
