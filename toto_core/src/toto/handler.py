@@ -231,6 +231,8 @@ class TotoHandler:
     SUPPORTED_METHODS = ("GET", "HEAD", "POST", "OPTIONS")
     #: The answer's envelope once written (read by the access log).
     _payload: dict[str, Any] | None = None
+    #: With request hooks: when this request started, until toto_request_finished is called.
+    _observed_since: float | None = None
     #: Parameters came as query or form text, so typed methods may read "1" as 1 (toto.validation).
     _text_parameters = False
 
@@ -337,27 +339,33 @@ class TotoHandler:
             await self._serve()
 
     async def _execute_observed(self) -> None:
-        hook = self.server.hook
-        started = time.perf_counter()
+        started = self._observed_since = time.perf_counter()
         try:
-            hook.toto_request_started(handler=self)
+            self.server.hook.toto_request_started(handler=self)
         except Exception:
             log.exception("a toto_request_started hook failed")
         try:
             await self._serve()
         finally:
-            error = self._error
-            try:
-                hook.toto_request_finished(
-                    handler=self,
-                    method=self._called,
-                    batch=self._batch_size,
-                    status=self._status_code if self._finished else 499,
-                    error=None if error is None else error.to_dict(),
-                    seconds=time.perf_counter() - started,
-                )
-            except Exception:
-                log.exception("a toto_request_finished hook failed")
+            if self._observed_since is not None:  # ended without an answer: the client went away
+                self._report_finished(499, started)
+
+    def _report_finished(self, status: int, started: float) -> None:
+        """toto_request_finished, called once the answer is decided and before its bytes go out,
+        so what plugins count survives a process that dies right after answering."""
+        self._observed_since = None
+        error = self._error
+        try:
+            self.server.hook.toto_request_finished(
+                handler=self,
+                method=self._called,
+                batch=self._batch_size,
+                status=status,
+                error=None if error is None else error.to_dict(),
+                seconds=time.perf_counter() - started,
+            )
+        except Exception:
+            log.exception("a toto_request_finished hook failed")
 
     async def _serve(self) -> None:
         """Anything that escapes the verb is a 500 in the protocol's shape."""
@@ -472,6 +480,8 @@ class TotoHandler:
                     self._headers.pop(name, None)
             elif "Content-Length" not in self._headers:
                 self._headers["Content-Length"] = str(sum(len(part) for part in self._write_buffer))
+        if self._observed_since is not None:
+            self._report_finished(self._status_code, self._observed_since)
         connection = self.request.connection
         assert connection is not None
         connection.set_close_callback(None)  # type: ignore[attr-defined]
