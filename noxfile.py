@@ -42,6 +42,23 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session
+def fuzz(session: nox.Session) -> None:
+    """The fuzz suite of tests/fuzz long: TOTO_FUZZ_EXAMPLES examples per property (default 5000)."""
+    install_everything(session)
+    session.env.setdefault("TOTO_FUZZ_EXAMPLES", "5000")
+    session.run("pytest", "tests/fuzz", "-q", "-ra", *session.posargs)
+
+
+@nox.session
+def soak(session: nox.Session) -> None:
+    """50 clients, 100,000 mixed calls on PostgreSQL and Redis, one process and --processes=2:
+    counts exact, no unexpected error, p99 printed (see bench/soak.py; --calls=N for fewer)."""
+    install_everything(session)
+    session.run("python", "tests/services.py")
+    session.run("python", "bench/soak.py", *session.posargs)
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
     """ruff: lint and formatting."""
     session.install("ruff==0.17.6")

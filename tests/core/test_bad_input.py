@@ -169,7 +169,7 @@ def test_debug_mode_shows_the_traceback(start_server):
 
 def test_unsupported_http_method_answers_in_protocol_shape(server):
     status, headers, data = server.client().request(b"{}", "/echo", method="PUT", sign=False)
-    assert status == 405 and json.loads(data)["error"]["code"] == 1000
+    assert status == 405 and json.loads(data)["error"]["code"] == 1017
 
 
 def test_invalid_utf8_path_is_1011(server):

@@ -154,6 +154,18 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[st
     return url
 
 
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Each SQL backend in turn."""
+    return str(request.param)
+
+
+@pytest.fixture
+def url(backend: str, database_url: Callable[[str], str]) -> str:
+    """A URL of the test's backend (a fresh file for SQLite)."""
+    return database_url(backend)
+
+
 def backend_port(backend: str) -> int:
     return PG_PORT if backend == "postgres" else MY_PORT
 

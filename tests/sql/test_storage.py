@@ -21,17 +21,7 @@ from toto_sql.urls import resolve
 
 from tests.checks import OUTAGE_BOUND, assert_storage_unavailable_in_time
 from tests.proxy import TcpProxy
-from tests.sql.conftest import BACKENDS, NETWORKED, backend_port, through
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def url(backend: str, database_url: Callable[[str], str]) -> str:
-    return database_url(backend)
+from tests.sql.conftest import NETWORKED, backend_port, through
 
 
 class TestSqlStorage(StorageContract):
@@ -58,6 +48,26 @@ def test_tables_carry_the_prefix_and_a_schema_version(url: str, prefix: str) -> 
     run(lambda s: s.ping(), SqlStorage(url, prefix=prefix + "other_"))  # another app's tables are separate
     with pytest.raises(PluginError, match="newer than this toto-sql knows"):
         run(lambda s: s.ping(), SqlStorage(url, prefix=prefix))
+
+
+def test_tables_of_schema_version_1_are_migrated_keeping_their_sessions(url: str, prefix: str) -> None:
+    async def make_version_1(s: SqlStorage) -> None:
+        await s.store_session(session("old-session", state=b"kept"))
+        async with s.db.begin() as conn:
+            await conn.execute(text(f"ALTER TABLE {prefix}sessions DROP COLUMN version"))
+            await conn.execute(text(f"DROP TABLE {prefix}guards"))
+            await conn.execute(update(s.tables.schema_version).values(version=1))
+
+    async def use(s: SqlStorage) -> None:
+        loaded = await s.load_session("old-session")
+        assert loaded is not None and (loaded.state, loaded.version) == (b"kept", 0)
+        assert await s.save_state("old-session", b"new", 0) == 1
+        assert await s.increment("guard:after-migration", 60) == 1
+        async with s.db.connect() as conn:
+            assert (await conn.execute(select(s.tables.schema_version.c.version))).scalar_one() == SCHEMA_VERSION
+
+    run(make_version_1, SqlStorage(url, prefix=prefix))
+    run(use, SqlStorage(url, prefix=prefix))
 
 
 def test_a_second_open_keeps_the_data(url: str, prefix: str) -> None:

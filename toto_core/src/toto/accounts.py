@@ -7,9 +7,10 @@ import base64
 import hashlib
 import hmac
 import os
-import time
 import unicodedata
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from toto.exceptions import (
     ERROR_INVALID_USER_ID,
@@ -23,6 +24,9 @@ from toto.exceptions import (
 
 if TYPE_CHECKING:
     from toto.handler import TotoHandler
+    from toto.storage import Storage
+
+T = TypeVar("T")
 
 MAX_USER_ID = 256
 MAX_PASSWORD = 1024
@@ -58,15 +62,45 @@ def verify_password_sync(password: str, stored: str) -> bool:
     return hmac.compare_digest(digest, expected)
 
 
-async def hash_password(password: str, cost: int) -> str:
-    # scrypt takes tens of milliseconds by design: keep it off the event loop.
-    hashed: str = await asyncio.get_running_loop().run_in_executor(None, hash_password_sync, password, cost)
-    return hashed
+class PasswordHasher:
+    """Hashes and checks passwords on ``concurrency`` threads of their own, with at most
+    ``queue`` more waiting; beyond that a call answers 1014 at once.
 
+    scrypt costs tens of milliseconds of CPU and 16 MiB by design: without a bound, a
+    burst of logins (or one batch of them) would queue seconds of work and memory
+    behind every other request of the process.
+    """
 
-async def verify_password(password: str, stored: str) -> bool:
-    ok: bool = await asyncio.get_running_loop().run_in_executor(None, verify_password_sync, password, stored)
-    return ok
+    def __init__(self, cost: int, concurrency: int, queue: int) -> None:
+        self.cost = cost
+        self.concurrency = max(1, concurrency)
+        self.queue = max(0, queue)
+        self._pending = 0
+        self._executor: ThreadPoolExecutor | None = None
+        self._dummy: str | None = None
+
+    async def _run(self, work: Callable[..., T], *args: Any) -> T:
+        if self._pending >= self.concurrency + self.queue:
+            raise TotoException(ERROR_TOO_MANY_LOGINS, "The server is busy checking passwords; try again shortly.")
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="toto-password")
+        self._pending += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, work, *args)
+        finally:
+            self._pending -= 1
+
+    async def hash(self, password: str) -> str:
+        return await self._run(hash_password_sync, password, self.cost)
+
+    async def verify(self, password: str, stored: str | None) -> bool:
+        """Whether ``password`` matches ``stored``; None (an unknown user) costs the same and is False."""
+        if stored is None:
+            if self._dummy is None:
+                self._dummy = await self.hash("dummy password")
+            await self._run(verify_password_sync, password, self._dummy)
+            return False
+        return await self._run(verify_password_sync, password, stored)
 
 
 def normalize_user_id(user_id: Any) -> str:
@@ -96,44 +130,96 @@ def _fields(parameters: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in parameters.items() if k not in RESERVED_FIELDS}
 
 
-class LoginLimiter:
-    """Counts failed logins per user id and per client address inside a sliding window.
+def _digest(*parts: str) -> str:
+    """A fixed-length storage key part for text a client chose (user ids, addresses)."""
+    return hashlib.blake2b("\0".join(parts).encode("utf-8"), digest_size=16).hexdigest()
 
-    In-process: a deployment of many servers multiplies the allowance by their number.
+
+class LoginLimiter:
+    """The login policy, counted in the storage so that every process and server of a
+    deployment shares one count (see SECURITY.md).
+
+    - Per user id and client address: at most ``attempts`` failed logins per ``window``.
+      The attempt is counted before the password is hashed, so guesses sent at once
+      (concurrent requests, batch entries) are counted before any is checked; a login
+      that succeeds gives its attempt back.
+    - Per user id over all addresses (``user_attempts``) and per address over all user
+      ids (``address_attempts``): slower backstops against guessing from many addresses
+      and against trying many users from one. Over them, only an address that signed
+      this user in within ``trust`` seconds gets through, so an attacker's failures
+      never lock out the right password from a client that did not fail.
     """
 
-    def __init__(self, attempts: int, window: float) -> None:
+    def __init__(
+        self, attempts: int, window: float, user_attempts: int = 100, address_attempts: int = 100, trust: float = 0
+    ) -> None:
         self.attempts = attempts
         self.window = window
-        self._failures: dict[str, list[float]] = {}
+        self.user_attempts = user_attempts
+        self.address_attempts = address_attempts
+        self.trust = trust
 
-    def _recent(self, key: str, now: float) -> list[float]:
-        stamps = [t for t in self._failures.get(key, ()) if now - t < self.window]
-        if stamps:
-            self._failures[key] = stamps
-        else:
-            self._failures.pop(key, None)
-        return stamps
-
-    def check(self, user_id: str, address: str) -> None:
+    async def begin(self, storage: Storage, user_id: str, address: str) -> LoginAttempt:
+        """Count one attempt of ``user_id`` from ``address``, or raise 1014 when it is over a limit."""
+        attempt = LoginAttempt(self, storage, user_id, address)
         if self.attempts <= 0:
-            return
-        now = time.time()
-        if len(self._recent("u:" + user_id, now)) >= self.attempts or (
-            len(self._recent("a:" + address, now)) >= self.attempts * 10
-        ):
-            raise TotoException(ERROR_TOO_MANY_LOGINS, "Too many failed logins; try again later.")
-        if len(self._failures) > 100_000:
-            for key in list(self._failures):
-                self._recent(key, now)
+            return attempt
+        window = self.window
+        if await storage.increment(attempt.pair_key, window) > self.attempts:
+            raise _too_many()
+        attempt.counted.append(attempt.pair_key)
+        by_user, by_address = await asyncio.gather(
+            storage.increment(attempt.user_key, window), storage.increment(attempt.address_key, window)
+        )
+        attempt.counted += [attempt.user_key, attempt.address_key]
+        over = (self.user_attempts > 0 and by_user > self.user_attempts) or (
+            self.address_attempts > 0 and by_address > self.address_attempts
+        )
+        if over and not (self.trust > 0 and await storage.increment(attempt.trust_key, self.trust, 0) > 0):
+            await attempt.give_back()  # refused before any password was tried: it is no failure
+            raise _too_many()
+        return attempt
 
-    def failed(self, user_id: str, address: str) -> None:
-        now = time.time()
-        self._failures.setdefault("u:" + user_id, []).append(now)
-        self._failures.setdefault("a:" + address, []).append(now)
 
-    def succeeded(self, user_id: str) -> None:
-        self._failures.pop("u:" + user_id, None)
+class LoginAttempt:
+    """One counted login attempt: ``succeeded()`` gives it back and trusts the address."""
+
+    def __init__(self, limiter: LoginLimiter, storage: Storage, user_id: str, address: str) -> None:
+        self.limiter = limiter
+        self.storage = storage
+        self.pair_key = "login:pair:" + _digest(user_id, address)
+        self.trust_key = "login:trust:" + _digest(user_id, address)
+        self.user_key = "login:user:" + _digest(user_id)
+        self.address_key = "login:address:" + _digest(address)
+        self.counted: list[str] = []
+
+    async def give_back(self) -> None:
+        counted, self.counted = self.counted, []
+        if counted:
+            window = self.limiter.window
+            await asyncio.gather(*(self.storage.increment(key, window, -1) for key in counted))
+
+    async def succeeded(self) -> None:
+        await self.give_back()
+        if self.limiter.trust > 0 and self.limiter.attempts > 0:
+            await self.storage.increment(self.trust_key, self.limiter.trust)
+
+
+def _too_many() -> TotoException:
+    return TotoException(ERROR_TOO_MANY_LOGINS, "Too many failed logins; try again later.")
+
+
+def count_password_call(handler: Any) -> None:
+    """Allow at most ``max_batch_logins`` password checks (login, create, update) per HTTP
+    request, so one batch cannot carry a hundred guesses; raise 1014 beyond it."""
+    request_handler = getattr(handler, "handler", handler)  # a batch entry's own handler
+    calls = request_handler.__dict__.get("_password_calls", 0) + 1
+    request_handler.__dict__["_password_calls"] = calls
+    limit = request_handler.server.max_batch_logins
+    if calls > limit:
+        raise TotoException(
+            ERROR_TOO_MANY_LOGINS, f"At most {limit} account.login, account.create or account.update per request."
+        )
 
 
 def _session_answer(handler: TotoHandler) -> dict[str, Any]:
@@ -156,8 +242,9 @@ def _credentials(parameters: Any) -> tuple[dict[str, Any], str, str]:
 
 async def create(handler: TotoHandler, parameters: Any) -> dict[str, Any]:
     parameters, user_id, password = _credentials(parameters)
+    count_password_call(handler)
     server = handler.server
-    password_hash = await hash_password(password, server.options.password_cost)
+    password_hash = await server.passwords.hash(password)
     try:
         await server.storage.create_account(user_id, password_hash, _fields(parameters))
     except DuplicateAccount:
@@ -166,28 +253,16 @@ async def create(handler: TotoHandler, parameters: Any) -> dict[str, Any]:
     return _session_answer(handler)
 
 
-# Verified against when the user is unknown, so both failures cost the same time.
-_DUMMY_HASH: str | None = None
-
-
 async def login(handler: TotoHandler, parameters: Any) -> dict[str, Any]:
-    global _DUMMY_HASH
     parameters, user_id, password = _credentials(parameters)
+    count_password_call(handler)
     server = handler.server
-    address = handler.request.remote_ip or ""
-    server.login_limiter.check(user_id, address)
+    attempt = await server.login_limiter.begin(server.storage, user_id, handler.request.remote_ip or "")
     account = await server.storage.get_account(user_id)
-    if account is None:
-        if _DUMMY_HASH is None:
-            _DUMMY_HASH = await hash_password("dummy password", server.options.password_cost)
-        await verify_password(password, _DUMMY_HASH)
-        ok = False
-    else:
-        ok = await verify_password(password, account.password_hash)
-    if not ok:
-        server.login_limiter.failed(user_id, address)
+    # An unknown user costs a hash too, so both failures take the same time.
+    if not await server.passwords.verify(password, account.password_hash if account else None):
         raise TotoException(ERROR_USER_NOT_FOUND, "Invalid user ID or password")
-    server.login_limiter.succeeded(user_id)
+    await attempt.succeeded()
     await handler.create_session(user_id)
     return _session_answer(handler)
 
@@ -207,13 +282,16 @@ async def update(handler: TotoHandler, parameters: Any) -> dict[str, Any]:
     assert session is not None and session.user_id is not None
     server = handler.server
     password = _password(parameters)
+    count_password_call(handler)
+    attempt = await server.login_limiter.begin(server.storage, session.user_id, handler.request.remote_ip or "")
     account = await server.storage.get_account(session.user_id)
-    if account is None or not await verify_password(password, account.password_hash):
+    if not await server.passwords.verify(password, account.password_hash if account else None):
         raise TotoException(ERROR_USER_NOT_FOUND, "Invalid user ID or password")
+    await attempt.succeeded()
     updated: list[str] = []
     new_hash = None
     if "new_password" in parameters:
-        new_hash = await hash_password(_password(parameters, "new_password"), server.options.password_cost)
+        new_hash = await server.passwords.hash(_password(parameters, "new_password"))
         updated.append("password")
     fields = _fields(parameters)
     updated.extend(sorted(fields))

@@ -30,9 +30,11 @@ from toto.exceptions import (
     ERROR_INVALID_SESSION_ID,
     ERROR_MALFORMED_REQUEST,
     ERROR_MISSING_METHOD,
+    ERROR_NOT_FOUND,
     ERROR_SERVER,
     ERROR_SERVICE_UNAVAILABLE,
     ERROR_UNSUPPORTED_CONTENT_TYPE,
+    ERROR_VERB_NOT_ALLOWED,
     TotoException,
 )
 from toto.http import Request, Route
@@ -110,6 +112,11 @@ def header_value(value: Any) -> str:
     return text
 
 
+def head_size(headers: httputil.HTTPHeaders) -> int:
+    """The bytes of a request's header lines, about as they came (name, ": ", value, CRLF)."""
+    return sum(len(name) + len(value) + 4 for name, value in headers.get_all())
+
+
 class TotoApplication(httputil.HTTPServerConnectionDelegate):
     """What Tornado's ``HTTPServer`` calls for each request: a ``RequestDelegate`` each.
 
@@ -125,6 +132,8 @@ class TotoApplication(httputil.HTTPServerConnectionDelegate):
         self._date_second = -1
         self._defaults: dict[str, str] = {}
         self.routes: dict[str, Route] = server.routes
+        self.max_request_line = server.max_request_line
+        self.max_header_size = server.max_header_size
 
     def start_request(self, server_conn: object, request_conn: httputil.HTTPConnection) -> httputil.HTTPMessageDelegate:
         return RequestDelegate(self, server_conn, request_conn)
@@ -169,6 +178,9 @@ class RequestDelegate(httputil.HTTPMessageDelegate):
         )
         app = self.app
         handler = self.handler = TotoHandler(app, request, server=app.toto_server)
+        if len(request.uri or "") > app.max_request_line or head_size(headers) > app.max_header_size:
+            handler._refuse_head()
+            return
         path = app.method_path(request.path)
         route = app.routes.get(path.strip("/")) if path is not None and app.routes else None
         if path is None:
@@ -219,6 +231,8 @@ class TotoHandler:
     SUPPORTED_METHODS = ("GET", "HEAD", "POST", "OPTIONS")
     #: The answer's envelope once written (read by the access log).
     _payload: dict[str, Any] | None = None
+    #: With request hooks: when this request started, until toto_request_finished is called.
+    _observed_since: float | None = None
     #: Parameters came as query or form text, so typed methods may read "1" as 1 (toto.validation).
     _text_parameters = False
 
@@ -270,6 +284,23 @@ class TotoHandler:
             elif size > self.server.max_body_size:
                 self._refuse(413, self._too_large())
 
+    def _refuse_head(self) -> None:
+        """414 for a request target over ``max_request_line``, else 431 for headers over
+        ``max_header_size``; the connection closes after the answer."""
+        server = self.server
+        if len(self.request.uri or "") > server.max_request_line:
+            limit = server.max_request_line
+            self._refuse(
+                414,
+                TotoException(ERROR_MALFORMED_REQUEST, f"Request target longer than max_request_line ({limit} bytes)"),
+            )
+        else:
+            limit = server.max_header_size
+            self._refuse(
+                431,
+                TotoException(ERROR_MALFORMED_REQUEST, f"Request headers larger than max_header_size ({limit} bytes)"),
+            )
+
     def _too_large(self) -> TotoException:
         limit = self.server.max_body_size
         return TotoException(ERROR_MALFORMED_REQUEST, f"Request body is larger than max_body_size ({limit} bytes)")
@@ -308,27 +339,33 @@ class TotoHandler:
             await self._serve()
 
     async def _execute_observed(self) -> None:
-        hook = self.server.hook
-        started = time.perf_counter()
+        started = self._observed_since = time.perf_counter()
         try:
-            hook.toto_request_started(handler=self)
+            self.server.hook.toto_request_started(handler=self)
         except Exception:
             log.exception("a toto_request_started hook failed")
         try:
             await self._serve()
         finally:
-            error = self._error
-            try:
-                hook.toto_request_finished(
-                    handler=self,
-                    method=self._called,
-                    batch=self._batch_size,
-                    status=self._status_code if self._finished else 499,
-                    error=None if error is None else error.to_dict(),
-                    seconds=time.perf_counter() - started,
-                )
-            except Exception:
-                log.exception("a toto_request_finished hook failed")
+            if self._observed_since is not None:  # ended without an answer: the client went away
+                self._report_finished(499, started)
+
+    def _report_finished(self, status: int, started: float) -> None:
+        """toto_request_finished, called once the answer is decided and before its bytes go out,
+        so what plugins count survives a process that dies right after answering."""
+        self._observed_since = None
+        error = self._error
+        try:
+            self.server.hook.toto_request_finished(
+                handler=self,
+                method=self._called,
+                batch=self._batch_size,
+                status=status,
+                error=None if error is None else error.to_dict(),
+                seconds=time.perf_counter() - started,
+            )
+        except Exception:
+            log.exception("a toto_request_finished hook failed")
 
     async def _serve(self) -> None:
         """Anything that escapes the verb is a 500 in the protocol's shape."""
@@ -443,6 +480,8 @@ class TotoHandler:
                     self._headers.pop(name, None)
             elif "Content-Length" not in self._headers:
                 self._headers["Content-Length"] = str(sum(len(part) for part in self._write_buffer))
+        if self._observed_since is not None:
+            self._report_finished(self._status_code, self._observed_since)
         connection = self.request.connection
         assert connection is not None
         connection.set_close_callback(None)  # type: ignore[attr-defined]
@@ -589,7 +628,9 @@ class TotoHandler:
                 return
             raise TotoException(ERROR_INVALID_SESSION_ID, "Invalid session")
         self._locked_session = session
-        server.authenticator.verify_request(self, session, body)
+        checked = server.authenticator.verify_request(self, session, body)
+        if checked is not None:
+            await checked
         new_expiry = server.sessions.renewal(session)
         if new_expiry is not None:
             await server.storage.touch_session(session.session_id, new_expiry)
@@ -824,10 +865,15 @@ class TotoHandler:
         return TotoException(ERROR_SERVER, f"Server error ({type(exc).__name__})")
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
-        # Tornado-level errors (405, unexpected failures) in the protocol's shape, never a page.
-        reason = self._reason or "error"
+        # Transport-level errors (404, 405, unexpected failures) in the protocol's shape, never a page.
+        if status_code == 404:
+            error = {"code": ERROR_NOT_FOUND, "value": "Not found: the path is outside this server's root."}
+        elif status_code == 405:
+            error = {"code": ERROR_VERB_NOT_ALLOWED, "value": f"HTTP verb {self.request.method} is not allowed here."}
+        else:
+            error = {"code": ERROR_SERVER, "value": self._reason or "error"}
         self._headers["Content-Type"] = "application/json"
-        self.finish(self.server.default_serializer.encode({"error": {"code": ERROR_SERVER, "value": reason}}))
+        self.finish(self.server.default_serializer.encode({"error": error}))
 
     # -- events and lifecycle -----------------------------------------------------------
     def register_event_handler(

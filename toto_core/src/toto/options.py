@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -178,6 +179,21 @@ def define_core_options(options: Options) -> None:
     d("anon_session_renew", 12 * 3600.0, float, "renewal threshold of anonymous sessions")
     d("purge_interval", 60.0, float, "seconds between purges of expired sessions (storages without native expiry)")
     d("max_body_size", 10 * 1024 * 1024, int, "largest request body in bytes (larger: 413)")
+    d("max_header_size", 64 * 1024, int, "largest request head (request line and headers) in bytes (larger: 431)")
+    d("max_request_line", 16 * 1024, int, "longest request target (path and query) in bytes (longer: 414)")
+    d(
+        "idle_timeout",
+        15.0,
+        float,
+        "seconds a connection may take to send a complete request head, also between kept-alive requests (0: none)",
+    )
+    d("body_timeout", 30.0, float, "seconds a request may take to send its body (0: none)")
+    d(
+        "max_connections",
+        10000,
+        int,
+        "open connections per process; beyond, new ones get 503 and are closed (0: no cap)",
+    )
     d("method_select", "both", str, "where the method name may come from", choices=("both", "url", "parameter"))
     d("root", "/", str, "URL path the API is mounted under")
     d("allow_origin", "*", str, "Access-Control-Allow-Origin value")
@@ -193,8 +209,29 @@ def define_core_options(options: Options) -> None:
     d("state_serializer", "json", str, "safe serializer for session state and event payloads")
     d("builtin_accounts", True, bool, "serve account.create/login/logout/update when the app has none")
     d("password_cost", 14, int, "scrypt cost as log2(N); 14 means N=16384 (about 16 MiB per hash)")
-    d("login_attempts", 5, int, "failed logins per user id within login_window before 1014")
+    d(
+        "login_attempts",
+        5,
+        int,
+        "failed logins per user id and client address within login_window before 1014 (0: no limit)",
+    )
     d("login_window", 300.0, float, "seconds over which failed logins are counted")
+    d(
+        "login_user_attempts",
+        100,
+        int,
+        "failed logins per user id from all addresses within login_window; beyond, trusted addresses only (0: off)",
+    )
+    d(
+        "login_address_attempts",
+        100,
+        int,
+        "failed logins per address for all user ids within login_window; beyond, trusted addresses only (0: off)",
+    )
+    d("login_trust", 30 * 24 * 3600.0, float, "seconds an address that signed a user in stays trusted for that user")
+    d("max_batch_logins", 1, int, "most account.login/create/update calls in one request (a batch)")
+    d("password_threads", max(1, os.cpu_count() or 1), int, "password hashes computed at once per process")
+    d("password_queue", 16, int, "password hashes waiting per process; beyond, logins answer 1014 at once")
     d("signature_window", 300.0, float, "session_key mode: accepted clock skew in seconds")
     d("max_batch", 100, int, "most calls in one batch request")
     d("health_path", "_health", str, "path below root of the health check (readiness; /live: liveness); empty: off")

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from tornado.httpserver import HTTPServer
 
+from toto.connections import make_http_server
 from toto.exceptions import PluginError
 from toto.lookup import MethodLookup
 from toto.options import OptionError, Options, define_core_options, print_error_and_exit
@@ -97,6 +98,8 @@ class TotoServer:
         self.debug = bool(o.debug)
         self.max_body_size = int(o.max_body_size)
         self.max_batch = int(o.max_batch)
+        self.max_header_size = int(o.max_header_size)
+        self.max_request_line = int(o.max_request_line)
         self.method_select = o.method_select
         self.allow_origin = o.allow_origin
         self.event_loop = pick_event_loop(o.event_loop)
@@ -135,9 +138,17 @@ class TotoServer:
         self.request_hooks = bool(
             self.hook.toto_request_started.get_hookimpls() or self.hook.toto_request_finished.get_hookimpls()
         )
-        from toto.accounts import LoginLimiter
+        from toto.accounts import LoginLimiter, PasswordHasher
 
-        self.login_limiter = LoginLimiter(int(o.login_attempts), float(o.login_window))
+        self.login_limiter = LoginLimiter(
+            int(o.login_attempts),
+            float(o.login_window),
+            user_attempts=int(o.login_user_attempts),
+            address_attempts=int(o.login_address_attempts),
+            trust=float(o.login_trust),
+        )
+        self.passwords = PasswordHasher(int(o.password_cost), int(o.password_threads), int(o.password_queue))
+        self.max_batch_logins = int(o.max_batch_logins)
         #: Fixed paths below ``root`` that are not method calls (``toto_register_routes``).
         self.routes = merge_routes(self.pm, self)
 
@@ -182,9 +193,7 @@ class TotoServer:
         for result in self.hook.toto_startup(server=self):
             if inspect.isawaitable(result):
                 await result
-        self.http_server = HTTPServer(
-            self.make_app(), xheaders=bool(o.xheaders), max_body_size=max(self.max_body_size * 2, 1 << 30)
-        )
+        self.http_server = make_http_server(self.make_app(), o, max(self.max_body_size * 2, 1 << 30))
         if sockets is not None:
             self.http_server.add_sockets(sockets)
         else:

@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator, MutableMapping
 from typing import TYPE_CHECKING, Any
 
-from toto.exceptions import ERROR_SERVER, TotoException
+from toto.exceptions import ERROR_SERVER, ERROR_SESSION_CONFLICT, TotoException
 from toto.storage import SessionRecord
 
 if TYPE_CHECKING:
@@ -112,7 +112,12 @@ class Session(MutableMapping[str, Any]):
         async def write() -> None:
             if previous is not None:
                 await asyncio.shield(previous)
-            await storage.save_state(self._record.session_id, data)
+            record = self._record
+            # The version check is what serializes writers of other processes and servers.
+            written = await storage.save_state(record.session_id, data, record.version)
+            if written is None:
+                raise session_conflict()
+            record.version = written
             if self._lock_entry is not None:
                 self._lock_entry.version += 1
 
@@ -127,6 +132,14 @@ class Session(MutableMapping[str, Any]):
 
     def __repr__(self) -> str:
         return f"<Session {self.session_id[:6]}... user={self.user_id!r}>"
+
+
+def session_conflict() -> TotoException:
+    """1018: another process or server saved this session's state since this request read it."""
+    return TotoException(
+        ERROR_SESSION_CONFLICT,
+        "The session state was changed by a concurrent request and this request's changes were not saved; retry.",
+    )
 
 
 class SessionManager:
@@ -222,7 +235,13 @@ class SessionManager:
     async def lock(self, session: Session) -> None:
         """Serialize requests on one session inside this process, so a read-modify-write
         of its state is never lost. Reloads the state if another request saved it while
-        this one waited."""
+        this one waited.
+
+        Between processes and servers the guard is the version that ``save_state``
+        checks instead: a request whose session was saved elsewhere after it read it
+        fails with 1018 (retry) and saves nothing. A deployment-wide lock would cost
+        every request on a session two more round trips, reads included; the check
+        costs nothing until a state is saved (see SECURITY.md)."""
         entry = session._lock_entry
         if entry is None or session._locked:
             return
@@ -232,6 +251,7 @@ class SessionManager:
             fresh = await self.storage.load_session(session.session_id)
             if fresh is not None:
                 session._record.state = fresh.state
+                session._record.version = fresh.version
                 session._state = None
 
     def release(self, session: Session) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import collections
 import hashlib
 import hmac
 import time
@@ -13,6 +12,8 @@ from toto.auth import Authenticator
 from toto.exceptions import ERROR_INVALID_HMAC, ERROR_SIGNATURE_EXPIRED, TotoException
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
     from toto.handler import TotoHandler
     from toto.sessions import Session
 
@@ -65,11 +66,11 @@ class SessionKeySigning(Authenticator):
 
     def __init__(self, window: float = 300.0) -> None:
         self.window = window
-        # Signatures seen inside the window, oldest first, to refuse replays.
-        self._seen: set[str] = set()
-        self._seen_order: collections.deque[tuple[float, str]] = collections.deque()
 
-    def verify_request(self, handler: TotoHandler, session: Session, body: bytes) -> None:
+    def verify_request(self, handler: TotoHandler, session: Session, body: bytes) -> Awaitable[None]:
+        """Check the timestamp and the signature now; the returned awaitable refuses a
+        signature that any process or server of the deployment has seen (the storage's
+        ``first_seen``, which outlives a restart for as long as the timestamp is valid)."""
         request = handler.request
         given = request.headers.get("x-toto-hmac")
         stamp = request.headers.get("x-toto-timestamp", "")
@@ -86,16 +87,8 @@ class SessionKeySigning(Authenticator):
         given = given.strip()
         if not hmac.compare_digest(expected.encode("ascii"), given.encode("latin-1", "replace")):
             raise _invalid_hmac()
-        self._forget_old(now)
-        if given in self._seen:
-            raise TotoException(ERROR_SIGNATURE_EXPIRED, "Signature already used")
-        self._seen.add(given)
-        self._seen_order.append((now + 2 * self.window, given))
-
-    def _forget_old(self, now: float) -> None:
-        order = self._seen_order
-        while order and order[0][0] < now:
-            self._seen.discard(order.popleft()[1])
+        # Remembered until its timestamp is refused anyway (plus a second of rounding).
+        return _first_use(handler, given, sent_at + self.window - now + 1)
 
     def sign_response(self, handler: TotoHandler, session: Session, body: bytes) -> None:
         if not session.key:
@@ -103,6 +96,11 @@ class SessionKeySigning(Authenticator):
         stamp = str(int(time.time()))
         handler.set_header("x-toto-timestamp", stamp)
         handler.set_header("x-toto-hmac", session_key_response_hmac(decode_session_key(session.key), stamp, body))
+
+
+async def _first_use(handler: TotoHandler, signature: str, ttl: float) -> None:
+    if not await handler.server.storage.first_seen("sig:" + signature, ttl):
+        raise TotoException(ERROR_SIGNATURE_EXPIRED, "Signature already used")
 
 
 class NoSigning(Authenticator):

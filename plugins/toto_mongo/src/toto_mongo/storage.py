@@ -1,13 +1,15 @@
 """Accounts and sessions in MongoDB, on pymongo's native asyncio API (``AsyncMongoClient``).
 
-Two collections in the database named by the URL, under a prefix ``P`` (default ``toto_``)::
+Three collections in the database named by the URL, under a prefix ``P`` (default ``toto_``)::
 
     P accounts   {user_id: <lower-cased id>, password_hash, fields: {...}}
                  unique index on user_id: of two creates racing on one id, exactly one wins
     P sessions   {_id: <session id>, user_id, expires: <unix seconds>, expires_at: <date>,
-                  state: <bytes>, key}
+                  state: <bytes>, key, version: <writes of state>}
                  TTL index on expires_at (MongoDB deletes expired sessions by itself),
                  index on user_id (logging a user out everywhere)
+    P guards     {_id: <key>, n: <counter>, expires, expires_at}: counters and "seen once"
+                 marks (``increment``, ``first_seen``), TTL index on expires_at
 
 ``expires`` is the exact float the protocol answers; ``expires_at`` is the same
 instant as a BSON date for the TTL index. MongoDB's TTL monitor runs about once a
@@ -28,7 +30,7 @@ from typing import Any
 
 from bson.binary import Binary
 from bson.errors import InvalidDocument
-from pymongo import ASCENDING, AsyncMongoClient, IndexModel
+from pymongo import ASCENDING, AsyncMongoClient, IndexModel, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import (
@@ -185,6 +187,7 @@ class MongoStorage(Storage):
             ) from error
         self._accounts: AsyncCollection[dict[str, Any]] = self.db[self.prefix + "accounts"]
         self._sessions: AsyncCollection[dict[str, Any]] = self.db[self.prefix + "sessions"]
+        self._guards: AsyncCollection[dict[str, Any]] = self.db[self.prefix + "guards"]
         self._session_reads: ReadBatcher[str, dict[str, Any] | None] = ReadBatcher(self._read_sessions)
         try:
             await self._ensure_indexes()
@@ -243,6 +246,9 @@ class MongoStorage(Storage):
                     IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expires_ttl"),
                     IndexModel([("user_id", ASCENDING)], name="user_id"),
                 ]
+            )
+            await self._guards.create_indexes(
+                [IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expires_ttl")]
             )
         except (PyMongoError, OSError, asyncio.TimeoutError) as error:
             if _unreachable(error):
@@ -306,6 +312,7 @@ class MongoStorage(Storage):
                 "expires_at": _as_date(record.expires),
                 "state": Binary(record.state),
                 "key": record.key,
+                "version": int(record.version),
             }
             await self._sessions.replace_one({"_id": record.session_id}, document, upsert=True)
 
@@ -329,6 +336,7 @@ class MongoStorage(Storage):
             expires=float(document["expires"]),
             state=bytes(document.get("state") or b""),
             key=document.get("key"),
+            version=int(document.get("version") or 0),
         )
 
     async def touch_session(self, session_id: str, expires: float) -> None:
@@ -339,9 +347,57 @@ class MongoStorage(Storage):
                 {"$set": {"expires": float(expires), "expires_at": _as_date(expires)}},
             )
 
-    async def save_state(self, session_id: str, state: bytes) -> None:
+    async def save_state(self, session_id: str, state: bytes, version: int | None = None) -> int | None:
+        query: dict[str, Any] = {"_id": session_id, "expires": {"$gt": time.time()}}
+        if version is not None:
+            # Sessions stored before versions existed have none: that is version 0.
+            query["version"] = int(version) if version else {"$in": [0, None]}
         async with self._call():
-            await self._sessions.update_one({"_id": session_id}, {"$set": {"state": Binary(state)}})
+            document = await self._sessions.find_one_and_update(
+                query,
+                {"$set": {"state": Binary(state)}, "$inc": {"version": 1}},
+                projection={"version": True},
+                return_document=ReturnDocument.AFTER,
+            )
+        return None if document is None else int(document["version"])
+
+    # -- deployment guards ------------------------------------------------------------
+    async def increment(self, key: str, ttl: float, amount: int = 1) -> int:
+        now = time.time()
+        async with self._call():
+            while True:
+                document = await self._guards.find_one_and_update(
+                    {"_id": key, "expires": {"$gt": now}},
+                    {"$inc": {"n": int(amount)}},
+                    return_document=ReturnDocument.AFTER,
+                )
+                if document is not None:
+                    return int(document["n"])
+                # Absent or expired: start a window. Of two that race, one inserts and the
+                # other meets the duplicate key and increments the new window instead.
+                try:
+                    document = await self._guards.find_one_and_update(
+                        {"_id": key, "expires": {"$lte": now}},
+                        {"$set": {"n": int(amount), "expires": now + ttl, "expires_at": _as_date(now + ttl)}},
+                        upsert=True,
+                        return_document=ReturnDocument.AFTER,
+                    )
+                except DuplicateKeyError:
+                    continue
+                assert document is not None
+                return int(document["n"])
+
+    async def first_seen(self, key: str, ttl: float) -> bool:
+        now = time.time()
+        mark = {"expires": now + ttl, "expires_at": _as_date(now + ttl)}
+        async with self._call():
+            try:
+                await self._guards.insert_one({"_id": key, "n": 1, **mark})
+                return True
+            except DuplicateKeyError:
+                # Seen before: a new mark only when the old one has expired (the TTL monitor lags).
+                result = await self._guards.update_one({"_id": key, "expires": {"$lte": now}}, {"$set": mark})
+                return bool(result.modified_count)
 
     async def delete_session(self, session_id: str) -> None:
         async with self._call():
@@ -359,6 +415,7 @@ class MongoStorage(Storage):
         now = time.time()
         async with self._call():
             result = await self._sessions.delete_many({"expires_at": {"$lte": _as_date(now)}, "expires": {"$lte": now}})
+            await self._guards.delete_many({"expires": {"$lte": now}})
         return int(result.deleted_count)
 
 

@@ -3,9 +3,10 @@
 Key layout under the prefix ``P`` (default ``toto:``)::
 
     P account:<user_id>         hash  p = password hash, f:<name> = JSON of each account field
-    P session:<session_id>      hash  e = expires (unix seconds), u = user id, s = state, k = key;
-                                      Redis expires the key itself (PEXPIREAT = e)
+    P session:<session_id>      hash  e = expires (unix seconds), u = user id, s = state, k = key,
+                                      v = version of the state; Redis expires the key itself (PEXPIREAT = e)
     P user_sessions:<user_id>   set   the user's session ids; expires with the user's last session
+    P guard:<key>               string  a counter (``increment``) or a mark (``first_seen``), with its TTL
 
 Every write that must be atomic or must touch several keys is one Lua script, so
 each storage call is one round trip. The scripts build keys from the prefix and
@@ -69,7 +70,7 @@ return 1
 
 # KEYS[1] session, KEYS[2] new owner's set (ignored when ARGV[6] == '').
 # ARGV: 1 session id, 2 user-set key prefix, 3 session key prefix, 4 expires ms, 5 now ms,
-#       6 user id ('' = anonymous), 7 expires text, 8 state, 9 signing key ('' = none)
+#       6 user id ('' = anonymous), 7 expires text, 8 state, 9 signing key ('' = none), 10 version
 _STORE_SESSION = (
     _EXTEND
     + """
@@ -78,7 +79,7 @@ if old then redis.call('SREM', ARGV[2] .. old, ARGV[1]) end
 redis.call('DEL', KEYS[1])
 local at, now = tonumber(ARGV[4]), tonumber(ARGV[5])
 if at <= now then return 0 end
-redis.call('HSET', KEYS[1], 'e', ARGV[7], 's', ARGV[8])
+redis.call('HSET', KEYS[1], 'e', ARGV[7], 's', ARGV[8], 'v', ARGV[10])
 if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'u', ARGV[6]) end
 if ARGV[9] ~= '' then redis.call('HSET', KEYS[1], 'k', ARGV[9]) end
 redis.call('PEXPIREAT', KEYS[1], at)
@@ -109,11 +110,20 @@ return 1
 """
 )
 
-# KEYS[1] session.  ARGV[1] state.  Never creates a session.
+# KEYS[1] session.  ARGV: 1 state, 2 the version it must have ('' = any).  Never creates a session.
 _SAVE_STATE = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], 's', ARGV[1])
-return 1
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
+if ARGV[2] ~= '' and tonumber(ARGV[2]) ~= v then return -1 end
+redis.call('HSET', KEYS[1], 's', ARGV[1], 'v', v + 1)
+return v + 1
+"""
+
+# KEYS[1] counter.  ARGV: 1 amount, 2 ttl ms.  The first increment of a window sets its expiry.
+_INCREMENT = """
+local value = redis.call('INCRBY', KEYS[1], ARGV[1])
+if redis.call('PTTL', KEYS[1]) == -1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return value
 """
 
 # KEYS[1] session.  ARGV: 1 session id, 2 user-set key prefix
@@ -158,6 +168,7 @@ class RedisStorage(Storage):
         self._account = self.prefix + "account:"
         self._session = self.prefix + "session:"
         self._user_sessions = self.prefix + "user_sessions:"
+        self._guard = self.prefix + "guard:"
 
     @classmethod
     def from_options(cls, options: Any) -> RedisStorage:
@@ -180,6 +191,7 @@ class RedisStorage(Storage):
         self._store_session = client.register_script(_STORE_SESSION)
         self._touch_session = client.register_script(_TOUCH_SESSION)
         self._save_state = client.register_script(_SAVE_STATE)
+        self._increment = client.register_script(_INCREMENT)
         self._delete_session = client.register_script(_DELETE_SESSION)
         self._delete_user_sessions = client.register_script(_DELETE_USER_SESSIONS)
         if not await self.ping():
@@ -248,6 +260,7 @@ class RedisStorage(Storage):
             repr(float(record.expires)),
             record.state,
             record.key or "",
+            int(record.version),
         ]
         async with unavailable_on_fault("Redis storage"):
             await self._store_session(keys=keys, args=args)
@@ -278,6 +291,7 @@ class RedisStorage(Storage):
             expires=expires,
             state=stored.get(b"s", b""),
             key=key.decode("utf-8") if key else None,
+            version=int(stored.get(b"v", 0)),
         )
 
     async def touch_session(self, session_id: str, expires: float) -> None:
@@ -286,9 +300,20 @@ class RedisStorage(Storage):
         async with unavailable_on_fault("Redis storage"):
             await self._touch_session(keys=[self._session + session_id], args=args)
 
-    async def save_state(self, session_id: str, state: bytes) -> None:
+    async def save_state(self, session_id: str, state: bytes, version: int | None = None) -> int | None:
+        expected = "" if version is None else int(version)
         async with unavailable_on_fault("Redis storage"):
-            await self._save_state(keys=[self._session + session_id], args=[state])
+            written = int(await self._save_state(keys=[self._session + session_id], args=[state, expected]))
+        return None if written < 0 else written
+
+    async def increment(self, key: str, ttl: float, amount: int = 1) -> int:
+        args = [int(amount), max(1, int(ttl * 1000))]
+        async with unavailable_on_fault("Redis storage"):
+            return int(await self._increment(keys=[self._guard + key], args=args))
+
+    async def first_seen(self, key: str, ttl: float) -> bool:
+        async with unavailable_on_fault("Redis storage"):
+            return bool(await self._client.set(self._guard + key, b"1", nx=True, px=max(1, int(ttl * 1000))))
 
     async def delete_session(self, session_id: str) -> None:
         async with unavailable_on_fault("Redis storage"):

@@ -9,19 +9,22 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import Column, Double, Index, Integer, LargeBinary, MetaData, String, Table, Text
+from sqlalchemy import BigInteger, Column, Double, Index, Integer, LargeBinary, MetaData, String, Table, Text, text
 from sqlalchemy.dialects import mysql
 from sqlalchemy.types import TypeEngine
 from toto.accounts import MAX_USER_ID
 from toto.exceptions import PluginError
 
 #: The version of the tables below; stored in ``<prefix>schema_version``.
-SCHEMA_VERSION = 1
+#: 2: ``sessions.version`` (the write count ``save_state`` compares) and the ``guards`` table.
+SCHEMA_VERSION = 2
 #: The component name of this plugin's row in ``<prefix>schema_version``.
 COMPONENT = "toto-sql"
 #: The longest session id the core accepts (``toto.sessions``) and the longest signing key stored.
 MAX_SESSION_ID = 128
 MAX_KEY = 128
+#: The longest key of a counter or "seen once" mark (``Storage.increment``).
+MAX_GUARD_KEY = 200
 
 _PREFIX = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,29}\Z")
 
@@ -58,6 +61,7 @@ class Tables:
     metadata: MetaData
     accounts: Table
     sessions: Table
+    guards: Table
     schema_version: Table
 
 
@@ -81,9 +85,20 @@ def make_tables(prefix: str) -> Tables:
         Column("expires", Double(), nullable=False),
         Column("state", _long_binary(), nullable=False),
         Column("signing_key", String(MAX_KEY), nullable=True),
+        Column("version", BigInteger(), nullable=False, server_default=text("0")),
         # Per-user deletion (password change, logout everywhere) and the expiry purge.
         Index(f"{prefix}sessions_user_id", "user_id"),
         Index(f"{prefix}sessions_expires", "expires"),
+        mysql_charset="utf8mb4",
+        mysql_engine="InnoDB",
+    )
+    guards = Table(
+        f"{prefix}guards",
+        metadata,
+        Column("guard_key", _exact(MAX_GUARD_KEY), primary_key=True),
+        Column("value", BigInteger(), nullable=False),
+        Column("expires", Double(), nullable=False),
+        Index(f"{prefix}guards_expires", "expires"),
         mysql_charset="utf8mb4",
         mysql_engine="InnoDB",
     )
@@ -95,4 +110,4 @@ def make_tables(prefix: str) -> Tables:
         mysql_charset="utf8mb4",
         mysql_engine="InnoDB",
     )
-    return Tables(metadata, accounts, sessions, schema_version)
+    return Tables(metadata, accounts, sessions, guards, schema_version)

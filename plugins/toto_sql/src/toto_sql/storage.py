@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, delete, event, insert, select, update
+from sqlalchemy import BigInteger, bindparam, case, delete, event, func, insert, select, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -40,7 +40,7 @@ from toto.storage.batching import ReadBatcher
 
 from toto_sql.defaults import DEFAULT_PREFIX, DEFAULT_TIMEOUT
 from toto_sql.lanes import Lane, Lanes, change, fetch, wrap_error
-from toto_sql.schema import COMPONENT, MAX_KEY, MAX_SESSION_ID, SCHEMA_VERSION, Tables, make_tables
+from toto_sql.schema import COMPONENT, MAX_GUARD_KEY, MAX_KEY, MAX_SESSION_ID, SCHEMA_VERSION, Tables, make_tables
 from toto_sql.urls import Family, describe, resolve
 
 log = logging.getLogger("toto.sql")
@@ -238,8 +238,29 @@ class SqlStorage(Storage):
                 f"the {self.prefix}* tables in {self.where()} have schema version {found}, newer than this "
                 f"toto-sql knows ({SCHEMA_VERSION}): upgrade toto-sql"
             )
-        # found < SCHEMA_VERSION: the migrations of a later release go here.
+        elif found < SCHEMA_VERSION:
+            await self._migrate(conn, found)
         await conn.commit()  # end SQLAlchemy's own bookkeeping of the held connection (autocommit: no round trip)
+
+    async def _migrate(self, conn: Any, found: int) -> None:
+        """Bring tables of schema version ``found`` up to ``SCHEMA_VERSION`` (new tables
+        were made by ``create_all`` already). Several processes may do it at once."""
+        tables = self.tables
+        if found < 2:
+            try:
+                await conn.exec_driver_sql(
+                    f"ALTER TABLE {tables.sessions.name} ADD COLUMN version BIGINT NOT NULL DEFAULT 0"
+                )
+            except sa_exc.DBAPIError as error:
+                if "duplicate" not in str(error.orig).lower() and "exists" not in str(error.orig).lower():
+                    raise
+        version_table = tables.schema_version
+        await conn.execute(
+            update(version_table).where(version_table.c.component == COMPONENT).values(version=SCHEMA_VERSION)
+        )
+        log.info(
+            "sql storage: migrated the %s* tables from schema version %d to %d", self.prefix, found, SCHEMA_VERSION
+        )
 
     # -- running statements ---------------------------------------------------------------
     async def _call(
@@ -366,25 +387,28 @@ class SqlStorage(Storage):
     async def _run(self, statement: Any, params: dict[str, Any], *, write: bool = False, rowcount: bool = False) -> Any:
         """Run one statement of ``self.sql`` on a lane's driver connection (see ``toto_sql.lanes``):
         its rows (sequences in column order), or with ``rowcount`` how many rows it matched."""
+
+        async def body(lane: Lane) -> Any:
+            return await self._execute(lane, statement, params, rowcount)
+
+        return await self._call(body, write=write)
+
+    async def _execute(self, lane: Lane, statement: Any, params: dict[str, Any], rowcount: bool = False) -> Any:
+        """One statement on ``lane``: its rows, or with ``rowcount`` how many rows it matched."""
         sql, order, defaults = self._compile(statement)
         if order is None:  # a driver with named parameters (psycopg)
             args: Any = {**defaults, **params}
         else:
             args = [params[name] if name in params else defaults[name] for name in order]
-        driver = self._driver
         run = change if rowcount else fetch
-
-        async def body(lane: Lane) -> Any:
-            try:
-                return await run(driver, lane, sql, args)
-            except Exception as error:
-                assert self._engine is not None
-                wrapped = wrap_error(self._engine, lane, error, sql, args)
-                if wrapped is error:
-                    raise
-                raise wrapped from error
-
-        return await self._call(body, write=write)
+        try:
+            return await run(self._driver, lane, sql, args)
+        except Exception as error:
+            assert self._engine is not None
+            wrapped = wrap_error(self._engine, lane, error, sql, args)
+            if wrapped is error:
+                raise
+            raise wrapped from error
 
     def _compile(self, statement: Any) -> tuple[str, tuple[str, ...] | None, dict[str, Any]]:
         found = self._compiled.get(id(statement))
@@ -462,6 +486,7 @@ class SqlStorage(Storage):
             "expires": float(record.expires),
             "state": record.state,
             "signing_key": record.key,
+            "version": int(record.version),
         }
         await self._run(self.sql.store_session, params, write=True)
 
@@ -472,8 +497,8 @@ class SqlStorage(Storage):
         row = await self._session_reads.read(session_id)
         if row is None:
             return None
-        user_id, expires, state, key = row
-        return SessionRecord(session_id, user_id, float(expires), bytes(state or b""), key)
+        user_id, expires, state, key, version = row
+        return SessionRecord(session_id, user_id, float(expires), bytes(state or b""), key, int(version or 0))
 
     async def _load_sessions(self, session_ids: Sequence[str]) -> list[Any]:
         """The live (unexpired) row of each of ``session_ids`` (None for none), in their order:
@@ -499,8 +524,35 @@ class SqlStorage(Storage):
     async def touch_session(self, session_id: str, expires: float) -> None:
         await self._run(self.sql.touch_session, {"match_session_id": session_id, "expires": float(expires)}, write=True)
 
-    async def save_state(self, session_id: str, state: bytes) -> None:
-        await self._run(self.sql.save_state, {"match_session_id": session_id, "state": state}, write=True)
+    async def save_state(self, session_id: str, state: bytes, version: int | None = None) -> int | None:
+        params: dict[str, Any] = {"match_session_id": session_id, "state": state, "now": time.time()}
+        if version is not None:
+            params["match_version"] = int(version)
+            written = await self._run(self.sql.save_state_at, params, write=True, rowcount=True)
+            return int(version) + 1 if written == 1 else None
+        if await self._run(self.sql.save_state, params, write=True, rowcount=True) != 1:
+            return None
+        # Unconditional saves come only from code that bypasses the session (the core always
+        # passes a version); the version they made is read back, which a race could overtake.
+        rows = await self._run(self.sql.load_session, {"match_session_id": session_id, "now": params["now"]})
+        return int(rows[0][4]) if rows else None
+
+    async def increment(self, key: str, ttl: float, amount: int = 1) -> int:
+        if len(key) > MAX_GUARD_KEY:
+            raise ValueError(f"guard key longer than {MAX_GUARD_KEY} characters")
+        now = time.time()
+        params = {"guard_key": key, "amount": int(amount), "expires": now + ttl, "now": now}
+        if self.family.backend != "mysql":
+            rows = await self._run(self.sql.increment, params, write=True)
+            return int(rows[0][0])
+
+        # MySQL has no RETURNING: the upsert leaves the value in LAST_INSERT_ID() of its connection.
+        async def body(lane: Lane) -> int:
+            await self._execute(lane, self.sql.increment, params, rowcount=True)
+            rows = await self._execute(lane, self.sql.last_value, {})
+            return int(rows[0][0])
+
+        return await self._call(body, write=True)
 
     async def delete_session(self, session_id: str) -> None:
         await self._run(self.sql.delete_session, {"match_session_id": session_id}, write=True)
@@ -525,7 +577,11 @@ class SqlStorage(Storage):
             removed = int(await self._run(self.sql.purge, {"now": time.time()}, write=True, rowcount=True) or 0)
             yield removed
             if removed < self.purge_batch:
-                return
+                break
+            await asyncio.sleep(PURGE_PAUSE)
+        while (
+            await self._run(self.sql.purge_guards, {"now": time.time()}, write=True, rowcount=True) >= self.purge_batch
+        ):
             await asyncio.sleep(PURGE_PAUSE)
 
 
@@ -541,17 +597,21 @@ class Statements:
     load_session: Any
     touch_session: Any
     save_state: Any
+    save_state_at: Any
+    increment: Any
+    last_value: Any
     delete_session: Any
     delete_user_sessions: Any
     delete_user_sessions_but: Any
     purge: Any
+    purge_guards: Any
 
 
 def make_statements(tables: Tables, backend: str, purge_batch: int) -> Statements:
-    accounts, sessions = tables.accounts, tables.sessions
+    accounts, sessions, guards = tables.accounts, tables.sessions, tables.guards
     p = bindparam
     session_values: dict[str, Any] = {
-        name: p(name) for name in ("session_id", "user_id", "expires", "state", "signing_key")
+        name: p(name) for name in ("session_id", "user_id", "expires", "state", "signing_key", "version")
     }
     store: Any
     if backend == "postgresql":
@@ -573,14 +633,10 @@ def make_statements(tables: Tables, backend: str, purge_batch: int) -> Statement
 
         store = mysql_insert(sessions).values(**session_values)
         store = store.on_duplicate_key_update({n: store.inserted[n] for n in session_values if n != "session_id"})
-    if backend == "mysql":
-        purge: Any = (
-            delete(sessions).where(sessions.c.expires <= p("now")).with_dialect_options(mysql_limit=purge_batch)
-        )
-    else:
-        batch = select(sessions.c.session_id).where(sessions.c.expires <= p("now")).limit(purge_batch)
-        purge = delete(sessions).where(sessions.c.session_id.in_(batch.scalar_subquery()))
+    increment = _increment_statement(guards, backend)
     by_session = sessions.c.session_id == p("match_session_id")
+    live = sessions.c.expires > p("now")
+    write_state = update(sessions).values(state=p("state"), version=sessions.c.version + 1)
     return Statements(
         create_account=insert(accounts).values(
             user_id=p("user_id"), password_hash=p("password_hash"), fields=p("fields")
@@ -593,25 +649,83 @@ def make_statements(tables: Tables, backend: str, purge_batch: int) -> Statement
         .where(accounts.c.user_id == p("match_user_id"), accounts.c.fields == p("old_fields"))
         .values(fields=p("fields"), password_hash=p("password_hash")),
         store_session=store,
-        load_session=select(sessions.c.user_id, sessions.c.expires, sessions.c.state, sessions.c.signing_key).where(
-            by_session, sessions.c.expires > p("now")
-        ),
+        load_session=select(
+            sessions.c.user_id, sessions.c.expires, sessions.c.state, sessions.c.signing_key, sessions.c.version
+        ).where(by_session, live),
         touch_session=update(sessions).where(by_session).values(expires=p("expires")),
-        save_state=update(sessions).where(by_session).values(state=p("state")),
+        save_state=write_state.where(by_session, live),
+        save_state_at=write_state.where(by_session, live, sessions.c.version == p("match_version")),
+        increment=increment,
+        last_value=select(func.cast(func.last_insert_id(), BigInteger()) - _SHIFT),
         delete_session=delete(sessions).where(by_session),
         delete_user_sessions=delete(sessions).where(sessions.c.user_id == p("match_user_id")),
         delete_user_sessions_but=delete(sessions).where(
             sessions.c.user_id == p("match_user_id"), sessions.c.session_id != p("keep")
         ),
-        purge=purge,
+        purge=_purge_statement(sessions, sessions.c.session_id, backend, purge_batch),
+        purge_guards=_purge_statement(guards, guards.c.guard_key, backend, purge_batch),
     )
+
+
+def _purge_statement(table: Any, key: Any, backend: str, purge_batch: int) -> Any:
+    """Delete at most ``purge_batch`` rows of ``table`` whose ``expires`` is past ``now``."""
+    if backend == "mysql":
+        return delete(table).where(table.c.expires <= bindparam("now")).with_dialect_options(mysql_limit=purge_batch)
+    batch = select(key).where(table.c.expires <= bindparam("now")).limit(purge_batch)
+    return delete(table).where(key.in_(batch.scalar_subquery()))
+
+
+#: LAST_INSERT_ID() holds an unsigned number; counters may go below zero, so it holds them shifted.
+_SHIFT = 1 << 62
+
+
+def _remembered(value: Any) -> Any:
+    """``value``, also left in this connection's ``LAST_INSERT_ID()`` (see ``last_value``)."""
+    return func.cast(func.last_insert_id(value + _SHIFT), BigInteger()) - _SHIFT
+
+
+def _increment_statement(guards: Any, backend: str) -> Any:
+    """Add ``amount`` to the counter ``guard_key``, starting a window of ``expires`` when it is
+    absent or past ``now``; one statement, so two processes never both start a window.
+    PostgreSQL and SQLite return the value; MySQL leaves it in ``LAST_INSERT_ID()``."""
+    p = bindparam
+    values = {"guard_key": p("guard_key"), "value": p("amount"), "expires": p("expires")}
+    expired = guards.c.expires <= p("now")
+    if backend == "mysql":
+        from sqlalchemy.dialects.mysql import insert as mysql_insert
+
+        statement = mysql_insert(guards).values(**{**values, "value": _remembered(p("amount"))})
+        # MySQL assigns left to right, each seeing the ones before: value first, while expires is old.
+        return statement.on_duplicate_key_update(
+            [
+                ("value", _remembered(case((expired, p("amount")), else_=guards.c.value + p("amount")))),
+                ("expires", case((expired, p("expires")), else_=guards.c.expires)),
+            ]
+        )
+    if backend == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as upsert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as upsert  # type: ignore[assignment]
+    statement = upsert(guards).values(**values)
+    return statement.on_conflict_do_update(
+        index_elements=["guard_key"],
+        set_={
+            "value": case((expired, statement.excluded.value), else_=guards.c.value + statement.excluded.value),
+            "expires": case((expired, statement.excluded.expires), else_=guards.c.expires),
+        },
+    ).returning(guards.c.value)
 
 
 def load_sessions_statement(tables: Tables, count: int) -> Any:
     """``load_session`` for ``count`` session ids at once (parameters ``s0``.. and ``now``), with the id first."""
     sessions = tables.sessions
     return select(
-        sessions.c.session_id, sessions.c.user_id, sessions.c.expires, sessions.c.state, sessions.c.signing_key
+        sessions.c.session_id,
+        sessions.c.user_id,
+        sessions.c.expires,
+        sessions.c.state,
+        sessions.c.signing_key,
+        sessions.c.version,
     ).where(
         sessions.c.session_id.in_([bindparam(f"s{i}") for i in range(count)]),
         sessions.c.expires > bindparam("now"),

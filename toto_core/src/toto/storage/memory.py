@@ -16,6 +16,8 @@ class MemoryStorage(Storage):
         self.accounts: dict[str, AccountRecord] = {}
         self.sessions: dict[str, SessionRecord] = {}
         self.user_sessions: dict[str, set[str]] = {}
+        #: key -> [value, expires]
+        self.counters: dict[str, list[float]] = {}
         self.db = self
 
     async def ping(self) -> bool:
@@ -61,10 +63,27 @@ class MemoryStorage(Storage):
         if record is not None:
             record.expires = expires
 
-    async def save_state(self, session_id: str, state: bytes) -> None:
+    async def save_state(self, session_id: str, state: bytes, version: int | None = None) -> int | None:
         record = self.sessions.get(session_id)
-        if record is not None:
-            record.state = state
+        if record is None or record.expired() or (version is not None and record.version != version):
+            return None
+        record.state = state
+        record.version += 1
+        return record.version
+
+    async def increment(self, key: str, ttl: float, amount: int = 1) -> int:
+        now = time.time()
+        counter = self.counters.get(key)
+        if counter is None or counter[1] <= now:
+            if len(self.counters) >= 100_000:
+                self._purge_counters(now)
+            counter = self.counters[key] = [0, now + ttl]
+        counter[0] += amount
+        return int(counter[0])
+
+    def _purge_counters(self, now: float) -> None:
+        for key in [k for k, (_, expires) in self.counters.items() if expires <= now]:
+            del self.counters[key]
 
     async def delete_session(self, session_id: str) -> None:
         self._forget(session_id)
@@ -79,6 +98,7 @@ class MemoryStorage(Storage):
         expired = [sid for sid, record in self.sessions.items() if record.expired(now)]
         for session_id in expired:
             self._forget(session_id)
+        self._purge_counters(now)
         return len(expired)
 
     def _forget(self, session_id: str) -> None:

@@ -19,5 +19,6 @@ closes the instances it makes. A backend's own extra tests can do the same with
 """
 
 from toto.testing.contract import EventBusContract, StorageContract, run_storages, session_record
+from toto.testing.guards import GuardContract
 
-__all__ = ["EventBusContract", "StorageContract", "run_storages", "session_record"]
+__all__ = ["EventBusContract", "GuardContract", "StorageContract", "run_storages", "session_record"]

@@ -9,6 +9,7 @@ from typing import Any
 
 from toto.eventbus import EventBus
 from toto.storage import DuplicateAccount, SessionRecord, Storage
+from toto.testing.guards import GuardContract
 
 NESTED_STATE = {
     "text": "héllo wörld ✓ 漢字 🎉",
@@ -44,8 +45,10 @@ def session_record(session_id: str, user_id: str | None = "alice", ttl: float = 
     return SessionRecord(session_id=session_id, user_id=user_id, expires=time.time() + ttl, **kw)
 
 
-class StorageContract:
+class StorageContract(GuardContract):
     """Subclass with a ``storage_factory`` fixture returning ``() -> Storage`` (unopened).
+
+    It includes ``GuardContract``: the primitives that guard a deployment.
 
     Set ``shared = False`` for a backend whose instances do not share data (the
     in-process memory storage); the tests across instances then say they do not apply.
