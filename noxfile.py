@@ -28,7 +28,8 @@ def plugin_specs() -> list[str]:
 
 
 def install_everything(session: nox.Session) -> None:
-    session.install("-e", "./toto_core[types,dev]", *[x for spec in plugin_specs() for x in ("-e", spec)])
+    # [speed]: the suite tests the orjson codec; tests/core/test_json_codec.py also runs without it.
+    session.install("-e", "./toto_core[speed,types,dev]", *[x for spec in plugin_specs() for x in ("-e", spec)])
     session.install("-r", "tests/requirements.txt")
 
 
@@ -68,7 +69,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy on the core."""
-    session.install("mypy==2.4.1", "pytest", "-e", "./toto_core[types,dev]")
+    session.install("mypy==2.4.1", "pytest", "-e", "./toto_core[speed,types,dev]")
     session.run("mypy", "--config-file", "toto_core/pyproject.toml", "toto_core/src/toto")
 
 
@@ -85,8 +86,13 @@ def demo(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Toto against a bare Tornado baseline under wrk; prints ratios (see bench/README.md)."""
+    """Toto, its peers and a bare Tornado baseline under wrk; `-- --ceilings` for the bare servers (bench/README.md)."""
     install_everything(session)
     if (ROOT / "bench/requirements.txt").exists():
         session.install("-r", "bench/requirements.txt")
-    session.run("python", "bench/run.py", *session.posargs)
+    args = list(session.posargs)
+    script = "bench/run.py"
+    if "--ceilings" in args:
+        args.remove("--ceilings")
+        script = "bench/ceilings.py"
+    session.run("python", script, *args)

@@ -242,7 +242,7 @@ def define_core_options(options: Options) -> None:
         "event_loop",
         "auto",
         str,
-        "asyncio event loop: uvloop (pip install 'toto-core[speed]'), asyncio, or auto (uvloop when installed)",
+        "asyncio event loop: uvloop (a dependency where it builds), asyncio, or auto (uvloop when installed)",
         choices=("auto", "uvloop", "asyncio"),
     )
     define_operations_options(options)

@@ -3,7 +3,22 @@
 from __future__ import annotations
 
 import json
+import math
+import re
+from collections.abc import Callable
+from enum import Enum
 from typing import Any, ClassVar
+from uuid import UUID
+
+try:
+    import orjson
+except ImportError:  # toto-core[speed] is not installed: the stdlib's json alone
+    _use_orjson = False
+else:
+    # The fast path below relies on orjson writing floats of 1e-4 and up as repr does
+    # (3.11.7 and later: 1e+16, not 1e16); an orjson that does not is left unused.
+    _SAMPLES = (1e16, 1.5e300, -1.2345678901234568e17, 1e15, 0.1, -0.0, 1.0, 123.456, 1e-4)
+    _use_orjson = all(orjson.dumps(value) == repr(value).encode() for value in _SAMPLES)
 
 
 class Serializer:
@@ -42,28 +57,118 @@ class Serializer:
 def _json_default(obj: Any) -> Any:
     if isinstance(obj, (set, frozenset)):
         return list(obj)
+    # orjson writes these natively; the stdlib path does the same so both answer alike.
+    if isinstance(obj, Enum):
+        return obj.value
+    if isinstance(obj, UUID):
+        return str(obj)
     raise TypeError(f"{type(obj).__name__} values cannot be sent as JSON")
 
 
 def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"the number {text[:40]} is out of range")
+    return value
+
+
+# Compact separators and ASCII escapes; NaN and Infinity are not JSON (JSON.parse refuses them).
+_encoder = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False, default=_json_default)
+_decoder = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
+# Session state and event payloads written before NaN was refused must stay readable.
+_lenient_decoder = json.JSONDecoder()
+
+
+def _text(data: bytes | str) -> str:
+    # What json.loads does with bytes: UTF-8, -16 or -32, a BOM allowed.
+    if isinstance(data, str):
+        return data
+    return bytes(data).decode(json.detect_encoding(data), "surrogatepass")
+
+
+def _stdlib_encode(obj: Any) -> bytes:
+    return _encoder.encode(obj).encode("ascii")
+
+
+def _stdlib_decode(data: bytes) -> Any:
+    return _decoder.decode(_text(data))
+
+
+def _stdlib_decode_state(data: bytes) -> Any:
+    return _lenient_decoder.decode(_text(data))
+
+
+if _use_orjson:
+    # Subclasses of str/int/dict/list, datetimes and dataclasses go to _json_default
+    # (which refuses them) and so to the stdlib, which writes or refuses them as before.
+    _ORJSON_OPTIONS = (
+        orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+    )
+    # orjson writes floats below 1e-4 its own way (0.00001, 1e-7); repr writes 1e-05, 1e-07.
+    _SMALL_FLOAT = re.compile(rb"[0-9]e-|0\.0000")
+    _DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+    _LONG_NUMBER = b"0" * 19  # -9223372036854775809 has 19 digits
+
+    def _fast_encode(obj: Any) -> bytes:
+        try:
+            data: bytes = orjson.dumps(obj, default=_json_default, option=_ORJSON_OPTIONS)
+        except TypeError:
+            # Integers beyond 64 bits, keys that are not strings, lone surrogates, nesting
+            # deeper than orjson's 254, cycles and unsendable values: the stdlib writes
+            # them exactly as before or raises its error.
+            return _stdlib_encode(obj)
+        # bytes.find, not ``in``: ``in`` first tries its argument as an integer (3x slower).
+        if (
+            data.isascii()  # non-ASCII text goes out as \uXXXX escapes,
+            and data.find(b"\x7f") < 0  # and so does DEL
+            and data.find(b"null") < 0  # NaN and Infinity, which orjson writes as null, are refused
+            and ((data.find(b"e-") < 0 and data.find(b"0.0000") < 0) or not _SMALL_FLOAT.search(data))
+        ):
+            return data
+        return _stdlib_encode(obj)
+
+    def _fast_reader(stdlib_read: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+        def read(data: bytes) -> Any:
+            if bytes(data).translate(_DIGITS_AS_ZERO).find(_LONG_NUMBER) >= 0:
+                return stdlib_read(data)  # orjson reads integers beyond 64 bits as floats
+            try:
+                return orjson.loads(data)
+            except orjson.JSONDecodeError:
+                # A BOM, UTF-16 or -32, lone surrogates: read as before; anything else
+                # (NaN, Infinity, 1e400, malformed text) gets the stdlib's answer.
+                return stdlib_read(data)
+
+        return read
+
+    _fast_decode = _fast_reader(_stdlib_decode)
+    _fast_decode_state = _fast_reader(_stdlib_decode_state)
+
+    JSON_CODEC = "orjson"
+    _encode, _decode, _decode_state = _fast_encode, _fast_decode, _fast_decode_state
+else:
+    JSON_CODEC = "json"
+    _encode, _decode, _decode_state = _stdlib_encode, _stdlib_decode, _stdlib_decode_state
 
 
 class JsonSerializer(Serializer):
     """JSON, ASCII-only on output so clients that hash UTF-16 code units agree (compat).
 
-    Strict both ways: ``NaN`` and ``Infinity`` are refused on input (400/1011) and never
-    written (``JSON.parse`` would reject the answer).
+    Compact, ``\\uXXXX`` escapes for everything outside printable ASCII, floats as
+    Python's ``repr``, integers of any size, sets as lists, enums as their value and
+    UUIDs as their string; NaN and Infinity are refused both ways (a ``ValueError``).
+    With ``toto-core[speed]`` installed (``JSON_CODEC == "orjson"``) orjson does the
+    work and the stdlib writes what orjson would write differently, so the bytes are
+    the same either way.
     """
 
     name = "json"
     content_types = ("application/json",)
 
-    # One encoder built once; compact separators, ASCII escapes.
-    _encoder = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), default=_json_default, allow_nan=False)
-
-    def encode(self, obj: Any) -> bytes:
-        return self._encoder.encode(obj).encode("ascii")
-
-    def decode(self, data: bytes) -> Any:
-        return json.loads(data, parse_constant=_refuse_constant)
+    # The codec's functions themselves: no extra call per request.
+    encode = staticmethod(_encode)  # type: ignore[assignment]
+    decode = staticmethod(_decode)  # type: ignore[assignment]
+    decode_state = staticmethod(_decode_state)  # type: ignore[assignment]

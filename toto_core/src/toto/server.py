@@ -292,7 +292,7 @@ def pick_event_loop(wanted: str) -> str:
         return "asyncio"
     if importlib.util.find_spec("uvloop") is None:
         if wanted == "uvloop":
-            raise PluginError("event_loop 'uvloop' is not installed: pip install 'toto-core[speed]'")
+            raise PluginError("event_loop 'uvloop' is not installed here: pip install uvloop")
         return "asyncio"
     return "uvloop"
 
