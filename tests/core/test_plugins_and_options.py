@@ -237,7 +237,8 @@ def test_toto_command_and_python_m_both_serve():
 def test_plugin_helpers_read_options_and_hide_passwords() -> None:
     from types import SimpleNamespace
 
-    from toto.options import option_value, redact_url
+    from toto.options import option_value
+    from toto.urls import redact_url
 
     assert option_value(SimpleNamespace(x=""), "x", 5) == 5
     assert option_value(SimpleNamespace(x=0), "x", 5) == 0

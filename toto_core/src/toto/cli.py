@@ -33,6 +33,13 @@ class CommandError(Exception):
     """An error the user can act on; ``main`` prints it as one line and exits 1."""
 
 
+def exit_with_error(message: str, status: int = 2) -> NoReturn:
+    """Print ``toto: error: <message>`` as one line on stderr and exit: status 2 for a bad
+    command line or configuration, 1 for a failure to do what was asked."""
+    print(f"toto: error: {message}", file=sys.stderr)
+    raise SystemExit(status)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (and exit status 2)."""
 

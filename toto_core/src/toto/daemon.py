@@ -183,7 +183,8 @@ def run(server: TotoServer) -> None:
 
 def stop_command(argv: list[str]) -> None:
     """``toto serve --stop``: needs only the options, not the method package or storage."""
-    from toto.options import OptionError, Options, define_core_options, print_error_and_exit
+    from toto.cli import exit_with_error
+    from toto.options import OptionError, Options, define_core_options
     from toto.plugins import get_plugin_manager
 
     options = Options()
@@ -195,7 +196,7 @@ def stop_command(argv: list[str]) -> None:
             options.load_config_file(args.pop(0))
         options.parse_command_line(args)
     except OptionError as exc:
-        print_error_and_exit(str(exc))
+        exit_with_error(str(exc))
     try:
         stop(options.pidfile, float(options.stop_timeout))
     except DaemonError as exc:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -229,18 +228,3 @@ def option_value(options: Any, name: str, default: Any) -> Any:
     """
     value = getattr(options, name, None) if options is not None else None
     return default if value is None or value == "" else value
-
-
-def redact_url(url: str) -> str:
-    """``url`` without its password (``scheme://user:***@host/...``), for logs and error messages."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        credentials, host = rest.rsplit("@", 1)
-        user = credentials.split(":", 1)[0]
-        return f"{scheme}://{user + ':***@' if user else '***@'}{host}"
-    return url
-
-
-def print_error_and_exit(message: str, status: int = 2) -> None:
-    print(f"toto: error: {message}", file=sys.stderr)
-    raise SystemExit(status)

@@ -14,7 +14,8 @@ from tornado.httpserver import HTTPServer
 
 from toto.exceptions import PluginError
 from toto.lookup import MethodLookup
-from toto.options import OptionError, Options, define_core_options, print_error_and_exit
+from toto.cli import exit_with_error
+from toto.options import OptionError, Options, define_core_options
 from toto.plugins import (
     default_storage,
     get_plugin_manager,
@@ -69,7 +70,7 @@ class TotoServer:
                 raise OptionError(f"unexpected argument {rest[0]!r}")
             self._configure()
         except (OptionError, PluginError) as exc:
-            print_error_and_exit(str(exc))
+            exit_with_error(str(exc))
         self.storage: Any = None
         self.connection: Connection | None = None
         self.http_server: HTTPServer | None = None
@@ -227,7 +228,7 @@ class TotoServer:
         except KeyboardInterrupt:
             pass
         except PluginError as exc:  # a storage or bus factory refusing its configuration
-            print_error_and_exit(str(exc))
+            exit_with_error(str(exc))
 
 
 def pick_event_loop(wanted: str) -> str:

@@ -42,7 +42,8 @@ from pymongo.errors import (
     WTimeoutError,
 )
 from toto.exceptions import ERROR_MALFORMED_REQUEST, PluginError, StorageUnavailable, TotoException
-from toto.options import option_value, redact_url
+from toto.options import option_value
+from toto.urls import redact_url
 from toto.storage import AccountRecord, DuplicateAccount, SessionRecord, Storage
 from toto.storage.batching import ReadBatcher
 

@@ -23,7 +23,8 @@ from typing import Any, cast
 
 import redis.asyncio as redis_asyncio
 from toto.exceptions import PluginError
-from toto.options import option_value, redact_url
+from toto.options import option_value
+from toto.urls import redact_url
 from toto.storage import AccountRecord, DuplicateAccount, SessionRecord, Storage
 from toto.storage.batching import ReadBatcher
 
