@@ -19,8 +19,7 @@ from toto.testing.server import ServerProcess
 from toto_sql import SqlStorage
 
 from tests.checks import assert_unavailable_in_time, user
-from tests.conftest import BASIC_APP, FAST, TESTS
-from tests.core.test_plugins_and_options import env_with, plugin_path  # noqa: F401 (a fixture)
+from tests.conftest import BASIC_APP, FAST, TESTS, env_with
 from tests.proxy import TcpProxy
 from tests.sql.conftest import BACKENDS, NETWORKED, backend_port, on, through
 
@@ -311,7 +310,8 @@ def test_a_missing_driver_stops_the_server_with_the_pip_command(tmp_path: Path) 
     with pytest.raises(RuntimeError) as caught:
         server.start()
     message = str(caught.value)
-    assert "pip install 'toto-sql[postgres]'" in message and "Traceback" not in message, message
+    assert "pip install './plugins/toto_sql[postgres]'" in message and "Traceback" not in message, message
+    assert "pip install --find-links DIR 'toto-sql[postgres]'" in message, message
 
 
 @pytest.mark.parametrize(
@@ -330,16 +330,16 @@ def test_a_wrong_configuration_stops_the_server_with_a_message(options: dict[str
     assert message in str(caught.value) and "Traceback" not in str(caught.value), str(caught.value)
 
 
-def test_two_plugins_naming_different_defaults_ask_for_a_database(plugin_path: str, tmp_path: Path) -> None:  # noqa: F811
-    env = {**env_with(plugin_path, "toto_example_clash"), "TOTO_PLUGINS": "example_clash,sql"}
-    server = ServerProcess(FAST, cwd=BASIC_APP, env=env)
-    with pytest.raises(RuntimeError) as caught:
-        server.start()
-    message = str(caught.value)
-    assert "several plugins offer a default database" in message and "'sqlite' (" in message, message
+def test_a_plugins_default_database_wins_over_the_embedded_sqlite(plugin_path: str, tmp_path: Path) -> None:
+    """toto-sql names sqlite as a trylast fallback, so another plugin's toto_default_storage wins."""
+    env = {**env_with(plugin_path, "toto_example_clash"), "TOTO_PLUGINS": "example_clash,toto-sql"}
+    with ServerProcess({**FAST, "logging": "info"}, cwd=BASIC_APP, env=env) as default:
+        default.client().create(user(), "pw")
+        assert "(database: example," in default.output()
     explicit = {**FAST, "database": "sqlite", "database_url": f"sqlite:///{tmp_path / 'chosen.db'}"}
     with ServerProcess(explicit, cwd=BASIC_APP, env=env) as chosen:
         chosen.client().create(user(), "pw")
+    assert (tmp_path / "chosen.db").exists()
 
 
 def test_expired_sessions_are_purged_in_the_background(start_server, backend: str, url: str, prefix: str) -> None:

@@ -184,24 +184,21 @@ def run(server: TotoServer) -> None:
 def stop_command(argv: list[str]) -> None:
     """``toto serve --stop``: needs only the options, not the method package or storage."""
     from toto.cli import exit_with_error
-    from toto.options import OptionError, Options, define_core_options
-    from toto.plugins import get_plugin_manager
+    from toto.exceptions import PluginError
+    from toto.options import OptionError, Options, define_all_options, read_options
+    from toto.plugins import get_plugin_manager, merge_named
 
     options = Options()
-    define_core_options(options)
-    args = list(argv)
     try:
-        get_plugin_manager().hook.toto_add_options(options=options)
-        if args and not args[0].startswith("-"):
-            options.load_config_file(args.pop(0))
-        options.parse_command_line(args)
-    except OptionError as exc:
+        pm = get_plugin_manager()
+        define_all_options(options, pm, merge_named(pm, "toto_register_authenticators"))
+        read_options(options, argv)
+    except (OptionError, PluginError) as exc:
         exit_with_error(str(exc))
     try:
         stop(options.pidfile, float(options.stop_timeout))
     except DaemonError as exc:
-        print(f"toto: error: {exc}", file=sys.stderr)
-        raise SystemExit(1) from None
+        exit_with_error(str(exc), 1)
 
 
 def process_count(server: TotoServer) -> int:

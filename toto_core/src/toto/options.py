@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from toto.auth import Authenticator
 
 
 class OptionError(Exception):
@@ -151,8 +154,34 @@ class Options:
         return "\n".join(lines)
 
 
-def define_core_options(options: Options) -> None:
-    """The core's options; every one is shown by ``--help``."""
+def read_options(
+    options: Options, args: list[str], conf_file: str | None = None, values: Mapping[str, Any] | None = None
+) -> None:
+    """Apply, each over the one before: ``values`` (keyword arguments), the config file (the
+    first argument when it is not an option, else ``conf_file``), then the command line."""
+    options.update(dict(values or {}))
+    args = list(args)
+    if args and not args[0].startswith("-"):
+        conf_file = args.pop(0)
+    if conf_file:
+        options.load_config_file(conf_file)
+    rest = options.parse_command_line(args)
+    if rest:
+        raise OptionError(f"unexpected argument {rest[0]!r}")
+
+
+def define_all_options(options: Options, pm: Any, authenticators: Mapping[str, Authenticator]) -> None:
+    """Every option a server knows: the core's, each installed signing scheme's (the
+    ``hmac_mode`` choices are the installed schemes) and each plugin's."""
+    define_core_options(options, hmac_modes=sorted(authenticators))
+    for authenticator in {id(a): a for a in authenticators.values()}.values():
+        authenticator.add_options(options)
+    pm.hook.toto_add_options(options=options)
+
+
+def define_core_options(options: Options, hmac_modes: Iterable[str] = ()) -> None:
+    """The core's options; every one is shown by ``--help``. ``hmac_modes`` are the
+    installed signing schemes (``toto_register_authenticators``)."""
     d = options.define
     d("port", 8888, int, "TCP port to serve on")
     d("address", "", str, "address to bind (empty: all interfaces)")
@@ -165,7 +194,7 @@ def define_core_options(options: Options) -> None:
         "empty: the default an installed plugin names (sqlite with toto-sql), else memory",
     )
     d("database_url", "", str, "URL of the database, e.g. postgresql://user@127.0.0.1:5432/db")
-    d("hmac_mode", "user_id", str, "request signing", choices=("user_id", "session_key", "off"))
+    d("hmac_mode", "user_id", str, "request signing scheme (an installed authenticator)", choices=hmac_modes or None)
     d("session_ttl", 14 * 24 * 3600.0, float, "seconds a signed-in session lives after its last renewal")
     d(
         "session_renew",
@@ -194,7 +223,6 @@ def define_core_options(options: Options) -> None:
     d("password_cost", 14, int, "scrypt cost as log2(N); 14 means N=16384 (about 16 MiB per hash)")
     d("login_attempts", 5, int, "failed logins per user id within login_window before 1014")
     d("login_window", 300.0, float, "seconds over which failed logins are counted")
-    d("signature_window", 300.0, float, "session_key mode: accepted clock skew in seconds")
     d("max_batch", 100, int, "most calls in one batch request")
     d("processes", 1, int, "server processes (0: one per CPU)")
     d("xheaders", False, bool, "trust X-Real-Ip / X-Forwarded-For from a proxy in front")
@@ -202,7 +230,7 @@ def define_core_options(options: Options) -> None:
         "event_loop",
         "auto",
         str,
-        "asyncio event loop: uvloop (pip install 'toto-core[speed]'), asyncio, or auto (uvloop when installed)",
+        "asyncio event loop: uvloop (the toto-core[speed] extra), asyncio, or auto (uvloop when installed)",
         choices=("auto", "uvloop", "asyncio"),
     )
     define_operations_options(options)

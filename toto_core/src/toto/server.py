@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 from tornado.httpserver import HTTPServer
 
+from toto.cli import exit_with_error
 from toto.exceptions import PluginError
 from toto.lookup import MethodLookup
-from toto.cli import exit_with_error
-from toto.options import OptionError, Options, define_core_options
+from toto.options import OptionError, Options, define_all_options, read_options
 from toto.plugins import (
     default_storage,
     get_plugin_manager,
@@ -24,9 +24,11 @@ from toto.plugins import (
     merge_routes,
     merge_serializers,
     pick,
+    report_failures,
 )
 
 if TYPE_CHECKING:
+    from toto.auth import Authenticator
     from toto.handler import TotoApplication
 
 log = logging.getLogger("toto.server")
@@ -50,24 +52,24 @@ class TotoServer:
     """
 
     def __init__(self, conf_file: str | None = None, argv: list[str] | None = None, **options: Any) -> None:
-        self.pm = get_plugin_manager()
-        self.hook = self.pm.hook
-        self.options = Options()
-        define_core_options(self.options)
+        args = list(sys.argv[1:] if argv is None else argv)
         try:
-            self.hook.toto_add_options(options=self.options)
-            self.options.update(options)
-            args = list(sys.argv[1:] if argv is None else argv)
+            self.pm = get_plugin_manager()
+            self.hook = self.pm.hook
+            # Before the options: a signing scheme's options are defined by the scheme itself.
+            self.authenticators: dict[str, Authenticator] = merge_named(self.pm, "toto_register_authenticators")
+            self.options = Options()
+            define_all_options(self.options, self.pm, self.authenticators)
             if "--help" in args or "-h" in args:
                 print(self.options.help_text())
                 raise SystemExit(0)
-            if args and not args[0].startswith("-"):
-                conf_file = args.pop(0)
-            if conf_file:
-                self.options.load_config_file(conf_file)
-            rest = self.options.parse_command_line(args)
-            if rest:
-                raise OptionError(f"unexpected argument {rest[0]!r}")
+            try:
+                read_options(self.options, args, conf_file, options)
+            except OptionError:
+                # A plugin that failed to load defines no options: that is the error to report.
+                report_failures(self.pm, debug="--debug" in args or "--debug=true" in args)
+                raise
+            report_failures(self.pm, debug=bool(self.options.debug))
             self._configure()
         except (OptionError, PluginError) as exc:
             exit_with_error(str(exc))
@@ -90,7 +92,6 @@ class TotoServer:
         self.event_loop = pick_event_loop(o.event_loop)
         self.storages = merge_named(self.pm, "toto_register_storage")
         self.buses = merge_named(self.pm, "toto_register_event_buses")
-        self.authenticators = merge_named(self.pm, "toto_register_authenticators")
         self.serializers = merge_serializers(self.pm)
         for serializer in {id(s): s for s in self.serializers.values()}.values():
             serializer.configure(o)
@@ -100,8 +101,7 @@ class TotoServer:
         self.storage_factory = pick(self.storages, o.database, "database")
         self.bus_factory = pick(self.buses, o.event_bus, "event_bus")
         self.authenticator = pick(self.authenticators, o.hmac_mode, "hmac_mode")
-        if hasattr(self.authenticator, "window"):
-            self.authenticator.window = float(o.signature_window)
+        self.authenticator.configure(o)
         self.expose_headers = ", ".join(self.authenticator.expose_headers)
         safe = [s for s in {id(s): s for s in self.serializers.values()}.values() if s.safe_for_state]
         by_name = {s.name: s for s in safe}
@@ -237,7 +237,7 @@ def pick_event_loop(wanted: str) -> str:
         return "asyncio"
     if importlib.util.find_spec("uvloop") is None:
         if wanted == "uvloop":
-            raise PluginError("event_loop 'uvloop' is not installed: pip install 'toto-core[speed]'")
+            raise PluginError("event_loop 'uvloop' is not installed: pip install uvloop (the toto-core[speed] extra)")
         return "asyncio"
     return "uvloop"
 

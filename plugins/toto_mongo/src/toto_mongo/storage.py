@@ -43,9 +43,9 @@ from pymongo.errors import (
 )
 from toto.exceptions import ERROR_MALFORMED_REQUEST, PluginError, StorageUnavailable, TotoException
 from toto.options import option_value
-from toto.urls import redact_url
 from toto.storage import AccountRecord, DuplicateAccount, SessionRecord, Storage
 from toto.storage.batching import ReadBatcher
+from toto.urls import redact_url
 
 from toto_mongo.defaults import DEFAULT_DATABASE, DEFAULT_PREFIX, DEFAULT_TIMEOUT, DEFAULT_URL
 

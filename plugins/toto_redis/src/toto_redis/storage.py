@@ -24,9 +24,9 @@ from typing import Any, cast
 import redis.asyncio as redis_asyncio
 from toto.exceptions import PluginError
 from toto.options import option_value
-from toto.urls import redact_url
 from toto.storage import AccountRecord, DuplicateAccount, SessionRecord, Storage
 from toto.storage.batching import ReadBatcher
+from toto.urls import redact_url
 
 from toto_redis.connection import (
     DEFAULT_PREFIX,
