@@ -8,11 +8,9 @@ import hashlib
 import hmac
 import os
 import time
-import unicodedata
 from typing import TYPE_CHECKING, Any
 
 from toto.exceptions import (
-    ERROR_INVALID_USER_ID,
     ERROR_MISSING_PARAMS,
     ERROR_TOO_MANY_LOGINS,
     ERROR_USER_ID_EXISTS,
@@ -20,11 +18,11 @@ from toto.exceptions import (
     DuplicateAccount,
     TotoException,
 )
+from toto.validation import check_account_fields, normalize_user_id
 
 if TYPE_CHECKING:
     from toto.handler import TotoHandler
 
-MAX_USER_ID = 256
 MAX_PASSWORD = 1024
 #: Account fields a client may not set through create or update.
 RESERVED_FIELDS = frozenset({"user_id", "password", "new_password", "password_hash"})
@@ -69,20 +67,6 @@ async def verify_password(password: str, stored: str) -> bool:
     return ok
 
 
-def normalize_user_id(user_id: Any) -> str:
-    """Lower-cased user id (compat), or 1010 when it is empty, too long or has control characters."""
-    if not isinstance(user_id, str):
-        raise TotoException(ERROR_INVALID_USER_ID, "Invalid user ID: it must be a string.")
-    user_id = str(user_id).strip().lower()
-    if not user_id:
-        raise TotoException(ERROR_INVALID_USER_ID, "Invalid user ID: it is empty.")
-    if len(user_id) > MAX_USER_ID:
-        raise TotoException(ERROR_INVALID_USER_ID, f"Invalid user ID: longer than {MAX_USER_ID} characters.")
-    if any(unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co", "Cn") for c in user_id):
-        raise TotoException(ERROR_INVALID_USER_ID, "Invalid user ID: it contains control characters.")
-    return str(user_id)
-
-
 def _password(parameters: dict[str, Any], name: str = "password") -> str:
     password = parameters.get(name)
     if not isinstance(password, str) or not password:
@@ -93,7 +77,8 @@ def _password(parameters: dict[str, Any], name: str = "password") -> str:
 
 
 def _fields(parameters: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in parameters.items() if k not in RESERVED_FIELDS}
+    """The account fields of a create or update call, once the core has checked that every storage can keep them."""
+    return check_account_fields({k: v for k, v in parameters.items() if k not in RESERVED_FIELDS})
 
 
 class LoginLimiter:
@@ -156,10 +141,11 @@ def _credentials(parameters: Any) -> tuple[dict[str, Any], str, str]:
 
 async def create(handler: TotoHandler, parameters: Any) -> dict[str, Any]:
     parameters, user_id, password = _credentials(parameters)
+    fields = _fields(parameters)
     server = handler.server
     password_hash = await hash_password(password, server.options.password_cost)
     try:
-        await server.storage.create_account(user_id, password_hash, _fields(parameters))
+        await server.storage.create_account(user_id, password_hash, fields)
     except DuplicateAccount:
         raise TotoException(ERROR_USER_ID_EXISTS, "User ID already in use.") from None
     await handler.create_session(user_id)
@@ -207,6 +193,7 @@ async def update(handler: TotoHandler, parameters: Any) -> dict[str, Any]:
     assert session is not None and session.user_id is not None
     server = handler.server
     password = _password(parameters)
+    fields = _fields(parameters)
     account = await server.storage.get_account(session.user_id)
     if account is None or not await verify_password(password, account.password_hash):
         raise TotoException(ERROR_USER_NOT_FOUND, "Invalid user ID or password")
@@ -215,7 +202,6 @@ async def update(handler: TotoHandler, parameters: Any) -> dict[str, Any]:
     if "new_password" in parameters:
         new_hash = await hash_password(_password(parameters, "new_password"), server.options.password_cost)
         updated.append("password")
-    fields = _fields(parameters)
     updated.extend(sorted(fields))
     if new_hash is not None or fields:
         await server.storage.update_account(session.user_id, password_hash=new_hash, fields=fields or None)

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from sqlalchemy import Column, Double, Index, Integer, LargeBinary, MetaData, String, Table, Text
 from sqlalchemy.dialects import mysql
 from sqlalchemy.types import TypeEngine
-from toto.accounts import MAX_USER_ID
 from toto.exceptions import PluginError
+from toto.validation import MAX_USER_ID
 
 #: The version of the tables below; stored in ``<prefix>schema_version``.
 SCHEMA_VERSION = 1

@@ -26,21 +26,14 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
-from toto.accounts import MAX_USER_ID
-from toto.exceptions import (
-    ERROR_INVALID_USER_ID,
-    ERROR_MALFORMED_REQUEST,
-    PluginError,
-    StorageUnavailable,
-    TotoException,
-)
+from toto.exceptions import ERROR_MALFORMED_REQUEST, PluginError, StorageUnavailable, TotoException
 from toto.options import option_value
 from toto.storage import AccountRecord, DuplicateAccount, SessionRecord, Storage
 from toto.storage.batching import ReadBatcher
 
 from toto_sql.defaults import DEFAULT_PREFIX, DEFAULT_TIMEOUT
 from toto_sql.lanes import Lane, Lanes, change, fetch, wrap_error
-from toto_sql.schema import COMPONENT, MAX_KEY, MAX_SESSION_ID, SCHEMA_VERSION, Tables, make_tables
+from toto_sql.schema import COMPONENT, SCHEMA_VERSION, Tables, make_tables
 from toto_sql.urls import Family, describe, resolve
 
 log = logging.getLogger("toto.sql")
@@ -60,15 +53,8 @@ MERGE_ATTEMPTS = 20
 
 
 def _encode_fields(fields: dict[str, Any]) -> str:
-    try:
-        return json.dumps(fields, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
-    except (TypeError, ValueError) as error:
-        raise TotoException(ERROR_MALFORMED_REQUEST, f"account fields cannot be stored: {error}") from None
-
-
-def _check_user_id(user_id: str) -> None:
-    if len(user_id) > MAX_USER_ID:
-        raise TotoException(ERROR_INVALID_USER_ID, f"Invalid user ID: longer than {MAX_USER_ID} characters.")
+    # The core has checked that the fields are JSON data (toto.validation).
+    return json.dumps(fields, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
 
 
 class SqlStorage(Storage):
@@ -409,7 +395,6 @@ class SqlStorage(Storage):
             return False
 
     async def create_account(self, user_id: str, password_hash: str, fields: dict[str, Any]) -> None:
-        _check_user_id(user_id)
         params = {"user_id": user_id, "password_hash": password_hash, "fields": _encode_fields(fields)}
         try:
             await self._run(self.sql.create_account, params, write=True)
@@ -417,8 +402,6 @@ class SqlStorage(Storage):
             raise DuplicateAccount(user_id) from None
 
     async def get_account(self, user_id: str) -> AccountRecord | None:
-        if len(user_id) > MAX_USER_ID:
-            return None
         rows = await self._run(self.sql.get_account, {"match_user_id": user_id})
         if not rows:
             return None
@@ -433,7 +416,6 @@ class SqlStorage(Storage):
                 params = {"match_user_id": user_id, "password_hash": password_hash}
                 await self._run(self.sql.set_password, params, write=True)
             return
-        _encode_fields(fields)
         for _ in range(MERGE_ATTEMPTS):
             rows = await self._run(self.sql.get_account, {"match_user_id": user_id})
             if not rows:
@@ -452,10 +434,6 @@ class SqlStorage(Storage):
         raise StorageUnavailable("The account is being changed by many requests at once; try again shortly.")
 
     async def store_session(self, record: SessionRecord) -> None:
-        if len(record.session_id) > MAX_SESSION_ID or (record.key is not None and len(record.key) > MAX_KEY):
-            raise ValueError("session id or key longer than toto-sql stores")
-        if record.user_id is not None:
-            _check_user_id(record.user_id)
         params = {
             "session_id": record.session_id,
             "user_id": record.user_id,
@@ -466,8 +444,6 @@ class SqlStorage(Storage):
         await self._run(self.sql.store_session, params, write=True)
 
     async def load_session(self, session_id: str) -> SessionRecord | None:
-        if len(session_id) > MAX_SESSION_ID:
-            return None
         # Joins the other reads started in this event-loop turn: one statement for all of them.
         row = await self._session_reads.read(session_id)
         if row is None:
