@@ -4,7 +4,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from toto.testing.server import ServerProcess
+from toto.testing import ServerProcess, unique_user
 
 from tests.conftest import BASIC_APP
 
@@ -33,11 +33,7 @@ def start_server() -> Iterator[Callable[..., ServerProcess]]:
         srv.stop()
 
 
-_counter = iter(range(1_000_000))
-
-
 @pytest.fixture
 def user_id() -> str:
-    import secrets
-
-    return f"user-{next(_counter)}-{secrets.token_hex(4)}"
+    """A user id no other test uses."""
+    return unique_user()

@@ -22,26 +22,19 @@ class TotoClientError(TotoException):
 
 
 @functools.lru_cache(maxsize=1)
-def _plugins() -> Any:
-    from toto.plugins import get_plugin_manager
-
-    return get_plugin_manager()
-
-
-@functools.lru_cache(maxsize=1)
 def installed_serializers() -> dict[str, Serializer]:
     """Content type -> serializer, for JSON and every installed plugin's (found once)."""
-    from toto.plugins import merge_serializers
+    from toto.plugins import get_plugin_manager, merge_serializers
 
-    return merge_serializers(_plugins())
+    return merge_serializers(get_plugin_manager())
 
 
 @functools.lru_cache(maxsize=1)
 def installed_authenticators() -> dict[str, Authenticator]:
     """``hmac_mode`` -> authenticator, the core's and every installed plugin's (found once)."""
-    from toto.plugins import merge_named
+    from toto.plugins import get_plugin_manager, merge_named
 
-    return merge_named(_plugins(), "toto_register_authenticators")
+    return merge_named(get_plugin_manager(), "toto_register_authenticators")
 
 
 def has_client_half(authenticator: Authenticator) -> bool:

@@ -100,12 +100,16 @@ class ServerProcess:
             self.proc.kill()
             self.proc.wait()
 
-    def __enter__(self) -> ServerProcess:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
+    def close(self) -> None:
+        """Stop the server and remove its log file."""
         self.stop()
         try:
             os.unlink(self._log.name)
         except OSError:
             pass
+
+    def __enter__(self) -> ServerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
