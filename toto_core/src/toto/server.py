@@ -8,6 +8,8 @@ import inspect
 import logging
 import signal
 import sys
+import tempfile
+import time
 from typing import TYPE_CHECKING, Any
 
 from tornado.httpserver import HTTPServer
@@ -78,7 +80,7 @@ class TotoServer:
         self.http_server: HTTPServer | None = None
         self._stopping: asyncio.Event | None = None
         self._background: list[asyncio.Task[Any]] = []
-        #: Requests being served; a draining shutdown waits for it to empty (toto.daemon).
+        #: Requests being served; a draining shutdown waits for it to empty (``drain``).
         self.in_flight: set[Any] = set()
 
     # -- configuration (once) ---------------------------------------------------------
@@ -168,12 +170,11 @@ class TotoServer:
     async def stop(self) -> None:
         """Stop listening, let in-flight requests finish (up to ``drain_timeout``), then
         close the event bus and storage."""
-        from toto.daemon import drain
         from toto.events import EventManager
 
         if self.http_server is not None:
             self.http_server.stop()
-            await drain(self, float(self.options.drain_timeout))
+            await self.drain(float(self.options.drain_timeout))
             await self.http_server.close_all_connections()
         for task in self._background:
             task.cancel()
@@ -184,6 +185,32 @@ class TotoServer:
         if self.storage is not None:
             await self.storage.close()
         log.info("Toto stopped")
+
+    async def drain(self, timeout: float) -> None:
+        """Wait until the requests in flight have finished, at most ``timeout`` seconds."""
+        if not self.in_flight:
+            return
+        log.info("draining: %d in flight, waiting up to %gs", len(self.in_flight), timeout)
+        deadline = time.monotonic() + timeout
+        while self.in_flight and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if self.in_flight:
+            log.warning("draining: cut %d still in flight after %gs", len(self.in_flight), timeout)
+
+    def join_process_group(self) -> str | None:
+        """Called once by the parent of a ``--processes`` group before it forks: events must
+        reach every process of the group, so the in-process ``local`` bus becomes ``machine``,
+        in a private directory when no ``event_url`` names one. Returns that directory, for
+        the parent to remove when the group stops."""
+        o = self.options
+        if o.event_bus == "local":
+            o.event_bus = "machine"
+            self.bus_factory = self.buses["machine"]
+            log.info("event_bus local -> machine, so events reach every process of the group")
+        if o.event_bus == "machine" and not o.event_url:
+            o.event_url = tempfile.mkdtemp(prefix="toto-events-")
+            return str(o.event_url)
+        return None
 
     async def _purge_loop(self, interval: float = 60.0) -> None:
         while True:

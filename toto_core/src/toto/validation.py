@@ -39,7 +39,7 @@ def normalize_user_id(user_id: Any) -> str:
         raise TotoException(ERROR_INVALID_USER_ID, f"Invalid user ID: longer than {MAX_USER_ID} characters.")
     if any(unicodedata.category(c) in _BAD_IN_USER_ID for c in user_id):
         raise TotoException(ERROR_INVALID_USER_ID, "Invalid user ID: it contains control characters.")
-    return user_id
+    return str(user_id)
 
 
 def check_account_fields(fields: dict[str, Any]) -> dict[str, Any]:
