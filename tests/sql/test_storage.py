@@ -217,3 +217,26 @@ def test_an_in_memory_sqlite_database_works_for_one_process(prefix: str) -> None
         assert account is not None and account.fields == {"a": 1}
 
     run(body, SqlStorage("sqlite://", prefix=prefix))
+
+
+def test_asyncpg_errors_are_named_by_their_sqlstate_class() -> None:
+    """toto-sql names asyncpg's own errors itself (no private SQLAlchemy hook): duplicates are
+    integrity errors, lost connections and shutdowns operational ones, the rest database errors."""
+    import asyncpg
+    from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_dbapi
+    from toto_sql.lanes import driver_error
+
+    dbapi = AsyncAdapt_asyncpg_dbapi(asyncpg)
+    cases = [
+        (asyncpg.exceptions.UniqueViolationError("duplicate key"), dbapi.IntegrityError),
+        (asyncpg.exceptions.StringDataRightTruncationError("value too long"), dbapi.DataError),
+        (asyncpg.exceptions.AdminShutdownError("terminating connection"), dbapi.OperationalError),
+        (asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed"), dbapi.OperationalError),
+        (asyncpg.exceptions.InterfaceError("connection is closed"), dbapi.InterfaceError),
+        (asyncpg.exceptions.UndefinedTableError("no such table"), dbapi.ProgrammingError),
+    ]
+    for error, kind in cases:
+        translated = driver_error(dbapi, error)
+        assert type(translated) is kind and translated.__cause__ is error, (error, translated)
+    timeout = TimeoutError("no answer")
+    assert driver_error(dbapi, timeout) is timeout, "errors of no driver stay as they are"

@@ -157,11 +157,8 @@ class SqlStorage(Storage):
             raise PluginError(f"SQLite database {path}: the directory {Path(path).parent} does not exist")
         # Our statements run in autocommit: one round trip each, nothing to roll back on return.
         # A write first waits for this process's turn, then for SQLite's lock: half the timeout each.
+        # The lanes hold their connections for good, so nothing is reset on a return to the pool.
         self._engine = self._make_engine(self.timeout / 2, isolation_level="AUTOCOMMIT", pool_reset_on_return=None)
-        # SQLAlchemy ends every connection's use with a DBAPI rollback, even in autocommit,
-        # where there is nothing to roll back: on MySQL a round trip, on SQLite a thread hop.
-        # This engine's dialect is its own, so skipping it changes nothing for ``db``.
-        self._engine.sync_engine.dialect.do_rollback = _nothing_to_roll_back  # type: ignore[method-assign]
         self.db = self._make_engine(self.timeout)
         in_memory = self._sqlite and (not self.url.database or self.url.database == ":memory:")
         self._lanes = Lanes(self._engine, 1 if in_memory else LANES_SQLITE if self._sqlite else LANES, self.timeout)
@@ -592,10 +589,6 @@ def load_sessions_statement(tables: Tables, count: int) -> Any:
         sessions.c.session_id.in_([bindparam(f"s{i}") for i in range(count)]),
         sessions.c.expires > bindparam("now"),
     )
-
-
-def _nothing_to_roll_back(dbapi_connection: Any) -> None:
-    """Every statement of an autocommit connection is committed or rolled back by itself."""
 
 
 def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
