@@ -48,11 +48,18 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "format", "--check", ".")
 
 
+def source_packages() -> list[str]:
+    """The import package of every distribution: toto_core/src/toto, plugins/*/src/<name>."""
+    found = [ROOT / "toto_core/src/toto"]
+    found += sorted(path for path in ROOT.glob("plugins/*/src/*") if (path / "__init__.py").exists())
+    return [path.relative_to(ROOT).as_posix() for path in found]
+
+
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """mypy on the core."""
-    session.install("mypy==2.4.1", "pytest", "-e", "./toto_core")
-    session.run("mypy", "--config-file", "toto_core/pyproject.toml", "toto_core/src/toto")
+    """mypy, strict, on the core and every plugin (mypy.ini)."""
+    session.install("mypy==2.4.1", "pytest", "-e", "./toto_core", *[x for spec in plugin_specs() for x in ("-e", spec)])
+    session.run("mypy", *source_packages())
 
 
 @nox.session

@@ -20,7 +20,7 @@ import asyncio
 import itertools
 import secrets
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -78,7 +78,7 @@ class DeploymentContract:
     a ``toto.testing.Backend``."""
 
     #: Options every server of the contract gets: its methods, quick password hashing, quiet logs.
-    server_defaults: dict[str, Any] = {
+    server_defaults: ClassVar[dict[str, Any]] = {
         "method_module": "toto.testing.methods",
         "password_cost": 10,
         "logging": "warning",
