@@ -41,6 +41,13 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session
+def build(session: nox.Session) -> None:
+    """A wheel and an sdist of every distribution in dist/, as they would be released."""
+    session.install("build>=1.2")
+    session.run("python", "tools/build.py", *session.posargs)
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
     """ruff: lint and formatting."""
     session.install("ruff==0.17.6")
