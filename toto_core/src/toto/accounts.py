@@ -18,7 +18,7 @@ from toto.exceptions import (
     DuplicateAccount,
     TotoException,
 )
-from toto.validation import check_account_fields, normalize_user_id
+from toto.storage.checks import check_account_fields, normalize_user_id
 
 if TYPE_CHECKING:
     from toto.handler import TotoHandler

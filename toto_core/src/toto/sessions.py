@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from toto.exceptions import ERROR_SERVER, TotoException
 from toto.storage import SessionRecord
-from toto.validation import normalize_user_id
+from toto.storage.checks import normalize_user_id
 
 if TYPE_CHECKING:
     from toto.serializers import Serializer

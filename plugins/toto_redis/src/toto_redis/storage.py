@@ -138,7 +138,7 @@ return removed
 
 
 def _encode_field(value: Any) -> str:
-    # The core has checked that account fields are JSON data (toto.validation).
+    # The core has checked that account fields are JSON data (toto.storage.checks).
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 

@@ -13,7 +13,7 @@ from sqlalchemy import Column, Double, Index, Integer, LargeBinary, MetaData, St
 from sqlalchemy.dialects import mysql
 from sqlalchemy.types import TypeEngine
 from toto.exceptions import PluginError
-from toto.validation import MAX_USER_ID
+from toto.storage.checks import MAX_USER_ID
 
 #: The version of the tables below; stored in ``<prefix>schema_version``.
 SCHEMA_VERSION = 1

@@ -53,7 +53,7 @@ MERGE_ATTEMPTS = 20
 
 
 def _encode_fields(fields: dict[str, Any]) -> str:
-    # The core has checked that the fields are JSON data (toto.validation).
+    # The core has checked that the fields are JSON data (toto.storage.checks).
     return json.dumps(fields, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
 
 
