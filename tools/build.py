@@ -32,6 +32,8 @@ def build(outdir: Path) -> list[Path]:
             check=True,
             stdout=subprocess.DEVNULL,
         )
+        # setuptools leaves its work tree in the source; stale copies there only mislead.
+        shutil.rmtree(source / "build", ignore_errors=True)
     return sorted(outdir.iterdir())
 
 
