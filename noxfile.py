@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -28,7 +29,7 @@ def plugin_specs() -> list[str]:
 
 
 def install_everything(session: nox.Session) -> None:
-    session.install("-e", "./toto_core", *[x for spec in plugin_specs() for x in ("-e", spec)])
+    session.install("-e", "./toto_core[types,dev]", *[x for spec in plugin_specs() for x in ("-e", spec)])
     session.install("-r", "tests/requirements.txt")
 
 
@@ -65,8 +66,10 @@ def source_packages() -> list[str]:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy, strict, on the core and every plugin (mypy.ini)."""
-    session.install("mypy==2.4.1", "pytest", "-e", "./toto_core", *[x for spec in plugin_specs() for x in ("-e", spec)])
-    session.run("mypy", *source_packages())
+    plugins = [x for spec in plugin_specs() for x in ("-e", spec)]
+    session.install("mypy==2.4.1", "pytest", "-e", "./toto_core[types,dev]", *plugins)
+    packages = source_packages()
+    session.run("mypy", *packages, env={"MYPYPATH": os.pathsep.join(str(Path(p).parent) for p in packages)})
 
 
 @nox.session

@@ -34,6 +34,8 @@ SERVICES = [
 # Debian packages the tests run, by the program each one must provide.
 PACKAGES = [
     ("chromium", "/usr/bin/chromium"),  # tests/browser drive a headless browser against the server
+    ("nodejs", "/usr/bin/node"),  # tests/explorer/test_js_client.py runs clients/js under node --test
+    ("npm", "/usr/bin/npm"),  # the README's toto-client example installs clients/js with npm
 ]
 
 

@@ -16,11 +16,20 @@ ROOT = Path(__file__).resolve().parents[2]
 BLOCK = re.compile(r"<!-- test: (script|file (\S+)) -->\n```\w*\n(.*?)```", re.S)
 
 
-@pytest.mark.parametrize(("doc", "scripts"), [("docs/operations.md", 3), ("README.md", 1)])
+@pytest.mark.parametrize(
+    ("doc", "scripts"),
+    [
+        ("docs/operations.md", 3),
+        ("README.md", 1),
+        ("plugins/toto_prometheus/README.md", 1),
+        ("plugins/toto_otel/README.md", 1),
+    ],
+)
 def test_documented_examples_run(tmp_path: Path, doc: str, scripts: int) -> None:
     blocks = BLOCK.findall((ROOT / doc).read_text(encoding="utf-8"))
     assert sum(kind == "script" for kind, _, _ in blocks) >= scripts
     port = free_ports(2)
+    (tmp_path / "clients").symlink_to(ROOT / "clients")  # as in a clone: the README uses clients/js
     env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
     env.pop("PYTEST_ADDOPTS", None)
     try:

@@ -40,7 +40,7 @@ def test_local_bus_delivers_in_process():
     async def main():
         bus = LocalBus()
         got = []
-        bus.subscribe(lambda name, payload: got.append((name, payload)))
+        bus.subscribe(lambda name, payload, metadata: got.append((name, payload)))
         await bus.open()
         await bus.publish("n", b"\x00\x01", broadcast=False)
         await asyncio.sleep(0)

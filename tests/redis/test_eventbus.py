@@ -31,17 +31,25 @@ async def receive(inbox: asyncio.Queue[tuple[str, bytes]], seconds: float = 5.0)
 async def opened(bus: RedisEventBus) -> asyncio.Queue[tuple[str, bytes]]:
     inbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
     await bus.open()
-    bus.subscribe(lambda name, payload: inbox.put_nowait((name, payload)))
+    bus.subscribe(lambda name, payload, metadata: inbox.put_nowait((name, payload)))
     return inbox
 
 
 def test_message_framing_round_trips_and_is_not_pickle() -> None:
     for name, payload in (("", b""), ("ünï.cøde", b"\x80\x04"), ("n" * 70000, bytes(range(256)))):
         message = encode_message(name, payload)
-        assert decode_message(message) == (name, payload)
+        assert decode_message(message) == (name, payload, None)
         assert message.endswith(payload)
+        traced = encode_message(name, payload, {"traceparent": "00-abc-def-01", "ü": "✓"})
+        assert decode_message(traced) == (name, payload, {"traceparent": "00-abc-def-01", "ü": "✓"})
+        assert traced.endswith(payload)
+    # An event without metadata keeps the bytes it had before metadata existed.
+    assert encode_message("job", b"{}") == b"\x00\x00\x00\x03job{}"
+    assert encode_message("job", b"{}", {}) == encode_message("job", b"{}")
     with pytest.raises(ValueError):
         decode_message(encode_message("name", b"")[:-1])
+    with pytest.raises(ValueError):
+        decode_message(encode_message("name", b"", {"k": "v"})[:12])
 
 
 def test_wire_messages_carry_the_payload_bytes_verbatim(redis_url: str, prefix: str) -> None:
@@ -121,7 +129,7 @@ def test_a_failing_subscriber_does_not_stop_delivery(redis_url: str, prefix: str
     async def main() -> None:
         bus = RedisEventBus(redis_url, prefix)
 
-        def broken(name: str, payload: bytes) -> None:
+        def broken(name: str, payload: bytes, metadata: object) -> None:
             raise RuntimeError("subscriber bug")
 
         bus.subscribe(broken)

@@ -4,6 +4,8 @@ own key layout and TTLs, storage and bus combined freely, and a bus that lost Re
 from __future__ import annotations
 
 import time
+import uuid
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as StillWaiting
 from pathlib import Path
@@ -18,6 +20,8 @@ from toto.testing.server import ServerProcess
 
 from tests.conftest import BASIC_APP, FAST
 from tests.redis.conftest import proxied_url
+
+POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 class TestRedisDeployment(DeploymentContract):
@@ -62,24 +66,37 @@ def wait_for_event(waiter: TotoClient, sender: TotoClient, name: str, args: Any,
         return answer.result(timeout=1)
 
 
-def database_options(database: str, redis_url: str, prefix: str, tmp_path: Path) -> dict[str, Any]:
+def database_options(
+    database: str, redis_url: str, prefix: str, tmp_path: Path, sql_prefix: str = ""
+) -> dict[str, Any]:
     if database == "redis":
         return on_redis(redis_url, prefix)
     if database == "sqlite":
         return {"database": "sqlite", "database_url": f"sqlite:///{tmp_path / 'shared.db'}"}
     if database == "postgres":
-        # A fixed table prefix: the tables are reused by every run, and this test stores no accounts.
-        url = "postgresql://postgres@127.0.0.1:5432/test"
-        return {"database": "postgres", "database_url": url, "sql_table_prefix": "toto_redis_test_"}
+        # Tables of this test only (dropped after it): a fixed prefix would meet tables that
+        # another checkout's toto-sql made in another schema version.
+        return {"database": "postgres", "database_url": POSTGRES_URL, "sql_table_prefix": sql_prefix}
     return {"database": database}
+
+
+@pytest.fixture
+def sql_prefix() -> Iterator[str]:
+    """A table prefix of one test; its PostgreSQL tables are dropped after the servers stop
+    (this fixture comes first, so it is torn down last)."""
+    prefix = f"tr{uuid.uuid4().hex[:8]}_"
+    yield prefix
+    from tests.sql.conftest import drop_tables
+
+    drop_tables(POSTGRES_URL, prefix)
 
 
 @pytest.mark.parametrize("database", ["redis", "memory", "sqlite", "postgres"])
 def test_an_event_sent_through_one_server_answers_a_long_poll_on_another(
-    start_server, redis_url: str, prefix: str, tmp_path: Path, database: str
+    sql_prefix: str, start_server, redis_url: str, prefix: str, tmp_path: Path, database: str
 ) -> None:
     bus = {"event_bus": "redis", "event_url": redis_url, "redis_event_prefix": prefix + "events"}
-    options = {**database_options(database, redis_url, prefix, tmp_path), **bus}
+    options = {**database_options(database, redis_url, prefix, tmp_path, sql_prefix), **bus}
     a, b = start_server(**options), start_server(**options)
     args = {"text": "héllo", "n": [1, 2.5, None]}
     assert wait_for_event(b.client(), a.client(), "ping", args) == {"event": "ping", "args": args}

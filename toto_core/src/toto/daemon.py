@@ -10,8 +10,10 @@ detached with a pidfile (``toto.pidfile``).
 - ``--processes=N`` (0: one per CPU) forks N servers on ports ``port``, ``port+1``, ...,
   or all on ``port`` with ``--reuse_port``; the parent restarts a child that dies and
   forwards SIGTERM to all of them.
-- SIGTERM drains: the server stops listening, in-flight requests get ``drain_timeout``
-  seconds to finish, then storage and the event bus close.
+- SIGTERM drains: the readiness check fails at once, the server keeps accepting for
+  ``drain_delay`` seconds (so a load balancer stops sending first), stops listening,
+  in-flight requests get ``drain_timeout`` seconds to finish, then storage and the
+  event bus close.
 
 The pidfile holds the pid and stays locked (``flock``) while the server runs, so a
 pidfile left by a crash is recognised as stale however the pids were reused.

@@ -12,15 +12,18 @@ request finishes or its connection closes, so long polls leave nothing behind.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import itertools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from toto.eventbus import EventBus, EventCallback
 
 if TYPE_CHECKING:
+    import pluggy
+
     from toto.serializers import Serializer
 
 log = logging.getLogger("toto.events")
@@ -32,13 +35,19 @@ class LocalBus(EventBus):
     def __init__(self, options: Any = None) -> None:
         self._callbacks: list[EventCallback] = []
 
-    async def publish(self, name: str, payload: bytes, broadcast: bool = True) -> None:
+    async def publish(
+        self, name: str, payload: bytes, broadcast: bool = True, metadata: Mapping[str, str] | None = None
+    ) -> None:
         loop = asyncio.get_running_loop()
         for callback in self._callbacks:
-            loop.call_soon(callback, name, payload)
+            loop.call_soon(callback, name, payload, dict(metadata) if metadata else None)
 
     def subscribe(self, callback: EventCallback) -> None:
         self._callbacks.append(callback)
+
+    async def ping(self) -> bool:
+        """Always up: it is this process."""
+        return True
 
     async def close(self) -> None:
         self._callbacks.clear()
@@ -56,6 +65,9 @@ class EventManager:
         self._ids = itertools.count(1)
         # Coroutine handlers run as tasks; holding them keeps them from being collected mid-run.
         self._tasks: set[asyncio.Future[Any]] = set()
+        # The plugins' toto_event_sending / toto_event_received, or None when none implements them.
+        self._sending: Any = None
+        self._received: Any = None
 
     @classmethod
     def instance(cls) -> EventManager:
@@ -63,9 +75,12 @@ class EventManager:
             cls._instance = cls()
         return cls._instance
 
-    async def start(self, bus: EventBus, serializer: Serializer) -> None:
+    async def start(self, bus: EventBus, serializer: Serializer, hook: pluggy.HookRelay | None = None) -> None:
         self.bus = bus
         self.serializer = serializer
+        if hook is not None:
+            self._sending = hook.toto_event_sending if hook.toto_event_sending.get_hookimpls() else None
+            self._received = hook.toto_event_received if hook.toto_event_received.get_hookimpls() else None
         await bus.open()
         bus.subscribe(self._receive)
 
@@ -73,6 +88,7 @@ class EventManager:
         if self.bus is not None:
             await self.bus.close()
             self.bus = None
+        self._sending = self._received = None
 
     def register_handler(
         self, name: str, fn: Callable[[Any], Any], run_on_main_loop: bool = True, request_handler: Any = None
@@ -107,7 +123,13 @@ class EventManager:
         if self.bus is None or self.serializer is None:
             raise RuntimeError("the event manager is not started (the server is not running)")
         payload = self.serializer.encode(args)
-        future = asyncio.ensure_future(self.bus.publish(name, payload, broadcast))
+        metadata: dict[str, str] = {}
+        if self._sending is not None:
+            self._sending(name=name, broadcast=broadcast, metadata=metadata)
+        if metadata:
+            future = asyncio.ensure_future(self.bus.publish(name, payload, broadcast, metadata))
+        else:
+            future = asyncio.ensure_future(self.bus.publish(name, payload, broadcast))
         # Callers often fire and forget; a failed publish must still be seen in the log.
         future.add_done_callback(lambda f: _log_failed_send(name, f))
         return future
@@ -117,7 +139,18 @@ class EventManager:
         if not task.cancelled() and task.exception() is not None:
             log.error("event handler for %r failed", name, exc_info=task.exception())
 
-    def _receive(self, name: str, payload: bytes) -> None:
+    def _receive(self, name: str, payload: bytes, metadata: Mapping[str, str] | None = None) -> None:
+        received = self._received
+        if received is None:
+            self._dispatch(name, payload)
+            return
+        with contextlib.ExitStack() as stack:
+            for context in received(name=name, metadata=metadata or {}):
+                if context is not None:
+                    stack.enter_context(context)
+            self._dispatch(name, payload)
+
+    def _dispatch(self, name: str, payload: bytes) -> None:
         handlers = self._handlers.get(name)
         if not handlers:
             return

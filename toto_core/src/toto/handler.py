@@ -217,6 +217,10 @@ class TotoHandler:
     """
 
     SUPPORTED_METHODS = ("GET", "HEAD", "POST", "OPTIONS")
+    #: The answer's envelope once written (read by the access log).
+    _payload: dict[str, Any] | None = None
+    #: Parameters came as query or form text, so typed methods may read "1" as 1 (toto.validation).
+    _text_parameters = False
 
     def __init__(self, application: TotoApplication, request: httputil.HTTPServerRequest, **kwargs: Any) -> None:
         self.application = application
@@ -247,6 +251,10 @@ class TotoHandler:
         self._active_methods: list[Method] = []
         self._reply: asyncio.Future[Any] | None = None
         self._locked_session: Session | None = None
+        # What toto_request_finished reports: the method called, a batch's size, the error answered.
+        self._called: str | None = None
+        self._batch_size: int | None = None
+        self._error: TotoException | None = None
         server.in_flight.add(self)
 
     # -- reading ----------------------------------------------------------------------
@@ -289,10 +297,41 @@ class TotoHandler:
         self._pick_response_serializer(request_serializer)
         serializer = self._response_serializer
         self.set_header("Content-Type", self._response_type or serializer.content_types[0])
-        self.finish(serializer.encode({"error": error.to_dict()}))
+        self._payload = {"error": error.to_dict()}
+        self.finish(serializer.encode(self._payload))
 
     async def _execute(self) -> None:
-        """Run the request's HTTP verb; anything that escapes it is a 500 in the protocol's shape."""
+        """Run the request's HTTP verb, between the request hooks when plugins implement them."""
+        if self._route is None and self.server.request_hooks:
+            await self._execute_observed()
+        else:
+            await self._serve()
+
+    async def _execute_observed(self) -> None:
+        hook = self.server.hook
+        started = time.perf_counter()
+        try:
+            hook.toto_request_started(handler=self)
+        except Exception:
+            log.exception("a toto_request_started hook failed")
+        try:
+            await self._serve()
+        finally:
+            error = self._error
+            try:
+                hook.toto_request_finished(
+                    handler=self,
+                    method=self._called,
+                    batch=self._batch_size,
+                    status=self._status_code if self._finished else 499,
+                    error=None if error is None else error.to_dict(),
+                    seconds=time.perf_counter() - started,
+                )
+            except Exception:
+                log.exception("a toto_request_finished hook failed")
+
+    async def _serve(self) -> None:
+        """Anything that escapes the verb is a 500 in the protocol's shape."""
         try:
             path = self._path
             if "%" in path:
@@ -443,8 +482,12 @@ class TotoHandler:
             if mime in _FORM_TYPES:
                 arguments: dict[str, list[bytes]] = {}
                 files: dict[str, list[httputil.HTTPFile]] = {}
-                httputil.parse_body_arguments(content_type, body, arguments, files, self.request.headers)
+                try:
+                    httputil.parse_body_arguments(content_type, body, arguments, files, self.request.headers)
+                except httputil.HTTPInputError as exc:  # found by schemathesis: multipart without a boundary
+                    raise TotoException(ERROR_MALFORMED_REQUEST, f"Malformed form body: {_brief(exc)}") from None
                 parameters = _arguments(arguments)
+                self._text_parameters = True
                 for name, uploads in files.items():
                     entries = [
                         {"filename": f.filename, "body": f.body, "content_type": f.content_type} for f in uploads
@@ -484,6 +527,7 @@ class TotoHandler:
     async def get(self, path: str) -> None:
         try:
             self._pick_response_serializer(None)
+            self._text_parameters = True
             await self._call_one(path, None, _arguments(self.request.query_arguments), b"")
         except TotoException as exc:
             self._answer_error(exc)
@@ -578,6 +622,7 @@ class TotoHandler:
 
     async def _call_one(self, path: str, body_method: Any, parameters: Any, body: bytes) -> None:
         method = self.server.methods.resolve(self._method_name(path, body_method))
+        self._called = method.name
         await self._open_session(body, method.optional_session)
         try:
             result = await self._invoke(method, self, parameters)
@@ -595,6 +640,7 @@ class TotoHandler:
             raise TotoException(ERROR_MALFORMED_REQUEST, "batch must be an object of {id: call}.")
         if len(batch) > self.server.max_batch:
             raise TotoException(ERROR_MALFORMED_REQUEST, f"A batch may hold at most {self.server.max_batch} calls.")
+        self._batch_size = len(batch)
         methods: dict[str, Method | TotoException] = {}
         for key, call in batch.items():
             try:
@@ -648,6 +694,8 @@ class TotoHandler:
         an awaitable of it when the method returned something to wait for after all."""
         self._active_methods.append(method)
         try:
+            if method.validate is not None:
+                parameters = method.validate(parameters, False)
             result = method.invoke(entry, parameters)
             if result is None and entry._reply is not None:
                 result = entry._reply
@@ -673,6 +721,8 @@ class TotoHandler:
             self.server.hook.toto_before_invoke(handler=target, method=method.name, parameters=parameters)
         self._active_methods.append(method)
         try:
+            if method.validate is not None:
+                parameters = method.validate(parameters, self._text_parameters)
             if method.is_coroutine:
                 result = await method.invoke(target, parameters)
             else:
@@ -696,6 +746,13 @@ class TotoHandler:
             if hooks:
                 self.server.hook.toto_after_invoke(handler=target, method=method.name, result=None, error=exc.to_dict())
             raise
+        except Exception as exc:
+            if not hooks:
+                raise
+            # Converted (and logged) here, so the hook sees the 1000 error the caller gets.
+            error = self._unexpected(exc)
+            self.server.hook.toto_after_invoke(handler=target, method=method.name, result=None, error=error.to_dict())
+            raise error from exc
         if hooks:
             self.server.hook.toto_after_invoke(handler=target, method=method.name, result=result, error=None)
         return result
@@ -734,6 +791,7 @@ class TotoHandler:
         session = self.session
         if session is not None:
             payload["session"] = session.to_response()
+        self._payload = payload
         serializer = self._response_serializer
         try:
             body = serializer.encode(payload)
@@ -751,6 +809,7 @@ class TotoHandler:
         self.finish(body)
 
     def _answer_error(self, exc: TotoException) -> None:
+        self._error = exc
         if exc.code == ERROR_SERVICE_UNAVAILABLE:
             log.warning("%s %s: %s", self.request.method, self.request.uri, exc.value)
         self._answer({"error": exc.to_dict()}, exc.status)
@@ -806,7 +865,10 @@ class TotoHandler:
         self.on_finish()
 
     def on_finish(self) -> None:
-        self.server.in_flight.discard(self)
+        server = self.server
+        server.in_flight.discard(self)
+        if server.access_log is not None:
+            server.access_log.record(self, closed=not self._finished)
         if self.registered_event_handlers:
             manager = EventManager.instance()
             for sig in self.registered_event_handlers:

@@ -18,7 +18,8 @@ these without ``@toto.hookimpl``, is a startup error naming the plugin and the h
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, MutableMapping
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -144,5 +145,66 @@ def toto_before_invoke(handler: TotoHandler, method: str, parameters: Any) -> No
 def toto_after_invoke(handler: TotoHandler, method: str, result: Any, error: Any) -> None:
     """Called after each method invocation with its result or its error dict.
 
-    Only called when at least one plugin implements it.
+    An unexpected exception arrives as the 1000 error its caller gets. An invocation
+    cut short because its client went away gets no call here (``toto_request_finished``
+    still comes, with status 499). Only called when at least one plugin implements
+    this hook or ``toto_before_invoke``.
+    """
+
+
+@hookspec
+def toto_request_started(handler: TotoHandler) -> None:
+    """Called when a request for a method or a batch starts (not for routes).
+
+    It runs in the request's own asyncio task, before the body is parsed, so a
+    ``contextvars`` value set here (a tracing span, say) belongs to this request, its
+    method calls and its batch entries, and nothing else. Only called when at least
+    one plugin implements this hook or ``toto_request_finished``.
+    """
+
+
+@hookspec
+def toto_request_finished(
+    handler: TotoHandler, method: str | None, batch: int | None, status: int, error: Any, seconds: float
+) -> None:
+    """Called once when a request that ``toto_request_started`` saw is over, in the same task.
+
+    ``method`` is the name of the method it called (None for a batch, or when it named
+    no method that exists), ``batch`` the number of calls of a batch (else None),
+    ``status`` the HTTP status of the answer (499 when the client went away before
+    it), ``error`` the error dict of the answer (None on success; a batch's entries
+    report theirs through ``toto_after_invoke``), ``seconds`` how long it took.
+    """
+
+
+@hookspec
+def toto_wrap_storage(server: TotoServer, storage: Storage) -> Storage | None:
+    """Return an object that stands in for ``storage`` (a wrapper that times or traces
+    its calls), or None to leave it.
+
+    Called once in each serving process, before ``storage.open()``; every plugin's
+    wrapper wraps the one before. What a wrapper returns is what the accounts,
+    sessions and ``handler.connection`` use, so it must offer the whole ``Storage``
+    interface and ``db``.
+    """
+
+
+@hookspec
+def toto_event_sending(name: str, broadcast: bool, metadata: MutableMapping[str, str]) -> None:
+    """Called when this process sends an event, before it goes onto the bus.
+
+    Add text entries to ``metadata`` to carry them with the event to every server
+    that receives it (a W3C ``traceparent``, say); every bus of the core and of
+    toto-redis carries them. An event nobody adds metadata to travels exactly as
+    without this hook. Only called when some plugin implements it.
+    """
+
+
+@hookspec
+def toto_event_received(name: str, metadata: Mapping[str, str]) -> AbstractContextManager[Any] | None:
+    """Called when an event arrives from the bus, before its handlers run.
+
+    ``metadata`` is what the sender's ``toto_event_sending`` added (empty when
+    nothing). Return a context manager to run the event's handlers inside it (a
+    tracing span, say), or None. Only called when some plugin implements it.
     """

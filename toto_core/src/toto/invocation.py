@@ -38,7 +38,9 @@ def _require_user(handler: Any, parameters: Any) -> None:
 
 def authenticated(fn: Invoke) -> Invoke:
     """Refuse the call with 1004 unless it carries a signed-in user's session."""
-    return _wrap(fn, _require_user)
+    wrapped = _wrap(fn, _require_user)
+    wrapped.authenticated = True  # type: ignore[attr-defined]  # read by toto.catalogue
+    return wrapped
 
 
 def optionally_authenticated(fn: Invoke) -> Invoke:
@@ -61,6 +63,8 @@ def requires(*names: str) -> Callable[[Invoke], Invoke]:
                 raise TotoException(ERROR_MISSING_PARAMS, "Missing parameters: " + ", ".join(missing))
 
         wrapped = _wrap(fn, check)
+        # Stacked @requires list every name (functools.wraps copied the inner ones); toto.catalogue reads them.
+        wrapped.required_parameters = (*getattr(fn, "required_parameters", ()), *names)  # type: ignore[attr-defined]
         if getattr(fn, "optionally_authenticated", False):
             wrapped.optionally_authenticated = True  # type: ignore[attr-defined]
         if getattr(fn, "asynchronous", False):

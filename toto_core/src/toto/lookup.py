@@ -9,6 +9,7 @@ from types import ModuleType
 from typing import Any
 
 from toto.exceptions import ERROR_INVALID_METHOD, ERROR_MISSING_METHOD, TotoException
+from toto.validation import build_validator, declared_types
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)*\Z")
 _BUILTIN_ROOT = "toto.methods"
@@ -25,7 +26,10 @@ class Method:
         "name",
         "on_close",
         "optional_session",
+        "parameters_type",
         "plain",
+        "result_type",
+        "validate",
     )
 
     def __init__(self, name: str, module: ModuleType) -> None:
@@ -40,6 +44,9 @@ class Method:
         self.on_close = getattr(module, "on_connection_close", None)
         #: A plain function: it answers when it returns, so a batch can run it in place.
         self.plain = not self.is_coroutine and not self.callback_style
+        # Decided once here, so a method without type hints pays nothing per call (toto.validation).
+        self.parameters_type, self.result_type = declared_types(self.invoke, name)
+        self.validate = None if self.parameters_type is None else build_validator(self.parameters_type, name)
 
 
 def invalid(name: Any) -> TotoException:
@@ -57,9 +64,11 @@ class MethodLookup:
     grown by callers.
     """
 
-    def __init__(self, root: str, builtin_accounts: bool = True) -> None:
+    def __init__(self, root: str, builtin_accounts: bool = True, describe: bool = False) -> None:
         self.root = root
         self.builtin_accounts = builtin_accounts
+        #: Name prefixes the core serves from ``toto.methods`` when the app has no such module.
+        self.builtin_prefixes = ("account.",) * builtin_accounts + ("toto.",) * describe
         self._cache: dict[str, Method] = {}
         try:
             importlib.import_module(root)
@@ -75,7 +84,7 @@ class MethodLookup:
         if not isinstance(name, str) or len(name) > 200 or not _NAME.match(name):
             raise invalid(name)
         module = self._import(self.root, name)
-        if module is None and self.builtin_accounts and name.startswith("account."):
+        if module is None and name.startswith(self.builtin_prefixes):
             module = self._import(_BUILTIN_ROOT, name)
         if module is None:
             raise invalid(name)

@@ -20,13 +20,18 @@ import socket
 import struct
 import tempfile
 import time
+from collections.abc import Mapping
 from typing import Any
 
-from toto.eventbus import EventBus, EventCallback
+from toto.eventbus import MAX_METADATA, EventBus, EventCallback, decode_metadata, encode_metadata
 
 log = logging.getLogger("toto.events")
 
 _HEADER = struct.Struct("!II")  # name length, payload length
+# Set in the name length when the frame carries metadata: its length (4 bytes) follows the
+# header, and the metadata the name. A frame without metadata is what it was before.
+_HAS_METADATA = 0x80000000
+_METADATA_LENGTH = struct.Struct("!I")
 _MAX_NAME = 64 * 1024
 _MAX_PAYLOAD = 256 * 1024 * 1024
 # sun_path is 108 bytes on Linux, 104 on the BSDs; stay under both with the file name.
@@ -88,26 +93,40 @@ class MachineBus(EventBus):
     def subscribe(self, callback: EventCallback) -> None:
         self._callbacks.append(callback)
 
-    async def publish(self, name: str, payload: bytes, broadcast: bool = True) -> None:
+    async def ping(self) -> bool:
+        """Listening on this process's socket, whose file is still in the group's directory."""
+        server = self._server
+        return not self._closed and server is not None and server.is_serving() and os.path.exists(self.path)
+
+    async def publish(
+        self, name: str, payload: bytes, broadcast: bool = True, metadata: Mapping[str, str] | None = None
+    ) -> None:
         if self._closed:
             raise RuntimeError("the machine event bus is closed")
         encoded = name.encode("utf-8")
         if len(encoded) > _MAX_NAME or len(payload) > _MAX_PAYLOAD:
             raise ValueError(f"event {name[:80]!r} is too large for the machine bus")
-        frame = _HEADER.pack(len(encoded), len(payload)) + encoded + payload
+        if metadata:
+            extra = encode_metadata(metadata)
+            head = _HEADER.pack(len(encoded) | _HAS_METADATA, len(payload)) + _METADATA_LENGTH.pack(len(extra))
+            frame = head + encoded + extra + payload
+            received: dict[str, str] | None = dict(metadata)
+        else:
+            frame = _HEADER.pack(len(encoded), len(payload)) + encoded + payload
+            received = None
         peers = self._peer_paths()
         if broadcast:
             for path in peers:
                 if path == self.path:
                     # Asynchronously, like a delivery from a peer: a handler never runs inside send().
-                    asyncio.get_running_loop().call_soon(self._deliver, name, payload)
+                    asyncio.get_running_loop().call_soon(self._deliver, name, payload, received)
                 else:
                     await self._send(path, frame)
             return
         random.shuffle(peers)
         for path in peers:
             if path == self.path:
-                asyncio.get_running_loop().call_soon(self._deliver, name, payload)
+                asyncio.get_running_loop().call_soon(self._deliver, name, payload, received)
                 return
             if await self._send(path, frame):
                 return
@@ -222,22 +241,32 @@ class MachineBus(EventBus):
             while True:
                 header = await reader.readexactly(_HEADER.size)
                 name_length, payload_length = _HEADER.unpack(header)
-                if name_length > _MAX_NAME or payload_length > _MAX_PAYLOAD:
+                metadata_length = 0
+                if name_length & _HAS_METADATA:
+                    name_length &= ~_HAS_METADATA
+                    (metadata_length,) = _METADATA_LENGTH.unpack(await reader.readexactly(_METADATA_LENGTH.size))
+                if name_length > _MAX_NAME or payload_length > _MAX_PAYLOAD or metadata_length > MAX_METADATA:
                     log.error("dropping a machine bus peer that sent an oversized frame")
                     return
                 name = (await reader.readexactly(name_length)).decode("utf-8")
+                metadata = None
+                if metadata_length:
+                    try:
+                        metadata = decode_metadata(await reader.readexactly(metadata_length))
+                    except ValueError:
+                        log.warning("machine bus: event %r came with unreadable metadata; delivered without", name)
                 payload = await reader.readexactly(payload_length)
-                self._deliver(name, payload)
-        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+                self._deliver(name, payload, metadata)
+        except (asyncio.IncompleteReadError, ConnectionError, UnicodeDecodeError, asyncio.CancelledError):
             pass
         finally:
             writer.close()
             if task is not None:
                 self._readers.discard(task)
 
-    def _deliver(self, name: str, payload: bytes) -> None:
+    def _deliver(self, name: str, payload: bytes, metadata: dict[str, str] | None = None) -> None:
         for callback in self._callbacks:
             try:
-                callback(name, payload)
+                callback(name, payload, metadata)
             except Exception:
                 log.exception("event callback failed for %r", name)

@@ -224,6 +224,8 @@ def define_core_options(options: Options, hmac_modes: Iterable[str] = ()) -> Non
     d("login_attempts", 5, int, "failed logins per user id within login_window before 1014")
     d("login_window", 300.0, float, "seconds over which failed logins are counted")
     d("max_batch", 100, int, "most calls in one batch request")
+    d("health_path", "_health", str, "path below root of the health check (readiness; /live: liveness); empty: off")
+    d("health_timeout", 2.0, float, "seconds the health check waits for the storage and the event bus")
     d("processes", 1, int, "server processes (0: one per CPU)")
     d("xheaders", False, bool, "trust X-Real-Ip / X-Forwarded-For from a proxy in front")
     d(
@@ -234,6 +236,21 @@ def define_core_options(options: Options, hmac_modes: Iterable[str] = ()) -> Non
         choices=("auto", "uvloop", "asyncio"),
     )
     define_operations_options(options)
+    define_development_options(options)
+
+
+def define_development_options(options: Options) -> None:
+    """Describing the server, its access log, and reloading while developing."""
+    d = options.define
+    d(
+        "describe",
+        False,
+        bool,
+        "serve toto.describe, <root>/openapi.json and the API explorer at <root>/_explorer (lists every method)",
+    )
+    d("access_log", True, bool, "log one line per request at info (method, status, error code, duration, user)")
+    d("log_format", "text", str, "log lines as text or as JSON objects, one a line", choices=("text", "json"))
+    d("reload", False, bool, "restart when a file of the method package or the config file changes (development)")
 
 
 def define_operations_options(options: Options) -> None:
@@ -245,6 +262,13 @@ def define_operations_options(options: Options) -> None:
     d("pidfile", "toto.pid", str, "pidfile of a --start server; --processes children add .N before .pid")
     d("log_file", "", str, "where a --start server writes its output (empty: the pidfile's name with .log)")
     d("reuse_port", False, bool, "--processes share --port through SO_REUSEPORT instead of sequential ports")
+    d(
+        "drain_delay",
+        0.0,
+        float,
+        "on SIGTERM, seconds to keep accepting requests while the readiness check answers 503, "
+        "so a load balancer stops sending before the port closes",
+    )
     d("drain_timeout", 10.0, float, "on SIGTERM, seconds in-flight requests get to finish before they are cut")
     d("stop_timeout", 20.0, float, "--stop: seconds to wait for the server to exit before SIGKILL")
 

@@ -123,13 +123,16 @@ class TotoPluginManager(pluggy.PluginManager):
         self._labels[id(plugin)] = label
         return True
 
+    def implementers(self, hook_name: str) -> list[object]:
+        """The plugins that implement ``hook_name``, in pluggy's call order."""
+        return [impl.plugin for impl in reversed(getattr(self.hook, hook_name).get_hookimpls())]
+
     def answers(self, hook_name: str, **kwargs: Any) -> list[tuple[object, Any]]:
         """Each plugin's answer to ``hook_name`` as ``(plugin, answer)``, in pluggy's call order.
 
         Each plugin is called through its own pluggy hook caller, so tracing sees every call.
         """
-        implementations = list(reversed(getattr(self.hook, hook_name).get_hookimpls()))
-        plugins = [impl.plugin for impl in implementations]
+        plugins = self.implementers(hook_name)
         return [(plugin, self.answer(plugin, hook_name, plugins, **kwargs)) for plugin in plugins]
 
     def answer(

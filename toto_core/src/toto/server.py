@@ -6,6 +6,7 @@ import asyncio
 import importlib.util
 import inspect
 import logging
+import os
 import signal
 import sys
 import tempfile
@@ -65,6 +66,10 @@ class TotoServer:
             if "--help" in args or "-h" in args:
                 print(self.options.help_text())
                 raise SystemExit(0)
+            if args and not args[0].startswith("-"):
+                conf_file = args.pop(0)
+            #: How this server was made, so ``--reload`` can make the same one again (toto.reloader).
+            self.given: dict[str, Any] = {"conf_file": conf_file, "argv": list(args), "options": dict(options)}
             try:
                 read_options(self.options, args, conf_file, options)
             except OptionError:
@@ -82,6 +87,17 @@ class TotoServer:
         self._background: list[asyncio.Task[Any]] = []
         #: Requests being served; a draining shutdown waits for it to empty (``drain``).
         self.in_flight: set[Any] = set()
+        #: Writes the per-request line; None when ``access_log`` is off or info is not logged.
+        self.access_log: Any = None
+        #: With ``describe``: the method catalogue, the answer of ``toto.describe`` and the OpenAPI document.
+        self.catalogue: Any = None
+        self.description: dict[str, Any] | None = None
+        self.openapi: dict[str, Any] | None = None
+        #: True from SIGTERM on: the readiness check (``/_health``) answers 503 while requests drain.
+        self.draining = False
+        #: In a ``--processes`` group: a directory every process of the group shares, removed
+        #: when the group stops (plugins keep group-wide files there); None for a lone server.
+        self.group_dir: str | None = None
 
     # -- configuration (once) ---------------------------------------------------------
     def _configure(self) -> None:
@@ -116,17 +132,30 @@ class TotoServer:
         self.state_serializer = by_name[o.state_serializer]
         self.state_fallbacks = safe
         try:
-            self.methods = MethodLookup(o.method_module, builtin_accounts=o.builtin_accounts)
+            self.methods = MethodLookup(o.method_module, builtin_accounts=o.builtin_accounts, describe=o.describe)
         except ImportError as exc:
             raise PluginError(str(exc)) from None
         self.invoke_hooks = bool(
             self.hook.toto_before_invoke.get_hookimpls() or self.hook.toto_after_invoke.get_hookimpls()
+        )
+        self.request_hooks = bool(
+            self.hook.toto_request_started.get_hookimpls() or self.hook.toto_request_finished.get_hookimpls()
         )
         from toto.accounts import LoginLimiter
 
         self.login_limiter = LoginLimiter(int(o.login_attempts), float(o.login_window))
         #: Fixed paths below ``root`` that are not method calls (``toto_register_routes``).
         self.routes = merge_routes(self.pm, self)
+
+    def describe_methods(self) -> None:
+        """Walk the method package (``describe`` on): fills ``catalogue``, ``description`` and ``openapi``."""
+        from toto import openapi
+        from toto.catalogue import Catalogue
+
+        o = self.options
+        self.catalogue = Catalogue(self.methods)
+        self.description = {"hmac_mode": o.hmac_mode, "root": o.root, **self.catalogue.describe()}
+        self.openapi = openapi.build(self.catalogue, o.hmac_mode, o.root, o.method_select)
 
     def make_app(self) -> TotoApplication:
         """The request callback of Tornado's ``HTTPServer`` (see ``toto.handler``)."""
@@ -141,11 +170,22 @@ class TotoServer:
         from toto.sessions import SessionManager
 
         o = self.options
-        self.storage = self.storage_factory(o)
+        if o.access_log and logging.getLogger("toto.access").isEnabledFor(logging.INFO):
+            from toto.accesslog import AccessLog
+
+            self.access_log = AccessLog()
+        if o.describe:
+            self.describe_methods()
+        storage = self.storage_factory(o)
+        # Each wrapper wraps the one before it; each called through pluggy like every hook.
+        wrappers = self.pm.implementers("toto_wrap_storage")
+        for plugin in wrappers:
+            storage = self.pm.answer(plugin, "toto_wrap_storage", wrappers, server=self, storage=storage) or storage
+        self.storage = storage
         await self.storage.open()
         self.connection = Connection(self.storage)
         self.sessions = SessionManager(self.storage, self.state_serializer, self.state_fallbacks, o)
-        await EventManager.instance().start(self.bus_factory(o), self.state_serializer)
+        await EventManager.instance().start(self.bus_factory(o), self.state_serializer, self.hook)
         for result in self.hook.toto_startup(server=self):
             if inspect.isawaitable(result):
                 await result
@@ -168,11 +208,17 @@ class TotoServer:
         )
 
     async def stop(self) -> None:
-        """Stop listening, let in-flight requests finish (up to ``drain_timeout``), then
-        close the event bus and storage."""
+        """Fail the readiness check and keep serving for ``drain_delay`` seconds (so a load
+        balancer stops sending first), stop listening, let in-flight requests finish (up to
+        ``drain_timeout``), then close the event bus and storage."""
         from toto.events import EventManager
 
+        self.draining = True
         if self.http_server is not None:
+            delay = float(self.options.drain_delay)
+            if delay > 0:
+                log.info("draining: /_health answers 503; still accepting requests for %gs", delay)
+                await asyncio.sleep(delay)
             self.http_server.stop()
             await self.drain(float(self.options.drain_timeout))
             await self.http_server.close_all_connections()
@@ -197,20 +243,21 @@ class TotoServer:
         if self.in_flight:
             log.warning("draining: cut %d still in flight after %gs", len(self.in_flight), timeout)
 
-    def join_process_group(self) -> str | None:
-        """Called once by the parent of a ``--processes`` group before it forks: events must
-        reach every process of the group, so the in-process ``local`` bus becomes ``machine``,
-        in a private directory when no ``event_url`` names one. Returns that directory, for
-        the parent to remove when the group stops."""
+    def join_process_group(self) -> str:
+        """Called once by the parent of a ``--processes`` group before it forks. Makes the
+        directory every process of the group shares (``group_dir``: the machine bus's sockets,
+        plugins' group-wide files) and, since events must reach every process, turns the
+        in-process ``local`` bus into ``machine`` there when no ``event_url`` names another.
+        Returns the directory, for the parent to remove when the group stops."""
         o = self.options
+        self.group_dir = tempfile.mkdtemp(prefix="toto-group-")
         if o.event_bus == "local":
             o.event_bus = "machine"
             self.bus_factory = self.buses["machine"]
             log.info("event_bus local -> machine, so events reach every process of the group")
         if o.event_bus == "machine" and not o.event_url:
-            o.event_url = tempfile.mkdtemp(prefix="toto-events-")
-            return str(o.event_url)
-        return None
+            o.event_url = os.path.join(self.group_dir, "events")
+        return self.group_dir
 
     async def _purge_loop(self, interval: float = 60.0) -> None:
         while True:
@@ -238,13 +285,18 @@ class TotoServer:
     def run(self) -> None:
         """Serve as the options say: in this process, as ``--processes`` children, or
         detached (``--start``, ``--stop``, ``--restart``); see ``toto.daemon``."""
+        if self.options.reload:
+            from toto.reloader import run_reloading
+
+            run_reloading(self)
+            return
         from toto.daemon import run
 
         run(self)
 
     def run_process(self, sockets: list[Any] | None = None) -> None:
         """Configure logging and serve in this process until stopped."""
-        setup_logging(self.options.logging)
+        setup_logging(self.options.logging, self.options.log_format)
         try:
             if self.event_loop == "uvloop":
                 import uvloop  # type: ignore[import-not-found]
@@ -269,14 +321,17 @@ def pick_event_loop(wanted: str) -> str:
     return "uvloop"
 
 
-def setup_logging(level: str) -> None:
+def setup_logging(level: str, log_format: str = "text") -> None:
     if level == "none":
         logging.disable(logging.CRITICAL)
         return
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format == "json":
+        from toto.accesslog import JsonFormatter
+
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), handlers=[handler])
     # Tornado's per-request access log is noise at info level.
     logging.getLogger("tornado.access").setLevel(logging.WARNING)

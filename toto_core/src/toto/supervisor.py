@@ -41,16 +41,17 @@ class Group:
         self.children: dict[int, tuple[int, float]] = {}  # pid -> (index, started)
         self.stopping = False
         self.quick_deaths = 0
-        self.event_dir: str | None = None
+        self.group_dir: str | None = None
         self.exit_code = 0
 
     def run(self) -> None:
         from toto.server import setup_logging
 
         o = self.server.options
-        setup_logging(o.logging)
-        # Events must reach every process of the group: the server says how (toto.server).
-        self.event_dir = self.server.join_process_group()
+        setup_logging(o.logging, o.log_format)
+        # A private directory for the group's shared files (machine bus sockets, plugins' files
+        # such as multiprocess metrics), and events that reach every process: the server's to set.
+        self.group_dir = self.server.join_process_group()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
         ports = listen_ports(self.server)
@@ -117,7 +118,7 @@ class Group:
         return 0
 
     def _supervise(self) -> None:
-        drain = float(self.server.options.drain_timeout)
+        drain = float(self.server.options.drain_delay) + float(self.server.options.drain_timeout)
         kill_at: float | None = None
         while self.children:
             try:
@@ -163,8 +164,8 @@ class Group:
             for index in range(self.count):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(child_pidfile(self.pidfile.path, index))
-        if self.event_dir is not None:
-            shutil.rmtree(self.event_dir, ignore_errors=True)
+        if self.group_dir is not None:
+            shutil.rmtree(self.group_dir, ignore_errors=True)
         log.info("all server processes stopped")
         if self.exit_code:
             raise SystemExit(self.exit_code)

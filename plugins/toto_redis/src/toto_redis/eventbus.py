@@ -8,7 +8,9 @@ restarted, a proxy cut it, a network that swallows packets) and reconnects and
 resubscribes by itself, saying so in the log.
 
 A message is the event name's length (4 bytes, big-endian), the UTF-8 name and the
-payload bytes, which the core has already serialized with a safe serializer.
+payload bytes, which the core has already serialized with a safe serializer. An event
+with metadata (a W3C ``traceparent``, say) sets the top bit of that length and puts the
+metadata's length (4 bytes) and the metadata (a JSON object of strings) after the name.
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ import asyncio
 import logging
 import struct
 import time
+from collections.abc import Mapping
 from typing import Any, cast
 
 import redis.asyncio as redis_asyncio
-from toto.eventbus import EventBus, EventCallback
+from toto.eventbus import EventBus, EventCallback, decode_metadata, encode_metadata
 from toto.exceptions import PluginError
 from toto.options import option_value
 from toto.urls import redact_url
@@ -38,6 +41,7 @@ from toto_redis.connection import (
 log = logging.getLogger("toto.redis")
 
 _NAME_LENGTH = struct.Struct(">I")
+_HAS_METADATA = 0x80000000
 
 #: Seconds a listener blocks on Redis before it checks whether it should stop.
 POLL_SECONDS = 1.0
@@ -47,17 +51,29 @@ PING_SECONDS = 3.0
 QUEUE_TTL_MS = 24 * 3600 * 1000
 
 
-def encode_message(name: str, payload: bytes) -> bytes:
+def encode_message(name: str, payload: bytes, metadata: Mapping[str, str] | None = None) -> bytes:
     encoded = name.encode("utf-8")
-    return _NAME_LENGTH.pack(len(encoded)) + encoded + payload
+    if not metadata:
+        return _NAME_LENGTH.pack(len(encoded)) + encoded + payload
+    extra = encode_metadata(metadata)
+    return _NAME_LENGTH.pack(len(encoded) | _HAS_METADATA) + encoded + _NAME_LENGTH.pack(len(extra)) + extra + payload
 
 
-def decode_message(message: bytes) -> tuple[str, bytes]:
+def decode_message(message: bytes) -> tuple[str, bytes, dict[str, str] | None]:
     (length,) = _NAME_LENGTH.unpack_from(message)
-    end = _NAME_LENGTH.size + length
+    start = _NAME_LENGTH.size
+    end = start + (length & ~_HAS_METADATA)
     if end > len(message):
         raise ValueError("truncated event message")
-    return message[_NAME_LENGTH.size : end].decode("utf-8"), message[end:]
+    name = message[start:end].decode("utf-8")
+    if not length & _HAS_METADATA:
+        return name, message[end:], None
+    (extra_length,) = _NAME_LENGTH.unpack_from(message, end)
+    extra_start = end + _NAME_LENGTH.size
+    if extra_start + extra_length > len(message):
+        raise ValueError("truncated event metadata")
+    metadata = decode_metadata(message[extra_start : extra_start + extra_length])
+    return name, message[extra_start + extra_length :], metadata
 
 
 class RedisEventBus(EventBus):
@@ -78,6 +94,8 @@ class RedisEventBus(EventBus):
         self._client: redis_asyncio.Redis | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._subscribed: asyncio.Event | None = None
+        #: Whether the broadcast listener holds a live subscription right now (for ``ping``).
+        self._listening = False
         self._closing = False
 
     @classmethod
@@ -106,10 +124,12 @@ class RedisEventBus(EventBus):
         except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
             log.warning("redis event bus: %s does not answer yet; events wait until it does", redact_url(self.url))
 
-    async def publish(self, name: str, payload: bytes, broadcast: bool = True) -> None:
+    async def publish(
+        self, name: str, payload: bytes, broadcast: bool = True, metadata: Mapping[str, str] | None = None
+    ) -> None:
         if self._client is None:
             raise RuntimeError("RedisEventBus.open() must be awaited before publish()")
-        message = encode_message(name, payload)
+        message = encode_message(name, payload, metadata)
         async with unavailable_on_fault("Redis event bus"):
             if broadcast:
                 await self._client.publish(self.channel, message)
@@ -121,6 +141,16 @@ class RedisEventBus(EventBus):
 
     def subscribe(self, callback: EventCallback) -> None:
         self._callbacks.append(callback)
+
+    async def ping(self) -> bool:
+        """Subscribed to the broadcast channel, and Redis answers a PING now (the listener
+        alone would notice a cut only after ``ping_seconds``)."""
+        if self._client is None or not self._listening:
+            return False
+        try:
+            return bool(await self._client.ping())
+        except Exception:  # any fault means "not connected", which is the answer
+            return False
 
     async def close(self) -> None:
         self._closing = True
@@ -138,13 +168,13 @@ class RedisEventBus(EventBus):
 
     def _deliver(self, message: bytes) -> None:
         try:
-            name, payload = decode_message(message)
+            name, payload, metadata = decode_message(message)
         except (ValueError, struct.error, UnicodeDecodeError):
             log.warning("redis event bus: dropped a malformed message on %s", self.prefix)
             return
         for callback in self._callbacks:
             try:
-                callback(name, payload)
+                callback(name, payload, metadata)
             except Exception:
                 log.exception("redis event bus: a subscriber failed on event %r", name)
 
@@ -173,6 +203,7 @@ class RedisEventBus(EventBus):
                                 )
                                 lost = False
                             delay = 0.1
+                            self._listening = True
                             assert self._subscribed is not None
                             self._subscribed.set()
                     if now - last_ping >= self.ping_seconds:
@@ -183,6 +214,7 @@ class RedisEventBus(EventBus):
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # a broken connection, or anything else: start over
+                self._listening = False
                 if self._closing:
                     break
                 lost = True

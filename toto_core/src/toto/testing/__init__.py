@@ -23,7 +23,9 @@ tools they use, for Toto's own plugins and third-party ones alike.
   ``TcpProxy`` (``toto.testing.proxy``) cuts, black-holes or freezes a database's
   connections, ``run_storages(body, *stores)`` and ``session_record(...)`` write a
   backend's own storage tests, ``assert_unavailable_in_time`` and
-  ``assert_storage_unavailable_in_time`` check an outage against ``OUTAGE_BOUND``.
+  ``assert_storage_unavailable_in_time`` check an outage against ``OUTAGE_BOUND``, and
+  ``health_turns``, ``check_health_follows_an_outage`` (``toto.testing.health``) the
+  health check through one.
 
 Each test runs in its own event loop (no pytest plugin needed) and opens and closes
 what it makes.
@@ -32,6 +34,7 @@ what it makes.
 from toto.testing.backend import Backend, BackendContract, unique_namespace
 from toto.testing.contract import EventBusContract, StorageContract, run_storages, session_record
 from toto.testing.deployment import DeploymentContract, check_servers_share_accounts_and_sessions, unique_user
+from toto.testing.health import check_health_follows_an_outage, get_json, health_turns
 from toto.testing.outage import OUTAGE_BOUND, assert_storage_unavailable_in_time, assert_unavailable_in_time
 from toto.testing.proxy import TcpProxy
 from toto.testing.serializers import SerializerContract
@@ -49,8 +52,11 @@ __all__ = [
     "TcpProxy",
     "assert_storage_unavailable_in_time",
     "assert_unavailable_in_time",
+    "check_health_follows_an_outage",
     "check_servers_share_accounts_and_sessions",
     "free_port",
+    "get_json",
+    "health_turns",
     "run_storages",
     "session_record",
     "unique_namespace",

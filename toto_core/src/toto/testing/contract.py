@@ -306,8 +306,8 @@ class EventBusContract:
         return asyncio.run(main())
 
     @staticmethod
-    def _enqueue(inbox: asyncio.Queue[tuple[str, bytes]]) -> Callable[[str, bytes], None]:
-        def deliver(name: str, payload: bytes) -> None:
+    def _enqueue(inbox: asyncio.Queue[tuple[str, bytes]]) -> Callable[[str, bytes, Any], None]:
+        def deliver(name: str, payload: bytes, metadata: Any) -> None:
             inbox.put_nowait((name, payload))
 
         return deliver
@@ -362,3 +362,37 @@ class EventBusContract:
             assert await self.receive(inboxes[0]) == ("big", payload)
 
         self.run(bus_factory, body, count=2)
+
+    def test_metadata_travels_with_the_event(self, bus_factory: Callable[[], EventBus]) -> None:
+        async def body(buses: list[EventBus], inboxes: list[asyncio.Queue[tuple[str, bytes]]]) -> None:
+            seen: asyncio.Queue[tuple[int, str, bytes, Any]] = asyncio.Queue()
+
+            def recorder(index: int) -> Callable[[str, bytes, Any], None]:
+                def record(name: str, payload: bytes, metadata: Any) -> None:
+                    seen.put_nowait((index, name, payload, metadata))
+
+                return record
+
+            for index, bus in enumerate(buses):
+                bus.subscribe(recorder(index))
+            traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+            await buses[0].publish("traced", b"{}", True, {"traceparent": traceparent, "note": "ünï"})
+            await buses[0].publish("plain", b"[]", True)
+            await buses[1].publish("one", b"1", False, {"traceparent": traceparent})
+            got = [await asyncio.wait_for(seen.get(), self.delivery_timeout) for _ in range(5)]
+            await self.settle()
+            assert seen.empty(), "a broadcast=False event reached more than one bus"
+            for index in (0, 1):
+                mine = [(name, payload, metadata) for i, name, payload, metadata in got if i == index and name != "one"]
+                assert mine == [("traced", b"{}", {"traceparent": traceparent, "note": "ünï"}), ("plain", b"[]", None)]
+            assert [(name, metadata) for _, name, _, metadata in got if name == "one"] == [
+                ("one", {"traceparent": traceparent})
+            ]
+
+        self.run(bus_factory, body, count=2)
+
+    def test_ping_when_open(self, bus_factory: Callable[[], EventBus]) -> None:
+        async def body(buses: list[EventBus], inboxes: list[asyncio.Queue[tuple[str, bytes]]]) -> None:
+            assert await buses[0].ping() is True
+
+        self.run(bus_factory, body, count=1)

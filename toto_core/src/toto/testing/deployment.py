@@ -4,7 +4,8 @@ What every backend must give a deployment, proven the way clients see it: a comp
 account and session flow, servers that share accounts and sessions, creates racing
 across servers that make one account, concurrent updates of one session that lose
 nothing, namespaces that keep deployments apart, the core's checks giving the same
-answers on every backend, and an outage answered with 1013/503 in time that heals.
+answers on every backend, and an outage answered with 1013/503 in time (and seen by the
+health check) that heals.
 Subclass with the ``backend`` fixture of ``toto.testing.backend`` (the servers run
 ``toto.testing.methods``)::
 
@@ -34,7 +35,8 @@ from toto.exceptions import (
     ERROR_USER_NOT_FOUND,
 )
 from toto.testing.backend import Backend
-from toto.testing.outage import assert_unavailable_in_time
+from toto.testing.health import check_health_is_down, check_health_is_up, health_turns
+from toto.testing.outage import OUTAGE_BOUND, assert_unavailable_in_time
 from toto.testing.proxy import TcpProxy
 from toto.testing.server import ServerProcess
 
@@ -254,8 +256,9 @@ class DeploymentContract:
     # -- an outage -------------------------------------------------------------------------
     def test_an_outage_answers_503_in_time_and_heals(self, backend: Backend) -> None:
         """Through a TCP proxy that is cut, black-holed and frozen in turn, with the
-        backend's default timeouts: calls answer 1013/503 within the bound, and the server
-        recovers by itself when the database answers again."""
+        backend's default timeouts: calls answer 1013/503 within the bound, the health check
+        turns 503 naming the storage, and the server recovers by itself when the database
+        answers again."""
         if backend.database is None:
             pytest.skip("an embedded database has no network to fail")
         with TcpProxy(*backend.database) as proxy:
@@ -267,8 +270,10 @@ class DeploymentContract:
             for fault in (proxy.cut, proxy.blackhole, proxy.freeze):
                 fault()
                 assert_unavailable_in_time((lambda: client.call("whoami"), lambda: server.client().login(name, "pw")))
+                check_health_is_down(health_turns(server.url, 503, OUTAGE_BOUND), ["storage"])
                 proxy.restore()
                 assert client.call("whoami") == {"user_id": name}, "the server recovers by itself"
+                check_health_is_up(health_turns(server.url, 200, 20))
             assert client.call("counter.increment") == 2
             assert "Traceback" not in server.output()
 

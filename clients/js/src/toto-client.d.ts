@@ -1,0 +1,75 @@
+// Types of toto-client (src/toto-client.js).
+
+export declare const ERROR_NOT_AUTHORIZED: 1004;
+export declare const ERROR_INVALID_SESSION_ID: 1007;
+export declare const ERROR_INVALID_RESPONSE_HMAC: 1009;
+export declare const ERROR_CLIENT: 1000;
+
+export type HmacMode = "user_id" | "session_key" | "off";
+
+/** What the server answers in `session`, plus the signing key in session_key mode. */
+export interface Session {
+  session_id: string;
+  expires: number;
+  user_id: string | null;
+  key?: string;
+}
+
+/** Where a client keeps its session between calls (and page loads). */
+export interface SessionStore {
+  load(): Session | null;
+  save(session: Session): void;
+  clear(): void;
+}
+
+export interface StorageLike {
+  getItem(name: string): string | null;
+  setItem(name: string, value: string): void;
+  removeItem(name: string): void;
+}
+
+export declare function memoryStore(): SessionStore;
+export declare function localStorageStore(name?: string, storage?: StorageLike): SessionStore;
+
+export declare class TotoError extends Error {
+  constructor(code: number, value: unknown);
+  readonly code: number;
+  readonly value: unknown;
+}
+
+export interface TotoClientOptions {
+  hmacMode?: HmacMode;
+  store?: SessionStore;
+  fetch?: typeof fetch;
+  headers?: Record<string, string>;
+}
+
+export interface SignInResult {
+  session_id: string;
+  expires: number;
+  user_id: string;
+  key?: string;
+}
+
+export type BatchAnswer<T = unknown> = { result: T } | { error: { code: number; value: unknown } };
+
+export interface Exchange {
+  request: { method: string; url: string; headers: Record<string, string>; body: string };
+  response: { status: number; headers: Record<string, string>; body: string };
+}
+
+export declare class TotoClient {
+  constructor(url: string, options?: TotoClientOptions);
+  readonly url: string;
+  readonly hmacMode: HmacMode;
+  store: SessionStore;
+  headers: Record<string, string>;
+  lastExchange: Exchange | null;
+  get session(): Session | null;
+  call<R = unknown, P = Record<string, unknown>>(method: string, parameters?: P): Promise<R>;
+  batch(calls: Record<string, { method: string; parameters?: unknown }>): Promise<Record<string, BatchAnswer>>;
+  create(userId: string, password: string, fields?: Record<string, unknown>): Promise<SignInResult>;
+  login(userId: string, password: string): Promise<SignInResult>;
+  logout(): Promise<{ authenticated: false }>;
+  send(path: string, body: unknown, options?: { signIn?: boolean }): Promise<Record<string, any>>;
+}

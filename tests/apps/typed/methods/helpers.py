@@ -1,0 +1,3 @@
+"""Not a method: it has no invoke."""
+
+LIMIT = 50

@@ -1,0 +1,1 @@
+"""Notes of the signed-in user, kept in the session."""

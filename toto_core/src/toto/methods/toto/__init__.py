@@ -1,0 +1,1 @@
+"""Methods the core serves about the server itself (``toto.describe``; on with the ``describe`` option)."""
