@@ -13,6 +13,8 @@ import pytest
 from toto.testing.server import ServerProcess
 
 TESTS = Path(__file__).parent
+# The example plugins' own tests run against an installed plugin (tests/core/test_readme.py).
+collect_ignore = ["plugins"]
 BASIC_APP = str(TESTS / "apps" / "basic")
 # Cheap password hashing and quiet logs: what every test server gets unless it says otherwise.
 FAST = {"password_cost": 10, "logging": "warning"}

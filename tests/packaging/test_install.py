@@ -7,6 +7,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
+import shlex
 import subprocess
 import uuid
 import venv
@@ -76,20 +78,14 @@ class FreshEnv:
 
     def install(self, dist: Path, *requirements: str) -> dict[str, str]:
         """``pip install --find-links dist ...``; the URL each distribution came from, by name."""
+        return self.pip(["install", "--find-links", str(dist), *requirements])
+
+    def pip(self, arguments: list[str], cwd: Path | None = None) -> dict[str, str]:
+        """``pip <arguments>`` (an install); the URL each distribution came from, by name."""
         report = self.path / "report.json"
         done = subprocess.run(
-            [
-                self.python,
-                "-m",
-                "pip",
-                "install",
-                "-q",
-                "--find-links",
-                str(dist),
-                "--report",
-                str(report),
-                *requirements,
-            ],
+            [self.python, "-m", "pip", *arguments, "-q", "--report", str(report)],
+            cwd=cwd,
             capture_output=True,
             text=True,
             timeout=600,
@@ -132,6 +128,38 @@ def signed_call(server: ServerProcess) -> None:
     name = f"installed-{uuid.uuid4().hex[:8]}"
     client.create(name, "a long secret")
     assert client.call("whoami") == {"user_id": name}
+
+
+def readme_commands(after: str) -> list[list[str]]:
+    """The pip commands (without ``pip``) of the first shell block after ``after`` in the README."""
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(re.escape(after) + r".*?```sh\n(.*?)```", readme, re.S)
+    assert block, f"README lost the install commands after {after!r}"
+    lines = [shlex.split(line, comments=True) for line in block.group(1).splitlines()]
+    return [line[1:] for line in lines if line and line[0] == "pip"]
+
+
+@pytest.mark.parametrize("command", readme_commands("Install them from a checkout"), ids=" ".join)
+def test_the_readmes_checkout_install_serves(fresh: FreshEnv, app: Path, command: list[str], redis_url: str) -> None:
+    sources = fresh.pip(command, cwd=ROOT)
+    for name, url in sources.items():
+        if name.startswith("toto-"):
+            assert url.startswith(ROOT.as_uri() + "/"), f"{name} came from {url}, not the checkout"
+    prefix = f"toto-test:install-{uuid.uuid4().hex[:8]}:"
+    options = (
+        {"database": "redis", "database_url": redis_url, "redis_prefix": prefix} if "toto-redis" in sources else {}
+    )
+    try:
+        with fresh.serve(app, **options) as server:
+            signed_call(server)
+    finally:
+        delete_keys(redis_url, prefix)
+
+
+def test_the_readmes_wheel_folder_install_is_the_one_tested_here() -> None:
+    assert readme_commands("or from a folder of built wheels") == [
+        ["install", "--find-links", "dist", "toto-core", "toto-redis"]
+    ]
 
 
 def test_toto_core_alone_serves_on_memory(dist: Path, fresh: FreshEnv, app: Path) -> None:

@@ -48,7 +48,7 @@ def run_reloading(server: TotoServer) -> None:
     try:
         import watchfiles
     except ImportError:
-        exit_with_error("--reload needs watchfiles: pip install 'toto-core[dev]'")
+        exit_with_error("--reload needs watchfiles: pip install watchfiles (the toto-core[dev] extra)")
     setup_logging(o.logging, o.log_format)
     directories, conf = watched_paths(server)
     paths = [*directories, *([os.path.dirname(conf)] if conf else [])]

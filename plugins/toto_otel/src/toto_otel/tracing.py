@@ -15,6 +15,7 @@ from typing import Any
 from opentelemetry import context, propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from toto.exceptions import PluginError
+from toto.plugins import install_command
 
 log = logging.getLogger("toto.otel")
 
@@ -264,7 +265,7 @@ def _driver(server: Any) -> str | None:
         return None
     driver, extra = found
     if importlib.util.find_spec(INSTRUMENTATIONS[driver]) is None:
-        log.info("toto-otel: storage calls are not traced; pip install '%s' traces them", extra)
+        log.info("toto-otel: storage calls are not traced; %s traces them", install_command(extra))
         return None
     return driver
 
