@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -59,6 +60,13 @@ def soak(session: nox.Session) -> None:
 
 
 @nox.session
+def build(session: nox.Session) -> None:
+    """A wheel and an sdist of every distribution in dist/, as they would be released."""
+    session.install("build>=1.2")
+    session.run("python", "tools/build.py", *session.posargs)
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
     """ruff: lint and formatting."""
     session.install("ruff==0.17.6")
@@ -66,11 +74,20 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "format", "--check", ".")
 
 
+def source_packages() -> list[str]:
+    """The import package of every distribution: toto_core/src/toto, plugins/*/src/<name>."""
+    found = [ROOT / "toto_core/src/toto"]
+    found += sorted(path for path in ROOT.glob("plugins/*/src/*") if (path / "__init__.py").exists())
+    return [path.relative_to(ROOT).as_posix() for path in found]
+
+
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """mypy on the core."""
-    session.install("mypy==2.4.1", "pytest", "-e", "./toto_core[speed,types,dev]")
-    session.run("mypy", "--config-file", "toto_core/pyproject.toml", "toto_core/src/toto")
+    """mypy, strict, on the core and every plugin (mypy.ini)."""
+    plugins = [x for spec in plugin_specs() for x in ("-e", spec)]
+    session.install("mypy==2.4.1", "pytest", "-e", "./toto_core[speed,types,dev]", *plugins)
+    packages = source_packages()
+    session.run("mypy", *packages, env={"MYPYPATH": os.pathsep.join(str(Path(p).parent) for p in packages)})
 
 
 @nox.session

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -10,9 +13,20 @@ import pytest
 from toto.testing.server import ServerProcess
 
 TESTS = Path(__file__).parent
+# The example plugins' own tests run against an installed plugin (tests/core/test_readme.py).
+collect_ignore = ["plugins"]
 BASIC_APP = str(TESTS / "apps" / "basic")
 # Cheap password hashing and quiet logs: what every test server gets unless it says otherwise.
 FAST = {"password_cost": 10, "logging": "warning"}
+#: The third-party plugins of the tests (tests/plugins/), each pip-installed on its own by ``plugin_path``.
+EXAMPLE_PLUGINS = (
+    "toto_example",
+    "toto_example_broken",
+    "toto_example_clash",
+    "toto_example_route",
+    "toto_example_signing",
+    "toto_example_typo",
+)
 
 
 @pytest.fixture(scope="session")
@@ -37,3 +51,33 @@ def start_server() -> Iterator[Callable[..., ServerProcess]]:
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def plugin_path(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """pip-install each third-party example plugin into a directory of its own, as a user would;
+    ``env_with(plugin_path, name, ...)`` puts some of them on a server's path."""
+    target = tmp_path_factory.mktemp("site")
+    for name in EXAMPLE_PLUGINS:
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--no-deps",
+                "--target",
+                str(target / name),
+                str(TESTS / "plugins" / name),
+            ],
+            check=True,
+            timeout=300,
+        )
+    return str(target)
+
+
+def env_with(plugin_path: str, *names: str) -> dict[str, str]:
+    """Environment variables that make the example plugins ``names`` installed in a subprocess."""
+    paths = [os.path.join(plugin_path, n) for n in names]
+    return {"PYTHONPATH": os.pathsep.join([*paths, os.environ.get("PYTHONPATH", "")])}

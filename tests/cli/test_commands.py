@@ -12,7 +12,7 @@ import pytest
 from toto.testing.server import ServerProcess
 
 from tests.conftest import BASIC_APP
-from tests.operations import free_ports, toto
+from tests.operations import free_ports, toto, toto_command
 
 
 @pytest.fixture(scope="module")
@@ -118,3 +118,48 @@ def test_new_project_passes_its_own_tests(tmp_path: Path, template: str) -> None
     assert "3 passed" in tested.stdout
     exists = one_line_error(toto("new", "myproject", cwd=str(tmp_path)))
     assert "already exists" in exists
+
+
+def test_version() -> None:
+    from toto import __version__
+
+    result = toto("--version")
+    assert (result.returncode, result.stdout.strip(), result.stderr) == (0, f"toto {__version__}", "")
+
+
+@pytest.mark.parametrize(
+    "command", ["toto plugins", "toto plugins --json", "toto --help", "toto serve --help", "toto call --help"]
+)
+def test_output_cut_short_by_its_reader_ends_quietly(command: str) -> None:
+    """``toto plugins | head -1``: the reader leaves early; no BrokenPipeError, no traceback."""
+    script = f"{' '.join(toto_command())} {command.removeprefix('toto ')} | head -c 5"
+    result = subprocess.run(["bash", "-o", "pipefail", "-c", script], capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stderr) == (0, ""), result.stderr
+    assert len(result.stdout) == 5
+
+
+@pytest.mark.parametrize(
+    ("args", "status", "says"),
+    [
+        # A bad command line or configuration: status 2.
+        (["frobnicate"], 2, "unknown command"),
+        (["serve", "--port=x"], 2, "--port"),
+        (["serve", "--hmac_mode=sha1"], 2, "choose one of"),
+        (["serve", "no-such.conf"], 2, "cannot read config file"),
+        (["new", "x", "--template=nope"], 2, "--template"),
+        (["plugins", "--bogus"], 2, "--bogus"),
+        (["call", "http://127.0.0.1:1"], 2, "METHOD"),
+        (["call", "http://127.0.0.1:1", "echo", "--hmac_mode=sha1"], 2, "hmac_mode 'sha1' is not installed"),
+        (["call", "http://127.0.0.1:1", "echo", "--serializer=yaml"], 2, "serializer 'yaml' is not installed"),
+        # A failure to do what was asked: status 1.
+        (["call", "http://127.0.0.1:1", "echo"], 1, "cannot reach"),
+        (["call", "http://127.0.0.1:1", "echo", "{nope"], 1, "not valid JSON"),
+        (["serve", "--stop", "--pidfile=run/none.pid"], 1, "no server is running"),
+        (["new", "a-file/project"], 1, "a-file"),
+    ],
+)
+def test_every_error_is_one_line_with_its_status(tmp_path: Path, args: list[str], status: int, says: str) -> None:
+    (tmp_path / "a-file").write_text("not a directory")
+    result = toto(*args, cwd=str(tmp_path))
+    line = one_line_error(result, status)
+    assert says in line and "Traceback" not in result.stderr, line

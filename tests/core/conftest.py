@@ -1,15 +1,18 @@
+"""Fixtures of the core's tests: servers of the basic app on memory storage."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from toto.testing.server import ServerProcess
+from toto.testing import ServerProcess, unique_user
 
 from tests.conftest import BASIC_APP
+from tests.conftest import FAST as SHARED_FAST
 
-# scrypt at N=2**10 keeps account tests quick; production keeps the default 2**14.
-FAST = {"password_cost": 10, "database": "memory", "logging": "warning"}
+#: The shared quick options (scrypt at N=2**10, quiet logs), on memory storage.
+FAST = {**SHARED_FAST, "database": "memory"}
 
 
 @pytest.fixture(scope="module")
@@ -19,25 +22,16 @@ def server() -> Iterator[ServerProcess]:
 
 
 @pytest.fixture
-def start_server() -> Iterator[Callable[..., ServerProcess]]:
-    """Start servers with extra options; all are stopped after the test."""
-    started: list[ServerProcess] = []
+def start_server(start_server: Callable[..., ServerProcess]) -> Callable[..., ServerProcess]:
+    """The shared ``start_server``, on memory storage unless the test names another database."""
 
     def start(env: dict[str, str] | None = None, args: list[str] | None = None, **options: Any) -> ServerProcess:
-        srv = ServerProcess({**FAST, **options}, cwd=BASIC_APP, env=env, args=args)
-        started.append(srv.start())
-        return srv
+        return start_server(env=env, args=args, **{"database": "memory", **options})
 
-    yield start
-    for srv in started:
-        srv.stop()
-
-
-_counter = iter(range(1_000_000))
+    return start
 
 
 @pytest.fixture
 def user_id() -> str:
-    import secrets
-
-    return f"user-{next(_counter)}-{secrets.token_hex(4)}"
+    """A user id no other test uses."""
+    return unique_user()

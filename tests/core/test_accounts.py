@@ -225,3 +225,16 @@ def test_application_account_package_overrides_builtins(tmp_path, start_server):
         assert c.create("builtin-create", "pw")["user_id"] == "builtin-create"
         status, _, body = c.request(json.dumps({"method": "echo"}).encode(), sign=False)
         assert json.loads(body)["error"]["code"] == 1001
+
+
+def test_a_custom_sign_in_gets_the_same_user_id_checks(server):
+    """create_session checks and lower-cases the user id like account.create, before the storage sees it."""
+    client = server.client()
+    assert client.call("sign_in_as", {"user_id": "  Custom.User@Example.COM "}) == {
+        "user_id": "custom.user@example.com"
+    }
+    assert client.call("whoami") == {"user_id": "custom.user@example.com"}
+    for bad in ("x" * 257, "", "nul\x00inside"):
+        with pytest.raises(TotoClientError) as caught:
+            server.client().call("sign_in_as", {"user_id": bad})
+        assert caught.value.code == 1010, bad

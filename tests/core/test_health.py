@@ -8,8 +8,7 @@ import signal
 import threading
 
 from toto.client import TotoClient
-
-from tests.checks import get_json, health_turns
+from toto.testing import get_json, health_turns
 
 
 def keep_alive(server) -> http.client.HTTPConnection:  # type: ignore[no-untyped-def]

@@ -1,9 +1,19 @@
-"""The built-in memory storage and local bus pass the contract kit."""
+"""The core's own plugin passes the contract kit: the memory storage (one process), the local bus
+and the JSON serializer."""
+
+import asyncio
 
 import pytest
 from toto.events import LocalBus
+from toto.serializers import JsonSerializer
 from toto.storage.memory import MemoryStorage
-from toto.testing import StorageContract
+from toto.testing import Backend, DeploymentContract, SerializerContract, StorageContract
+
+MEMORY = Backend(
+    storage=lambda namespace, address: MemoryStorage(),
+    server_options=lambda namespace, address: {"database": "memory"},
+    shared=False,
+)
 
 
 class TestMemoryStorage(StorageContract):
@@ -14,9 +24,19 @@ class TestMemoryStorage(StorageContract):
         return lambda: MemoryStorage()
 
 
-def test_local_bus_delivers_in_process():
-    import asyncio
+class TestMemoryDeployment(DeploymentContract):
+    @pytest.fixture
+    def backend(self):
+        return MEMORY
 
+
+class TestJsonSerializer(SerializerContract):
+    @pytest.fixture
+    def serializer(self):
+        return JsonSerializer()
+
+
+def test_local_bus_delivers_in_process():
     async def main():
         bus = LocalBus()
         got = []

@@ -83,34 +83,6 @@ class StandIn:
             self.proc.wait(30)
             self.proc = None
 
-    def freeze(self) -> None:
-        """SIGSTOP: the server keeps its connections open and answers nothing, like a hung host."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGSTOP)
-        # The stop is not immediate: on a busy machine a thread may still answer a request
-        # after kill() returns. Wait until the kernel shows every thread stopped.
-        deadline = time.monotonic() + 30
-        while not self._all_threads_stopped():
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"SecantusDB (pid {self.proc.pid}) did not stop on SIGSTOP")
-            time.sleep(0.01)
-
-    def _all_threads_stopped(self) -> bool:
-        assert self.proc is not None
-        tasks = Path(f"/proc/{self.proc.pid}/task")
-        states = []
-        for task in tasks.iterdir():
-            try:
-                # The state is the field after the command name, which is in parentheses.
-                states.append((task / "stat").read_text().rsplit(")", 1)[1].split()[0])
-            except (OSError, IndexError):
-                continue
-        return bool(states) and all(state in ("T", "t") for state in states)
-
-    def thaw(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGCONT)
-
     def output(self) -> str:
         try:
             return self.log.read_text(errors="replace")[-5000:]

@@ -1,8 +1,8 @@
 """Real servers over HTTP on MongoDB storage (SecantusDB standing in for mongod) and the
-application/bson serializer: ``pip install toto-core toto-mongo`` and ``--database=mongodb``
-give a complete server; BSON requests, answers and batches keep binary and datetime values
-and are signed over their exact bytes; bad BSON is a protocol error; a MongoDB killed
-mid-run answers 1013/503 in time and heals when it returns."""
+application/bson serializer: the deployment contract, plus what MongoDB keeps where, BSON
+requests, answers and batches that keep binary and datetime values and are signed over their
+exact bytes, bad BSON as a protocol error, and a MongoDB killed mid-run that answers 1013/503
+in time and heals when it restarts."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ import hmac
 import struct
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import bson
@@ -21,9 +20,10 @@ import pytest
 from pymongo import MongoClient
 from toto.client import TotoClient, TotoClientError
 from toto.signing import user_id_hmac
+from toto.testing import DeploymentContract, assert_unavailable_in_time
+from toto.testing import unique_user as user
 from toto.testing.server import ServerProcess
 
-from tests.checks import assert_unavailable_in_time, check_servers_share_accounts_and_sessions, user
 from tests.conftest import BASIC_APP, FAST
 from tests.mongo.standin import StandIn
 from tests.operations import free_ports, wait_until_answers
@@ -60,33 +60,21 @@ def bson_post(server: ServerProcess, body: bytes, **headers: str) -> tuple[int, 
     return status, answer_headers, bson.decode(data)
 
 
-# -- a complete server ---------------------------------------------------------------------
+class TestMongoDeployment(DeploymentContract):
+    """A complete server, two servers sharing sessions, racing creates, no lost update, collection
+    prefixes, the core's checks, and a MongoDB cut, black-holed and frozen answered with 1013/503."""
 
 
-def test_a_complete_server_on_mongodb(start_server, mongo_url: str, raw: Any) -> None:
+def test_what_mongodb_keeps_where(start_server, mongo_url: str, raw: Any) -> None:
     server = start_server(**on_mongo(mongo_url))
     client = server.client()
     name = user()
-    created = client.create(name, "pw-1", nickname="Zoë")
-    assert created["user_id"] == name and len(created["session_id"]) >= 22
-    assert client.call("whoami") == {"user_id": name}
-    assert [client.call("counter.increment") for _ in range(3)] == [1, 2, 3]
+    client.create(name, "pw-1", nickname="Zoë")
+    other = server.client()
+    other.login(name, "pw-1")
     assert client.call("db")["type"] == "AsyncDatabase", "handler.connection.db is pymongo's AsyncDatabase"
     assert client.call("mongo_notes", {"text": "one"}) == ["one"]
     assert client.call("mongo_notes", {"text": "two"}) == ["one", "two"]
-
-    with pytest.raises(TotoClientError) as duplicate:
-        server.client().create(name.upper(), "pw-2")
-    assert duplicate.value.code == 1006
-
-    other = server.client()
-    other.login(name.upper(), "pw-1")
-    assert other.call("counter.increment") == 1, "a new login is a new session with its own state"
-    client.logout()
-    with pytest.raises(TotoClientError) as ended:
-        client.call("whoami")
-    assert ended.value.code in (1004, 1007)
-    assert other.call("whoami") == {"user_id": name}
 
     account = raw["toto_accounts"].find_one({"user_id": name})
     assert account["fields"] == {"nickname": "Zoë"} and account["password_hash"].startswith("scrypt")
@@ -94,11 +82,6 @@ def test_a_complete_server_on_mongodb(start_server, mongo_url: str, raw: Any) ->
     assert stored["user_id"] == name
     assert abs(stored["expires_at"].timestamp() - other.session["expires"]) < 0.002, "the TTL index's date"
     assert [n["text"] for n in raw["notes"].find()] == ["one", "two"]
-
-
-def test_a_password_change_ends_the_other_sessions(start_server, mongo_url: str) -> None:
-    a, b = start_server(**on_mongo(mongo_url)), start_server(**on_mongo(mongo_url))
-    check_servers_share_accounts_and_sessions(a, b)
 
 
 def test_the_processes_of_one_server_each_open_their_own_client(mongo_url: str) -> None:
@@ -118,28 +101,6 @@ def test_the_processes_of_one_server_each_open_their_own_client(mongo_url: str) 
         assert first.call("events.count")["pid"] != second.call("events.count")["pid"], "two processes"
         output = server.output()
     assert "opened before fork" not in output and "Traceback" not in output
-
-
-def test_racing_creates_of_one_user_across_servers_give_exactly_one_account(
-    start_server, mongo_url: str, raw: Any
-) -> None:
-    servers = [start_server(**on_mongo(mongo_url)) for _ in range(2)]
-    name = user()
-
-    def attempt(i: int) -> bool:
-        # Mixed case: the race is on the lower-cased id.
-        spelled = name.upper() if i % 3 == 0 else name
-        try:
-            servers[i % 2].client().create(spelled, f"pw-{i}")
-            return True
-        except TotoClientError as error:
-            assert error.code == 1006
-            return False
-
-    with ThreadPoolExecutor(8) as pool:
-        wins = list(pool.map(attempt, range(16)))
-    assert sum(wins) == 1
-    assert raw["toto_accounts"].count_documents({"user_id": name}) == 1
 
 
 def test_sliding_expiry_moves_the_ttl_date_and_an_expired_session_is_1007(
@@ -354,36 +315,6 @@ def test_a_killed_mongodb_answers_503_within_5_s_and_a_restart_heals(start_serve
     assert bson_client.call("whoami") == {"user_id": name}
     server.client().login(name, "pw")
     assert "Traceback" not in server.output()
-
-
-def test_a_frozen_mongodb_answers_503_within_5_s_and_heals_when_it_wakes(
-    start_server, private_standin: StandIn
-) -> None:
-    server = start_server(**with_default_timeout(private_standin.url("frozen")))
-    client = server.client()
-    name = user()
-    client.create(name, "pw")
-    private_standin.freeze()  # connections stay open, nothing answers
-    try:
-        assert_unavailable_in_time((lambda: client.call("whoami"), lambda: server.client().login(name, "pw")))
-    finally:
-        private_standin.thaw()
-    assert client.call("counter.increment") == 1
-    assert client.call("whoami") == {"user_id": name}
-
-
-def test_a_server_started_while_mongodb_is_down_serves_once_it_is_up(start_server, private_standin: StandIn) -> None:
-    private_standin.kill()
-    server = start_server(**with_default_timeout(private_standin.url("late")))
-    with pytest.raises(TotoClientError) as caught:
-        server.client().create(user(), "pw")
-    assert (caught.value.code, caught.value.status) == (1013, 503)
-    private_standin.start()
-    name = user()
-    server.client().create(name, "pw")
-    with pytest.raises(TotoClientError) as duplicate:
-        server.client().create(name, "pw")
-    assert duplicate.value.code == 1006, "the unique index was made once MongoDB answered"
 
 
 def test_a_conflicting_index_stops_the_server_with_a_message(mongo_url: str, raw: Any) -> None:

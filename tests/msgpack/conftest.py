@@ -3,7 +3,6 @@ enables an extension type), and the machine's Redis for restarts on persistent s
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,8 @@ from typing import Any
 import msgpack
 import pytest
 from toto.client import TotoClient
-from toto.testing.server import ServerProcess
+from toto.testing import ServerProcess
+from toto.testing import unique_user as user  # noqa: F401 (the tests import it from here)
 
 from tests.conftest import BASIC_APP, FAST
 from tests.redis.conftest import prefix, redis_url, run_prefix  # noqa: F401  (fixtures)
@@ -24,10 +24,6 @@ def server() -> Iterator[ServerProcess]:
     """One memory-storage server of the basic app for the tests that need nothing special."""
     with ServerProcess({**FAST, "database": "memory"}, cwd=BASIC_APP) as srv:
         yield srv
-
-
-def user() -> str:
-    return f"user-{secrets.token_hex(4)}"
 
 
 def pack(obj: Any) -> bytes:

@@ -245,7 +245,8 @@ def test_toto_call_speaks_msgpack_and_prints_bytes(start_server) -> None:
         text=True,
         timeout=60,
     )
-    assert unknown.returncode == 1 and "not installed" in unknown.stderr and "Traceback" not in unknown.stderr
+    assert unknown.returncode == 2, "a serializer that is not installed is a bad command line"
+    assert "not installed" in unknown.stderr and len(unknown.stderr.strip().splitlines()) == 1
 
 
 def test_the_plugin_shows_in_toto_plugins_and_serve_help() -> None:

@@ -13,8 +13,7 @@ from typing import Any
 
 import pytest
 from toto.client import TotoClient
-
-from tests.checks import user
+from toto.testing import unique_user as user
 
 MEMORY = {"TOTO_TEST_MEMORY_SPANS": "1"}
 

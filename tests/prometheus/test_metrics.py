@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from toto.client import TotoClient, TotoClientError
+from toto.testing import get_json
+from toto.testing import unique_user as user
 from toto.testing.server import ServerProcess, free_port
 
-from tests.checks import get_json, user
 from tests.conftest import BASIC_APP, FAST
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]

@@ -1,6 +1,6 @@
 """Fixtures of the toto-redis tests: the machine's Redis (started when it is down), a key
 prefix of this run (its keys are deleted at the end), private Redis servers for restart
-tests and a cuttable TCP proxy."""
+tests, a cuttable TCP proxy, and Redis described for the contract kit (``backend``)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 import redis
-
-from tests.proxy import TcpProxy
+from toto.testing import Backend, TcpProxy
+from toto_redis import RedisStorage
 
 REDIS_HOST = os.environ.get("TOTO_TEST_REDIS_HOST", "127.0.0.1")
 REDIS_PORT = int(os.environ.get("TOTO_TEST_REDIS_PORT", "6379"))
@@ -98,6 +98,25 @@ def delete_keys(url: str, prefix: str) -> int:
 def prefix(run_prefix: str) -> str:
     """A prefix of one test, so tests that reuse user ids never meet."""
     return f"{run_prefix}{uuid.uuid4().hex[:8]}:"
+
+
+@pytest.fixture
+def backend(redis_url: str, run_prefix: str) -> Backend:
+    """The machine's Redis as the contract kit reaches it, also through its TCP proxy."""
+
+    def at(address: tuple[str, int] | None) -> str:
+        return redis_url if address is None else f"redis://{address[0]}:{address[1]}/{REDIS_DB}"
+
+    return Backend(
+        storage=lambda namespace, address: RedisStorage(at(address), namespace),
+        server_options=lambda namespace, address: {
+            "database": "redis",
+            "database_url": at(address),
+            "redis_prefix": namespace,
+        },
+        database=(REDIS_HOST, REDIS_PORT),
+        namespace=lambda: f"{run_prefix}{uuid.uuid4().hex[:8]}:",
+    )
 
 
 def free_port() -> int:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from toto.testing import check_health_follows_an_outage
 
-from tests.checks import check_health_follows_an_outage
 from tests.redis.conftest import proxied_url
 
 

@@ -1,6 +1,7 @@
 """Fixtures of the toto-sql tests: the machine's PostgreSQL and MariaDB (started when down, a failure
 when they cannot be had), a table prefix per test under one prefix of this run (whose tables are
-dropped when the run ends), SQLite files in the test's temporary folder, and a cuttable TCP proxy."""
+dropped when the run ends), SQLite files in the test's temporary folder, and each database
+described for the contract kit (``backend``)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
+from toto.testing import Backend
+from toto_sql import SqlStorage
 
-from tests.proxy import TcpProxy
 from tests.services import SERVICES, reachable, start
 
 PG_HOST, PG_PORT = "127.0.0.1", int(os.environ.get("TOTO_TEST_PG_PORT", "5432"))
@@ -27,8 +29,6 @@ MY_URL = f"mysql://root@{MY_HOST}:{{port}}/test"
 
 BACKENDS = ["sqlite", "postgres", "mysql"]
 NETWORKED = ["postgres", "mysql"]
-#: Quick scrypt for account tests; production keeps the default cost.
-
 RUN_PREFIX = f"t{uuid.uuid4().hex[:6]}_"
 _counter = itertools.count()
 
@@ -134,47 +134,58 @@ def drop_tables(url: str, prefix: str) -> list[str]:
     return asyncio.run(drop())
 
 
-@pytest.fixture
-def prefix() -> str:
-    """A table prefix of one test, under this run's prefix (dropped at the end of the run)."""
+def table_prefix() -> str:
+    """A table prefix no other test uses, under this run's prefix (dropped at the end of the run)."""
     return f"{RUN_PREFIX}{next(_counter)}_"
 
 
 @pytest.fixture
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[str], str]:
-    """``database_url(backend)``: a URL of that backend, a fresh file for SQLite."""
+def prefix() -> str:
+    return table_prefix()
 
-    def url(backend: str) -> str:
-        if backend == "sqlite":
+
+@pytest.fixture(params=BACKENDS)
+def kind(request: pytest.FixtureRequest) -> str:
+    """Each SQL database in turn: sqlite, postgres, mysql."""
+    return str(request.param)
+
+
+@pytest.fixture
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[str], str]:
+    """``database_url(kind)``: a URL of that database, a fresh file for SQLite."""
+
+    def url(kind: str) -> str:
+        if kind == "sqlite":
             return f"sqlite:///{tmp_path / 'toto.db'}"
-        if backend == "postgres":
+        if kind == "postgres":
             return str(request.getfixturevalue("postgres_url"))
         return str(request.getfixturevalue("mysql_url"))
 
     return url
 
 
-@pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest) -> str:
-    """Each SQL backend in turn."""
-    return str(request.param)
+@pytest.fixture
+def url(kind: str, database_url: Callable[[str], str]) -> str:
+    return database_url(kind)
+
+
+def on(kind: str, url: str, prefix: str, **extra: Any) -> dict[str, Any]:
+    """Server options for one database."""
+    return {"database": kind, "database_url": url, "sql_table_prefix": prefix, **extra}
 
 
 @pytest.fixture
-def url(backend: str, database_url: Callable[[str], str]) -> str:
-    """A URL of the test's backend (a fresh file for SQLite)."""
-    return database_url(backend)
+def backend(kind: str, url: str) -> Backend:
+    """The database of ``kind`` as the contract kit reaches it (PostgreSQL and MariaDB also
+    through its TCP proxy)."""
+    template = {"postgres": PG_URL, "mysql": MY_URL}.get(kind)
 
+    def at(address: tuple[str, int] | None) -> str:
+        return url if address is None or template is None else template.format(port=address[1])
 
-def backend_port(backend: str) -> int:
-    return PG_PORT if backend == "postgres" else MY_PORT
-
-
-def through(proxy: TcpProxy, backend: str) -> str:
-    template = PG_URL if backend == "postgres" else MY_URL
-    return template.format(port=proxy.port)
-
-
-def on(backend: str, url: str, prefix: str, **extra: Any) -> dict[str, Any]:
-    """Server options for one backend."""
-    return {"database": backend, "database_url": url, "sql_table_prefix": prefix, **extra}
+    return Backend(
+        storage=lambda namespace, address: SqlStorage(at(address), prefix=namespace),
+        server_options=lambda namespace, address: on(kind, at(address), namespace),
+        database={"postgres": (PG_HOST, PG_PORT), "mysql": (MY_HOST, MY_PORT)}.get(kind),
+        namespace=table_prefix,
+    )

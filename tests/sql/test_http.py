@@ -1,5 +1,6 @@
-"""Real servers over HTTP on SQLite, PostgreSQL and MariaDB: races, lost updates, the embedded default,
-the README's own-table example, faults (a cut proxy, a full or read-only disk) and startup errors."""
+"""Real servers over HTTP on SQLite, PostgreSQL and MariaDB: the deployment contract, plus the embedded
+default, the README's own-table example, SQLite's faults (a full or read-only disk, a file locked by
+another process) and startup errors."""
 
 from __future__ import annotations
 
@@ -8,136 +9,26 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 from toto.client import AsyncTotoClient, TotoClientError
-from toto.testing.server import ServerProcess
+from toto.testing import DeploymentContract, ServerProcess
+from toto.testing import unique_user as user
 from toto_sql import SqlStorage
 
-from tests.checks import assert_unavailable_in_time, user
-from tests.conftest import BASIC_APP, FAST, TESTS
-from tests.core.test_plugins_and_options import env_with, plugin_path  # noqa: F401 (a fixture)
-from tests.proxy import TcpProxy
-from tests.sql.conftest import NETWORKED, backend_port, on, through
+from tests.conftest import BASIC_APP, FAST, TESTS, env_with
+from tests.sql.conftest import on
 
 README = TESTS.parent / "plugins" / "toto_sql" / "README.md"
 
 
-def count_accounts(url: str, prefix: str, user_id: str) -> int:
-    async def body(s: SqlStorage) -> int:
-        accounts = s.tables.accounts
-        async with s.db.connect() as conn:
-            statement = select(func.count()).select_from(accounts).where(accounts.c.user_id == user_id)
-            return int((await conn.execute(statement)).scalar_one())
-
-    async def main() -> int:
-        storage = SqlStorage(url, prefix=prefix)
-        await storage.open()
-        try:
-            return await body(storage)
-        finally:
-            await storage.close()
-
-    return asyncio.run(main())
-
-
-def test_a_complete_server(start_server, backend: str, url: str, prefix: str) -> None:
-    server = start_server(**on(backend, url, prefix))
-    client = server.client()
-    name = user()
-    client.create(name, "pw-1", nickname="Zoë")
-    assert client.call("whoami") == {"user_id": name}
-    assert [client.call("counter.increment") for _ in range(3)] == [1, 2, 3]
-    assert client.call("db")["type"] == "AsyncEngine", "handler.connection.db is the SQLAlchemy AsyncEngine"
-    with pytest.raises(TotoClientError) as duplicate:
-        server.client().create(name.upper(), "pw-2")
-    assert duplicate.value.code == 1006
-    other = server.client()
-    other.login(name, "pw-1")
-    other.call("account.update", {"password": "pw-1", "new_password": "pw-2", "city": "Zürich"})
-    with pytest.raises(TotoClientError) as ended:
-        client.call("whoami")
-    assert ended.value.code in (1004, 1007)
-    assert other.call("whoami") == {"user_id": name}
-
-
-def test_200_concurrent_creates_of_one_user_give_one_account(start_server, backend: str, url: str, prefix: str) -> None:
-    # A queue for every hash: the race under test is the storage's, not the password pool's 1014.
-    server = start_server(**on(backend, url, prefix, password_queue=256))
-    name = user()
-
-    async def attempt(i: int) -> bool:
-        try:
-            await AsyncTotoClient(server.url, timeout=120).create(name, f"pw-{i}")
-            return True
-        except TotoClientError as error:
-            assert error.code == 1006, error
-            return False
-
-    async def main() -> list[bool]:
-        from tornado.httpclient import AsyncHTTPClient
-
-        AsyncHTTPClient.configure(None, max_clients=200)
-        return await asyncio.gather(*(attempt(i) for i in range(200)))
-
-    wins = asyncio.run(main())
-    assert sum(wins) == 1
-    assert count_accounts(url, prefix, name) == 1
-    assert "Traceback" not in server.output()
-
-
-def test_two_servers_on_one_database_share_accounts_and_race_creates(
-    start_server, backend: str, url: str, prefix: str
-) -> None:
-    servers = [start_server(**on(backend, url, prefix, password_queue=256)) for _ in range(2)]
-    name = user()
-
-    async def attempt(i: int) -> bool:
-        try:
-            await AsyncTotoClient(servers[i % 2].url, timeout=120).create(name, "pw")
-            return True
-        except TotoClientError as error:
-            assert error.code == 1006, error
-            return False
-
-    async def main() -> list[bool]:
-        from tornado.httpclient import AsyncHTTPClient
-
-        AsyncHTTPClient.configure(None, max_clients=100)
-        return await asyncio.gather(*(attempt(i) for i in range(100)))
-
-    assert sum(asyncio.run(main())) == 1
-    on_a = servers[0].client()
-    on_a.login(name, "pw")
-    on_b = servers[1].client()
-    on_b.session = dict(on_a.session)
-    assert on_b.call("counter.increment") == 1
-    assert on_a.call("counter.increment") == 2
-
-
-def test_50_clients_incrementing_one_session_lose_no_update(start_server, backend: str, url: str, prefix: str) -> None:
-    server = start_server(**on(backend, url, prefix))
-    owner = server.client()
-    owner.create(user(), "pw")
-
-    async def client_loop() -> list[int]:
-        client = AsyncTotoClient(server.url, timeout=120)
-        client.session = dict(owner.session)
-        return [await client.call("counter.increment") for _ in range(20)]
-
-    async def main() -> list[list[int]]:
-        from tornado.httpclient import AsyncHTTPClient
-
-        AsyncHTTPClient.configure(None, max_clients=50)
-        return await asyncio.gather(*(client_loop() for _ in range(50)))
-
-    seen = sorted(value for values in asyncio.run(main()) for value in values)
-    assert seen == list(range(1, 1001))
-    assert owner.call("state.get", {"keys": ["count"]}) == {"count": 1000}
+class TestSqlDeployment(DeploymentContract):
+    """A complete server, two servers sharing sessions, racing creates, no lost update, prefixes,
+    the core's checks, and PostgreSQL and MariaDB outages answered with 1013/503 in time."""
 
 
 def test_the_embedded_default_is_sqlite_in_toto_db_and_survives_a_restart(tmp_path: Path) -> None:
@@ -168,43 +59,19 @@ def readme_method() -> str:
 
 
 def test_the_readme_example_queries_its_own_table(
-    start_server, backend: str, url: str, prefix: str, tmp_path: Path
+    start_server, kind: str, url: str, prefix: str, tmp_path: Path
 ) -> None:
     methods = tmp_path / "app" / "methods"
     methods.mkdir(parents=True)
     (methods / "__init__.py").write_text("")
     (methods / "visits.py").write_text(readme_method().replace('"visits"', f'"{prefix}visits"'))
-    server = start_server(cwd=str(tmp_path / "app"), **on(backend, url, prefix))
+    server = start_server(cwd=str(tmp_path / "app"), **on(kind, url, prefix))
     alice, bob = server.client(), server.client()
     alice.create(user(), "pw")
     bob.create(user(), "pw")
     assert [alice.call("visits", {"page": "/home"}) for _ in range(3)] == [1, 2, 3]
     assert bob.call("visits", {"page": "/home"}) == 1
     assert alice.call("visits", {"page": "/about"}) == 1
-
-
-@pytest.fixture(params=NETWORKED)
-def networked(request: pytest.FixtureRequest, database_url: Callable[[str], str]) -> str:
-    database_url(request.param)  # the service is up
-    return str(request.param)
-
-
-def test_a_cut_database_answers_503_within_5_s_and_heals(start_server, networked: str, prefix: str) -> None:
-    with TcpProxy("127.0.0.1", backend_port(networked)) as proxy:
-        server = start_server(**on(networked, through(proxy, networked), prefix))  # default sql_timeout
-        client = server.client()
-        name = user()
-        client.create(name, "pw")
-        assert client.call("counter.increment") == 1
-        for fault in (proxy.cut, proxy.blackhole, proxy.freeze):
-            fault()
-            assert_unavailable_in_time((lambda: client.call("whoami"), lambda: server.client().login(name, "pw")))
-            proxy.restore()
-            assert client.call("whoami") == {"user_id": name}, "the server recovers by itself"
-        assert client.call("counter.increment") == 2
-        output = server.output()
-        assert "requests answer 1013 until it recovers" in output and "answers again" in output, output
-        assert "Traceback" not in output
 
 
 class SmallDisk:
@@ -276,20 +143,6 @@ def test_a_read_only_database_answers_1013_with_a_clear_log_line(small_disk: Sma
     assert "Traceback" not in output
 
 
-def test_over_long_values_get_protocol_errors(start_server, backend: str, url: str, prefix: str) -> None:
-    server = start_server(**on(backend, url, prefix))
-    with pytest.raises(TotoClientError) as caught:
-        server.client().create("u" * 300, "pw")
-    assert caught.value.code == 1010
-    client = server.client()
-    client.create(user(), "pw", bio="ß" * 1_000_000)  # a long field is stored whole
-    client.session = {**client.session, "session_id": "s" * 5000}
-    with pytest.raises(TotoClientError) as caught:
-        client.call("whoami")
-    assert caught.value.code == 1007
-    assert "Traceback" not in server.output()
-
-
 def test_a_missing_driver_stops_the_server_with_the_pip_command(tmp_path: Path) -> None:
     shadow = tmp_path / "shadow" / "asyncpg"
     shadow.mkdir(parents=True)
@@ -302,7 +155,8 @@ def test_a_missing_driver_stops_the_server_with_the_pip_command(tmp_path: Path) 
     with pytest.raises(RuntimeError) as caught:
         server.start()
     message = str(caught.value)
-    assert "pip install 'toto-sql[postgres]'" in message and "Traceback" not in message, message
+    assert "pip install './plugins/toto_sql[postgres]'" in message and "Traceback" not in message, message
+    assert "pip install --find-links DIR 'toto-sql[postgres]'" in message, message
 
 
 @pytest.mark.parametrize(
@@ -321,20 +175,20 @@ def test_a_wrong_configuration_stops_the_server_with_a_message(options: dict[str
     assert message in str(caught.value) and "Traceback" not in str(caught.value), str(caught.value)
 
 
-def test_two_plugins_naming_different_defaults_ask_for_a_database(plugin_path: str, tmp_path: Path) -> None:  # noqa: F811
-    env = {**env_with(plugin_path, "toto_example_clash"), "TOTO_PLUGINS": "example_clash,sql"}
-    server = ServerProcess(FAST, cwd=BASIC_APP, env=env)
-    with pytest.raises(RuntimeError) as caught:
-        server.start()
-    message = str(caught.value)
-    assert "several plugins offer a default database" in message and "'sqlite' (" in message, message
+def test_a_plugins_default_database_wins_over_the_embedded_sqlite(plugin_path: str, tmp_path: Path) -> None:
+    """toto-sql names sqlite as a trylast fallback, so another plugin's toto_default_storage wins."""
+    env = {**env_with(plugin_path, "toto_example_clash"), "TOTO_PLUGINS": "example_clash,toto-sql"}
+    with ServerProcess({**FAST, "logging": "info"}, cwd=BASIC_APP, env=env) as default:
+        default.client().create(user(), "pw")
+        assert "(database: example," in default.output()
     explicit = {**FAST, "database": "sqlite", "database_url": f"sqlite:///{tmp_path / 'chosen.db'}"}
     with ServerProcess(explicit, cwd=BASIC_APP, env=env) as chosen:
         chosen.client().create(user(), "pw")
+    assert (tmp_path / "chosen.db").exists()
 
 
-def test_expired_sessions_are_purged_in_the_background(start_server, backend: str, url: str, prefix: str) -> None:
-    server = start_server(**on(backend, url, prefix, session_ttl=1, session_renew=0, purge_interval=0.3))
+def test_expired_sessions_are_purged_in_the_background(start_server, kind: str, url: str, prefix: str) -> None:
+    server = start_server(**on(kind, url, prefix, session_ttl=1, session_renew=0, purge_interval=0.3))
     client = server.client()
     client.create(user(), "pw")
     session_id = client.session["session_id"]

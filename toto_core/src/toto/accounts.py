@@ -7,13 +7,11 @@ import base64
 import hashlib
 import hmac
 import os
-import unicodedata
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from toto.exceptions import (
-    ERROR_INVALID_USER_ID,
     ERROR_MISSING_PARAMS,
     ERROR_TOO_MANY_LOGINS,
     ERROR_USER_ID_EXISTS,
@@ -21,6 +19,7 @@ from toto.exceptions import (
     DuplicateAccount,
     TotoException,
 )
+from toto.storage.checks import check_account_fields, normalize_user_id
 
 if TYPE_CHECKING:
     from toto.handler import TotoHandler
@@ -28,7 +27,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-MAX_USER_ID = 256
 MAX_PASSWORD = 1024
 #: Account fields a client may not set through create or update.
 RESERVED_FIELDS = frozenset({"user_id", "password", "new_password", "password_hash"})
@@ -103,20 +101,6 @@ class PasswordHasher:
         return await self._run(verify_password_sync, password, stored)
 
 
-def normalize_user_id(user_id: Any) -> str:
-    """Lower-cased user id (compat), or 1010 when it is empty, too long or has control characters."""
-    if not isinstance(user_id, str):
-        raise TotoException(ERROR_INVALID_USER_ID, "Invalid user ID: it must be a string.")
-    user_id = str(user_id).strip().lower()
-    if not user_id:
-        raise TotoException(ERROR_INVALID_USER_ID, "Invalid user ID: it is empty.")
-    if len(user_id) > MAX_USER_ID:
-        raise TotoException(ERROR_INVALID_USER_ID, f"Invalid user ID: longer than {MAX_USER_ID} characters.")
-    if any(unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co", "Cn") for c in user_id):
-        raise TotoException(ERROR_INVALID_USER_ID, "Invalid user ID: it contains control characters.")
-    return str(user_id)
-
-
 def _password(parameters: dict[str, Any], name: str = "password") -> str:
     password = parameters.get(name)
     if not isinstance(password, str) or not password:
@@ -127,7 +111,8 @@ def _password(parameters: dict[str, Any], name: str = "password") -> str:
 
 
 def _fields(parameters: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in parameters.items() if k not in RESERVED_FIELDS}
+    """The account fields of a create or update call, once the core has checked that every storage can keep them."""
+    return check_account_fields({k: v for k, v in parameters.items() if k not in RESERVED_FIELDS})
 
 
 def _digest(*parts: str) -> str:
@@ -242,11 +227,12 @@ def _credentials(parameters: Any) -> tuple[dict[str, Any], str, str]:
 
 async def create(handler: TotoHandler, parameters: Any) -> dict[str, Any]:
     parameters, user_id, password = _credentials(parameters)
+    fields = _fields(parameters)
     count_password_call(handler)
     server = handler.server
     password_hash = await server.passwords.hash(password)
     try:
-        await server.storage.create_account(user_id, password_hash, _fields(parameters))
+        await server.storage.create_account(user_id, password_hash, fields)
     except DuplicateAccount:
         raise TotoException(ERROR_USER_ID_EXISTS, "User ID already in use.") from None
     await handler.create_session(user_id)
@@ -282,6 +268,7 @@ async def update(handler: TotoHandler, parameters: Any) -> dict[str, Any]:
     assert session is not None and session.user_id is not None
     server = handler.server
     password = _password(parameters)
+    fields = _fields(parameters)
     count_password_call(handler)
     attempt = await server.login_limiter.begin(server.storage, session.user_id, handler.request.remote_ip or "")
     account = await server.storage.get_account(session.user_id)
@@ -293,7 +280,6 @@ async def update(handler: TotoHandler, parameters: Any) -> dict[str, Any]:
     if "new_password" in parameters:
         new_hash = await server.passwords.hash(_password(parameters, "new_password"))
         updated.append("password")
-    fields = _fields(parameters)
     updated.extend(sorted(fields))
     if new_hash is not None or fields:
         await server.storage.update_account(session.user_id, password_hash=new_hash, fields=fields or None)

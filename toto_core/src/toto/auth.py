@@ -1,24 +1,55 @@
-"""The interface of request signing schemes (``hmac_mode``); the schemes live in ``toto.signing``."""
+"""The interface of request signing schemes (``hmac_mode``); the core's schemes live in ``toto.signing``.
+
+A scheme has two halves that must agree: the server half verifies requests and signs
+answers, the client half (used by ``toto.client``) signs requests and verifies
+answers. A plugin offers a scheme through ``toto_register_authenticators``; once
+installed, ``--hmac_mode=<its name>`` selects it on the server, and
+``TotoClient(url, hmac_mode=<its name>)`` on the client.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable
 
     from toto.handler import TotoHandler
+    from toto.options import Options
     from toto.sessions import Session
+
+#: A session as a client knows it: what the server answered (``session_id``, ``user_id``,
+#: ``expires``) plus ``key`` when the login gave the session a signing key.
+ClientSession = Mapping[str, Any]
 
 
 class Authenticator:
-    """Verifies requests that name a session and signs responses that carry one."""
+    """Signs and checks the requests and answers of one ``hmac_mode``.
+
+    Server half: ``verify_request`` and ``sign_response``. Client half: ``sign_request``
+    and ``verify_response``. ``add_options`` and ``configure`` let a scheme have options
+    of its own. The base class signs nothing and checks nothing (``hmac_mode=off``).
+    """
 
     #: Response headers the browser must be allowed to read (CORS expose list).
     expose_headers: ClassVar[tuple[str, ...]] = ("x-toto-hmac",)
-    #: Whether sessions get a private signing key (returned to the client at login).
+    #: Whether sessions get a private signing key (returned to the client at login as ``key``).
     uses_session_key: ClassVar[bool] = False
 
+    # -- options ----------------------------------------------------------------------
+    def add_options(self, options: Options) -> None:
+        """Define this scheme's options with ``options.define(...)``.
+
+        Called once for every installed scheme while options are parsed, so they appear
+        in ``--help`` and may be set in a config file whichever scheme is selected.
+        """
+
+    def configure(self, options: Options) -> None:
+        """Called once at startup, when this scheme is the selected ``hmac_mode``, with the
+        parsed options."""
+
+    # -- the server half ----------------------------------------------------------------
     def verify_request(self, handler: TotoHandler, session: Session, body: bytes) -> Awaitable[None] | None:
         """Raise ``TotoException`` (1008, or 1015 for an expired or replayed signature)
         when the request is not signed by the session's holder. A check that needs the
@@ -26,3 +57,13 @@ class Authenticator:
 
     def sign_response(self, handler: TotoHandler, session: Session, body: bytes) -> None:
         """Set the signature headers of a response that carries ``session``."""
+
+    # -- the client half ----------------------------------------------------------------
+    def sign_request(self, session: ClientSession, method: str, target: str, body: bytes) -> dict[str, str]:
+        """The headers that sign a request of ``session``: HTTP ``method``, request
+        ``target`` (path and query exactly as sent) and the exact ``body`` bytes."""
+        return {}
+
+    def verify_response(self, session: ClientSession, headers: Mapping[str, str], body: bytes) -> None:
+        """Raise ``TotoException`` with code 1009 when an answer carrying ``session`` is not
+        signed for it (``headers`` are the answer's, looked up case-insensitively)."""

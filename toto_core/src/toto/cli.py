@@ -6,6 +6,7 @@ Every subcommand has ``--help``; every error is one line on stderr and a non-zer
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -23,6 +24,8 @@ commands:
   plugins                                     list installed plugins and what each registers
   call URL METHOD [JSON]                      call a method of a running server
 
+  toto --version prints the version.
+
 Run toto <command> --help for a command's options.
 """
 
@@ -31,6 +34,13 @@ TEMPLATES = ("simple", "chat")
 
 class CommandError(Exception):
     """An error the user can act on; ``main`` prints it as one line and exits 1."""
+
+
+def exit_with_error(message: str, status: int = 2) -> NoReturn:
+    """Print ``toto: error: <message>`` as one line on stderr and exit: status 2 for a bad
+    command line or configuration, 1 for a failure to do what was asked."""
+    print(f"toto: error: {message}", file=sys.stderr)
+    raise SystemExit(status)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -115,61 +125,64 @@ def plugins_command(argv: list[str]) -> int:
     parser = _Parser(
         prog="toto plugins",
         description="List the installed Toto plugins (the core's built-ins first), their versions, "
-        "the hooks each implements and what it registers. TOTO_PLUGINS=a,b limits which load.",
+        "the hooks each implements and what it registers, and any plugin that failed to load. "
+        "TOTO_PLUGINS=a,b limits which load.",
     )
     parser.add_argument("--json", action="store_true", help="print the list as JSON")
     args = parser.parse_args(argv)
-    from toto.plugins import get_plugin_manager
+    from toto.exceptions import PluginError
+    from toto.plugins import CORE, get_plugin_manager
 
     try:
         pm = get_plugin_manager()
-    except Exception as exc:
-        raise CommandError(f"loading plugins failed: {exc}") from None
-    report = [_describe_plugin(pm, plugin) for plugin in pm.get_plugins()]
-    report.sort(key=lambda p: (p["name"] != "toto-core", p["name"]))
+        report = [_describe_plugin(pm, plugin) for plugin in pm.get_plugins()]
+    except PluginError as exc:
+        raise CommandError(str(exc)) from None
+    report.sort(key=lambda p: (p["name"] != CORE, p["name"]))
+    failed = [{"name": str(f.label), "error": f.reason} for f in pm.failures]
     if args.json:
-        print(json.dumps(report, indent=2))
-        return 0
-    for entry in report:
-        print(f"{entry['name']} {entry['version']}".rstrip())
-        print(f"  hooks: {', '.join(entry['hooks'])}")
-        for kind, names in entry["registers"].items():
-            print(f"  {kind}: {', '.join(names)}")
+        print(json.dumps(report + failed, indent=2))
+    else:
+        for entry in report:
+            print(f"{entry['name']} {entry['version']}".rstrip())
+            print(f"  hooks: {', '.join(entry['hooks'])}")
+            for kind, names in entry["registers"].items():
+                print(f"  {kind}: {', '.join(names)}")
+        for entry in failed:
+            print(entry["name"])
+            print(f"  failed to load: {entry['error']}")
+    if failed:
+        raise CommandError(f"{len(failed)} plugin(s) failed to load: {', '.join(f['name'] for f in failed)}")
     return 0
 
 
 def _describe_plugin(pm: Any, plugin: Any) -> dict[str, Any]:
     from toto.options import Options
 
-    name, version = pm.get_name(plugin) or repr(plugin), ""
-    for p, dist in pm.list_plugin_distinfo():
-        if p is plugin:
-            name, version = dist.project_name, dist.version
-    if name == "toto.builtins":
-        from toto import __version__
-
-        name, version = "toto-core", __version__
+    name, _, version = pm.label(plugin).partition(" ")
     hooks = sorted(caller.name for caller in pm.get_hookcallers(plugin) or [])
     registers: dict[str, list[str]] = {}
 
     def offered(hook: str) -> Any:
-        function = getattr(plugin, hook, None)
-        return function() if hook in hooks and function is not None else None
+        return pm.answer(plugin, hook) if hook in hooks else None
 
-    for hook, kind in (
-        ("toto_register_storage", "storage"),
-        ("toto_register_event_buses", "event buses"),
-        ("toto_register_authenticators", "hmac modes"),
+    authenticators = offered("toto_register_authenticators") or {}
+    for kind, value in (
+        ("storage", offered("toto_register_storage")),
+        ("event buses", offered("toto_register_event_buses")),
+        ("hmac modes", authenticators),
     ):
-        value = offered(hook)
         if value:
             registers[kind] = sorted(value)
     serializers = offered("toto_register_serializers")
     if serializers:
         registers["serializers"] = [f"{s.name} ({', '.join(s.content_types)})" for s in serializers]
+    options = Options()
+    for authenticator in authenticators.values():
+        authenticator.add_options(options)
     if "toto_add_options" in hooks:
-        options = Options()
-        plugin.toto_add_options(options=options)
+        pm.answer(plugin, "toto_add_options", options=options)
+    if options.as_dict():
         registers["options"] = sorted(f"--{n}" for n in options.as_dict())
     return {"name": name, "version": version, "hooks": hooks, "registers": registers}
 
@@ -189,7 +202,9 @@ def call_command(argv: list[str]) -> int:
     parser.add_argument("--user_id", help="log in as this user before the call")
     parser.add_argument("--password", help="password for --user_id")
     parser.add_argument("--create", action="store_true", help="create the account instead of logging in")
-    parser.add_argument("--hmac_mode", default="user_id", choices=("user_id", "session_key", "off"))
+    parser.add_argument(
+        "--hmac_mode", default="user_id", help="signing scheme: user_id (default), session_key, off or a plugin's"
+    )
     parser.add_argument("--serializer", default="json", help="wire format: json, or an installed plugin's")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the answer (default 30)")
     args = parser.parse_args(argv)
@@ -203,8 +218,8 @@ def call_command(argv: list[str]) -> int:
 
     try:
         client = TotoClient(args.url, hmac_mode=args.hmac_mode, serializer=args.serializer, timeout=args.timeout)
-    except ValueError as exc:
-        raise CommandError(str(exc)) from None
+    except ValueError as exc:  # an hmac_mode or serializer that is not installed: a bad command line
+        parser.error(str(exc))
     step = args.method
     try:
         with client:
@@ -233,23 +248,41 @@ COMMANDS = {"serve": serve_command, "new": new_command, "plugins": plugins_comma
 
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _run(args)
+    except BrokenPipeError:
+        # The reader of our output stopped reading (toto plugins | head): what it read was
+        # what it wanted. Point stdout at /dev/null so the flush at exit cannot fail again.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:
+        return 130
+
+
+def _run(args: list[str]) -> int:
     if not args or args[0] in ("-h", "--help", "help"):
         print(USAGE)
         return 0
+    if args[0] in ("-V", "--version"):
+        from toto import __version__
+
+        print(f"toto {__version__}")
+        return 0
     command = COMMANDS.get(args[0])
     if command is None:
-        print(
-            f"toto: error: unknown command {args[0]!r} (commands: {', '.join(COMMANDS)}; see toto --help)",
-            file=sys.stderr,
-        )
-        return 2
+        exit_with_error(f"unknown command {args[0]!r} (commands: {', '.join(COMMANDS)}; see toto --help)")
     try:
         return command(args[1:])
     except CommandError as exc:
         print(f"toto {args[0]}: error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        return 130
+    except BrokenPipeError:
+        raise
+    except OSError as exc:  # a file the command needs cannot be read or written
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"toto {args[0]}: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -1,26 +1,20 @@
 """Python clients for Toto servers: ``TotoClient`` (blocking) and ``AsyncTotoClient``.
 
-Both sign requests in every ``hmac_mode``, verify response signatures (a bad one
-raises ``TotoClientError`` with code 1009) and keep the session between calls.
+Both sign requests with the client half of the ``hmac_mode``'s authenticator (any
+installed scheme, a plugin's included), verify response signatures (a bad one raises
+``TotoClientError`` with code 1009) and keep the session between calls.
 """
 
 from __future__ import annotations
 
 import functools
-import hmac as _hmac
 import http.client
-import time
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from toto.exceptions import ERROR_INVALID_RESPONSE_HMAC, ERROR_MALFORMED_REQUEST, TotoException
+from toto.auth import Authenticator
+from toto.exceptions import ERROR_MALFORMED_REQUEST, PluginError, TotoException
 from toto.serializers import JsonSerializer, Serializer
-from toto.signing import (
-    decode_session_key,
-    session_key_request_hmac,
-    session_key_response_hmac,
-    user_id_hmac,
-)
 
 
 class TotoClientError(TotoException):
@@ -33,6 +27,47 @@ def installed_serializers() -> dict[str, Serializer]:
     from toto.plugins import get_plugin_manager, merge_serializers
 
     return merge_serializers(get_plugin_manager())
+
+
+@functools.lru_cache(maxsize=1)
+def installed_authenticators() -> dict[str, Authenticator]:
+    """``hmac_mode`` -> authenticator, the core's and every installed plugin's (found once)."""
+    from toto.plugins import get_plugin_manager, merge_named
+
+    return merge_named(get_plugin_manager(), "toto_register_authenticators")
+
+
+def has_client_half(authenticator: Authenticator) -> bool:
+    """Whether a scheme that signs on the server also signs and checks on the client."""
+    cls = type(authenticator)
+    signs = (
+        cls.verify_request is not Authenticator.verify_request or cls.sign_response is not Authenticator.sign_response
+    )
+    checks = (
+        cls.sign_request is not Authenticator.sign_request and cls.verify_response is not Authenticator.verify_response
+    )
+    return checks or not signs
+
+
+def find_authenticator(choice: str | Authenticator) -> Authenticator:
+    """The client half of a signing scheme, by ``hmac_mode`` name (``user_id``,
+    ``session_key``, ``off`` or a plugin's); an ``Authenticator`` is used as it is
+    (a scheme configured by hand)."""
+    if isinstance(choice, Authenticator):
+        found = choice
+        name = type(choice).__name__
+    else:
+        try:
+            registry = installed_authenticators()
+        except PluginError as exc:  # two plugins claiming one hmac_mode
+            raise ValueError(str(exc)) from None
+        found = registry.get(choice)  # type: ignore[assignment]
+        name = repr(choice)
+        if found is None:
+            raise ValueError(f"hmac_mode {choice!r} is not installed (installed: {', '.join(sorted(registry))})")
+    if not has_client_half(found):
+        raise ValueError(f"hmac_mode {name} has no client half (sign_request and verify_response)")
+    return found
 
 
 def find_serializer(choice: str | Serializer) -> Serializer:
@@ -59,8 +94,6 @@ def find_serializer(choice: str | Serializer) -> Serializer:
 
 
 _JSON = JsonSerializer()
-# How long a session_key signature is remembered: twice the server's default window.
-SIGNATURE_MEMORY = 600
 
 
 class _ClientCore:
@@ -74,29 +107,23 @@ class _ClientCore:
     def __init__(
         self,
         url: str,
-        hmac_mode: str = "user_id",
+        hmac_mode: str | Authenticator = "user_id",
         serializer: str | Serializer = "json",
         timeout: float = 10.0,
         accept: str | None = None,
     ) -> None:
-        if hmac_mode not in ("user_id", "session_key", "off"):
-            raise ValueError(f"hmac_mode must be user_id, session_key or off, not {hmac_mode!r}")
+        self.authenticator = find_authenticator(hmac_mode)
         parts = urlsplit(url)
         self.url = url.rstrip("/")
         self.scheme = parts.scheme or "http"
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or (443 if self.scheme == "https" else 80)
         self.base_path = parts.path.rstrip("/")
-        self.hmac_mode = hmac_mode
         self.serializer = find_serializer(serializer)
         self.content_type = self.serializer.content_types[0]
         self.accept = accept or self.content_type
         self.timeout = timeout
         self.session: dict[str, Any] | None = None
-        # session_key mode: signatures sent recently, with their timestamps. The server
-        # refuses a signature it has seen inside its window (1015), so a request identical
-        # to one sent in the same second is stamped a second later instead.
-        self._signed: dict[str, int] = {}
 
     # -- building requests ------------------------------------------------------------
     def _target(self, path: str) -> str:
@@ -125,30 +152,12 @@ class _ClientCore:
             session = self.session
             if session and session.get("session_id"):
                 headers["x-toto-session-id"] = session["session_id"]
-                if self.hmac_mode == "user_id":
-                    headers["x-toto-hmac"] = user_id_hmac(session.get("user_id"), body)
-                elif self.hmac_mode == "session_key" and session.get("key"):
-                    stamp, signature = self._session_key_signature(session["key"], http_method, target, body)
-                    headers["x-toto-timestamp"] = stamp
-                    headers["x-toto-hmac"] = signature
+                headers.update(self.authenticator.sign_request(session, http_method, target, body))
         if content_type is not None:
             headers["Content-Type"] = content_type
         if extra:
             headers.update(extra)
         return target, headers
-
-    def _session_key_signature(self, key: str, http_method: str, target: str, body: bytes) -> tuple[str, str]:
-        now = int(time.time())
-        if len(self._signed) > 1024:
-            self._signed = {sig: at for sig, at in self._signed.items() if at >= now - SIGNATURE_MEMORY}
-        secret = decode_session_key(key)
-        stamp = now
-        signature = session_key_request_hmac(secret, http_method, target, str(stamp), body)
-        while signature in self._signed:
-            stamp += 1
-            signature = session_key_request_hmac(secret, http_method, target, str(stamp), body)
-        self._signed[signature] = stamp
-        return str(stamp), signature
 
     def _body(self, method: str, parameters: Any) -> bytes:
         return self.serializer.encode({"method": method, "parameters": {} if parameters is None else parameters})
@@ -192,20 +201,13 @@ class _ClientCore:
 
     def _verify(self, headers: Any, body: bytes, envelope: dict[str, Any]) -> None:
         session = envelope.get("session")
-        if self.hmac_mode == "off" or not isinstance(session, dict):
+        if not isinstance(session, dict):
             return
-        given = headers.get("x-toto-hmac")
-        if not given:
-            raise TotoClientError(ERROR_INVALID_RESPONSE_HMAC, "Missing response HMAC")
-        if self.hmac_mode == "user_id":
-            expected = user_id_hmac(session.get("user_id") or None, body)
-        else:
-            key = self._session_key(envelope, session)
-            if not key:
-                raise TotoClientError(ERROR_INVALID_RESPONSE_HMAC, "No key to verify the response with")
-            expected = session_key_response_hmac(decode_session_key(key), headers.get("x-toto-timestamp") or "", body)
-        if not _hmac.compare_digest(expected.encode("ascii"), given.encode("latin-1", "replace")):
-            raise TotoClientError(ERROR_INVALID_RESPONSE_HMAC, "Invalid response HMAC")
+        key = self._session_key(envelope, session)
+        try:
+            self.authenticator.verify_response(dict(session, key=key) if key else session, headers, body)
+        except TotoException as exc:
+            raise TotoClientError(exc.code, exc.value) from None
 
     @staticmethod
     def _result(envelope: dict[str, Any], status: int) -> Any:
@@ -239,7 +241,7 @@ class TotoClient(_ClientCore):
     def __init__(
         self,
         url: str,
-        hmac_mode: str = "user_id",
+        hmac_mode: str | Authenticator = "user_id",
         serializer: str | Serializer = "json",
         timeout: float = 10.0,
         accept: str | None = None,

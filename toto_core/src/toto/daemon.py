@@ -1,4 +1,5 @@
-"""Running a server: in the foreground, as a ``--processes`` group, or detached.
+"""Running a server: in the foreground, as a ``--processes`` group (``toto.supervisor``), or
+detached with a pidfile (``toto.pidfile``).
 
 ``TotoServer.run()`` comes here. The options that steer it:
 
@@ -20,7 +21,6 @@ pidfile left by a crash is recognised as stale however the pids were reused.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import errno
 import logging
@@ -28,134 +28,28 @@ import os
 import signal
 import socket
 import sys
-import tempfile
-import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-try:
-    import fcntl
-except ImportError:  # Windows: no fork, no flock; only a single foreground process
-    fcntl = None  # type: ignore[assignment]
+from toto.pidfile import (
+    LOCKING,
+    Pidfile,
+    PidfileError,
+    already_running,
+    child_pidfiles,
+    pidfile_locked,
+    process_alive,
+    read_pid,
+)
 
 if TYPE_CHECKING:
     from toto.server import TotoServer
 
 log = logging.getLogger("toto.daemon")
 
-#: A child that dies this soon after it was started counts as a failed start.
-_QUICK_DEATH = 2.0
-#: Failed starts in a row after which the group gives up (e.g. the port is taken).
-_MAX_QUICK_DEATHS = 5
-
 
 class DaemonError(Exception):
     """A problem the operator can act on; printed as one line."""
-
-
-# -- pidfiles -------------------------------------------------------------------------------
-
-
-def child_pidfile(pidfile: str, index: int) -> str:
-    """``toto.pid`` -> ``toto.0.pid``: the pidfile of child ``index`` of a group."""
-    stem, dot, ext = pidfile.rpartition(".")
-    return f"{stem}.{index}.{ext}" if dot and "/" not in ext else f"{pidfile}.{index}"
-
-
-def _child_pidfiles(pidfile: str) -> list[str]:
-    directory = os.path.dirname(pidfile) or "."
-    probe = os.path.basename(child_pidfile(pidfile, 0))
-    prefix, suffix = probe.split(".0", 1) if ".0" in probe else (probe, "")
-    found = []
-    with contextlib.suppress(FileNotFoundError):
-        for entry in os.listdir(directory):
-            middle = entry[len(prefix) + 1 : len(entry) - len(suffix)] if suffix else entry[len(prefix) + 1 :]
-            if entry.startswith(prefix + ".") and entry.endswith(suffix) and middle.isdigit():
-                found.append(os.path.join(directory, entry))
-    return sorted(found)
-
-
-def read_pid(path: str) -> int | None:
-    try:
-        with open(path) as f:
-            text = f.read().split()
-        return int(text[0]) if text else None
-    except (FileNotFoundError, ValueError):
-        return None
-
-
-def pidfile_locked(path: str) -> bool:
-    """Whether a live server holds ``path`` (its lock outlives every pid reuse)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except OSError as exc:
-        if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-            return True
-        raise
-    finally:
-        os.close(fd)
-    return False
-
-
-def process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie of ours (a child not yet reaped) is gone for every practical purpose.
-    with contextlib.suppress(OSError):
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return False
-    return True
-
-
-class Pidfile:
-    """The lock-holding pidfile of a running server (``--start``)."""
-
-    def __init__(self, path: str) -> None:
-        self.path = os.path.abspath(path)
-        self.fd: int | None = None
-
-    def acquire(self) -> None:
-        """Lock and write our pid; raise ``DaemonError`` when another server holds it."""
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            raise DaemonError(already_running(self.path)) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self.fd = fd
-
-    def release(self) -> None:
-        if self.fd is None:
-            return
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
-        os.close(self.fd)
-        self.fd = None
-
-
-def already_running(pidfile: str) -> str:
-    pid = read_pid(pidfile)
-    shown = f"pid {pid}, " if pid else ""
-    return f"the server already runs ({shown}pidfile {pidfile}); stop it with --stop or use --restart"
-
-
-def _write_pid(path: str) -> None:
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w") as f:
-        f.write(f"{os.getpid()}\n")
-    os.replace(tmp, path)
 
 
 # -- entry point ------------------------------------------------------------------------------
@@ -165,7 +59,7 @@ def run(server: TotoServer) -> None:
     """Do what the options ask: stop, restart, start detached, or serve here."""
     o = server.options
     try:
-        if (o.start or o.stop or o.restart) and (fcntl is None or not hasattr(os, "fork")):
+        if (o.start or o.stop or o.restart) and (not LOCKING or not hasattr(os, "fork")):
             raise DaemonError("--start, --stop and --restart need a POSIX system; run the server in the foreground")
         if o.stop and not o.restart:
             stop(o.pidfile, float(o.stop_timeout))
@@ -178,31 +72,30 @@ def run(server: TotoServer) -> None:
             start(server)
             return
         serve(server)
-    except DaemonError as exc:
-        print(f"toto: error: {exc}", file=sys.stderr)
-        raise SystemExit(1) from None
+    except (DaemonError, PidfileError) as exc:
+        from toto.cli import exit_with_error
+
+        exit_with_error(str(exc), 1)
 
 
 def stop_command(argv: list[str]) -> None:
     """``toto serve --stop``: needs only the options, not the method package or storage."""
-    from toto.options import OptionError, Options, define_core_options, print_error_and_exit
-    from toto.plugins import get_plugin_manager
+    from toto.cli import exit_with_error
+    from toto.exceptions import PluginError
+    from toto.options import OptionError, Options, define_all_options, read_options
+    from toto.plugins import get_plugin_manager, merge_named
 
     options = Options()
-    define_core_options(options)
-    args = list(argv)
     try:
-        get_plugin_manager().hook.toto_add_options(options=options)
-        if args and not args[0].startswith("-"):
-            options.load_config_file(args.pop(0))
-        options.parse_command_line(args)
-    except OptionError as exc:
-        print_error_and_exit(str(exc))
+        pm = get_plugin_manager()
+        define_all_options(options, pm, merge_named(pm, "toto_register_authenticators"))
+        read_options(options, argv)
+    except (OptionError, PluginError) as exc:
+        exit_with_error(str(exc))
     try:
         stop(options.pidfile, float(options.stop_timeout))
     except DaemonError as exc:
-        print(f"toto: error: {exc}", file=sys.stderr)
-        raise SystemExit(1) from None
+        exit_with_error(str(exc), 1)
 
 
 def process_count(server: TotoServer) -> int:
@@ -223,6 +116,8 @@ def serve(server: TotoServer, pidfile: Pidfile | None = None) -> None:
         return
     if not hasattr(os, "fork"):
         raise DaemonError("--processes needs a POSIX system (fork); run one process per port yourself")
+    from toto.supervisor import Group
+
     Group(server, count, pidfile).run()
 
 
@@ -243,7 +138,7 @@ def serve_here(server: TotoServer, sockets: list[Any] | None = None) -> None:
 def stop(pidfile: str, timeout: float, missing_ok: bool = False) -> None:
     """SIGTERM the server of ``pidfile`` (and its group), wait, SIGKILL leftovers, clean up."""
     pidfile = os.path.abspath(pidfile)
-    children = _child_pidfiles(pidfile)
+    children = child_pidfiles(pidfile)
     # Children inherit the parent's lock, so it is held while any process of the group
     # lives. Without it every pid in these files is stale and may belong to someone else.
     if not pidfile_locked(pidfile):
@@ -350,8 +245,8 @@ def _daemon_main(server: TotoServer) -> None:
             serve(server, pidfile)
         finally:
             pidfile.release()
-    except DaemonError as exc:
-        print(f"toto: error: {exc}", file=sys.stderr)
+    except (DaemonError, PidfileError) as exc:
+        print(f"toto: error: {exc}", file=sys.stderr)  # to the log file: stderr is not a terminal here
         code = 1
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
@@ -364,7 +259,7 @@ def _daemon_main(server: TotoServer) -> None:
     os._exit(code)
 
 
-def _ports(server: TotoServer) -> list[int]:
+def listen_ports(server: TotoServer) -> list[int]:
     o = server.options
     count = process_count(server)
     return [int(o.port)] if o.reuse_port else [int(o.port) + i for i in range(count)]
@@ -373,7 +268,7 @@ def _ports(server: TotoServer) -> list[int]:
 def _wait_until_serving(server: TotoServer, pid: int, timeout: float = 60.0) -> None:
     o = server.options
     host = o.address if o.address not in ("", "0.0.0.0", "::") else "127.0.0.1"
-    waiting = set(_ports(server))
+    waiting = set(listen_ports(server))
     deadline = time.monotonic() + timeout
     while waiting and time.monotonic() < deadline:
         if not pid or not process_alive(pid):
@@ -385,7 +280,7 @@ def _wait_until_serving(server: TotoServer, pid: int, timeout: float = 60.0) -> 
             time.sleep(0.05)
     if waiting:
         raise DaemonError(f"the server (pid {pid}) did not listen within {timeout:g}s; see {o.log_file}")
-    ports = ", ".join(map(str, _ports(server)))
+    ports = ", ".join(map(str, listen_ports(server)))
     print(f"toto: started (pid {pid}, port {ports}, pidfile {o.pidfile}, log {o.log_file})")
 
 
@@ -395,183 +290,3 @@ def _tail(path: str, lines: int = 15) -> str:
             return "".join(f.readlines()[-lines:]).rstrip()
     except OSError:
         return ""
-
-
-# -- a group of processes -----------------------------------------------------------------------
-
-
-class Group:
-    """The parent of ``--processes`` children: forks them, restarts the dead, stops them all."""
-
-    def __init__(self, server: TotoServer, count: int, pidfile: Pidfile | None) -> None:
-        self.server = server
-        self.count = count
-        self.pidfile = pidfile
-        self.children: dict[int, tuple[int, float]] = {}  # pid -> (index, started)
-        self.stopping = False
-        self.quick_deaths = 0
-        self.exit_code = 0
-
-    def run(self) -> None:
-        from toto.server import setup_logging
-
-        o = self.server.options
-        setup_logging(o.logging, o.log_format)
-        # One private directory for the group's shared files (machine bus sockets, plugins'
-        # files such as multiprocess metrics), removed when the group stops.
-        self.server.group_dir = tempfile.mkdtemp(prefix="toto-group-")
-        self._share_events()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, self._on_signal)
-        ports = _ports(self.server)
-        shown = f"port {ports[0]} (shared)" if o.reuse_port else f"ports {ports[0]}-{ports[-1]}"
-        log.info("starting %d server processes on %s", self.count, shown)
-        try:
-            for index in range(self.count):
-                self._spawn(index)
-            self._supervise()
-        finally:
-            self._cleanup()
-
-    def _share_events(self) -> None:
-        """Events must cross processes: the in-process ``local`` bus becomes ``machine``."""
-        o = self.server.options
-        if o.event_bus == "local":
-            o.event_bus = "machine"
-            self.server.bus_factory = self.server.buses["machine"]
-            log.info("event_bus local -> machine, so events reach every process of the group")
-        if o.event_bus == "machine" and not o.event_url:
-            assert self.server.group_dir is not None
-            o.event_url = os.path.join(self.server.group_dir, "events")
-
-    def _on_signal(self, signum: int, frame: Any) -> None:
-        if not self.stopping:
-            log.info("stopping %d server processes", len(self.children))
-        self.stopping = True
-        for pid in list(self.children):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-
-    def _spawn(self, index: int) -> None:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:
-            code = 0
-            try:
-                code = self._child(index)
-            except DaemonError as exc:
-                print(f"toto: error: {exc}", file=sys.stderr)
-                code = 1
-            except SystemExit as exc:
-                code = exc.code if isinstance(exc.code, int) else 1
-            except BaseException:
-                log.exception("server process %d failed", index)
-                code = 1
-            finally:
-                sys.stdout.flush()
-                sys.stderr.flush()
-            os._exit(code)
-        self.children[pid] = (index, time.monotonic())
-
-    def _child(self, index: int) -> int:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, signal.SIG_DFL)
-        o = self.server.options
-        parent = os.getppid()
-        if self.pidfile is not None:
-            # The lock belongs to the parent; a child only names itself.
-            _write_pid(child_pidfile(self.pidfile.path, index))
-            self.pidfile.fd = None
-        threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
-        sockets = None
-        if o.reuse_port:
-            from tornado.netutil import bind_sockets
-
-            try:
-                sockets = bind_sockets(int(o.port), o.address or None, reuse_port=True)
-            except OSError as exc:
-                raise DaemonError(f"cannot listen on {o.address or '*'}:{o.port}: {exc.strerror}") from None
-        else:
-            o.port = int(o.port) + index
-        serve_here(self.server, sockets)
-        return 0
-
-    def _supervise(self) -> None:
-        drain = float(self.server.options.drain_delay) + float(self.server.options.drain_timeout)
-        kill_at: float | None = None
-        while self.children:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                break
-            if pid == 0:
-                if self.stopping:
-                    if kill_at is None:
-                        kill_at = time.monotonic() + drain + 5
-                    elif time.monotonic() > kill_at:
-                        for child in self.children:
-                            with contextlib.suppress(ProcessLookupError):
-                                os.kill(child, signal.SIGKILL)
-                time.sleep(0.1)
-                continue
-            index, started = self.children.pop(pid)
-            if self.stopping:
-                continue
-            self._restart(index, started, status)
-
-    def _restart(self, index: int, started: float, status: int) -> None:
-        how = (
-            f"signal {os.WTERMSIG(status)}"
-            if os.WIFSIGNALED(status)
-            else f"exit code {os.waitstatus_to_exitcode(status)}"
-        )
-        if time.monotonic() - started < _QUICK_DEATH:
-            self.quick_deaths += 1
-            if self.quick_deaths >= _MAX_QUICK_DEATHS:
-                log.error("server process %d keeps dying at startup (%s); stopping the group", index, how)
-                self._on_signal(signal.SIGTERM, None)
-                self.exit_code = 1
-                return
-            time.sleep(0.2 * self.quick_deaths)
-        else:
-            self.quick_deaths = 0
-        log.warning("server process %d died (%s); starting it again", index, how)
-        self._spawn(index)
-
-    def _cleanup(self) -> None:
-        if self.pidfile is not None:
-            for index in range(self.count):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(child_pidfile(self.pidfile.path, index))
-        if self.server.group_dir is not None:
-            import shutil
-
-            shutil.rmtree(self.server.group_dir, ignore_errors=True)
-        log.info("all server processes stopped")
-        if self.exit_code:
-            raise SystemExit(self.exit_code)
-
-
-def _exit_with_parent(parent: int) -> None:
-    """Stop this child gracefully when the group's parent is gone (killed with SIGKILL)."""
-    while True:
-        time.sleep(1.0)
-        if os.getppid() != parent:
-            os.kill(os.getpid(), signal.SIGTERM)
-            return
-
-
-# -- draining -------------------------------------------------------------------------------------
-
-
-async def drain(server: TotoServer, timeout: float) -> None:
-    """Wait until the requests in flight have finished, at most ``timeout`` seconds."""
-    if not server.in_flight:
-        return
-    log.info("draining: %d in flight, waiting up to %gs", len(server.in_flight), timeout)
-    deadline = time.monotonic() + timeout
-    while server.in_flight and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
-    if server.in_flight:
-        log.warning("draining: cut %d still in flight after %gs", len(server.in_flight), timeout)

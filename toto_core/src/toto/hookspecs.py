@@ -7,7 +7,13 @@ modes) are registered through these same hooks by ``toto.builtins``.
 
 Registration hooks return what a plugin offers; the core merges the answers of all
 plugins and picks by configuration. Two plugins offering the same name is a startup
-error that names both.
+error that names both. ``toto_default_storage`` is the one hook where the first
+answer wins.
+
+Every hook is called through pluggy, so ``TOTO_TRACE_HOOKS=1`` logs each call with
+its arguments, who implements it and its result. A plugin that implements a name that
+is not defined here (a typo such as ``toto_register_serializer``), or defines one of
+these without ``@toto.hookimpl``, is a startup error naming the plugin and the hook.
 """
 
 from __future__ import annotations
@@ -42,14 +48,17 @@ def toto_register_storage() -> dict[str, Callable[[Options], Storage]]:
     """
 
 
-@hookspec
+@hookspec(firstresult=True)
 def toto_default_storage() -> str | None:
     """Name the storage to use when the user gives no ``database`` option.
 
-    Called once at startup. Return one of the names this plugin registers (an
-    embedded database that needs no setup, say), or None. With no plugin
-    answering, the server uses ``memory``; two plugins naming different storages
-    is a startup error that asks for an explicit ``--database``.
+    Called once at startup. Return one of the names this plugin registers, or None.
+    The first answer that is not None wins, in pluggy's order: implementations marked
+    ``@toto.hookimpl(tryfirst=True)`` first, ``trylast=True`` last, the others from the
+    plugin loaded last to the first. A fallback such as an embedded database that needs
+    no setup answers with ``trylast=True`` (toto-sql does, naming ``sqlite``), so that
+    any plugin with a more particular default wins. With no answer, the server uses
+    ``memory``.
     """
 
 
@@ -81,9 +90,12 @@ def toto_register_event_buses() -> dict[str, Callable[[Options], EventBus]]:
 def toto_register_authenticators() -> dict[str, Authenticator]:
     """Offer request signing schemes.
 
-    Called once at startup. Return ``{hmac_mode: Authenticator}``; the
-    ``hmac_mode`` option picks one. It verifies requests that name a session and
-    signs responses that carry one.
+    Called once at startup (and by ``toto.client`` to find the client half). Return
+    ``{hmac_mode: toto.auth.Authenticator}``; the installed names are the choices of
+    the ``hmac_mode`` option. Each scheme's ``add_options`` defines its own options;
+    the selected one is ``configure``d with the parsed options, verifies requests that
+    name a session and signs answers that carry one. Its client half signs requests
+    and checks answers in ``TotoClient(url, hmac_mode=name)``.
     """
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
-import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from toto.auth import Authenticator
 
 
 class OptionError(Exception):
@@ -153,8 +155,34 @@ class Options:
         return "\n".join(lines)
 
 
-def define_core_options(options: Options) -> None:
-    """The core's options; every one is shown by ``--help``."""
+def read_options(
+    options: Options, args: list[str], conf_file: str | None = None, values: Mapping[str, Any] | None = None
+) -> None:
+    """Apply, each over the one before: ``values`` (keyword arguments), the config file (the
+    first argument when it is not an option, else ``conf_file``), then the command line."""
+    options.update(dict(values or {}))
+    args = list(args)
+    if args and not args[0].startswith("-"):
+        conf_file = args.pop(0)
+    if conf_file:
+        options.load_config_file(conf_file)
+    rest = options.parse_command_line(args)
+    if rest:
+        raise OptionError(f"unexpected argument {rest[0]!r}")
+
+
+def define_all_options(options: Options, pm: Any, authenticators: Mapping[str, Authenticator]) -> None:
+    """Every option a server knows: the core's, each installed signing scheme's (the
+    ``hmac_mode`` choices are the installed schemes) and each plugin's."""
+    define_core_options(options, hmac_modes=sorted(authenticators))
+    for authenticator in {id(a): a for a in authenticators.values()}.values():
+        authenticator.add_options(options)
+    pm.hook.toto_add_options(options=options)
+
+
+def define_core_options(options: Options, hmac_modes: Iterable[str] = ()) -> None:
+    """The core's options; every one is shown by ``--help``. ``hmac_modes`` are the
+    installed signing schemes (``toto_register_authenticators``)."""
     d = options.define
     d("port", 8888, int, "TCP port to serve on")
     d("address", "", str, "address to bind (empty: all interfaces)")
@@ -167,7 +195,7 @@ def define_core_options(options: Options) -> None:
         "empty: the default an installed plugin names (sqlite with toto-sql), else memory",
     )
     d("database_url", "", str, "URL of the database, e.g. postgresql://user@127.0.0.1:5432/db")
-    d("hmac_mode", "user_id", str, "request signing", choices=("user_id", "session_key", "off"))
+    d("hmac_mode", "user_id", str, "request signing scheme (an installed authenticator)", choices=hmac_modes or None)
     d("session_ttl", 14 * 24 * 3600.0, float, "seconds a signed-in session lives after its last renewal")
     d(
         "session_renew",
@@ -232,7 +260,6 @@ def define_core_options(options: Options) -> None:
     d("max_batch_logins", 1, int, "most account.login/create/update calls in one request (a batch)")
     d("password_threads", max(1, os.cpu_count() or 1), int, "password hashes computed at once per process")
     d("password_queue", 16, int, "password hashes waiting per process; beyond, logins answer 1014 at once")
-    d("signature_window", 300.0, float, "session_key mode: accepted clock skew in seconds")
     d("max_batch", 100, int, "most calls in one batch request")
     d("health_path", "_health", str, "path below root of the health check (readiness; /live: liveness); empty: off")
     d("health_timeout", 2.0, float, "seconds the health check waits for the storage and the event bus")
@@ -290,18 +317,3 @@ def option_value(options: Any, name: str, default: Any) -> Any:
     """
     value = getattr(options, name, None) if options is not None else None
     return default if value is None or value == "" else value
-
-
-def redact_url(url: str) -> str:
-    """``url`` without its password (``scheme://user:***@host/...``), for logs and error messages."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        credentials, host = rest.rsplit("@", 1)
-        user = credentials.split(":", 1)[0]
-        return f"{scheme}://{user + ':***@' if user else '***@'}{host}"
-    return url
-
-
-def print_error_and_exit(message: str, status: int = 2) -> None:
-    print(f"toto: error: {message}", file=sys.stderr)
-    raise SystemExit(status)

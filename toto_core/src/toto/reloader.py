@@ -39,16 +39,16 @@ def watched_paths(server: TotoServer) -> tuple[list[str], str | None]:
 
 def run_reloading(server: TotoServer) -> None:
     """Serve ``server``'s configuration in a child, restarted on every change, until SIGINT or SIGTERM."""
-    from toto.options import print_error_and_exit
+    from toto.cli import exit_with_error
     from toto.server import setup_logging
 
     o = server.options
     if o.start or o.stop or o.restart or int(o.processes) != 1:
-        print_error_and_exit("--reload serves one process in the foreground: drop --start/--stop/--restart/--processes")
+        exit_with_error("--reload serves one process in the foreground: drop --start/--stop/--restart/--processes")
     try:
         import watchfiles
     except ImportError:
-        print_error_and_exit("--reload needs watchfiles: pip install 'toto-core[dev]'")
+        exit_with_error("--reload needs watchfiles: pip install watchfiles (the toto-core[dev] extra)")
     setup_logging(o.logging, o.log_format)
     directories, conf = watched_paths(server)
     paths = [*directories, *([os.path.dirname(conf)] if conf else [])]

@@ -169,6 +169,6 @@ class JsonSerializer(Serializer):
     content_types = ("application/json",)
 
     # The codec's functions themselves: no extra call per request.
-    encode = staticmethod(_encode)  # type: ignore[assignment]
+    encode = staticmethod(_encode)
     decode = staticmethod(_decode)  # type: ignore[assignment]
     decode_state = staticmethod(_decode_state)  # type: ignore[assignment]

@@ -6,16 +6,20 @@ import asyncio
 import importlib.util
 import inspect
 import logging
+import os
 import signal
 import sys
+import tempfile
+import time
 from typing import TYPE_CHECKING, Any
 
 from tornado.httpserver import HTTPServer
 
+from toto.cli import exit_with_error
 from toto.connections import make_http_server
 from toto.exceptions import PluginError
 from toto.lookup import MethodLookup
-from toto.options import OptionError, Options, define_core_options, print_error_and_exit
+from toto.options import OptionError, Options, define_all_options, read_options
 from toto.plugins import (
     default_storage,
     get_plugin_manager,
@@ -24,9 +28,11 @@ from toto.plugins import (
     merge_routes,
     merge_serializers,
     pick,
+    report_failures,
 )
 
 if TYPE_CHECKING:
+    from toto.auth import Authenticator
     from toto.handler import TotoApplication
 
 log = logging.getLogger("toto.server")
@@ -50,35 +56,37 @@ class TotoServer:
     """
 
     def __init__(self, conf_file: str | None = None, argv: list[str] | None = None, **options: Any) -> None:
-        self.pm = get_plugin_manager()
-        self.hook = self.pm.hook
-        self.options = Options()
-        define_core_options(self.options)
+        args = list(sys.argv[1:] if argv is None else argv)
         try:
-            self.hook.toto_add_options(options=self.options)
-            self.options.update(options)
-            args = list(sys.argv[1:] if argv is None else argv)
+            self.pm = get_plugin_manager()
+            self.hook = self.pm.hook
+            # Before the options: a signing scheme's options are defined by the scheme itself.
+            self.authenticators: dict[str, Authenticator] = merge_named(self.pm, "toto_register_authenticators")
+            self.options = Options()
+            define_all_options(self.options, self.pm, self.authenticators)
             if "--help" in args or "-h" in args:
                 print(self.options.help_text())
                 raise SystemExit(0)
             if args and not args[0].startswith("-"):
                 conf_file = args.pop(0)
-            if conf_file:
-                self.options.load_config_file(conf_file)
             #: How this server was made, so ``--reload`` can make the same one again (toto.reloader).
             self.given: dict[str, Any] = {"conf_file": conf_file, "argv": list(args), "options": dict(options)}
-            rest = self.options.parse_command_line(args)
-            if rest:
-                raise OptionError(f"unexpected argument {rest[0]!r}")
+            try:
+                read_options(self.options, args, conf_file, options)
+            except OptionError:
+                # A plugin that failed to load defines no options: that is the error to report.
+                report_failures(self.pm, debug="--debug" in args or "--debug=true" in args)
+                raise
+            report_failures(self.pm, debug=bool(self.options.debug))
             self._configure()
         except (OptionError, PluginError) as exc:
-            print_error_and_exit(str(exc))
+            exit_with_error(str(exc))
         self.storage: Any = None
         self.connection: Connection | None = None
         self.http_server: HTTPServer | None = None
         self._stopping: asyncio.Event | None = None
         self._background: list[asyncio.Task[Any]] = []
-        #: Requests being served; a draining shutdown waits for it to empty (toto.daemon).
+        #: Requests being served; a draining shutdown waits for it to empty (``drain``).
         self.in_flight: set[Any] = set()
         #: Writes the per-request line; None when ``access_log`` is off or info is not logged.
         self.access_log: Any = None
@@ -105,7 +113,6 @@ class TotoServer:
         self.event_loop = pick_event_loop(o.event_loop)
         self.storages = merge_named(self.pm, "toto_register_storage")
         self.buses = merge_named(self.pm, "toto_register_event_buses")
-        self.authenticators = merge_named(self.pm, "toto_register_authenticators")
         self.serializers = merge_serializers(self.pm)
         for serializer in {id(s): s for s in self.serializers.values()}.values():
             serializer.configure(o)
@@ -115,8 +122,7 @@ class TotoServer:
         self.storage_factory = pick(self.storages, o.database, "database")
         self.bus_factory = pick(self.buses, o.event_bus, "event_bus")
         self.authenticator = pick(self.authenticators, o.hmac_mode, "hmac_mode")
-        if hasattr(self.authenticator, "window"):
-            self.authenticator.window = float(o.signature_window)
+        self.authenticator.configure(o)
         self.expose_headers = ", ".join(self.authenticator.expose_headers)
         safe = [s for s in {id(s): s for s in self.serializers.values()}.values() if s.safe_for_state]
         by_name = {s.name: s for s in safe}
@@ -182,9 +188,10 @@ class TotoServer:
         if o.describe:
             self.describe_methods()
         storage = self.storage_factory(o)
-        for impl in self.hook.toto_wrap_storage.get_hookimpls():
-            offered = {"server": self, "storage": storage}
-            storage = impl.function(*(offered[name] for name in impl.argnames)) or storage
+        # Each wrapper wraps the one before it; each called through pluggy like every hook.
+        wrappers = self.pm.implementers("toto_wrap_storage")
+        for plugin in wrappers:
+            storage = self.pm.answer(plugin, "toto_wrap_storage", wrappers, server=self, storage=storage) or storage
         self.storage = storage
         await self.storage.open()
         self.connection = Connection(self.storage)
@@ -213,7 +220,6 @@ class TotoServer:
         """Fail the readiness check and keep serving for ``drain_delay`` seconds (so a load
         balancer stops sending first), stop listening, let in-flight requests finish (up to
         ``drain_timeout``), then close the event bus and storage."""
-        from toto.daemon import drain
         from toto.events import EventManager
 
         self.draining = True
@@ -223,7 +229,7 @@ class TotoServer:
                 log.info("draining: /_health answers 503; still accepting requests for %gs", delay)
                 await asyncio.sleep(delay)
             self.http_server.stop()
-            await drain(self, float(self.options.drain_timeout))
+            await self.drain(float(self.options.drain_timeout))
             await self.http_server.close_all_connections()
         for task in self._background:
             task.cancel()
@@ -234,6 +240,33 @@ class TotoServer:
         if self.storage is not None:
             await self.storage.close()
         log.info("Toto stopped")
+
+    async def drain(self, timeout: float) -> None:
+        """Wait until the requests in flight have finished, at most ``timeout`` seconds."""
+        if not self.in_flight:
+            return
+        log.info("draining: %d in flight, waiting up to %gs", len(self.in_flight), timeout)
+        deadline = time.monotonic() + timeout
+        while self.in_flight and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if self.in_flight:
+            log.warning("draining: cut %d still in flight after %gs", len(self.in_flight), timeout)
+
+    def join_process_group(self) -> str:
+        """Called once by the parent of a ``--processes`` group before it forks. Makes the
+        directory every process of the group shares (``group_dir``: the machine bus's sockets,
+        plugins' group-wide files) and, since events must reach every process, turns the
+        in-process ``local`` bus into ``machine`` there when no ``event_url`` names another.
+        Returns the directory, for the parent to remove when the group stops."""
+        o = self.options
+        self.group_dir = tempfile.mkdtemp(prefix="toto-group-")
+        if o.event_bus == "local":
+            o.event_bus = "machine"
+            self.bus_factory = self.buses["machine"]
+            log.info("event_bus local -> machine, so events reach every process of the group")
+        if o.event_bus == "machine" and not o.event_url:
+            o.event_url = os.path.join(self.group_dir, "events")
+        return self.group_dir
 
     async def _purge_loop(self, interval: float = 60.0) -> None:
         while True:
@@ -275,7 +308,7 @@ class TotoServer:
         setup_logging(self.options.logging, self.options.log_format)
         try:
             if self.event_loop == "uvloop":
-                import uvloop  # type: ignore[import-not-found]
+                import uvloop
 
                 uvloop.run(self.serve(sockets))
             else:
@@ -283,7 +316,7 @@ class TotoServer:
         except KeyboardInterrupt:
             pass
         except PluginError as exc:  # a storage or bus factory refusing its configuration
-            print_error_and_exit(str(exc))
+            exit_with_error(str(exc))
 
 
 def pick_event_loop(wanted: str) -> str:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from toto.exceptions import ERROR_SERVER, ERROR_SESSION_CONFLICT, TotoException
 from toto.storage import SessionRecord
+from toto.storage.checks import normalize_user_id
 
 if TYPE_CHECKING:
     from toto.serializers import Serializer
@@ -183,6 +184,8 @@ class SessionManager:
         raise TotoException(ERROR_SERVER, "The session state could not be read.")
 
     async def create(self, user_id: str | None, with_key: bool) -> Session:
+        if user_id is not None:
+            user_id = normalize_user_id(user_id)  # the core checks user ids, never the storage
         ttl = self.ttl if user_id is not None else self.anon_ttl
         record = SessionRecord(
             session_id=new_session_id(),

@@ -1,20 +1,23 @@
-"""The three request signing modes of PROTOCOL.md section 4."""
+"""The three request signing modes of PROTOCOL.md section 4, both halves of each."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import hmac
+import threading
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from toto.auth import Authenticator
-from toto.exceptions import ERROR_INVALID_HMAC, ERROR_SIGNATURE_EXPIRED, TotoException
+from toto.auth import Authenticator, ClientSession
+from toto.exceptions import ERROR_INVALID_HMAC, ERROR_INVALID_RESPONSE_HMAC, ERROR_SIGNATURE_EXPIRED, TotoException
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable
 
     from toto.handler import TotoHandler
+    from toto.options import Options
     from toto.sessions import Session
 
 
@@ -43,6 +46,14 @@ def _invalid_hmac() -> TotoException:
     return TotoException(ERROR_INVALID_HMAC, "Invalid request HMAC")
 
 
+def check_response_hmac(expected: str, given: str | None) -> None:
+    """The client's check of an answer's signature: 1009 when it is missing or wrong (constant time)."""
+    if not given:
+        raise TotoException(ERROR_INVALID_RESPONSE_HMAC, "Missing response HMAC")
+    if not hmac.compare_digest(expected.encode("ascii"), given.strip().encode("latin-1", "replace")):
+        raise TotoException(ERROR_INVALID_RESPONSE_HMAC, "Invalid response HMAC")
+
+
 class UserIdSigning(Authenticator):
     """HMAC-SHA1 keyed with the user id over the exact body bytes (the original clients' scheme)."""
 
@@ -57,6 +68,12 @@ class UserIdSigning(Authenticator):
     def sign_response(self, handler: TotoHandler, session: Session, body: bytes) -> None:
         handler.set_header("x-toto-hmac", user_id_hmac(session.user_id, body))
 
+    def sign_request(self, session: ClientSession, method: str, target: str, body: bytes) -> dict[str, str]:
+        return {"x-toto-hmac": user_id_hmac(session.get("user_id"), body)}
+
+    def verify_response(self, session: ClientSession, headers: Mapping[str, str], body: bytes) -> None:
+        check_response_hmac(user_id_hmac(session.get("user_id") or None, body), headers.get("x-toto-hmac"))
+
 
 class SessionKeySigning(Authenticator):
     """HMAC-SHA256 with a per-session random key over method, target, timestamp and body."""
@@ -66,6 +83,15 @@ class SessionKeySigning(Authenticator):
 
     def __init__(self, window: float = 300.0) -> None:
         self.window = window
+        # Client half: signatures sent lately (signature -> timestamp), see sign_request.
+        self._sent: dict[str, int] = {}
+        self._sent_lock = threading.Lock()
+
+    def add_options(self, options: Options) -> None:
+        options.define("signature_window", self.window, float, "session_key mode: accepted clock skew in seconds")
+
+    def configure(self, options: Options) -> None:
+        self.window = float(options.signature_window)
 
     def verify_request(self, handler: TotoHandler, session: Session, body: bytes) -> Awaitable[None]:
         """Check the timestamp and the signature now; the returned awaitable refuses a
@@ -96,6 +122,32 @@ class SessionKeySigning(Authenticator):
         stamp = str(int(time.time()))
         handler.set_header("x-toto-timestamp", stamp)
         handler.set_header("x-toto-hmac", session_key_response_hmac(decode_session_key(session.key), stamp, body))
+
+    def sign_request(self, session: ClientSession, method: str, target: str, body: bytes) -> dict[str, str]:
+        key = session.get("key")
+        if not key:
+            return {}
+        secret = decode_session_key(key)
+        now = int(time.time())
+        # The server refuses a signature it saw inside its window (1015), so a request
+        # identical to one sent in the same second is stamped a second later instead.
+        with self._sent_lock:
+            if len(self._sent) > 1024:
+                self._sent = {sig: at for sig, at in self._sent.items() if at >= now - 2 * self.window}
+            stamp = now
+            signature = session_key_request_hmac(secret, method, target, str(stamp), body)
+            while signature in self._sent:
+                stamp += 1
+                signature = session_key_request_hmac(secret, method, target, str(stamp), body)
+            self._sent[signature] = stamp
+        return {"x-toto-timestamp": str(stamp), "x-toto-hmac": signature}
+
+    def verify_response(self, session: ClientSession, headers: Mapping[str, str], body: bytes) -> None:
+        key = session.get("key")
+        if not key:
+            raise TotoException(ERROR_INVALID_RESPONSE_HMAC, "No key to verify the response with")
+        stamp = headers.get("x-toto-timestamp") or ""
+        check_response_hmac(session_key_response_hmac(decode_session_key(key), stamp, body), headers.get("x-toto-hmac"))
 
 
 async def _first_use(handler: TotoHandler, signature: str, ttl: float) -> None:

@@ -8,7 +8,7 @@ it runs exactly as before and pays nothing per call.
 msgspec does the work: one small, dependency-free, well-kept library (C extension, wheels
 for every platform) that both converts a decoded body into the declared type and writes
 the JSON Schema of that type, so the validation and the OpenAPI document can never
-disagree. It is the ``types`` extra: ``pip install 'toto-core[types]'``.
+disagree. It is the ``types`` extra of toto-core.
 """
 
 from __future__ import annotations
@@ -73,7 +73,8 @@ def build_validator(parameters_type: Any, name: str) -> Validator:
         import msgspec
     except ImportError:
         raise MethodTypeError(
-            f"method {name!r} declares parameter types; checking them needs msgspec: pip install 'toto-core[types]'"
+            f"method {name!r} declares parameter types; checking them needs msgspec: "
+            "pip install msgspec (the toto-core[types] extra)"
         ) from None
     convert = msgspec.convert
     error = msgspec.ValidationError

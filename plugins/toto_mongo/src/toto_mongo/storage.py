@@ -29,7 +29,6 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from bson.binary import Binary
-from bson.errors import InvalidDocument
 from pymongo import ASCENDING, AsyncMongoClient, IndexModel, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
@@ -43,10 +42,11 @@ from pymongo.errors import (
     PyMongoError,
     WTimeoutError,
 )
-from toto.exceptions import ERROR_MALFORMED_REQUEST, PluginError, StorageUnavailable, TotoException
-from toto.options import option_value, redact_url
+from toto.exceptions import PluginError, StorageUnavailable
+from toto.options import option_value
 from toto.storage import AccountRecord, DuplicateAccount, SessionRecord, Storage
 from toto.storage.batching import ReadBatcher
+from toto.urls import redact_url
 
 from toto_mongo.defaults import DEFAULT_DATABASE, DEFAULT_PREFIX, DEFAULT_TIMEOUT, DEFAULT_URL
 
@@ -267,18 +267,16 @@ class MongoStorage(Storage):
 
     # -- accounts -----------------------------------------------------------------------
     async def create_account(self, user_id: str, password_hash: str, fields: dict[str, Any]) -> None:
-        document = {"user_id": user_id.lower(), "password_hash": password_hash, "fields": _escape(fields)}
+        document = {"user_id": user_id, "password_hash": password_hash, "fields": _escape(fields)}
         try:
             async with self._call():
                 await self._accounts.insert_one(document)
         except DuplicateKeyError:
             raise DuplicateAccount(user_id) from None
-        except (OverflowError, InvalidDocument) as error:
-            raise _field_error(error) from None
 
     async def get_account(self, user_id: str) -> AccountRecord | None:
         async with self._call():
-            document = await self._accounts.find_one({"user_id": user_id.lower()})
+            document = await self._accounts.find_one({"user_id": user_id})
         if document is None:
             return None
         return AccountRecord(document["user_id"], document["password_hash"], _unescape(document.get("fields") or {}))
@@ -293,11 +291,8 @@ class MongoStorage(Storage):
             changes["fields." + _escape_key(str(name))] = _escape(value)
         if not changes:
             return
-        try:
-            async with self._call():
-                await self._accounts.update_one({"user_id": user_id.lower()}, {"$set": changes})
-        except (OverflowError, InvalidDocument) as error:
-            raise _field_error(error) from None
+        async with self._call():
+            await self._accounts.update_one({"user_id": user_id}, {"$set": changes})
 
     # -- sessions -----------------------------------------------------------------------
     async def store_session(self, record: SessionRecord) -> None:
@@ -417,7 +412,3 @@ class MongoStorage(Storage):
             result = await self._sessions.delete_many({"expires_at": {"$lte": _as_date(now)}, "expires": {"$lte": now}})
             await self._guards.delete_many({"expires": {"$lte": now}})
         return int(result.deleted_count)
-
-
-def _field_error(error: BaseException) -> TotoException:
-    return TotoException(ERROR_MALFORMED_REQUEST, f"An account field cannot be stored in MongoDB: {error}")

@@ -15,6 +15,7 @@ from typing import Any
 from opentelemetry import context, propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from toto.exceptions import PluginError
+from toto.plugins import install_command
 
 log = logging.getLogger("toto.otel")
 
@@ -68,7 +69,7 @@ def configure_sdk() -> bool:
     except (RuntimeError, ValueError) as error:
         raise PluginError(f"toto-otel: OTEL_TRACES_EXPORTER={exporters!r}: {error}") from None
     resource = Resource.create()
-    if resource.attributes.get("service.name", "").startswith("unknown_service"):
+    if str(resource.attributes.get("service.name", "")).startswith("unknown_service"):
         resource = resource.merge(Resource({"service.name": "toto"}))
     provider = TracerProvider(resource=resource, sampler=_sampler())
     for exporter in span_exporters.values():
@@ -85,10 +86,19 @@ def _sampler() -> Any:
     chosen = sampling._get_from_env_or_default()
 
     class RequestsOnly(sampling.Sampler):
-        def should_sample(self, parent_context, trace_id, name, kind=None, attributes=None, links=None):  # type: ignore[no-untyped-def]
+        def should_sample(
+            self,
+            parent_context: Any,
+            trace_id: int,
+            name: str,
+            kind: Any = None,
+            attributes: Any = None,
+            links: Any = None,
+            trace_state: Any = None,
+        ) -> Any:
             if kind == SpanKind.CLIENT and not trace.get_current_span(parent_context).get_span_context().is_valid:
                 return sampling.SamplingResult(sampling.Decision.DROP)
-            return chosen.should_sample(parent_context, trace_id, name, kind, attributes, links)
+            return chosen.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)
 
         def get_description(self) -> str:
             return f"RequestsOnly({chosen.get_description()})"
@@ -255,7 +265,7 @@ def _driver(server: Any) -> str | None:
         return None
     driver, extra = found
     if importlib.util.find_spec(INSTRUMENTATIONS[driver]) is None:
-        log.info("toto-otel: storage calls are not traced; pip install '%s' traces them", extra)
+        log.info("toto-otel: storage calls are not traced; %s traces them", install_command(extra))
         return None
     return driver
 

@@ -21,8 +21,8 @@ from typing import Any
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client import multiprocess as multiprocess_mode
-from toto.daemon import process_alive
 from toto.exceptions import PluginError, StorageUnavailable
+from toto.pidfile import process_alive
 
 #: Request and storage latencies, in seconds: from 0.5 ms (a Redis round trip) to 10 s.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)

@@ -25,7 +25,8 @@ from typing import Any, cast
 import redis.asyncio as redis_asyncio
 from toto.eventbus import EventBus, EventCallback, decode_metadata, encode_metadata
 from toto.exceptions import PluginError
-from toto.options import option_value, redact_url
+from toto.options import option_value
+from toto.urls import redact_url
 
 from toto_redis.connection import (
     DEFAULT_PREFIX,

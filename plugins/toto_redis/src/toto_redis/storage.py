@@ -24,9 +24,10 @@ from typing import Any, cast
 
 import redis.asyncio as redis_asyncio
 from toto.exceptions import PluginError
-from toto.options import option_value, redact_url
+from toto.options import option_value
 from toto.storage import AccountRecord, DuplicateAccount, SessionRecord, Storage
 from toto.storage.batching import ReadBatcher
+from toto.urls import redact_url
 
 from toto_redis.connection import (
     DEFAULT_PREFIX,
@@ -146,11 +147,9 @@ return removed
 """
 
 
-def _encode_field(name: str, value: Any) -> str:
-    try:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    except (TypeError, ValueError) as error:
-        raise TypeError(f"account field {name!r} cannot be stored in Redis: {error}") from error
+def _encode_field(value: Any) -> str:
+    # The core has checked that account fields are JSON data (toto.storage.checks).
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 class RedisStorage(Storage):
@@ -220,7 +219,7 @@ class RedisStorage(Storage):
     async def create_account(self, user_id: str, password_hash: str, fields: dict[str, Any]) -> None:
         args = ["p", password_hash]
         for name, value in fields.items():
-            args += ["f:" + name, _encode_field(name, value)]
+            args += ["f:" + name, _encode_field(value)]
         async with unavailable_on_fault("Redis storage"):
             created = await self._create_account(keys=[self._account + user_id], args=args)
         if not created:
@@ -241,7 +240,7 @@ class RedisStorage(Storage):
         if password_hash is not None:
             args += ["p", password_hash]
         for name, value in (fields or {}).items():
-            args += ["f:" + name, _encode_field(name, value)]
+            args += ["f:" + name, _encode_field(value)]
         if not args:
             return
         async with unavailable_on_fault("Redis storage"):

@@ -158,13 +158,51 @@ def wrap_error(engine: AsyncEngine, lane: Lane, error: Exception, sql: str, args
     with ``connection_invalidated`` for a lost connection); other errors (OSError, timeouts) as they are."""
     dialect = engine.dialect
     dbapi = dialect.loaded_dbapi
-    translated: Exception = error
-    if not isinstance(error, dbapi.Error):
-        try:
-            lane.adapted._handle_exception(error)  # the adapter's translation of driver errors
-        except Exception as named:
-            translated = named
+    translated = error if isinstance(error, dbapi.Error) else driver_error(dbapi, error)
     if not isinstance(translated, dbapi.Error):
         return translated
     lost = bool(dialect.is_disconnect(translated, lane.adapted, None))
     return sa_exc.DBAPIError.instance(sql, args, translated, dbapi.Error, connection_invalidated=lost)
+
+
+def driver_error(dbapi: Any, error: Exception) -> Exception:
+    """A driver's own error as the DBAPI (PEP 249) exception of SQLAlchemy's adapter module.
+
+    aiosqlite, asyncmy and psycopg raise PEP 249 exceptions already; asyncpg has its own,
+    named here by SQLSTATE class (``23`` integrity, ``22`` data, ``08``/``53``/``57``/``58``
+    the server or the connection). Errors of no driver (OSError, timeouts) stay as they are.
+    """
+    try:
+        import asyncpg
+    except ImportError:
+        return error
+    if isinstance(error, asyncpg.InterfaceError):
+        kind = dbapi.InterfaceError
+    elif isinstance(error, asyncpg.exceptions.InternalClientError):
+        kind = dbapi.InternalError
+    elif isinstance(error, asyncpg.PostgresError):
+        state = str(getattr(error, "sqlstate", "") or "")
+        kind = _POSTGRES_CLASSES.get(state[:2], "DatabaseError")
+        kind = getattr(dbapi, kind)
+    else:
+        return error
+    translated: Exception = kind(str(error))
+    translated.__cause__ = error
+    return translated
+
+
+#: SQLSTATE class -> PEP 249 exception (PostgreSQL's "Appendix A. Error Codes").
+_POSTGRES_CLASSES = {
+    "08": "OperationalError",  # connection exception
+    "22": "DataError",
+    "23": "IntegrityError",
+    "25": "InternalError",  # invalid transaction state
+    "40": "OperationalError",  # transaction rollback (serialization failure, deadlock)
+    "42": "ProgrammingError",  # syntax error or access rule violation
+    "53": "OperationalError",  # insufficient resources
+    "54": "OperationalError",  # program limit exceeded
+    "55": "OperationalError",  # object not in prerequisite state
+    "57": "OperationalError",  # operator intervention (admin shutdown, cannot connect now)
+    "58": "OperationalError",  # system error (I/O)
+    "XX": "InternalError",
+}

@@ -29,9 +29,10 @@ def toto_register_storage() -> dict[str, Callable[[Any], SqlStorage]]:
     return dict.fromkeys(STORAGE_NAMES, sql_storage)
 
 
-@toto.hookimpl
+@toto.hookimpl(trylast=True)
 def toto_default_storage() -> str:
-    # An embedded database that needs no setup: a server with toto-sql installed keeps its data.
+    # An embedded database that needs no setup, so a server with toto-sql installed keeps its
+    # data; trylast, so that a plugin with a more particular default wins.
     return "sqlite"
 
 

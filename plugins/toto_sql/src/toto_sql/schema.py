@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from sqlalchemy import BigInteger, Column, Double, Index, Integer, LargeBinary, MetaData, String, Table, Text, text
 from sqlalchemy.dialects import mysql
 from sqlalchemy.types import TypeEngine
-from toto.accounts import MAX_USER_ID
 from toto.exceptions import PluginError
+from toto.storage.checks import MAX_USER_ID
 
 #: The version of the tables below; stored in ``<prefix>schema_version``.
 #: 2: ``sessions.version`` (the write count ``save_state`` compares) and the ``guards`` table.

@@ -26,21 +26,14 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
-from toto.accounts import MAX_USER_ID
-from toto.exceptions import (
-    ERROR_INVALID_USER_ID,
-    ERROR_MALFORMED_REQUEST,
-    PluginError,
-    StorageUnavailable,
-    TotoException,
-)
+from toto.exceptions import ERROR_MALFORMED_REQUEST, PluginError, StorageUnavailable, TotoException
 from toto.options import option_value
 from toto.storage import AccountRecord, DuplicateAccount, SessionRecord, Storage
 from toto.storage.batching import ReadBatcher
 
 from toto_sql.defaults import DEFAULT_PREFIX, DEFAULT_TIMEOUT
 from toto_sql.lanes import Lane, Lanes, change, fetch, wrap_error
-from toto_sql.schema import COMPONENT, MAX_GUARD_KEY, MAX_KEY, MAX_SESSION_ID, SCHEMA_VERSION, Tables, make_tables
+from toto_sql.schema import COMPONENT, MAX_GUARD_KEY, SCHEMA_VERSION, Tables, make_tables
 from toto_sql.urls import Family, describe, resolve
 
 log = logging.getLogger("toto.sql")
@@ -60,15 +53,8 @@ MERGE_ATTEMPTS = 20
 
 
 def _encode_fields(fields: dict[str, Any]) -> str:
-    try:
-        return json.dumps(fields, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
-    except (TypeError, ValueError) as error:
-        raise TotoException(ERROR_MALFORMED_REQUEST, f"account fields cannot be stored: {error}") from None
-
-
-def _check_user_id(user_id: str) -> None:
-    if len(user_id) > MAX_USER_ID:
-        raise TotoException(ERROR_INVALID_USER_ID, f"Invalid user ID: longer than {MAX_USER_ID} characters.")
+    # The core has checked that the fields are JSON data (toto.storage.checks).
+    return json.dumps(fields, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
 
 
 class SqlStorage(Storage):
@@ -171,11 +157,8 @@ class SqlStorage(Storage):
             raise PluginError(f"SQLite database {path}: the directory {Path(path).parent} does not exist")
         # Our statements run in autocommit: one round trip each, nothing to roll back on return.
         # A write first waits for this process's turn, then for SQLite's lock: half the timeout each.
+        # The lanes hold their connections for good, so nothing is reset on a return to the pool.
         self._engine = self._make_engine(self.timeout / 2, isolation_level="AUTOCOMMIT", pool_reset_on_return=None)
-        # SQLAlchemy ends every connection's use with a DBAPI rollback, even in autocommit,
-        # where there is nothing to roll back: on MySQL a round trip, on SQLite a thread hop.
-        # This engine's dialect is its own, so skipping it changes nothing for ``db``.
-        self._engine.sync_engine.dialect.do_rollback = _nothing_to_roll_back  # type: ignore[method-assign]
         self.db = self._make_engine(self.timeout)
         in_memory = self._sqlite and (not self.url.database or self.url.database == ":memory:")
         self._lanes = Lanes(self._engine, 1 if in_memory else LANES_SQLITE if self._sqlite else LANES, self.timeout)
@@ -433,7 +416,6 @@ class SqlStorage(Storage):
             return False
 
     async def create_account(self, user_id: str, password_hash: str, fields: dict[str, Any]) -> None:
-        _check_user_id(user_id)
         params = {"user_id": user_id, "password_hash": password_hash, "fields": _encode_fields(fields)}
         try:
             await self._run(self.sql.create_account, params, write=True)
@@ -441,8 +423,6 @@ class SqlStorage(Storage):
             raise DuplicateAccount(user_id) from None
 
     async def get_account(self, user_id: str) -> AccountRecord | None:
-        if len(user_id) > MAX_USER_ID:
-            return None
         rows = await self._run(self.sql.get_account, {"match_user_id": user_id})
         if not rows:
             return None
@@ -457,7 +437,6 @@ class SqlStorage(Storage):
                 params = {"match_user_id": user_id, "password_hash": password_hash}
                 await self._run(self.sql.set_password, params, write=True)
             return
-        _encode_fields(fields)
         for _ in range(MERGE_ATTEMPTS):
             rows = await self._run(self.sql.get_account, {"match_user_id": user_id})
             if not rows:
@@ -476,10 +455,6 @@ class SqlStorage(Storage):
         raise StorageUnavailable("The account is being changed by many requests at once; try again shortly.")
 
     async def store_session(self, record: SessionRecord) -> None:
-        if len(record.session_id) > MAX_SESSION_ID or (record.key is not None and len(record.key) > MAX_KEY):
-            raise ValueError("session id or key longer than toto-sql stores")
-        if record.user_id is not None:
-            _check_user_id(record.user_id)
         params = {
             "session_id": record.session_id,
             "user_id": record.user_id,
@@ -491,8 +466,6 @@ class SqlStorage(Storage):
         await self._run(self.sql.store_session, params, write=True)
 
     async def load_session(self, session_id: str) -> SessionRecord | None:
-        if len(session_id) > MAX_SESSION_ID:
-            return None
         # Joins the other reads started in this event-loop turn: one statement for all of them.
         row = await self._session_reads.read(session_id)
         if row is None:
@@ -689,14 +662,14 @@ def _increment_statement(guards: Any, backend: str) -> Any:
     absent or past ``now``; one statement, so two processes never both start a window.
     PostgreSQL and SQLite return the value; MySQL leaves it in ``LAST_INSERT_ID()``."""
     p = bindparam
-    values = {"guard_key": p("guard_key"), "value": p("amount"), "expires": p("expires")}
+    values: dict[str, Any] = {"guard_key": p("guard_key"), "value": p("amount"), "expires": p("expires")}
     expired = guards.c.expires <= p("now")
     if backend == "mysql":
         from sqlalchemy.dialects.mysql import insert as mysql_insert
 
-        statement = mysql_insert(guards).values(**{**values, "value": _remembered(p("amount"))})
+        on_mysql = mysql_insert(guards).values(**{**values, "value": _remembered(p("amount"))})
         # MySQL assigns left to right, each seeing the ones before: value first, while expires is old.
-        return statement.on_duplicate_key_update(
+        return on_mysql.on_duplicate_key_update(
             [
                 ("value", _remembered(case((expired, p("amount")), else_=guards.c.value + p("amount")))),
                 ("expires", case((expired, p("expires")), else_=guards.c.expires)),
@@ -730,10 +703,6 @@ def load_sessions_statement(tables: Tables, count: int) -> Any:
         sessions.c.session_id.in_([bindparam(f"s{i}") for i in range(count)]),
         sessions.c.expires > bindparam("now"),
     )
-
-
-def _nothing_to_roll_back(dbapi_connection: Any) -> None:
-    """Every statement of an autocommit connection is committed or rolled back by itself."""
 
 
 def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from toto.exceptions import PluginError
+from toto.plugins import install_command
 
 from toto_sql.defaults import STORAGE_NAMES
 
@@ -100,7 +101,7 @@ def resolve(storage_name: str, url_text: str | None) -> tuple[Family, URL]:
         if not driver:
             raise PluginError(
                 f"database {storage_name!r} needs the {family.drivers[0]} driver, which is not installed: "
-                f"pip install 'toto-sql[{family.extra}]'"
+                f"{install_command(f'toto-sql[{family.extra}]')}"
             )
     url = url.set(drivername=f"{family.backend}+{driver}")
     if family.name == "mysql" and "charset" not in url.query:

@@ -23,7 +23,8 @@ class ServerProcess:
     """``python -m toto serve`` on a free port of 127.0.0.1, stopped on exit.
 
     ``options`` become ``--name=value`` arguments; ``cwd`` is where the method
-    package is imported from. The server's output goes to a log file that
+    package is imported from; ``python`` is the interpreter that runs the server
+    (another virtual environment's, say; default: this one). The server's output goes to a log file that
     ``output()`` reads, and that is printed when the server fails to start.
     """
 
@@ -35,6 +36,7 @@ class ServerProcess:
         port: int | None = None,
         args: list[str] | None = None,
         startup_timeout: float = 30.0,
+        python: str | None = None,
     ) -> None:
         self.options = dict(options or {})
         self.port = port or free_port()
@@ -47,13 +49,14 @@ class ServerProcess:
         self.env.setdefault("PYTHONUNBUFFERED", "1")
         self.args = list(args or [])
         self.startup_timeout = startup_timeout
+        self.python = python or sys.executable
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
         self._log = tempfile.NamedTemporaryFile(prefix="toto-server-", suffix=".log", delete=False)
 
     def command(self) -> list[str]:
         opts = [f"--{k}={'true' if v is True else 'false' if v is False else v}" for k, v in self.options.items()]
-        return [sys.executable, "-m", "toto", "serve", *self.args, *opts]
+        return [self.python, "-m", "toto", "serve", *self.args, *opts]
 
     def start(self) -> ServerProcess:
         self.proc = subprocess.Popen(
@@ -100,12 +103,16 @@ class ServerProcess:
             self.proc.kill()
             self.proc.wait()
 
-    def __enter__(self) -> ServerProcess:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
+    def close(self) -> None:
+        """Stop the server and remove its log file."""
         self.stop()
         try:
             os.unlink(self._log.name)
         except OSError:
             pass
+
+    def __enter__(self) -> ServerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

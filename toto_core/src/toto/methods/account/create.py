@@ -5,5 +5,5 @@ from toto.invocation import optionally_authenticated
 
 
 @optionally_authenticated
-async def invoke(handler, parameters):  # type: ignore[no-untyped-def]
+async def invoke(handler, parameters):
     return await accounts.create(handler, parameters)

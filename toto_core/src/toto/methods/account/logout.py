@@ -5,5 +5,5 @@ from toto.invocation import authenticated
 
 
 @authenticated
-async def invoke(handler, parameters):  # type: ignore[no-untyped-def]
+async def invoke(handler, parameters):
     return await accounts.logout(handler, parameters)

@@ -4,5 +4,5 @@ Served only when the server runs with the ``describe`` option on.
 """
 
 
-def invoke(handler, parameters):  # type: ignore[no-untyped-def]
+def invoke(handler, parameters):
     return handler.server.description

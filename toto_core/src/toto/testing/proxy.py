@@ -31,6 +31,8 @@ class TcpProxy:
         self._thread = threading.Thread(target=self._loop.run_forever, name="tcp-proxy", daemon=True)
         self._server: asyncio.base_events.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        # Connections accepted while black-holed or frozen: they never reach the target.
+        self._held: set[asyncio.StreamWriter] = set()
 
     def __enter__(self) -> TcpProxy:
         self.start()
@@ -78,6 +80,13 @@ class TcpProxy:
             self.mode = mode
             if mode in (CUT, BLACKHOLE):
                 self._drop_all()
+            elif mode == FORWARD:
+                # What they sent is gone, so they could only wait for the client's timeout; a
+                # network that heals lets a waiting connect through, so the client must be free
+                # to connect again at once (pymongo's monitor otherwise waits a whole timeout).
+                for writer in list(self._held):
+                    writer.transport.abort()
+                self._held.clear()
 
         self._call(apply())
 
@@ -95,10 +104,12 @@ class TcpProxy:
             return
         self._writers.add(writer)
         if self.mode in (BLACKHOLE, FREEZE):
-            # Read and discard until the client gives up or the mode changes.
+            # Read and discard until the client gives up or the proxy is restored.
+            self._held.add(writer)
             with contextlib.suppress(Exception):
                 while await reader.read(65536):
                     pass
+            self._held.discard(writer)
             self._writers.discard(writer)
             writer.transport.abort()
             return

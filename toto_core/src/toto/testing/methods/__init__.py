@@ -1,0 +1,6 @@
+"""The method package of the servers the contract kit starts (``--method_module=toto.testing.methods``).
+
+Besides the built-in account methods it holds what the kit's tests call: ``whoami``,
+``account_fields`` (the account as stored), ``counter.increment`` (a read-modify-write of
+the session state) and ``db`` (the type of the storage's native handle).
+"""

@@ -1,0 +1,1 @@
+"""Methods on a counter kept in the session state."""
