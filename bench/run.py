@@ -130,7 +130,12 @@ class Twin:
 
 def parse_twins(text: str, stack: contextlib.ExitStack) -> list[Twin]:
     """``asyncio`` (the plain loop), ``stdlib-json`` (orjson hidden: the stdlib codec),
-    ``checkout=PATH`` (toto-core from another checkout, e.g. main: before and after)."""
+    ``checkout=PATH`` (toto-core from another checkout, e.g. main: before and after),
+    ``without=toto-otel+toto-prometheus`` (those plugins left out with ``TOTO_PLUGINS``:
+    what an installed plugin costs)."""
+    from toto.plugins import CORE, canonical_name
+    from toto.plugins import _entry_points as toto_entry_points
+
     twins = []
     for item in filter(None, (x.strip() for x in text.split(","))):
         if item == "asyncio":
@@ -145,8 +150,15 @@ def parse_twins(text: str, stack: contextlib.ExitStack) -> list[Twin]:
             if not (src / "toto").is_dir():
                 raise SystemExit(f"--twins {item}: no toto_core/src/toto under {checkout}")
             twins.append(Twin(checkout.name, {}, {"PYTHONPATH": str(src)}))
+        elif item.startswith("without="):
+            left_out = {canonical_name(n) for n in item.split("=", 1)[1].split("+") if n.strip()}
+            installed = {canonical_name(d.metadata["Name"] or e.name) for d, e in toto_entry_points()}
+            if not left_out <= installed:
+                raise SystemExit(f"--twins {item}: not installed: {', '.join(sorted(left_out - installed))}")
+            kept = ",".join(sorted(installed - left_out)) or CORE
+            twins.append(Twin(f"without {'+'.join(sorted(left_out))}", {}, {"TOTO_PLUGINS": kept}))
         else:
-            raise SystemExit(f"--twins: unknown {item!r} (asyncio, stdlib-json, checkout=PATH)")
+            raise SystemExit(f"--twins: unknown {item!r} (asyncio, stdlib-json, checkout=PATH, without=DIST+DIST)")
     return twins
 
 
@@ -550,8 +562,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--twins",
         default="",
-        help="comma-separated: asyncio, stdlib-json, checkout=PATH; each adds a twin of echo, batch and "
-        "signed memory with that one change (the plain loop, orjson hidden, toto-core of another checkout)",
+        help="comma-separated: asyncio, stdlib-json, checkout=PATH, without=DIST+DIST; each adds a twin of echo, "
+        "batch and signed memory with that one change (the plain loop, orjson hidden, toto-core of another "
+        "checkout, those plugins not loaded)",
     )
     args = parser.parse_args(argv)
     harness.ensure_wrk()

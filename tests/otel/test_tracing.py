@@ -145,3 +145,22 @@ def test_the_exporter_is_chosen_by_the_otel_environment(start_server):
     silent.client().call("echo")
     silent.stop()
     assert '"name": "echo"' not in silent.output()
+
+
+def test_a_server_that_does_not_trace_calls_no_hook_on_the_request_path(start_server):
+    """Installed but not tracing, toto-otel registers none of its request-path hooks, so the
+    core skips them (TOTO_TRACE_HOOKS logs every hook call that is made)."""
+    only_otel = {"TOTO_PLUGINS": "toto-otel", "TOTO_TRACE_HOOKS": "1"}
+    silent = start_server(env={**only_otel, "OTEL_TRACES_EXPORTER": "none"}, database="memory")
+    assert silent.client().call("echo", {"x": 1}) == {"x": 1}
+    silent.stop()
+    quiet_log = silent.output()
+    assert "toto_startup(" in quiet_log, quiet_log  # the hook log is on
+    for hook in ("toto_request_started(", "toto_before_invoke(", "toto_after_invoke(", "toto_request_finished("):
+        assert hook not in quiet_log, quiet_log
+    tracing = start_server(env={**only_otel, **MEMORY}, database="memory")
+    assert tracing.client().call("echo", {"x": 2}) == {"x": 2}
+    tracing.stop()
+    traced_log = tracing.output()
+    for hook in ("toto_request_started(", "toto_before_invoke(", "toto_after_invoke(", "toto_request_finished("):
+        assert hook in traced_log and "toto-otel" in traced_log.split(hook, 1)[1].split("\n", 1)[0], traced_log

@@ -79,10 +79,14 @@ class EventManager:
         self.bus = bus
         self.serializer = serializer
         if hook is not None:
-            self._sending = hook.toto_event_sending if hook.toto_event_sending.get_hookimpls() else None
-            self._received = hook.toto_event_received if hook.toto_event_received.get_hookimpls() else None
+            self.use_hooks(hook)
         await bus.open()
         bus.subscribe(self._receive)
+
+    def use_hooks(self, hook: pluggy.HookRelay) -> None:
+        """Call the event hooks that have implementations (again after a plugin registered more)."""
+        self._sending = hook.toto_event_sending if hook.toto_event_sending.get_hookimpls() else None
+        self._received = hook.toto_event_received if hook.toto_event_received.get_hookimpls() else None
 
     async def stop(self) -> None:
         if self.bus is not None:

@@ -138,12 +138,7 @@ class TotoServer:
             self.methods = MethodLookup(o.method_module, builtin_accounts=o.builtin_accounts, describe=o.describe)
         except ImportError as exc:
             raise PluginError(str(exc)) from None
-        self.invoke_hooks = bool(
-            self.hook.toto_before_invoke.get_hookimpls() or self.hook.toto_after_invoke.get_hookimpls()
-        )
-        self.request_hooks = bool(
-            self.hook.toto_request_started.get_hookimpls() or self.hook.toto_request_finished.get_hookimpls()
-        )
+        self._find_hot_hooks()
         from toto.accounts import LoginLimiter, PasswordHasher
 
         self.login_limiter = LoginLimiter(
@@ -157,6 +152,15 @@ class TotoServer:
         self.max_batch_logins = int(o.max_batch_logins)
         #: Fixed paths below ``root`` that are not method calls (``toto_register_routes``).
         self.routes = merge_routes(self.pm, self)
+
+    def _find_hot_hooks(self) -> None:
+        """The request path calls the invoke and request hooks only when some plugin implements them."""
+        self.invoke_hooks = bool(
+            self.hook.toto_before_invoke.get_hookimpls() or self.hook.toto_after_invoke.get_hookimpls()
+        )
+        self.request_hooks = bool(
+            self.hook.toto_request_started.get_hookimpls() or self.hook.toto_request_finished.get_hookimpls()
+        )
 
     def describe_methods(self) -> None:
         """Walk the method package (``describe`` on): fills ``catalogue``, ``description`` and ``openapi``."""
@@ -200,6 +204,9 @@ class TotoServer:
         for result in self.hook.toto_startup(server=self):
             if inspect.isawaitable(result):
                 await result
+        # A plugin may register its request-path hooks at startup, only when it is active.
+        self._find_hot_hooks()
+        EventManager.instance().use_hooks(self.hook)
         self.http_server = make_http_server(self.make_app(), o, max(self.max_body_size * 2, 1 << 30))
         if sockets is not None:
             self.http_server.add_sockets(sockets)

@@ -2,12 +2,14 @@
 
 Every Toto server loads this module, so it imports OpenTelemetry only when a server
 starts, in each process of a group after the fork (the SDK's export thread does not
-survive a fork). Until then, and in a server that does not trace, every hook returns
-at its first line.
+survive a fork). The hooks on the request path live in :mod:`toto_otel.active`, which
+``toto_startup`` registers only in a server that traces: a server that does not trace
+calls none of them (the core skips hooks that have no implementation).
 """
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Any
 
 from toto import hookimpl
@@ -17,6 +19,9 @@ if TYPE_CHECKING:
 
 #: This process's tracing, or None while it does not trace.
 _tracing: Tracing | None = None
+
+#: The name the request-path hooks are registered under in a tracing server's plugin manager.
+ACTIVE = "otel-active"
 
 
 @hookimpl
@@ -56,11 +61,13 @@ def toto_startup(server: Any) -> None:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.trace import get_tracer_provider
 
-    from toto_otel import tracing
+    from toto_otel import active, tracing
 
     if isinstance(get_tracer_provider(), TracerProvider):
         tracing.instrument_after_open(server)
-        _tracing = tracing.Tracing(server)
+        _tracing = active.tracing = tracing.Tracing(server)
+        if server.pm.get_plugin(ACTIVE) is None:
+            server.pm.add(active, ACTIVE, server.pm.label(sys.modules[__name__]))
 
 
 @hookimpl
@@ -68,47 +75,14 @@ def toto_shutdown(server: Any) -> None:
     global _tracing
     if _tracing is None:
         return
-    _tracing = None
+    from toto_otel import active
+
+    _tracing = active.tracing = None
+    if server.pm.get_plugin(ACTIVE) is not None:
+        server.pm.unregister(name=ACTIVE)
     from opentelemetry.trace import get_tracer_provider
 
     provider: Any = get_tracer_provider()
     flush = getattr(provider, "force_flush", None)
     if flush is not None:
         flush(5000)
-
-
-@hookimpl
-def toto_request_started(handler: Any) -> None:
-    if _tracing is not None:
-        _tracing.request_started(handler)
-
-
-@hookimpl
-def toto_request_finished(handler: Any, method: str | None, batch: int | None, status: int, error: Any) -> None:
-    if _tracing is not None:
-        _tracing.request_finished(handler, method, batch, status, error)
-
-
-@hookimpl
-def toto_before_invoke(method: str) -> None:
-    if _tracing is not None:
-        _tracing.call_started(method)
-
-
-@hookimpl
-def toto_after_invoke(error: Any) -> None:
-    if _tracing is not None:
-        _tracing.call_finished(error)
-
-
-@hookimpl
-def toto_event_sending(metadata: Any) -> None:
-    if _tracing is not None:
-        _tracing.event_sending(metadata)
-
-
-@hookimpl
-def toto_event_received(name: str, metadata: Any) -> Any:
-    if _tracing is not None:
-        return _tracing.event_received(name, metadata)
-    return None
