@@ -713,7 +713,7 @@ class TotoHandler:
             waiting: dict[str, Awaitable[dict[str, Any]]] = {}
             for key in batch:
                 method = methods[key]
-                if isinstance(method, Method) and method.plain and not self.server.invoke_hooks:
+                if isinstance(method, Method) and method.plain:
                     answer = self._invoke_plain(method, BatchEntry(self, key), batch[key].get("parameters", {}))
                     if isinstance(answer, dict):
                         answers[key] = answer
@@ -733,6 +733,9 @@ class TotoHandler:
     def _invoke_plain(self, method: Method, entry: BatchEntry, parameters: Any) -> Any:
         """Run a plain (not async, not callback-style) method of a batch now: its answer, or
         an awaitable of it when the method returned something to wait for after all."""
+        hooks = self.server.invoke_hooks
+        if hooks:
+            self.server.hook.toto_before_invoke(handler=entry, method=method.name, parameters=parameters)
         self._active_methods.append(method)
         try:
             if method.validate is not None:
@@ -741,20 +744,28 @@ class TotoHandler:
             if result is None and entry._reply is not None:
                 result = entry._reply
             if result is not None and hasattr(result, "__await__"):
-                return self._entry_answer(result)
-            return {"result": result}
-        except TotoException as exc:
-            return {"error": exc.to_dict()}
+                return self._entry_answer(result, method, entry)
         except Exception as exc:
-            return {"error": self._unexpected(exc).to_dict()}
+            return self._entry_error(exc, method, entry)
+        if hooks:
+            self.server.hook.toto_after_invoke(handler=entry, method=method.name, result=result, error=None)
+        return {"result": result}
 
-    async def _entry_answer(self, pending: Awaitable[Any]) -> dict[str, Any]:
+    async def _entry_answer(self, pending: Awaitable[Any], method: Method, entry: BatchEntry) -> dict[str, Any]:
         try:
-            return {"result": await pending}
-        except TotoException as exc:
-            return {"error": exc.to_dict()}
+            result = await pending
         except Exception as exc:
-            return {"error": self._unexpected(exc).to_dict()}
+            return self._entry_error(exc, method, entry)
+        if self.server.invoke_hooks:
+            self.server.hook.toto_after_invoke(handler=entry, method=method.name, result=result, error=None)
+        return {"result": result}
+
+    def _entry_error(self, exc: Exception, method: Method, entry: BatchEntry) -> dict[str, Any]:
+        """A batch entry's error answer (an unexpected exception logged and answered as 1000)."""
+        error = exc.to_dict() if isinstance(exc, TotoException) else self._unexpected(exc).to_dict()
+        if self.server.invoke_hooks:
+            self.server.hook.toto_after_invoke(handler=entry, method=method.name, result=None, error=error)
+        return {"error": error}
 
     async def _invoke(self, method: Method, target: Any, parameters: Any) -> Any:
         hooks = self.server.invoke_hooks
