@@ -224,3 +224,30 @@ def test_a_group_on_a_metrics_port_keeps_counts_of_a_child_that_died():
         # The dead child's requests still count; its in-flight gauge does not linger.
         assert value(samples, "toto_requests_total", method="events.count", code="") == served
         assert value(samples, "toto_requests_in_flight") == 0
+
+
+def test_requests_refused_before_they_run_are_counted(start_server):
+    """413, 431 and 405 are answered before a request reaches a method: they are counted
+    under the (unknown) method with their error code, and leave nothing in flight."""
+    server = start_server(database="memory", max_body_size=1000, max_header_size=4096)
+    host, port = server.url.removeprefix("http://").split(":")
+
+    def status_of(method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None) -> int:
+        connection = http.client.HTTPConnection(host, int(port), timeout=10)
+        connection.request(method, path, body=body, headers={"Content-Type": "application/json", **(headers or {})})
+        answer = connection.getresponse()
+        answer.read()
+        connection.close()
+        return answer.status
+
+    assert status_of("POST", "/", b'{"method": "echo", "parameters": "' + b"x" * 2000 + b'"}') == 413
+    assert status_of("POST", "/", b'{"method": "echo"}', {"x-padding": "y" * 8000}) == 431
+    assert status_of("PUT", "/echo", b"{}") == 405
+    assert status_of("POST", "/", b'{"method": "echo"}') == 200
+    samples = scrape(server.url)
+    requests = "toto_requests_total"
+    assert value(samples, requests, method="(unknown)", code="1011") == 2, series(samples, requests)
+    assert value(samples, requests, method="(unknown)", code="1017") == 1, series(samples, requests)
+    assert value(samples, requests, method="echo", code="") == 1
+    assert sum(series(samples, requests).values()) == 4, series(samples, requests)
+    assert value(samples, "toto_requests_in_flight") == 0

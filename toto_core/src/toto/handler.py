@@ -184,15 +184,18 @@ class RequestDelegate(httputil.HTTPMessageDelegate):
         path = app.method_path(request.path)
         route = app.routes.get(path.strip("/")) if path is not None and app.routes else None
         if path is None:
+            handler._observe_early()
             handler.send_error(404)
         elif route is not None:
             if request.method not in route.methods:
+                handler._observe_early()
                 handler.send_error(405)
             else:
                 handler._route = route
                 handler._path = path
                 handler._check_length()
         elif request.method not in TotoHandler.SUPPORTED_METHODS:
+            handler._observe_early()
             handler.send_error(405)
         else:
             handler._path = path
@@ -318,6 +321,8 @@ class TotoHandler:
     def _refuse(self, status: int, error: TotoException) -> None:
         """Answer before the body is read; Tornado then closes the connection instead of reading on."""
         self._refused = True
+        self._error = error
+        self._observe_early()
         self.set_status(status)
         # In the type the client reads: the request's, or the one Accept prefers (else JSON).
         mime = self.request.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
@@ -330,6 +335,16 @@ class TotoHandler:
         self.set_header("Content-Type", self._response_type or serializer.content_types[0])
         self._payload = {"error": error.to_dict()}
         self.finish(serializer.encode(self._payload))
+
+    def _observe_early(self) -> None:
+        """A request answered before it runs (404, 405, 413, 431...) still reaches the request
+        hooks, so metrics and traces see what was refused."""
+        if self.server.request_hooks and self._observed_since is None:
+            self._observed_since = time.perf_counter()
+            try:
+                self.server.hook.toto_request_started(handler=self)
+            except Exception:
+                log.exception("a toto_request_started hook failed")
 
     async def _execute(self) -> None:
         """Run the request's HTTP verb, between the request hooks when plugins implement them."""
@@ -883,6 +898,8 @@ class TotoHandler:
             error = {"code": ERROR_VERB_NOT_ALLOWED, "value": f"HTTP verb {self.request.method} is not allowed here."}
         else:
             error = {"code": ERROR_SERVER, "value": self._reason or "error"}
+        if self._error is None:
+            self._error = TotoException(error["code"], error["value"])
         self._headers["Content-Type"] = "application/json"
         self.finish(self.server.default_serializer.encode({"error": error}))
 
