@@ -40,8 +40,10 @@ from toto.exceptions import (
 from toto.http import Request, Route
 from toto.lookup import Method
 from toto.plugins import install_hint
+from toto.seed import SeedHandler
 
 if TYPE_CHECKING:
+    from toto.dbconnection import Pending
     from toto.server import TotoServer
     from toto.sessions import Session
 
@@ -217,7 +219,7 @@ class RequestDelegate(httputil.HTTPMessageDelegate):
             handler.on_connection_close()
 
 
-class TotoHandler:
+class TotoHandler(SeedHandler):
     """Serves one Toto request. Methods receive it as ``handler``.
 
     Useful to methods: ``handler.session``, ``handler.connection.db``,
@@ -225,7 +227,9 @@ class TotoHandler:
     ``handler.register_event_handler(name, fn)``, ``handler.create_session(user_id)``,
     ``handler.request`` (Tornado's ``HTTPServerRequest``), and the response calls of a
     Tornado ``RequestHandler`` that raw answers need: ``set_header``, ``add_header``,
-    ``clear_header``, ``set_status``, ``get_status``, ``write``, ``flush``, ``finish``.
+    ``clear_header``, ``set_status``, ``get_status``, ``write``, ``flush``, ``finish``;
+    and what the original's method code uses (``toto.seed``): ``get_argument(s)``,
+    cookies, ``redirect``, ``settings``, ``db_connection``, ``retrieve_session``...
     """
 
     SUPPORTED_METHODS = ("GET", "HEAD", "POST", "OPTIONS")
@@ -235,6 +239,8 @@ class TotoHandler:
     _observed_since: float | None = None
     #: Parameters came as query or form text, so typed methods may read "1" as 1 (toto.validation).
     _text_parameters = False
+    #: A form post's fields (``get_argument`` reads them with the query's).
+    _form_arguments: dict[str, list[bytes]] | None = None
 
     def __init__(self, application: TotoApplication, request: httputil.HTTPServerRequest, **kwargs: Any) -> None:
         self.application = application
@@ -250,6 +256,8 @@ class TotoHandler:
         self._route: Route | None = None
         request.connection.set_close_callback(self.on_connection_close)  # type: ignore[union-attr]
         self.initialize(**kwargs)
+        if self.server.cookies is not None:
+            self.server.cookies.cors(self)
 
     def initialize(self, server: TotoServer) -> None:
         self.server = server
@@ -265,6 +273,10 @@ class TotoHandler:
         self._active_methods: list[Method] = []
         self._reply: asyncio.Future[Any] | None = None
         self._locked_session: Session | None = None
+        #: Why the session the request named is not this request's (1007, 1008, 1015).
+        self._session_error: TotoException | None = None
+        #: Storage calls seed code made without awaiting them (toto.dbconnection).
+        self._work: list[Pending[Any]] = []
         # What toto_request_finished reports: the method called, a batch's size, the error answered.
         self._called: str | None = None
         self._batch_size: int | None = None
@@ -526,6 +538,7 @@ class TotoHandler:
                 except httputil.HTTPInputError as exc:  # found by schemathesis: multipart without a boundary
                     raise TotoException(ERROR_MALFORMED_REQUEST, f"Malformed form body: {_brief(exc)}") from None
                 parameters = _arguments(arguments)
+                self._form_arguments = arguments
                 self._text_parameters = True
                 for name, uploads in files.items():
                     entries = [
@@ -616,21 +629,32 @@ class TotoHandler:
             self._response_type = best_type
 
     # -- sessions -----------------------------------------------------------------------
-    async def _open_session(self, body: bytes, optional: bool) -> None:
-        """Load the session the request names, check its signature and take its lock."""
-        session_id = self.request.headers.get("x-toto-session-id")
+    async def _open_session(self, body: bytes) -> None:
+        """Load the session the request names, check its signature and take its lock.
+
+        A session that is unknown, expired or badly signed leaves ``handler.session``
+        None: a public method runs without it, and ``_refuse_unauthenticated`` answers
+        an @authenticated method with the reason (1007, 1008). A request that names no
+        session costs no storage round trip."""
+        session_id = self.session_id_sent()
         if not session_id:
             return
         server = self.server
         session = await server.sessions.load(session_id)
         if session is None:
-            if optional:
-                return
-            raise TotoException(ERROR_INVALID_SESSION_ID, "Invalid session")
+            self._session_error = TotoException(ERROR_INVALID_SESSION_ID, "Invalid session")
+            return
         self._locked_session = session
-        checked = server.authenticator.verify_request(self, session, body)
-        if checked is not None:
-            await checked
+        try:
+            checked = server.authenticator.verify_request(self, session, body)
+            if checked is not None:
+                await checked
+        except TotoException as exc:
+            if exc.code == ERROR_SERVICE_UNAVAILABLE:
+                raise
+            self._close_session()
+            self._session_error = exc
+            return
         new_expiry = server.sessions.renewal(session)
         if new_expiry is not None:
             await server.storage.touch_session(session.session_id, new_expiry)
@@ -638,10 +662,21 @@ class TotoHandler:
         await server.sessions.lock(session)
         self.session = session
 
-    async def create_session(self, user_id: str | None = None) -> Session:
-        """Open a new session for ``user_id`` (None: anonymous) and make it this request's."""
-        server = self.server
-        session = await server.sessions.create(user_id, server.authenticator.uses_session_key)
+    def _refuse_unauthenticated(self, method: Method) -> None:
+        """An @authenticated method whose named session failed to load or verify is not run."""
+        if method.authenticated and self._session_error is not None and self.session is None:
+            raise self._session_error
+
+    def create_session(
+        self, user_id: str | None = None, password: str | None = None, verify_password: bool = True
+    ) -> Session:
+        """Open a new session for ``user_id`` (None: anonymous) and make it this request's.
+
+        Usable at once from sync code (``handler.create_session(uid).session_id``) and
+        awaitable from async code (``await handler.create_session(uid)``); the storage
+        write (and the password check when ``password`` is given) finishes before the
+        answer goes out, and its failure is the answer."""
+        session = self.db_connection.create_session(user_id, password, verify_password)
         self._close_session()
         self.session = session
         return session
@@ -664,7 +699,7 @@ class TotoHandler:
     async def _call_one(self, path: str, body_method: Any, parameters: Any, body: bytes) -> None:
         method = self.server.methods.resolve(self._method_name(path, body_method))
         self._called = method.name
-        await self._open_session(body, method.optional_session)
+        await self._open_session(body)
         try:
             result = await self._invoke(method, self, parameters)
             if result is _RAW:
@@ -690,8 +725,7 @@ class TotoHandler:
                 methods[key] = self.server.methods.resolve(call.get("method"))
             except TotoException as exc:
                 methods[key] = exc
-        optional = all(isinstance(m, Method) and m.optional_session for m in methods.values())
-        await self._open_session(body, optional)
+        await self._open_session(body)
         try:
 
             async def run(key: str) -> dict[str, Any]:
@@ -735,18 +769,41 @@ class TotoHandler:
         an awaitable of it when the method returned something to wait for after all."""
         self._active_methods.append(method)
         try:
+            self._refuse_unauthenticated(method)
             if method.validate is not None:
                 parameters = method.validate(parameters, False)
             result = method.invoke(entry, parameters)
             if result is None and entry._reply is not None:
                 result = entry._reply
             if result is not None and hasattr(result, "__await__"):
-                return self._entry_answer(result)
+                return self._entry_answer(self._settled(result))
+            if self._work:
+                return self._entry_answer(self._settled(result))
             return {"result": result}
         except TotoException as exc:
             return {"error": exc.to_dict()}
         except Exception as exc:
             return {"error": self._unexpected(exc).to_dict()}
+
+    async def _settled(self, result: Any) -> Any:
+        if result is not None and hasattr(result, "__await__"):
+            result = await result
+        await self._settle()
+        return result
+
+    async def _settle(self) -> None:
+        """Wait for the storage calls seed code made without awaiting them (toto.dbconnection):
+        the first failure that no code awaited becomes the call's error."""
+        while self._work:
+            work, self._work = self._work, []
+            for pending in work:
+                try:
+                    await pending.settled()
+                except BaseException:
+                    created = self.session._creation if self.session is not None else None
+                    if created is not None and created.task.done() and created.task.exception() is not None:
+                        self.session = None  # the answer must not name a session that was never stored
+                    raise
 
     async def _entry_answer(self, pending: Awaitable[Any]) -> dict[str, Any]:
         try:
@@ -757,6 +814,7 @@ class TotoHandler:
             return {"error": self._unexpected(exc).to_dict()}
 
     async def _invoke(self, method: Method, target: Any, parameters: Any) -> Any:
+        self._refuse_unauthenticated(method)
         hooks = self.server.invoke_hooks
         if hooks:
             self.server.hook.toto_before_invoke(handler=target, method=method.name, parameters=parameters)
@@ -783,6 +841,8 @@ class TotoHandler:
                     if reply is None:
                         reply = target._reply = asyncio.get_running_loop().create_future()
                     result = await reply
+            if self._work:
+                await self._settle()
         except TotoException as exc:
             if hooks:
                 self.server.hook.toto_after_invoke(handler=target, method=method.name, result=None, error=exc.to_dict())
@@ -832,6 +892,8 @@ class TotoHandler:
         session = self.session
         if session is not None:
             payload["session"] = session.to_response()
+            if self.server.cookies is not None:
+                self.server.cookies.set_session_cookie(self, session)
         self._payload = payload
         serializer = self._response_serializer
         try:
