@@ -258,8 +258,6 @@ async def logout(handler: TotoHandler, parameters: Any) -> dict[str, Any]:
     if session is not None:
         await handler.server.storage.delete_session(session.session_id)
         handler.session = None
-    if handler.server.cookies is not None:
-        handler.server.cookies.clear_session_cookie(handler)
     return {"authenticated": False}
 
 

@@ -101,8 +101,13 @@ class CookieSessions:
             samesite=self.samesite,
         )
 
-    def clear_session_cookie(self, handler: TotoHandler) -> None:
-        handler.clear_cookie(SESSION_COOKIE, domain=self.domain)
+    def answer(self, handler: TotoHandler, session: Session | None) -> None:
+        """Renew the cookie of the answer's session, or clear the one the request sent
+        when the answer has none (signed out, ended, unknown)."""
+        if session is not None:
+            self.set_session_cookie(handler, session)
+        elif SESSION_COOKIE in handler.request.cookies:
+            handler.clear_cookie(SESSION_COOKIE, domain=self.domain)
 
     def cors(self, handler: TotoHandler) -> None:
         """Answer an allowed origin by name, with credentials (see the module docstring)."""

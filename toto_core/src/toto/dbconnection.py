@@ -211,8 +211,11 @@ class DBConnection:
         return self._queue(load)
 
     def remove_session(self, session_id: str) -> Pending[None]:
-        """End the session ``session_id``."""
-        storage = self._handler.server.storage
+        """End the session ``session_id`` (the request's own too: the answer then names none)."""
+        handler = self._handler
+        storage = handler.server.storage
+        if handler.session is not None and handler.session.session_id == session_id:
+            handler.session = None
 
         async def remove() -> None:
             await storage.delete_session(session_id)

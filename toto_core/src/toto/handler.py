@@ -892,8 +892,8 @@ class TotoHandler(SeedHandler):
         session = self.session
         if session is not None:
             payload["session"] = session.to_response()
-            if self.server.cookies is not None:
-                self.server.cookies.set_session_cookie(self, session)
+        if self.server.cookies is not None:
+            self.server.cookies.answer(self, session)
         self._payload = payload
         serializer = self._response_serializer
         try:
