@@ -5,12 +5,15 @@ docs/compat.md "Signing")."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import uuid
 from urllib.parse import quote
 
 import pytest
-from toto.signing import toto_js_hmac, user_id_hmac
+from toto.signing import toto_js_hmac, user_id_hmac, utf16_low_bytes
 from toto.testing import unique_user
 
 from tests.compat.conftest import exchange
@@ -115,9 +118,15 @@ def test_toto_js_signature_over_non_ascii_text(seed_server, storage):
     body = body_text.encode("utf-8")  # what XMLHttpRequest sends for a JS string
     assert toto_js_hmac(user, body_text) != user_id_hmac(user, body)
     headers = {"content-type": "application/json", "x-toto-session-id": session["session_id"]}
-    for signature in (toto_js_hmac(user, body_text), user_id_hmac(user, body)):
+    for signature, answer_key in (
+        (toto_js_hmac(user, body_text), utf16_low_bytes(user)),
+        (user_id_hmac(user, body), user.encode()),
+    ):
         answer = exchange(server.url, body, {**headers, "x-toto-hmac": signature})
         assert answer.json["result"] == {"note": TEXT, "user_id": user}
+        # The answer is signed in the form the request was: toto.js checks with its key's low bytes.
+        expected = base64.b64encode(hmac.new(answer_key, answer.body, hashlib.sha1).digest()).decode()
+        assert answer.headers["x-toto-hmac"] == expected
     for signature in (toto_js_hmac(user + "x", body_text), toto_js_hmac(user, body_text + " ")):
         answer = exchange(server.url, body, {**headers, "x-toto-hmac": signature})
         assert answer.json["error"]["code"] == 1008
@@ -125,8 +134,6 @@ def test_toto_js_signature_over_non_ascii_text(seed_server, storage):
 
 def test_toto_js_low_bytes_match_jssha():
     """jsSHA's "ASCII" input keeps charCodeAt(i) & 0xff of each UTF-16 code unit."""
-    from toto.signing import utf16_low_bytes
-
     assert utf16_low_bytes("aé日😀") == bytes([0x61, 0xE9, 0xE5, 0x3D, 0x00])
 
 

@@ -239,6 +239,8 @@ class TotoHandler(SeedHandler):
     _observed_since: float | None = None
     #: Parameters came as query or form text, so typed methods may read "1" as 1 (toto.validation).
     _text_parameters = False
+    #: The request was signed as toto.js signs (True), as UTF-8 (False), or not checked (None).
+    _toto_js: bool | None = None
     #: A form post's fields (``get_argument`` reads them with the query's).
     _form_arguments: dict[str, list[bytes]] | None = None
 

@@ -111,18 +111,26 @@ class UserIdSigning(Authenticator):
         if not body and request.method in ("GET", "HEAD"):
             return
         if _same(user_id_hmac(session.user_id, body), given):
+            handler._toto_js = False
             return
-        if not body.isascii():
+        if not body.isascii() or not (session.user_id or "").isascii():
             try:
                 text = body.decode("utf-8")
             except UnicodeDecodeError:
                 raise _invalid_hmac() from None
             if _same(toto_js_hmac(session.user_id, text), given):
+                handler._toto_js = True
                 return
         raise _invalid_hmac()
 
     def sign_response(self, handler: TotoHandler, session: Session, body: bytes) -> None:
-        handler.set_header("x-toto-hmac", user_id_hmac(session.user_id, body))
+        user_id = session.user_id
+        if handler._toto_js and user_id is not None and not user_id.isascii():
+            # Answers are ASCII, so only the key's form differs: toto.js checks with its low bytes.
+            digest = hmac.new(utf16_low_bytes(user_id), body, hashlib.sha1).digest()
+            handler.set_header("x-toto-hmac", base64.b64encode(digest).decode("ascii"))
+        else:
+            handler.set_header("x-toto-hmac", user_id_hmac(user_id, body))
 
     def sign_request(self, session: ClientSession, method: str, target: str, body: bytes) -> dict[str, str]:
         return {"x-toto-hmac": user_id_hmac(session.get("user_id"), body)}
