@@ -75,6 +75,8 @@ class DBConnection:
     # -- ordering ----------------------------------------------------------------------
     def _queue(self, work: Callable[[], Awaitable[T]]) -> Pending[T]:
         handler = self._handler
+        if handler._work is None:
+            handler._work = []
         previous = handler._work[-1] if handler._work else None
 
         async def run() -> T:

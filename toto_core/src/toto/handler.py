@@ -241,6 +241,8 @@ class TotoHandler(SeedHandler):
     _text_parameters = False
     #: The request was signed as toto.js signs (True), as UTF-8 (False), or not checked (None).
     _toto_js: bool | None = None
+    #: Storage calls seed code made without awaiting them (toto.dbconnection); None until one is made.
+    _work: list[Pending[Any]] | None = None
     #: A form post's fields (``get_argument`` reads them with the query's).
     _form_arguments: dict[str, list[bytes]] | None = None
 
@@ -277,8 +279,6 @@ class TotoHandler(SeedHandler):
         self._locked_session: Session | None = None
         #: Why the session the request named is not this request's (1007, 1008, 1015).
         self._session_error: TotoException | None = None
-        #: Storage calls seed code made without awaiting them (toto.dbconnection).
-        self._work: list[Pending[Any]] = []
         # What toto_request_finished reports: the method called, a batch's size, the error answered.
         self._called: str | None = None
         self._batch_size: int | None = None
@@ -638,10 +638,14 @@ class TotoHandler(SeedHandler):
         None: a public method runs without it, and ``_refuse_unauthenticated`` answers
         an @authenticated method with the reason (1007, 1008). A request that names no
         session costs no storage round trip."""
-        session_id = self.session_id_sent()
-        if not session_id:
-            return
         server = self.server
+        session_id = self.request.headers.get("x-toto-session-id")
+        if not session_id:
+            if server.cookies is None:
+                return
+            session_id = server.cookies.session_id(self)
+            if not session_id:
+                return
         session = await server.sessions.load(session_id)
         if session is None:
             self._session_error = TotoException(ERROR_INVALID_SESSION_ID, "Invalid session")
@@ -771,7 +775,8 @@ class TotoHandler(SeedHandler):
         an awaitable of it when the method returned something to wait for after all."""
         self._active_methods.append(method)
         try:
-            self._refuse_unauthenticated(method)
+            if self._session_error is not None:
+                self._refuse_unauthenticated(method)
             if method.validate is not None:
                 parameters = method.validate(parameters, False)
             result = method.invoke(entry, parameters)
@@ -797,13 +802,14 @@ class TotoHandler(SeedHandler):
         """Wait for the storage calls seed code made without awaiting them (toto.dbconnection):
         the first failure that no code awaited becomes the call's error."""
         while self._work:
-            work, self._work = self._work, []
+            work, self._work = self._work, None
             for pending in work:
                 try:
                     await pending.settled()
                 except BaseException:
                     created = self.session._creation if self.session is not None else None
-                    if created is not None and created.task.done() and created.task.exception() is not None:
+                    task = created.task if created is not None else None
+                    if task is not None and task.done() and (task.cancelled() or task.exception() is not None):
                         self.session = None  # the answer must not name a session that was never stored
                     raise
 
@@ -816,7 +822,8 @@ class TotoHandler(SeedHandler):
             return {"error": self._unexpected(exc).to_dict()}
 
     async def _invoke(self, method: Method, target: Any, parameters: Any) -> Any:
-        self._refuse_unauthenticated(method)
+        if self._session_error is not None:
+            self._refuse_unauthenticated(method)
         hooks = self.server.invoke_hooks
         if hooks:
             self.server.hook.toto_before_invoke(handler=target, method=method.name, parameters=parameters)
