@@ -197,12 +197,14 @@ def test_anonymous_session(server):
     assert err.value.code == 1004
 
 
-def test_optionally_authenticated_ignores_a_dead_session(server):
+def test_only_authenticated_methods_refuse_a_dead_session(server):
+    # PROTOCOL.md section 3: a session is checked only where the method asks for one.
     c = server.client()
     c.session = {"session_id": "A" * 22, "user_id": "ghost"}
     assert c.call("optional") == {"user_id": None}
+    assert c.call("echo", {"a": 1}) == {"a": 1}
     with pytest.raises(TotoClientError) as err:
-        c.call("echo")
+        c.call("whoami")
     assert err.value.code == 1007
 
 

@@ -150,7 +150,7 @@ def test_unknown_session_is_1007(server):
         c = server.client()
         c.session = {"session_id": sid, "user_id": "nobody"}
         with pytest.raises(TotoClientError) as err:
-            c.call("echo")
+            c.call("whoami")
         assert err.value.code == 1007
 
 

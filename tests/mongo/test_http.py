@@ -187,10 +187,12 @@ def test_bson_answers_are_signed_over_their_exact_bytes(start_server, mongo_url:
     assert caught.value.code == 1009
 
     if hmac_mode == "user_id":
-        # The request's signature covers its BSON bytes too: a changed byte is refused and not run.
-        signature = {"x-toto-session-id": client.session["session_id"], "x-toto-hmac": user_id_hmac(name, body)}
+        # The request's signature covers its BSON bytes too: a changed byte is refused and not run
+        # (by a method that asks for the session: a public one runs without it).
+        signed = bson.encode({"method": "whoami", "parameters": {"blob": b"\x00sig\xff"}})
+        signature = {"x-toto-session-id": client.session["session_id"], "x-toto-hmac": user_id_hmac(name, signed)}
         status, _, data = client.request(
-            body.replace(b"sig", b"SIG"), content_type="application/bson", headers=signature, sign=False
+            signed.replace(b"sig", b"SIG"), content_type="application/bson", headers=signature, sign=False
         )
         assert bson.decode(data)["error"]["code"] == 1008
 

@@ -139,9 +139,10 @@ def test_user_id_signature_covers_the_msgpack_bytes(server) -> None:
     assert headers["x-toto-hmac"] == user_id_hmac(name, data), "the HMAC is over the exact msgpack bytes"
     assert unpack(data)["session"]["user_id"] == name
 
-    # The request HMAC covers the msgpack body: the same signature on other bytes is refused.
-    signature = user_id_hmac(name, body)
-    tampered = pack({"method": "echo", "parameters": {"b": b"\xfe"}})
+    # The request HMAC covers the msgpack body: the same signature on other bytes is refused
+    # (by a method that asks for the session: a public one runs without it).
+    signature = user_id_hmac(name, pack({"method": "whoami", "parameters": {"b": b"\xff"}}))
+    tampered = pack({"method": "whoami", "parameters": {"b": b"\xfe"}})
     status, kind, answer = post(
         client,
         tampered,

@@ -40,8 +40,10 @@ from toto.exceptions import (
 from toto.http import Request, Route
 from toto.lookup import Method
 from toto.plugins import install_hint
+from toto.seed import SeedHandler
 
 if TYPE_CHECKING:
+    from toto.dbconnection import Pending
     from toto.server import TotoServer
     from toto.sessions import Session
 
@@ -220,7 +222,7 @@ class RequestDelegate(httputil.HTTPMessageDelegate):
             handler.on_connection_close()
 
 
-class TotoHandler:
+class TotoHandler(SeedHandler):
     """Serves one Toto request. Methods receive it as ``handler``.
 
     Useful to methods: ``handler.session``, ``handler.connection.db``,
@@ -228,7 +230,9 @@ class TotoHandler:
     ``handler.register_event_handler(name, fn)``, ``handler.create_session(user_id)``,
     ``handler.request`` (Tornado's ``HTTPServerRequest``), and the response calls of a
     Tornado ``RequestHandler`` that raw answers need: ``set_header``, ``add_header``,
-    ``clear_header``, ``set_status``, ``get_status``, ``write``, ``flush``, ``finish``.
+    ``clear_header``, ``set_status``, ``get_status``, ``write``, ``flush``, ``finish``;
+    and what the original's method code uses (``toto.seed``): ``get_argument(s)``,
+    cookies, ``redirect``, ``settings``, ``db_connection``, ``retrieve_session``...
     """
 
     SUPPORTED_METHODS = ("GET", "HEAD", "POST", "OPTIONS")
@@ -238,6 +242,12 @@ class TotoHandler:
     _observed_since: float | None = None
     #: Parameters came as query or form text, so typed methods may read "1" as 1 (toto.validation).
     _text_parameters = False
+    #: The request was signed as toto.js signs (True), as UTF-8 (False), or not checked (None).
+    _toto_js: bool | None = None
+    #: Storage calls seed code made without awaiting them (toto.dbconnection); None until one is made.
+    _work: list[Pending[Any]] | None = None
+    #: A form post's fields (``get_argument`` reads them with the query's).
+    _form_arguments: dict[str, list[bytes]] | None = None
 
     def __init__(self, application: TotoApplication, request: httputil.HTTPServerRequest, **kwargs: Any) -> None:
         self.application = application
@@ -253,6 +263,8 @@ class TotoHandler:
         self._route: Route | None = None
         request.connection.set_close_callback(self.on_connection_close)  # type: ignore[union-attr]
         self.initialize(**kwargs)
+        if self.server.cookies is not None:
+            self.server.cookies.cors(self)
 
     def initialize(self, server: TotoServer) -> None:
         self.server = server
@@ -268,6 +280,8 @@ class TotoHandler:
         self._active_methods: list[Method] = []
         self._reply: asyncio.Future[Any] | None = None
         self._locked_session: Session | None = None
+        #: Why the session the request named is not this request's (1007, 1008, 1015).
+        self._session_error: TotoException | None = None
         # What toto_request_finished reports: the method called, a batch's size, the error answered.
         self._called: str | None = None
         self._batch_size: int | None = None
@@ -541,6 +555,7 @@ class TotoHandler:
                 except httputil.HTTPInputError as exc:  # found by schemathesis: multipart without a boundary
                     raise TotoException(ERROR_MALFORMED_REQUEST, f"Malformed form body: {_brief(exc)}") from None
                 parameters = _arguments(arguments)
+                self._form_arguments = arguments
                 self._text_parameters = True
                 for name, uploads in files.items():
                     entries = [
@@ -631,21 +646,36 @@ class TotoHandler:
             self._response_type = best_type
 
     # -- sessions -----------------------------------------------------------------------
-    async def _open_session(self, body: bytes, optional: bool) -> None:
-        """Load the session the request names, check its signature and take its lock."""
+    async def _open_session(self, body: bytes) -> None:
+        """Load the session the request names, check its signature and take its lock.
+
+        A session that is unknown, expired or badly signed leaves ``handler.session``
+        None: a public method runs without it, and ``_refuse_unauthenticated`` answers
+        an @authenticated method with the reason (1007, 1008). A request that names no
+        session costs no storage round trip."""
+        server = self.server
         session_id = self.request.headers.get("x-toto-session-id")
         if not session_id:
-            return
-        server = self.server
+            if server.cookies is None:
+                return
+            session_id = server.cookies.session_id(self)
+            if not session_id:
+                return
         session = await server.sessions.load(session_id)
         if session is None:
-            if optional:
-                return
-            raise TotoException(ERROR_INVALID_SESSION_ID, "Invalid session")
+            self._session_error = TotoException(ERROR_INVALID_SESSION_ID, "Invalid session")
+            return
         self._locked_session = session
-        checked = server.authenticator.verify_request(self, session, body)
-        if checked is not None:
-            await checked
+        try:
+            checked = server.authenticator.verify_request(self, session, body)
+            if checked is not None:
+                await checked
+        except TotoException as exc:
+            if exc.code == ERROR_SERVICE_UNAVAILABLE:
+                raise
+            self._close_session()
+            self._session_error = exc
+            return
         new_expiry = server.sessions.renewal(session)
         if new_expiry is not None:
             await server.storage.touch_session(session.session_id, new_expiry)
@@ -653,10 +683,21 @@ class TotoHandler:
         await server.sessions.lock(session)
         self.session = session
 
-    async def create_session(self, user_id: str | None = None) -> Session:
-        """Open a new session for ``user_id`` (None: anonymous) and make it this request's."""
-        server = self.server
-        session = await server.sessions.create(user_id, server.authenticator.uses_session_key)
+    def _refuse_unauthenticated(self, method: Method) -> None:
+        """An @authenticated method whose named session failed to load or verify is not run."""
+        if method.authenticated and self._session_error is not None and self.session is None:
+            raise self._session_error
+
+    def create_session(
+        self, user_id: str | None = None, password: str | None = None, verify_password: bool = True
+    ) -> Session:
+        """Open a new session for ``user_id`` (None: anonymous) and make it this request's.
+
+        Usable at once from sync code (``handler.create_session(uid).session_id``) and
+        awaitable from async code (``await handler.create_session(uid)``); the storage
+        write (and the password check when ``password`` is given) finishes before the
+        answer goes out, and its failure is the answer."""
+        session = self.db_connection.create_session(user_id, password, verify_password)
         self._close_session()
         self.session = session
         return session
@@ -679,7 +720,7 @@ class TotoHandler:
     async def _call_one(self, path: str, body_method: Any, parameters: Any, body: bytes) -> None:
         method = self.server.methods.resolve(self._method_name(path, body_method))
         self._called = method.name
-        await self._open_session(body, method.optional_session)
+        await self._open_session(body)
         try:
             result = await self._invoke(method, self, parameters)
             if result is _RAW:
@@ -705,8 +746,7 @@ class TotoHandler:
                 methods[key] = self.server.methods.resolve(call.get("method"))
             except TotoException as exc:
                 methods[key] = exc
-        optional = all(isinstance(m, Method) and m.optional_session for m in methods.values())
-        await self._open_session(body, optional)
+        await self._open_session(body)
         try:
 
             async def run(key: str) -> dict[str, Any]:
@@ -753,18 +793,43 @@ class TotoHandler:
             self.server.hook.toto_before_invoke(handler=entry, method=method.name, parameters=parameters)
         self._active_methods.append(method)
         try:
+            if self._session_error is not None:
+                self._refuse_unauthenticated(method)
             if method.validate is not None:
                 parameters = method.validate(parameters, False)
             result = method.invoke(entry, parameters)
             if result is None and entry._reply is not None:
                 result = entry._reply
             if result is not None and hasattr(result, "__await__"):
-                return self._entry_answer(result, method, entry)
+                return self._entry_answer(self._settled(result), method, entry)
+            if self._work:
+                return self._entry_answer(self._settled(result), method, entry)
         except Exception as exc:
             return self._entry_error(exc, method, entry)
         if hooks:
             self.server.hook.toto_after_invoke(handler=entry, method=method.name, result=result, error=None)
         return {"result": result}
+
+    async def _settled(self, result: Any) -> Any:
+        if result is not None and hasattr(result, "__await__"):
+            result = await result
+        await self._settle()
+        return result
+
+    async def _settle(self) -> None:
+        """Wait for the storage calls seed code made without awaiting them (toto.dbconnection):
+        the first failure that no code awaited becomes the call's error."""
+        while self._work:
+            work, self._work = self._work, None
+            for pending in work:
+                try:
+                    await pending.settled()
+                except BaseException:
+                    created = self.session._creation if self.session is not None else None
+                    task = created.task if created is not None else None
+                    if task is not None and task.done() and (task.cancelled() or task.exception() is not None):
+                        self.session = None  # the answer must not name a session that was never stored
+                    raise
 
     async def _entry_answer(self, pending: Awaitable[Any], method: Method, entry: BatchEntry) -> dict[str, Any]:
         try:
@@ -783,6 +848,8 @@ class TotoHandler:
         return {"error": error}
 
     async def _invoke(self, method: Method, target: Any, parameters: Any) -> Any:
+        if self._session_error is not None:
+            self._refuse_unauthenticated(method)
         hooks = self.server.invoke_hooks
         if hooks:
             self.server.hook.toto_before_invoke(handler=target, method=method.name, parameters=parameters)
@@ -809,6 +876,8 @@ class TotoHandler:
                     if reply is None:
                         reply = target._reply = asyncio.get_running_loop().create_future()
                     result = await reply
+            if self._work:
+                await self._settle()
         except TotoException as exc:
             if hooks:
                 self.server.hook.toto_after_invoke(handler=target, method=method.name, result=None, error=exc.to_dict())
@@ -858,6 +927,8 @@ class TotoHandler:
         session = self.session
         if session is not None:
             payload["session"] = session.to_response()
+        if self.server.cookies is not None:
+            self.server.cookies.answer(self, session)
         self._payload = payload
         serializer = self._response_serializer
         try:
@@ -893,13 +964,14 @@ class TotoHandler:
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         # Transport-level errors (404, 405, unexpected failures) in the protocol's shape, never a page.
         if status_code == 404:
-            error = {"code": ERROR_NOT_FOUND, "value": "Not found: the path is outside this server's root."}
+            code, value = ERROR_NOT_FOUND, "Not found: the path is outside this server's root."
         elif status_code == 405:
-            error = {"code": ERROR_VERB_NOT_ALLOWED, "value": f"HTTP verb {self.request.method} is not allowed here."}
+            code, value = ERROR_VERB_NOT_ALLOWED, f"HTTP verb {self.request.method} is not allowed here."
         else:
-            error = {"code": ERROR_SERVER, "value": self._reason or "error"}
+            code, value = ERROR_SERVER, self._reason or "error"
         if self._error is None:
-            self._error = TotoException(error["code"], error["value"])
+            self._error = TotoException(code, value)
+        error = {"code": code, "value": value}
         self._headers["Content-Type"] = "application/json"
         self.finish(self.server.default_serializer.encode({"error": error}))
 

@@ -19,6 +19,7 @@ class Method:
     """A resolved method: its module and how to call it."""
 
     __slots__ = (
+        "authenticated",
         "callback_style",
         "invoke",
         "is_coroutine",
@@ -41,6 +42,9 @@ class Method:
         self.is_coroutine = inspect.iscoroutinefunction(self.invoke)
         self.callback_style = bool(getattr(self.invoke, "asynchronous", False))
         self.optional_session = bool(getattr(self.invoke, "optionally_authenticated", False))
+        #: The method asks for a signed-in session (@authenticated): only it is refused
+        #: (1007, 1008) when the named session is unknown or badly signed.
+        self.authenticated = bool(getattr(self.invoke, "authenticated", False))
         self.on_close = getattr(module, "on_connection_close", None)
         #: A plain function: it answers when it returns, so a batch can run it in place.
         self.plain = not self.is_coroutine and not self.callback_style

@@ -7,6 +7,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from toto.cookies import define_cookie_options
+
 if TYPE_CHECKING:
     from toto.auth import Authenticator
 
@@ -224,7 +226,8 @@ def define_core_options(options: Options, hmac_modes: Iterable[str] = ()) -> Non
     )
     d("method_select", "both", str, "where the method name may come from", choices=("both", "url", "parameter"))
     d("root", "/", str, "URL path the API is mounted under")
-    d("allow_origin", "*", str, "Access-Control-Allow-Origin value")
+    d("allow_origin", "*", str, "Access-Control-Allow-Origin value (with use_cookies: a list of origins)")
+    define_cookie_options(options)
     d("debug", False, bool, "send tracebacks in error answers and reload nothing else; never in production")
     d("logging", "info", str, "log level", choices=("debug", "info", "warning", "error", "none"))
     d(

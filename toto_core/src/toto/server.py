@@ -17,6 +17,7 @@ from tornado.httpserver import HTTPServer
 
 from toto.cli import exit_with_error
 from toto.connections import make_http_server
+from toto.cookies import CookieSessions
 from toto.exceptions import PluginError
 from toto.lookup import MethodLookup
 from toto.options import OptionError, Options, define_all_options, read_options
@@ -124,6 +125,8 @@ class TotoServer:
         self.authenticator = pick(self.authenticators, o.hmac_mode, "hmac_mode")
         self.authenticator.configure(o)
         self.expose_headers = ", ".join(self.authenticator.expose_headers)
+        #: Cookie sessions (use_cookies), or None.
+        self.cookies = CookieSessions(o) if o.use_cookies else None
         safe = [s for s in {id(s): s for s in self.serializers.values()}.values() if s.safe_for_state]
         by_name = {s.name: s for s in safe}
         if o.state_serializer not in by_name:

@@ -8,7 +8,7 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Generator, Iterator, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from toto.exceptions import ERROR_SERVER, ERROR_SESSION_CONFLICT, TotoException
@@ -59,6 +59,8 @@ class Session(MutableMapping[str, Any]):
         self._lock_entry: _LockEntry | None = None
         self._loaded_version = 0
         self._locked = False
+        #: The storage write of a session made by create_session (toto.dbconnection.Pending).
+        self._creation: Any = None
 
     # -- identity -------------------------------------------------------------------
     @property
@@ -82,26 +84,84 @@ class Session(MutableMapping[str, Any]):
         return {"session_id": record.session_id, "expires": record.expires, "user_id": record.user_id or ""}
 
     # -- state ----------------------------------------------------------------------
+    # The original's dict proxy (toto.session.TotoSession): a missing key reads as None,
+    # deleting one does nothing. Unlike the original, a stored falsy value (0, "", [])
+    # reads back as stored rather than as None.
     @property
     def state(self) -> dict[str, Any]:
         if self._state is None:
             self._state = self._manager.decode_state(self._record.state)
         return self._state
 
+    @state.setter
+    def state(self, value: dict[str, Any]) -> None:
+        if not isinstance(value, dict):
+            raise TypeError(f"session.state must be a dict, not {type(value).__name__}")
+        self._state = value
+
     def __getitem__(self, key: str) -> Any:
-        return self.state[key]
+        return self.state.get(key)
 
     def __setitem__(self, key: str, value: Any) -> None:
         self.state[key] = value
 
     def __delitem__(self, key: str) -> None:
-        del self.state[key]
+        self.state.pop(key, None)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.state
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.state)
 
     def __len__(self) -> int:
         return len(self.state)
+
+    def __bool__(self) -> bool:
+        # A session is there even when its state is empty: seed code tests `if not handler.session`.
+        return True
+
+    # Mapping's own versions go through __getitem__ and KeyError, which a proxy that
+    # answers None for a missing key never raises.
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.state.get(key, default)
+
+    _MISSING: Any = object()
+
+    def pop(self, key: str, default: Any = _MISSING) -> Any:
+        if default is Session._MISSING:
+            return self.state.pop(key)
+        return self.state.pop(key, default)
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        return self.state.setdefault(key, default)
+
+    def save(self) -> asyncio.Future[None]:
+        """The original's name for ``save_state()``."""
+        return self.save_state()
+
+    def refresh(self) -> asyncio.Future[None]:
+        """Read the state again from the storage (what another request saved since).
+
+        Awaitable: ``await session.refresh()`` before reading the fresh state."""
+        previous = self._pending
+        storage = self._manager.storage
+
+        async def reload() -> None:
+            if previous is not None:
+                await asyncio.shield(previous)
+            fresh = await storage.load_session(self._record.session_id)
+            if fresh is not None:
+                self._record.state = fresh.state
+                self._record.version = fresh.version
+                self._state = None
+
+        self._pending = asyncio.ensure_future(reload())
+        return self._pending
+
+    def session_data(self) -> dict[str, Any]:
+        """The original's snapshot of the session: identity, expiry and state."""
+        return {**self.to_response(), "state": dict(self.state)}
 
     def save_state(self) -> asyncio.Future[None]:
         """Persist the state as it is now. Awaitable; the handler awaits it anyway."""
@@ -130,6 +190,12 @@ class Session(MutableMapping[str, Any]):
         if self._pending is not None:
             pending, self._pending = self._pending, None
             await pending
+
+    def __await__(self) -> Generator[Any, None, Session]:
+        """``await handler.create_session(...)``: the session, once it is stored."""
+        if self._creation is not None:
+            yield from self._creation.__await__()
+        return self
 
     def __repr__(self) -> str:
         return f"<Session {self.session_id[:6]}... user={self.user_id!r}>"
@@ -184,6 +250,12 @@ class SessionManager:
         raise TotoException(ERROR_SERVER, "The session state could not be read.")
 
     async def create(self, user_id: str | None, with_key: bool) -> Session:
+        session = self.new(user_id, with_key)
+        await self.storage.store_session(session._record)
+        return session
+
+    def new(self, user_id: str | None, with_key: bool) -> Session:
+        """A new session, not stored yet (``store_session`` its record)."""
         if user_id is not None:
             user_id = normalize_user_id(user_id)  # the core checks user ids, never the storage
         ttl = self.ttl if user_id is not None else self.anon_ttl
@@ -194,7 +266,6 @@ class SessionManager:
             state=b"",
             key=new_session_key() if with_key else None,
         )
-        await self.storage.store_session(record)
         return Session(self, record, {})
 
     async def load(self, session_id: str) -> Session | None:

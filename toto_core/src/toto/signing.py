@@ -54,19 +54,83 @@ def check_response_hmac(expected: str, given: str | None) -> None:
         raise TotoException(ERROR_INVALID_RESPONSE_HMAC, "Invalid response HMAC")
 
 
+def utf16_low_bytes(text: str) -> bytes:
+    """The low byte of each UTF-16 code unit of ``text``: what toto.js (jsSHA in its
+    "ASCII" mode) hashes in place of UTF-8."""
+    return text.encode("utf-16-le", "surrogatepass")[0::2]
+
+
+def toto_js_hmac(user_id: str | None, body_text: str) -> str:
+    """The user_id signature as toto.js computes it: key and message both as the low
+    byte of each UTF-16 code unit (the same as ``user_id_hmac`` for ASCII text)."""
+    key = utf16_low_bytes(user_id or "")
+    return base64.b64encode(hmac.new(key, utf16_low_bytes(body_text), hashlib.sha1).digest()).decode("ascii")
+
+
+def _same(expected: str, given: str) -> bool:
+    return hmac.compare_digest(expected.encode("ascii"), given.strip().encode("latin-1", "replace"))
+
+
 class UserIdSigning(Authenticator):
-    """HMAC-SHA1 keyed with the user id over the exact body bytes (the original clients' scheme)."""
+    """HMAC-SHA1 keyed with the user id over the exact body bytes (the original clients' scheme).
+
+    Three forms of the original clients are accepted too; the key is the user id, which
+    every answer of the session carries, so none of them lets anyone sign who could not
+    sign already (SECURITY.md):
+
+    - toto.js's signature over a non-ASCII body (see ``toto_js_hmac``);
+    - a GET or HEAD without a body: the iOS client signs the JSON body it would have
+      posted and sends the parameters in the query instead, so there is nothing the
+      signature covers; the header must be there, its value is not checked;
+    - with ``hmac_enabled=False``, requests are not checked at all (the 2017 iOS client
+      signs nothing by default; the original served it with this option).
+    """
+
+    def __init__(self) -> None:
+        self.enabled = True
+
+    def add_options(self, options: Options) -> None:
+        options.define(
+            "hmac_enabled",
+            True,
+            bool,
+            "user_id mode: check x-toto-hmac on requests (False serves clients that do not sign, "
+            "like the 2017 iOS client's default; answers are signed either way)",
+        )
+
+    def configure(self, options: Options) -> None:
+        self.enabled = bool(options.hmac_enabled)
 
     def verify_request(self, handler: TotoHandler, session: Session, body: bytes) -> None:
-        given = handler.request.headers.get("x-toto-hmac")
+        if not self.enabled:
+            return
+        request = handler.request
+        given = request.headers.get("x-toto-hmac")
         if not given:
             raise _invalid_hmac()
-        expected = user_id_hmac(session.user_id, body)
-        if not hmac.compare_digest(expected.encode("ascii"), given.strip().encode("latin-1", "replace")):
-            raise _invalid_hmac()
+        if not body and request.method in ("GET", "HEAD"):
+            return
+        if _same(user_id_hmac(session.user_id, body), given):
+            handler._toto_js = False
+            return
+        if not body.isascii() or not (session.user_id or "").isascii():
+            try:
+                text = body.decode("utf-8")
+            except UnicodeDecodeError:
+                raise _invalid_hmac() from None
+            if _same(toto_js_hmac(session.user_id, text), given):
+                handler._toto_js = True
+                return
+        raise _invalid_hmac()
 
     def sign_response(self, handler: TotoHandler, session: Session, body: bytes) -> None:
-        handler.set_header("x-toto-hmac", user_id_hmac(session.user_id, body))
+        user_id = session.user_id
+        if handler._toto_js and user_id is not None and not user_id.isascii():
+            # Answers are ASCII, so only the key's form differs: toto.js checks with its low bytes.
+            digest = hmac.new(utf16_low_bytes(user_id), body, hashlib.sha1).digest()
+            handler.set_header("x-toto-hmac", base64.b64encode(digest).decode("ascii"))
+        else:
+            handler.set_header("x-toto-hmac", user_id_hmac(user_id, body))
 
     def sign_request(self, session: ClientSession, method: str, target: str, body: bytes) -> dict[str, str]:
         return {"x-toto-hmac": user_id_hmac(session.get("user_id"), body)}

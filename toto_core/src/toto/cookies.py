@@ -1,0 +1,122 @@
+"""Cookie sessions (``use_cookies``): the session id in a signed, HttpOnly, SameSite cookie.
+
+For web apps whose pages should not hold the session id in script-readable storage.
+The cookie's value is signed with ``cookie_secret`` by Tornado's own signed values
+(``tornado.web.create_signed_value`` / ``decode_signed_value``), so a client cannot
+name a session by editing it; the session's own expiry still decides whether it lives.
+A request that sends ``x-toto-session-id`` uses the header, as the original did.
+
+Credentialed CORS: a browser sends the cookie to another origin only when the answer
+names that origin (never ``*``) and allows credentials. With ``use_cookies`` and
+``allow_origin`` set to a list of origins, an answer echoes the request's ``Origin``
+when it is in the list, with ``Access-Control-Allow-Credentials: true`` and
+``Vary: Origin``; any other origin gets neither. ``allow_origin=*`` stays ``*`` and
+allows no credentials (same-origin pages work; other origins get no cookie).
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+from typing import TYPE_CHECKING, Any
+
+from tornado.web import create_signed_value, decode_signed_value
+
+from toto.exceptions import ERROR_SERVER, PluginError, TotoException
+
+if TYPE_CHECKING:
+    from toto.handler import TotoHandler
+    from toto.options import Options
+    from toto.sessions import Session
+
+SESSION_COOKIE = "toto-session-id"
+
+
+def define_cookie_options(options: Options) -> None:
+    d = options.define
+    d("use_cookies", False, bool, "also carry the session id in a signed HttpOnly cookie (needs cookie_secret)")
+    d("cookie_secret", "", str, "secret that signs cookies (use_cookies, handler.set_secure_cookie)")
+    d("secure_cookies", False, bool, "mark cookies Secure: browsers send them over HTTPS only")
+    d("cookie_domain", "", str, "Domain of the session cookie (empty: the host that answered)")
+    d("cookie_samesite", "Lax", str, "SameSite of the session cookie", choices=("Lax", "Strict", "None"))
+
+
+def cookie_secret(options: Any) -> bytes:
+    secret = options.get("cookie_secret") or ""
+    if not secret:
+        raise TotoException(
+            ERROR_SERVER, "cookie_secret is not set: start the server with --cookie_secret=<random text>"
+        )
+    return secret.encode("utf-8") if isinstance(secret, str) else bytes(secret)
+
+
+def sign_cookie(secret: bytes, name: str, value: str | bytes) -> str:
+    return create_signed_value(secret, name, value).decode("ascii")
+
+
+def read_signed_cookie(secret: bytes, name: str, value: str | None, max_age_days: float = 31) -> bytes | None:
+    if not value:
+        return None
+    try:
+        return decode_signed_value(secret, name, value, max_age_days=max_age_days)
+    except Exception:  # a malformed value is a cookie that does not verify
+        return None
+
+
+class CookieSessions:
+    """The server's cookie-session settings (one per server, None without ``use_cookies``)."""
+
+    def __init__(self, options: Any) -> None:
+        if not options.cookie_secret:
+            raise PluginError("use_cookies needs cookie_secret: start the server with --cookie_secret=<random text>")
+        self.secret = cookie_secret(options)
+        self.secure = bool(options.secure_cookies)
+        self.domain = options.cookie_domain or None
+        self.samesite = options.cookie_samesite
+        self.max_age_days = math.ceil(max(float(options.session_ttl), float(options.anon_session_ttl)) / 86400) + 1
+        origins = options.allow_origin.replace(",", " ").split()
+        #: The origins whose pages may send the cookie (credentialed CORS); empty for "*".
+        self.origins = frozenset(o.rstrip("/") for o in origins if o != "*")
+        if self.samesite == "None" and not self.secure:
+            raise PluginError("cookie_samesite=None needs secure_cookies=True (browsers refuse it otherwise)")
+
+    def session_id(self, handler: TotoHandler) -> str | None:
+        morsel = handler.request.cookies.get(SESSION_COOKIE)
+        value = read_signed_cookie(self.secret, SESSION_COOKIE, morsel.value if morsel else None, self.max_age_days)
+        if value is None:
+            return None
+        try:
+            return value.decode("ascii")
+        except UnicodeDecodeError:
+            return None
+
+    def set_session_cookie(self, handler: TotoHandler, session: Session) -> None:
+        handler.set_cookie(
+            SESSION_COOKIE,
+            sign_cookie(self.secret, SESSION_COOKIE, session.session_id),
+            domain=self.domain,
+            expires=datetime.datetime.fromtimestamp(session.expires, datetime.timezone.utc),
+            httponly=True,
+            secure=self.secure,
+            samesite=self.samesite,
+        )
+
+    def answer(self, handler: TotoHandler, session: Session | None) -> None:
+        """Renew the cookie of the answer's session, or clear the one the request sent
+        when the answer has none (signed out, ended, unknown)."""
+        if session is not None:
+            self.set_session_cookie(handler, session)
+        elif SESSION_COOKIE in handler.request.cookies:
+            handler.clear_cookie(SESSION_COOKIE, domain=self.domain)
+
+    def cors(self, handler: TotoHandler) -> None:
+        """Answer an allowed origin by name, with credentials (see the module docstring)."""
+        if not self.origins:
+            return
+        handler.add_header("Vary", "Origin")
+        origin = handler.request.headers.get("Origin")
+        if origin is not None and origin.rstrip("/") in self.origins:
+            handler.set_header("Access-Control-Allow-Origin", origin)
+            handler.set_header("Access-Control-Allow-Credentials", "true")
+        else:
+            handler.clear_header("Access-Control-Allow-Origin")
