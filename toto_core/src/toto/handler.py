@@ -40,6 +40,7 @@ from toto.exceptions import (
 from toto.http import Request, Route
 from toto.lookup import Method
 from toto.plugins import install_hint
+from toto.signing import UserIdSigning
 
 if TYPE_CHECKING:
     from toto.server import TotoServer
@@ -616,9 +617,11 @@ class TotoHandler:
             self._response_type = best_type
 
     # -- sessions -----------------------------------------------------------------------
-    async def _open_session(self, body: bytes, optional: bool) -> None:
-        """Load the session the request names, check its signature and take its lock."""
-        session_id = self.request.headers.get("x-toto-session-id")
+    async def _open_session(self, body: bytes, optional: bool, session_id: str | None = None) -> None:
+        """Load the session the request names (or ``session_id``), check its signature and take its lock."""
+        named = session_id is not None
+        if not named:
+            session_id = self.request.headers.get("x-toto-session-id")
         if not session_id:
             return
         server = self.server
@@ -628,9 +631,14 @@ class TotoHandler:
                 return
             raise TotoException(ERROR_INVALID_SESSION_ID, "Invalid session")
         self._locked_session = session
-        checked = server.authenticator.verify_request(self, session, body)
-        if checked is not None:
-            await checked
+        # A session named by a parameter (@authenticated_with_parameter: links and <script>
+        # tags, which cannot send headers) is not signed in user_id mode, as the original
+        # checked only a request that had a body; that mode's key is the public user id.
+        unsigned_link = named and not body and "x-toto-hmac" not in self.request.headers
+        if not (unsigned_link and isinstance(server.authenticator, UserIdSigning)):
+            checked = server.authenticator.verify_request(self, session, body)
+            if checked is not None:
+                await checked
         new_expiry = server.sessions.renewal(session)
         if new_expiry is not None:
             await server.storage.touch_session(session.session_id, new_expiry)
@@ -645,6 +653,16 @@ class TotoHandler:
         self._close_session()
         self.session = session
         return session
+
+    async def retrieve_session(self, session_id: str | None = None) -> Session | None:
+        """The request's session; with ``session_id``, that session instead, checked as the
+        header's would be (1007 when unknown or expired, 1008 when badly signed)."""
+        if session_id is None or (self.session is not None and self.session.session_id == session_id):
+            return self.session
+        self._close_session()
+        self.session = None
+        await self._open_session(self.request.body or b"", False, session_id)
+        return self.session
 
     def _close_session(self) -> None:
         session = self._locked_session
@@ -826,6 +844,12 @@ class TotoHandler:
 
     raw_respond = respond_raw
 
+    def redirect(self, url: str, permanent: bool = False, status: int | None = None) -> None:
+        """Answer with a redirect to ``url`` (302, or 301 when ``permanent``) instead of the envelope."""
+        self.set_status(status if status is not None else 301 if permanent else 302)
+        self.set_header("Location", url)
+        self.respond_raw(b"", "text/plain; charset=utf-8")
+
     def _answer(self, payload: dict[str, Any], status: int = 200) -> None:
         if self._finished:
             return
@@ -877,14 +901,17 @@ class TotoHandler:
 
     # -- events and lifecycle -----------------------------------------------------------
     def register_event_handler(
-        self, event_name: str, handler: Any, run_on_main_loop: bool = True, deregister_on_finish: bool = True
+        self, event_name: str, handler: Any, run_on_main_loop: bool = True, deregister_on_finish: bool = False
     ) -> Any:
-        """Call ``handler(args)`` on event ``event_name`` while this request is open.
+        """Call ``handler(args)`` on the next event ``event_name`` while this request is open.
 
-        The registration is dropped when the request finishes or its connection closes.
+        As in the original, it fires once and never after the request finished. The
+        registration is dropped when the request finishes or its connection closes, whatever
+        ``deregister_on_finish`` says (the original kept it until the next such event unless
+        told; dropping it at once is the same to the method and leaves nothing behind). A
+        handler that outlives requests is ``EventManager.instance().register_handler(...,
+        persist=True)``.
         """
-        if not deregister_on_finish:
-            return EventManager.instance().register_handler(event_name, handler, run_on_main_loop)
         sig = EventManager.instance().register_handler(event_name, handler, run_on_main_loop, self)
         self.registered_event_handlers.append(sig)
         return sig
