@@ -135,6 +135,7 @@ def anonymous_session(fn: Invoke) -> Invoke:
 
     wrapped = _prepared(fn, open_anonymous)
     wrapped.optionally_authenticated = True  # type: ignore[attr-defined]  # a stale session gets a new one
+    wrapped.anonymous_session = True  # type: ignore[attr-defined]  # read by toto.catalogue
     return wrapped
 
 

@@ -49,6 +49,11 @@ class Method:
         self.validate = None if self.parameters_type is None else build_validator(self.parameters_type, name)
 
 
+def _may_reexport(module_name: str, root: str) -> bool:
+    """Whether a module's imports may name methods: the method package's and the built-ins'."""
+    return any(module_name == base or module_name.startswith(base + ".") for base in (root, _BUILTIN_ROOT))
+
+
 def invalid(name: Any) -> TotoException:
     shown = name if isinstance(name, str) and len(name) <= 200 else "<invalid>"
     return TotoException(ERROR_INVALID_METHOD, f"Cannot call '{shown}'.")
@@ -84,6 +89,8 @@ class MethodLookup:
         if not isinstance(name, str) or len(name) > 200 or not _NAME.match(name):
             raise invalid(name)
         module = self._import(self.root, name)
+        if module is None:
+            module = self._reexported(name)
         if module is None and name.startswith(self.builtin_prefixes):
             module = self._import(_BUILTIN_ROOT, name)
         if module is None:
@@ -91,6 +98,26 @@ class MethodLookup:
         method = Method(name, module)
         self._cache[name] = method
         return method
+
+    def _reexported(self, name: str) -> ModuleType | None:
+        """A method module the method package re-exports under another name, as the
+        original's lookup (attribute by attribute) allowed: ``import toto.methods.account.create
+        as account_create`` in ``methods/__init__.py`` serves ``account_create``.
+
+        Nothing is imported: each step is an attribute that already holds a module, found on
+        a module of the method package (or of ``toto.methods``, the original's built-ins, which
+        re-export each other), and the last one must define ``invoke``. So a name can reach
+        only what the method package itself chose to import.
+        """
+        current = sys.modules.get(self.root)
+        for part in name.split("."):
+            if current is None or not _may_reexport(current.__name__, self.root):
+                return None
+            found = current.__dict__.get(part)
+            current = found if isinstance(found, ModuleType) else None
+        if current is None or not callable(getattr(current, "invoke", None)):
+            return None
+        return current
 
     @staticmethod
     def _import(root: str, name: str) -> ModuleType | None:
