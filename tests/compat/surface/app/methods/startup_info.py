@@ -2,4 +2,4 @@ import startup
 
 
 def invoke(handler, params):
-    return {"calls": startup.CALLS}
+    return {"calls": startup.CALLS, "db": type(handler.connection.db).__name__}
