@@ -96,10 +96,17 @@ def _event_mode(value: Any) -> str:
     return mode
 
 
+def _daemon(value: Any) -> str:
+    wanted = str(value or "").strip().lower()
+    if wanted not in ("", "start", "stop", "restart"):
+        raise ValueError("choose start | stop | restart")
+    return wanted
+
+
 def define_seed_options(options: Options) -> None:
     """Define the original's options (shown by ``--help`` under their own heading)."""
     d = options.define
-    d("daemon", "", str, "start, stop or restart in the background (config files; see --start)", group=GROUP)
+    d("daemon", "", _daemon, "start, stop or restart in the background (config files; see --start)", group=GROUP)
     d("nodaemon", False, bool, "serve in the foreground, whatever daemon says", group=GROUP)
     d("autoreload", False, bool, "the same as --reload", group=GROUP)
     d("db_host", None, str, "database host, becomes database_url (with db_port and <database>_*)", group=GROUP)
@@ -147,10 +154,7 @@ def apply_seed_options(options: Options) -> None:
     """Map the original's options onto ours, once every source of options was read."""
     o = options
     if not (o.start or o.stop or o.restart) and not o.nodaemon and o.daemon:
-        wanted = str(o.daemon).strip().lower()
-        if wanted not in ("start", "stop", "restart"):
-            raise OptionError(f"bad value for --daemon: {o.daemon!r} (choose one of: start | stop | restart)")
-        o.set(wanted, True)
+        o.set(o.daemon, True)
     if o.nodaemon and not (o.start or o.stop or o.restart):
         o.set("start", False)
     if o.autoreload:

@@ -6,4 +6,4 @@ import email  # a package whose submodules are not imported: callers must not re
 import toto.methods.client_error as client_error
 from toto.methods.account import create as account_create
 
-from . import account, chat, download, feed, greet, link, members, pages, seen, startup_info, tasks_demo, visits
+from . import account, chat, config, download, feed, greet, link, members, pages, seen, startup_info, tasks_demo, visits
