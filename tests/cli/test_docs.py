@@ -20,8 +20,8 @@ BLOCK = re.compile(r"<!-- test: (script|file (\S+)) -->\n```\w*\n(.*?)```", re.S
     ("doc", "scripts"),
     [
         ("docs/operations.md", 3),
+        ("docs/compat.md", 2),
         ("README.md", 1),
-        ("docs/compat.md", 1),
         ("plugins/toto_prometheus/README.md", 1),
         ("plugins/toto_otel/README.md", 1),
     ],

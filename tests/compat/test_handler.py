@@ -7,6 +7,7 @@ import json
 import re
 
 import pytest
+from toto.client import TotoClientError
 from toto.testing import unique_user
 
 from tests.compat.conftest import exchange
@@ -89,9 +90,18 @@ def test_retrieve_session_by_id(seed_server):
     server = seed_server()
     user = unique_user()
     sid = server.client().create(user, "pw")["session_id"]
-    named = server.client().call("session_by_id", {"session_id": sid})
-    assert named == {"user_id": user, "same": True}
-    assert server.client().call("session_by_id", {"session_id": "B" * 22}) == {"user_id": None, "same": True}
+    link = server.client()  # a link: GET, no session header, no signature (user_id mode lets it name a session)
+
+    def by_id(session_id: str) -> dict:
+        status, _, body = link.request(path=f"/session_by_id?session_id={session_id}", method="GET", sign=False)
+        return json.loads(body)
+
+    assert by_id(sid)["result"] == {"user_id": user, "same": True}
+    assert by_id("B" * 22)["result"] == {"user_id": None, "same": True}, "an unknown session is None, as the original's"
+    # A request with a body must be signed for the session it names, as the original checked.
+    with pytest.raises(TotoClientError) as refused:
+        server.client().call("session_by_id", {"session_id": sid})
+    assert refused.value.code == 1008
 
 
 def test_cookie_sessions(seed_server, storage):

@@ -146,16 +146,48 @@ def test_a_handler_of_a_finished_request_never_fires() -> None:
     with_server(body)
 
 
-def test_deregister_on_finish_false_outlives_the_request() -> None:
+def test_a_request_handler_fires_once_and_never_after_the_request_whatever_deregister_on_finish() -> None:
     async def body(server: Any) -> None:
         manager = EventManager.instance()
         fired: list[Any] = []
-        handler, connection, call = request(server, "echo", {})
-        sig = handler.register_event_handler("kept", fired.append, deregister_on_finish=False)
-        await call
-        await manager.send("kept", [1, 2])
+        handler, connection, call = request(server, "events.wait", {"name": "other", "timeout": 30})
+        await asyncio.sleep(0)
+        handler.register_event_handler("once", fired.append, deregister_on_finish=False)
+        await manager.send("once", 1)
+        await manager.send("once", 2)
+        for _ in range(100):
+            if fired:
+                break
+            await asyncio.sleep(0.01)
         await asyncio.sleep(0.05)
-        assert fired == [[1, 2]]
+        assert fired == [1], "the original's handlers fire once"
+        late: list[Any] = []
+        handler.register_event_handler("after", late.append, deregister_on_finish=False)
+        await manager.send("other", "done")
+        await asyncio.wait_for(call, 5)
+        assert manager.handler_count("after") == 0, "dropped with its request"
+        await manager.send("after", 3)
+        await asyncio.sleep(0.05)
+        assert late == []
+
+    with_server(body)
+
+
+def test_persistent_handlers_fire_every_time_until_removed() -> None:
+    async def body(server: Any) -> None:
+        manager = EventManager.instance()
+        kept: list[Any] = []
+        once: list[Any] = []
+        sig = manager.register_handler("tick", kept.append, persist=True)
+        manager.register_handler("tick", once.append)
+        for n in range(3):
+            await manager.send("tick", n)
+            for _ in range(100):
+                if len(kept) > n:
+                    break
+                await asyncio.sleep(0.01)
+        assert kept == [0, 1, 2] and once == [0]
+        assert manager.handler_count("tick") == 1
         manager.remove_handler(sig)
         assert manager.handler_count() == 0
 

@@ -4,9 +4,11 @@
 serializer and publishes them on the configured bus (``event_bus``): ``local`` (this
 process), ``machine`` (every process using the same directory; what a ``--processes``
 group uses), or a plugin's such as ``redis``. Every process that receives the event
-calls the handlers registered for ``name``. A handler registered through
-``handler.register_event_handler`` belongs to its request and is dropped when that
-request finishes or its connection closes, so long polls leave nothing behind.
+calls the handlers registered for ``name``. As in the original, a handler fires once
+and is then removed, unless it was registered with ``persist=True``. A handler
+registered through ``handler.register_event_handler`` belongs to its request and is
+dropped when that request finishes or its connection closes, so long polls leave
+nothing behind.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ class EventManager:
     def __init__(self) -> None:
         self.bus: EventBus | None = None
         self.serializer: Serializer | None = None
-        self._handlers: dict[str, dict[int, tuple[Callable[[Any], Any], Any]]] = {}
+        self._handlers: dict[str, dict[int, tuple[Callable[[Any], Any], Any, bool]]] = {}
         self._ids = itertools.count(1)
         # Coroutine handlers run as tasks; holding them keeps them from being collected mid-run.
         self._tasks: set[asyncio.Future[Any]] = set()
@@ -95,10 +97,17 @@ class EventManager:
         self._sending = self._received = None
 
     def register_handler(
-        self, name: str, fn: Callable[[Any], Any], run_on_main_loop: bool = True, request_handler: Any = None
+        self,
+        name: str,
+        fn: Callable[[Any], Any],
+        run_on_main_loop: bool = True,
+        request_handler: Any = None,
+        persist: bool = False,
     ) -> tuple[str, int]:
-        """Call ``fn(args)`` for every event ``name``; returns a token for ``remove_handler``.
+        """Call ``fn(args)`` for the next event ``name`` (every one with ``persist=True``);
+        returns a token for ``remove_handler``.
 
+        As in the original, a handler fires once and is then removed, unless ``persist``.
         ``run_on_main_loop=False`` runs ``fn`` in the loop's default thread pool (for
         blocking work; it must not touch the request). A handler tied to
         ``request_handler`` never fires once that request finished.
@@ -106,7 +115,7 @@ class EventManager:
         token = next(self._ids)
         if not run_on_main_loop:
             fn = _in_thread(fn)
-        self._handlers.setdefault(name, {})[token] = (fn, request_handler)
+        self._handlers.setdefault(name, {})[token] = (fn, request_handler, persist)
         return (name, token)
 
     def remove_handler(self, sig: tuple[str, int]) -> None:
@@ -164,11 +173,13 @@ class EventManager:
         except Exception:
             log.warning("dropped event %r: its payload could not be decoded", name)
             return
-        for token, (fn, request_handler) in list(handlers.items()):
+        for token, (fn, request_handler, persist) in list(handlers.items()):
             if token not in handlers:
                 continue  # removed by a handler that ran before it in this loop
-            if request_handler is not None and request_handler._finished:
+            finished = request_handler is not None and request_handler._finished
+            if finished or not persist:
                 self.remove_handler((name, token))
+            if finished:
                 continue
             try:
                 result = fn(args)

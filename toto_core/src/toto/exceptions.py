@@ -1,8 +1,36 @@
-"""Error codes of the Toto protocol (PROTOCOL.md section 7) and the exception that carries them."""
+"""Error codes of the Toto protocol (PROTOCOL.md section 7) and the exception that carries them.
+
+The ``ERROR_*`` names are the original's (1000-1010) plus ours (1011-1018); ``from
+toto.exceptions import *`` and ``from toto.invocation import *`` give all of them and
+``TotoException``, as the original's modules did.
+"""
 
 from __future__ import annotations
 
 from typing import Any
+
+__all__ = [
+    "ERROR_INVALID_HMAC",
+    "ERROR_INVALID_METHOD",
+    "ERROR_INVALID_RESPONSE_HMAC",
+    "ERROR_INVALID_SESSION_ID",
+    "ERROR_INVALID_USER_ID",
+    "ERROR_MALFORMED_REQUEST",
+    "ERROR_MISSING_METHOD",
+    "ERROR_MISSING_PARAMS",
+    "ERROR_NOT_AUTHORIZED",
+    "ERROR_NOT_FOUND",
+    "ERROR_SERVER",
+    "ERROR_SERVICE_UNAVAILABLE",
+    "ERROR_SESSION_CONFLICT",
+    "ERROR_SIGNATURE_EXPIRED",
+    "ERROR_TOO_MANY_LOGINS",
+    "ERROR_UNSUPPORTED_CONTENT_TYPE",
+    "ERROR_USER_ID_EXISTS",
+    "ERROR_USER_NOT_FOUND",
+    "ERROR_VERB_NOT_ALLOWED",
+    "TotoException",
+]
 
 ERROR_SERVER = 1000
 ERROR_INVALID_METHOD = 1001
@@ -40,19 +68,36 @@ class TotoException(Exception):
     Methods raise it with their own codes; ``value`` may be any serializable object.
     ``status`` overrides the HTTP status (200 unless the code is one of the transport
     errors 1011, 1012 or 1013).
+
+    As in the original, ``e.__dict__`` is ``{"value": value, "code": code}`` and ``str(e)``
+    / ``repr(e)`` are that dict's (seed code logs and returns ``e.__dict__``); the status
+    lives in a slot, outside that dict.
     """
+
+    __slots__ = ("_status",)
 
     def __init__(self, code: int, value: Any, status: int | None = None) -> None:
         super().__init__(code, value)
-        self.code = code
         self.value = value
-        self.status = status if status is not None else HTTP_STATUS.get(code, 200)
+        self.code = code
+        self._status = status
+
+    @property
+    def status(self) -> int:
+        return self._status if self._status is not None else HTTP_STATUS.get(self.code, 200)
+
+    @status.setter
+    def status(self, status: int) -> None:
+        self._status = status
 
     def to_dict(self) -> dict[str, Any]:
         return {"code": self.code, "value": self.value}
 
     def __str__(self) -> str:
-        return f"{self.code}: {self.value}"
+        return str(self.__dict__)
+
+    def __repr__(self) -> str:
+        return repr(self.__dict__)
 
 
 class StorageUnavailable(TotoException):

@@ -41,6 +41,7 @@ from toto.http import Request, Route
 from toto.lookup import Method
 from toto.plugins import install_hint
 from toto.seed import SeedHandler
+from toto.signing import UserIdSigning
 
 if TYPE_CHECKING:
     from toto.dbconnection import Pending
@@ -646,15 +647,17 @@ class TotoHandler(SeedHandler):
             self._response_type = best_type
 
     # -- sessions -----------------------------------------------------------------------
-    async def _open_session(self, body: bytes) -> None:
-        """Load the session the request names, check its signature and take its lock.
+    async def _open_session(self, body: bytes, session_id: str | None = None) -> None:
+        """Load the session the request names (or ``session_id``), check its signature and take its lock.
 
         A session that is unknown, expired or badly signed leaves ``handler.session``
         None: a public method runs without it, and ``_refuse_unauthenticated`` answers
         an @authenticated method with the reason (1007, 1008). A request that names no
         session costs no storage round trip."""
         server = self.server
-        session_id = self.request.headers.get("x-toto-session-id")
+        named = session_id is not None
+        if not named:
+            session_id = self.request.headers.get("x-toto-session-id")
         if not session_id:
             if server.cookies is None:
                 return
@@ -666,16 +669,21 @@ class TotoHandler(SeedHandler):
             self._session_error = TotoException(ERROR_INVALID_SESSION_ID, "Invalid session")
             return
         self._locked_session = session
-        try:
-            checked = server.authenticator.verify_request(self, session, body)
-            if checked is not None:
-                await checked
-        except TotoException as exc:
-            if exc.code == ERROR_SERVICE_UNAVAILABLE:
-                raise
-            self._close_session()
-            self._session_error = exc
-            return
+        # A session named by a parameter (@authenticated_with_parameter: links and <script>
+        # tags, which cannot send headers) is not signed in user_id mode, as the original
+        # checked only a request that had a body; that mode's key is the public user id.
+        unsigned_link = named and not body and "x-toto-hmac" not in self.request.headers
+        if not (unsigned_link and isinstance(server.authenticator, UserIdSigning)):
+            try:
+                checked = server.authenticator.verify_request(self, session, body)
+                if checked is not None:
+                    await checked
+            except TotoException as exc:
+                if exc.code == ERROR_SERVICE_UNAVAILABLE:
+                    raise
+                self._close_session()
+                self._session_error = exc
+                return
         new_expiry = server.sessions.renewal(session)
         if new_expiry is not None:
             await server.storage.touch_session(session.session_id, new_expiry)
@@ -701,6 +709,19 @@ class TotoHandler(SeedHandler):
         self._close_session()
         self.session = session
         return session
+
+    async def _open_named_session(self, session_id: str) -> Session | None:
+        """Make ``session_id`` this request's session (``retrieve_session``): None when it is
+        unknown or expired, as the original's; 1008 when the request's signature does not
+        match it, as the original checked with ``hmac_enabled``."""
+        self._close_session()
+        self.session = None
+        self._session_error = None
+        await self._open_session(self.request.body or b"", session_id)
+        error = self._session_error
+        if self.session is None and error is not None and error.code != ERROR_INVALID_SESSION_ID:
+            raise error
+        return self.session
 
     def _close_session(self) -> None:
         session = self._locked_session
@@ -921,6 +942,12 @@ class TotoHandler(SeedHandler):
 
     raw_respond = respond_raw
 
+    def redirect(self, url: str, permanent: bool = False, status: int | None = None) -> None:
+        """Answer with a redirect to ``url`` (302, or 301 when ``permanent``) instead of the envelope."""
+        self.set_status(status if status is not None else 301 if permanent else 302)
+        self.set_header("Location", url)
+        self.respond_raw(b"", "text/plain; charset=utf-8")
+
     def _answer(self, payload: dict[str, Any], status: int = 200) -> None:
         if self._finished:
             return
@@ -977,14 +1004,17 @@ class TotoHandler(SeedHandler):
 
     # -- events and lifecycle -----------------------------------------------------------
     def register_event_handler(
-        self, event_name: str, handler: Any, run_on_main_loop: bool = True, deregister_on_finish: bool = True
+        self, event_name: str, handler: Any, run_on_main_loop: bool = True, deregister_on_finish: bool = False
     ) -> Any:
-        """Call ``handler(args)`` on event ``event_name`` while this request is open.
+        """Call ``handler(args)`` on the next event ``event_name`` while this request is open.
 
-        The registration is dropped when the request finishes or its connection closes.
+        As in the original, it fires once and never after the request finished. The
+        registration is dropped when the request finishes or its connection closes, whatever
+        ``deregister_on_finish`` says (the original kept it until the next such event unless
+        told; dropping it at once is the same to the method and leaves nothing behind). A
+        handler that outlives requests is ``EventManager.instance().register_handler(...,
+        persist=True)``.
         """
-        if not deregister_on_finish:
-            return EventManager.instance().register_handler(event_name, handler, run_on_main_loop)
         sig = EventManager.instance().register_handler(event_name, handler, run_on_main_loop, self)
         self.registered_event_handlers.append(sig)
         return sig

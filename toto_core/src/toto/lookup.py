@@ -44,13 +44,20 @@ class Method:
         self.optional_session = bool(getattr(self.invoke, "optionally_authenticated", False))
         #: The method asks for a signed-in session (@authenticated): only it is refused
         #: (1007, 1008) when the named session is unknown or badly signed.
-        self.authenticated = bool(getattr(self.invoke, "authenticated", False))
+        self.authenticated = bool(getattr(self.invoke, "authenticated", False)) and not getattr(
+            self.invoke, "session_parameter", False
+        )
         self.on_close = getattr(module, "on_connection_close", None)
         #: A plain function: it answers when it returns, so a batch can run it in place.
         self.plain = not self.is_coroutine and not self.callback_style
         # Decided once here, so a method without type hints pays nothing per call (toto.validation).
         self.parameters_type, self.result_type = declared_types(self.invoke, name)
         self.validate = None if self.parameters_type is None else build_validator(self.parameters_type, name)
+
+
+def _may_reexport(module_name: str, root: str) -> bool:
+    """Whether a module's imports may name methods: the method package's and the built-ins'."""
+    return any(module_name == base or module_name.startswith(base + ".") for base in (root, _BUILTIN_ROOT))
 
 
 def invalid(name: Any) -> TotoException:
@@ -88,6 +95,8 @@ class MethodLookup:
         if not isinstance(name, str) or len(name) > 200 or not _NAME.match(name):
             raise invalid(name)
         module = self._import(self.root, name)
+        if module is None:
+            module = self._reexported(name)
         if module is None and name.startswith(self.builtin_prefixes):
             module = self._import(_BUILTIN_ROOT, name)
         if module is None:
@@ -95,6 +104,26 @@ class MethodLookup:
         method = Method(name, module)
         self._cache[name] = method
         return method
+
+    def _reexported(self, name: str) -> ModuleType | None:
+        """A method module the method package re-exports under another name, as the
+        original's lookup (attribute by attribute) allowed: ``import toto.methods.account.create
+        as account_create`` in ``methods/__init__.py`` serves ``account_create``.
+
+        Nothing is imported: each step is an attribute that already holds a module, found on
+        a module of the method package (or of ``toto.methods``, the original's built-ins, which
+        re-export each other), and the last one must define ``invoke``. So a name can reach
+        only what the method package itself chose to import.
+        """
+        current = sys.modules.get(self.root)
+        for part in name.split("."):
+            if current is None or not _may_reexport(current.__name__, self.root):
+                return None
+            found = current.__dict__.get(part)
+            current = found if isinstance(found, ModuleType) else None
+        if current is None or not callable(getattr(current, "invoke", None)):
+            return None
+        return current
 
     @staticmethod
     def _import(root: str, name: str) -> ModuleType | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import difflib
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -25,6 +27,8 @@ class OptionSpec:
     help: str
     choices: tuple[Any, ...] | None = None
     group: str = "toto"
+    #: For an option of the original Toto this Toto does not serve: what replaces it.
+    refused: str | None = None
 
 
 def _parse_bool(value: Any) -> bool:
@@ -66,6 +70,12 @@ class Options:
         self._specs[name] = OptionSpec(name, default, converter, help, tuple(choices) if choices else None, group)
         self._values[name] = default
 
+    def refuse(self, name: str, replacement: str, group: str = "the original Toto's") -> None:
+        """Name an option of the original Toto that is not served: setting it anywhere is an
+        error saying ``replacement`` (what to use instead); ``--help`` lists it too."""
+        self.define(name, None, str, f"not served: {replacement}", group=group)
+        self._specs[name].refused = replacement
+
     def __getattr__(self, name: str) -> Any:
         try:
             return self._values[name]
@@ -87,7 +97,9 @@ class Options:
     def set(self, name: str, value: Any) -> None:
         spec = self._specs.get(name)
         if spec is None:
-            raise OptionError(f"unknown option --{name} (see --help)")
+            raise OptionError(f"unknown option --{name}{self._did_you_mean(name)} (see --help)")
+        if spec.refused is not None:
+            raise OptionError(f"option --{name} of the original Toto is not served here: {spec.refused}")
         if value is not None:
             try:
                 value = spec.type(value)
@@ -102,20 +114,60 @@ class Options:
         for name, value in values.items():
             self.set(name, value)
 
+    def _did_you_mean(self, name: str) -> str:
+        known = [n for n, spec in self._specs.items() if spec.refused is None]
+        # A swapped pair of letters (prot, dabatase) first, then the closest spelling.
+        close = [n for n in known if sorted(n) == sorted(name)] or difflib.get_close_matches(name, known, 1)
+        return f" (did you mean --{close[0]}?)" if close else ""
+
     def load_config_file(self, path: str) -> None:
-        """Read a config file of ``name = value`` Python assignments (the seed's format)."""
-        namespace: dict[str, Any] = {"__file__": path}
+        """Read a config file of ``name = value`` Python assignments (the original's format).
+
+        Every name the file assigns must be an option, as on the command line; names that
+        start with ``_``, imports, functions and classes are the file's own helpers. A
+        mistake is an ``OptionError`` naming the file, the line and what to write.
+        """
         try:
             with open(path, "rb") as f:
-                code = compile(f.read(), path, "exec")
+                source = f.read()
         except OSError as exc:
             raise OptionError(f"cannot read config file {path}: {exc.strerror}") from None
-        except SyntaxError as exc:
-            raise OptionError(f"config file {path} line {exc.lineno}: {exc.msg}") from None
-        exec(code, namespace)  # the operator's own file, like a settings module
-        for name, value in namespace.items():
-            if not name.startswith("_") and name in self._specs:
+        try:
+            tree = ast.parse(source, path)
+            code = compile(tree, path, "exec")
+        except (SyntaxError, ValueError) as exc:
+            line = getattr(exc, "lineno", None)
+            where = f"{path} line {line}" if line else path
+            message = getattr(exc, "msg", None) or str(exc)
+            raise OptionError(
+                f"{where}: {message}; a config file is lines of name = value, text in quotes (database = 'mysql')"
+            ) from None
+        lines = _assigned_names(tree, path)
+        namespace: dict[str, Any] = {"__file__": path}
+        try:
+            exec(code, namespace)  # the operator's own file, like a settings module
+        except Exception as exc:
+            line = _error_line(exc, path)
+            where = f"{path} line {line}" if line else path
+            if isinstance(exc, NameError) and getattr(exc, "name", None):
+                target = next((n for n, at in lines.items() if at == line), "option")
+                raise OptionError(
+                    f"{where}: {exc.name!r} is not defined; text goes in quotes: {target} = '{exc.name}'"
+                ) from None
+            raise OptionError(f"{where}: {type(exc).__name__}: {exc}") from None
+        for name, line in lines.items():
+            if name.startswith("_") or name not in namespace:
+                continue
+            value = namespace[name]
+            if name not in self._specs:
+                raise OptionError(
+                    f"{path} line {line}: unknown option {name!r}{self._did_you_mean(name)} "
+                    "(toto serve --help lists every option)"
+                )
+            try:
                 self.set(name, value)
+            except OptionError as exc:
+                raise OptionError(f"{path} line {line}: {exc}") from None
 
     def parse_command_line(self, args: list[str]) -> list[str]:
         """Apply ``--name=value`` / ``--name value`` / ``--flag`` arguments; return the rest."""
@@ -157,6 +209,65 @@ class Options:
         return "\n".join(lines)
 
 
+def _assigned_names(tree: ast.Module, path: str) -> dict[str, int]:
+    """Each name a config file assigns at its top level (also inside ``if``, ``try``, ``with``
+    and loops, not inside functions or classes), with the line of its last assignment.
+    A bare word is refused here, before the file runs."""
+    names: dict[str, int] = {}
+
+    def targets(node: ast.expr) -> list[ast.Name]:
+        if isinstance(node, ast.Name):
+            return [node]
+        if isinstance(node, (ast.Tuple, ast.List)):
+            return [name for element in node.elts for name in targets(element)]
+        return []
+
+    def visit(statements: list[ast.stmt]) -> None:
+        for statement in statements:
+            if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                continue
+            found: list[ast.expr] = []
+            if isinstance(statement, ast.Assign):
+                found = statement.targets
+            elif isinstance(statement, (ast.AnnAssign, ast.AugAssign)):
+                found = [statement.target]
+            elif isinstance(statement, ast.Expr) and isinstance(statement.value, (ast.Name, ast.Attribute)):
+                word = ast.unparse(statement.value)
+                raise OptionError(
+                    f"{path} line {statement.lineno}: bare word {word!r}; write name = value, "
+                    f"e.g. {word} = True to turn an option on, or option = '{word}' for text"
+                )
+            for target in found:
+                for name in targets(target):
+                    names[name.id] = name.lineno
+            for field in ("body", "orelse", "finalbody"):
+                visit(getattr(statement, field, None) or [])
+            for handler in getattr(statement, "handlers", None) or []:
+                visit(handler.body)
+
+    visit(tree.body)
+    return names
+
+
+def _error_line(exc: BaseException, path: str) -> int | None:
+    """The line of the config file where ``exc`` was raised (its innermost frame in the file)."""
+    line = None
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == path:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def port_number(value: Any) -> int:
+    """A TCP port: 1..65535, or 0 for any free port (the log says which)."""
+    port = int(value)
+    if not 0 <= port <= 65535:
+        raise ValueError("a port is 1..65535, or 0 for any free port")
+    return port
+
+
 def read_options(
     options: Options, args: list[str], conf_file: str | None = None, values: Mapping[str, Any] | None = None
 ) -> None:
@@ -171,6 +282,10 @@ def read_options(
     rest = options.parse_command_line(args)
     if rest:
         raise OptionError(f"unexpected argument {rest[0]!r}")
+    if "nodaemon" in options:  # the original's options are defined (define_core_options)
+        from toto.seed_options import apply_seed_options
+
+        apply_seed_options(options)
 
 
 def define_all_options(options: Options, pm: Any, authenticators: Mapping[str, Authenticator]) -> None:
@@ -186,7 +301,7 @@ def define_core_options(options: Options, hmac_modes: Iterable[str] = ()) -> Non
     """The core's options; every one is shown by ``--help``. ``hmac_modes`` are the
     installed signing schemes (``toto_register_authenticators``)."""
     d = options.define
-    d("port", 8888, int, "TCP port to serve on")
+    d("port", 8888, port_number, "TCP port to serve on (0: any free port, shown in the log)")
     d("address", "", str, "address to bind (empty: all interfaces)")
     d("method_module", "methods", str, "package whose modules are the callable methods")
     d(
@@ -277,6 +392,9 @@ def define_core_options(options: Options, hmac_modes: Iterable[str] = ()) -> Non
     )
     define_operations_options(options)
     define_development_options(options)
+    from toto.seed_options import define_seed_options
+
+    define_seed_options(options)
 
 
 def define_development_options(options: Options) -> None:

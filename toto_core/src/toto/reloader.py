@@ -64,7 +64,7 @@ def run_reloading(server: TotoServer) -> None:
     os.environ[ENV_CHILD] = json.dumps(
         {
             "conf_file": given["conf_file"],
-            "argv": [*given["argv"], "--reload=false"],
+            "argv": [*given["argv"], "--reload=false", "--autoreload=false"],  # autoreload: the original's name
             "options": given["options"],
             "sys_path": sys.path,
         }

@@ -195,23 +195,14 @@ class SeedHandler:
     def retrieve_session(self, session_id: str | None = None) -> asyncio.Future[Session | None]:
         """The request's session (``handler.session``), awaitable. The original loaded it
         here; Toto has already loaded and checked the session the request names, so this
-        is done at once. With another ``session_id``, that session is loaded (not signed:
-        the caller got the id some other way, as ``@authenticated_with_parameter`` does)
-        and becomes ``handler.session`` once awaited."""
+        is done at once. With another ``session_id`` (``@authenticated_with_parameter``),
+        that session is loaded and checked as the header's would be (1007, 1008; in
+        ``user_id`` mode a bodiless, unsigned request may name it, as links do) and becomes
+        ``handler.session``."""
         current = self.session
         if session_id is None or (current is not None and current.session_id == session_id):
             done: asyncio.Future[Session | None] = asyncio.get_running_loop().create_future()
             done.set_result(current)
             return done
         handler: TotoHandler = self  # type: ignore[assignment]
-
-        async def load() -> Session | None:
-            session = await handler.server.sessions.load(session_id)
-            handler._close_session()
-            if session is not None:
-                handler._locked_session = session
-                await handler.server.sessions.lock(session)
-            handler.session = session
-            return session
-
-        return asyncio.ensure_future(load())
+        return asyncio.ensure_future(handler._open_named_session(session_id))

@@ -14,6 +14,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets
 
 from toto.cli import exit_with_error
 from toto.connections import make_http_server
@@ -31,6 +32,7 @@ from toto.plugins import (
     pick,
     report_failures,
 )
+from toto.seed_options import apply_serializer_switches, run_seed_startup
 
 if TYPE_CHECKING:
     from toto.auth import Authenticator
@@ -115,6 +117,7 @@ class TotoServer:
         self.storages = merge_named(self.pm, "toto_register_storage")
         self.buses = merge_named(self.pm, "toto_register_event_buses")
         self.serializers = merge_serializers(self.pm)
+        apply_serializer_switches(o, self.serializers)  # the original's bson_enabled / msgpack_enabled
         for serializer in {id(s): s for s in self.serializers.values()}.values():
             serializer.configure(o)
         self.default_serializer = self.serializers["application/json"]
@@ -210,11 +213,15 @@ class TotoServer:
         # A plugin may register its request-path hooks at startup, only when it is active.
         self._find_hot_hooks()
         EventManager.instance().use_hooks(self.hook)
-        self.http_server = make_http_server(self.make_app(), o, max(self.max_body_size * 2, 1 << 30))
-        if sockets is not None:
-            self.http_server.add_sockets(sockets)
-        else:
-            self.http_server.listen(int(o.port), o.address or "")
+        application = self.make_app()
+        await run_seed_startup(self, application)  # the original's event_init_module and startup_function
+        self.http_server = make_http_server(application, o, max(self.max_body_size * 2, 1 << 30))
+        if sockets is None:
+            sockets = bind_sockets(int(o.port), o.address or None)
+            if int(o.port) == 0:
+                o.port = sockets[0].getsockname()[1]
+                log.info("port 0: listening on free port %s", o.port)
+        self.http_server.add_sockets(sockets)
         self._background.append(asyncio.ensure_future(self._purge_loop(float(o.purge_interval))))
         shown = o.address or "0.0.0.0"
         log.info(

@@ -1,0 +1,1 @@
+from . import history, post_message, receive_message

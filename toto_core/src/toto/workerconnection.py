@@ -1,0 +1,6 @@
+"""The original's ``toto.workerconnection`` belongs to its ZeroMQ worker subsystem, which is outside the seed."""
+
+raise ImportError(
+    "toto.workerconnection is the original Toto's ZeroMQ worker subsystem, which this Toto does not include; "
+    "run background work with toto.tasks.TaskQueue, or with a job queue such as Celery or RQ"
+)
