@@ -532,13 +532,13 @@ class TotoSocketHandler(WebSocketHandler):
         if not isinstance(stamp, int) or isinstance(stamp, bool):
             raise TotoException(ERROR_SIGNATURE_EXPIRED, "Missing or malformed timestamp (integer unix seconds)")
         now = time.time()
-        if abs(now - stamp) > self.window:
+        if abs(now - stamp) > self.hub.window:
             raise TotoException(ERROR_SIGNATURE_EXPIRED, "Signature expired: check the client's clock")
         expected = session_key_message_hmac(decode_session_key(session.key), str(stamp), signed)
         if not hmac.compare_digest(expected.encode("ascii"), given.encode("ascii")):
             raise TotoException(ERROR_INVALID_HMAC, "Invalid request HMAC")
         # The deployment-wide replay guard HTTP uses (the storage's first_seen).
-        if not await self.server.storage.first_seen("sig:" + given, stamp + self.window - now + 1):
+        if not await self.server.storage.first_seen("sig:" + given, stamp + self.hub.window - now + 1):
             raise TotoException(ERROR_SIGNATURE_EXPIRED, "Signature already used")
 
     async def _check_session_loop(self, interval: float) -> None:
