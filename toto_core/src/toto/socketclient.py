@@ -50,7 +50,7 @@ class TotoSocket:
         self._ids = itertools.count(1)
         self._pending: dict[Any, asyncio.Future[Any]] = {}
         self._callbacks: dict[str, Callable[[Any], Any]] = {}
-        self._events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self._events: asyncio.Queue[tuple[str, Any] | None] = asyncio.Queue()
         self._sent: set[str] = set()
         self.close_code: int | None = None
         self.close_reason: str | None = None
@@ -105,7 +105,16 @@ class TotoSocket:
         """The next pushed ``(event, data)`` that no callback took."""
         if self._events.empty() and self.close_code is not None:
             raise SocketClosed(self.close_code, self.close_reason)
-        return await asyncio.wait_for(self._events.get(), timeout)
+        item = await asyncio.wait_for(self._events.get(), timeout)
+        if item is None:  # put there when the socket closed
+            self._events.put_nowait(None)
+            raise SocketClosed(self.close_code, self.close_reason)
+        return item
+
+    async def wait_closed(self, timeout: float | None = None) -> tuple[int | None, str | None]:
+        """Wait until the socket is closed (by either side): its close code and reason."""
+        await asyncio.wait_for(asyncio.shield(self._reader), timeout)
+        return self.close_code, self.close_reason
 
     async def login(self, user_id: str, password: str) -> dict[str, Any]:
         return await self.call("account.login", {"user_id": user_id, "password": password})  # type: ignore[no-any-return]
@@ -199,6 +208,7 @@ class TotoSocket:
         for future in self._pending.values():
             if not future.done():
                 future.set_exception(SocketClosed(self.close_code, self.close_reason))
+        self._events.put_nowait(None)
 
     def _follow_session(self, method: str, result: Any) -> None:
         """After a login or an account creation the socket runs with the new session."""
