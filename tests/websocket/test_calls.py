@@ -121,7 +121,7 @@ def test_msgpack_frames_answer_in_msgpack(socket_server) -> None:
 def test_plain_get_of_the_socket_path_is_a_protocol_error(socket_server) -> None:
     server = socket_server()
     try:
-        urllib.request.urlopen(server.url + "/websocket", timeout=10)
+        urllib.request.urlopen(server.url + "/websocket", timeout=10)  # noqa: S310 - http://127.0.0.1
     except urllib.error.HTTPError as exc:
         assert exc.code == 400
         assert json.loads(exc.read())["error"]["code"] == 1011

@@ -216,7 +216,7 @@ class RequestDelegate(httputil.HTTPMessageDelegate):
 
     def data_received(self, chunk: bytes) -> None:
         if self.socket is not None:
-            self.socket.data_received(chunk)  # type: ignore[unused-awaitable]
+            self.socket.data_received(chunk)
             return
         handler = self.handler
         if handler is not None and not handler._finished:

@@ -287,7 +287,12 @@ def define_socket_options(options: Options) -> None:
     d("socket_closed_method", "", str, "module.function called with the socket handler when a socket closes")
     d("socket_max_message", 1024 * 1024, int, "largest message a socket may send in bytes (larger: close 1009)")
     d("socket_ping_interval", 20.0, float, "seconds between pings to an idle socket (0: no pings)")
-    d("socket_ping_timeout", 20.0, float, "seconds a ping waits for its pong before the socket is closed (at most the interval)")
+    d(
+        "socket_ping_timeout",
+        20.0,
+        float,
+        "seconds a ping waits for its pong before the socket closes (at most the interval)",
+    )
     d("socket_max_sockets", 10000, int, "open sockets per process; beyond, new ones are closed with 1013 (0: no cap)")
     d("socket_max_calls", 64, int, "calls running at once on one socket; beyond, a call answers 1013 at once")
     d("socket_max_subscriptions", 100, int, "event names one socket may subscribe to")

@@ -51,7 +51,7 @@ class TotoSocket:
         self._pending: dict[Any, asyncio.Future[Any]] = {}
         self._callbacks: dict[str, Callable[[Any], Any]] = {}
         self._events: asyncio.Queue[tuple[str, Any] | None] = asyncio.Queue()
-        self._sent: set[str] = set()
+        self._tasks: set[asyncio.Future[Any]] = set()
         self.close_code: int | None = None
         self.close_reason: str | None = None
         if binary:
@@ -104,11 +104,11 @@ class TotoSocket:
     async def next_event(self, timeout: float | None = None) -> tuple[str, Any]:
         """The next pushed ``(event, data)`` that no callback took."""
         if self._events.empty() and self.close_code is not None:
-            raise SocketClosed(self.close_code, self.close_reason)
+            raise SocketClosed(self.close_code or ERROR_SOCKET_CLOSED, self.close_reason)
         item = await asyncio.wait_for(self._events.get(), timeout)
         if item is None:  # put there when the socket closed
             self._events.put_nowait(None)
-            raise SocketClosed(self.close_code, self.close_reason)
+            raise SocketClosed(self.close_code or ERROR_SOCKET_CLOSED, self.close_reason)
         return item
 
     async def wait_closed(self, timeout: float | None = None) -> tuple[int | None, str | None]:
@@ -186,7 +186,7 @@ class TotoSocket:
             try:
                 data = frame.encode("utf-8") if isinstance(frame, str) else frame
                 message = (self._serializer if isinstance(frame, bytes) else _JSON).decode(data)
-            except Exception:
+            except Exception:  # noqa: S112 - an unreadable frame answers no call: skip it
                 continue
             if not isinstance(message, dict):
                 continue
@@ -196,7 +196,9 @@ class TotoSocket:
                 if callback is not None:
                     result = callback(message.get("data"))
                     if asyncio.iscoroutine(result):
-                        asyncio.ensure_future(result)
+                        task = asyncio.ensure_future(result)
+                        self._tasks.add(task)
+                        task.add_done_callback(self._tasks.discard)
                 else:
                     self._events.put_nowait((event, message.get("data")))
                 continue
@@ -223,7 +225,7 @@ class TotoSocket:
         if error is not None:
             if not isinstance(error, dict):
                 raise TotoClientError(ERROR_MALFORMED_REQUEST, error)
-            raise TotoClientError(error.get("code"), error.get("value"))
+            raise TotoClientError(int(error.get("code") or 0), error.get("value"))
         return answer.get("result")
 
 
@@ -231,7 +233,13 @@ def _mode(client: AsyncTotoClient) -> str:
     from toto.signing import SessionKeySigning, UserIdSigning
 
     auth = client.authenticator
-    return "session_key" if isinstance(auth, SessionKeySigning) else "user_id" if isinstance(auth, UserIdSigning) else "off"
+    return (
+        "session_key"
+        if isinstance(auth, SessionKeySigning)
+        else "user_id"
+        if isinstance(auth, UserIdSigning)
+        else "off"
+    )
 
 
 async def connect(client: AsyncTotoClient, path: str = "websocket", binary: bool = False) -> TotoSocket:

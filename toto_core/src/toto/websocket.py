@@ -64,6 +64,8 @@ CLOSE_TRY_AGAIN = 1013
 SUBSCRIBE = "toto.subscribe"
 UNSUBSCRIBE = "toto.unsubscribe"
 
+#: Running socket_closed_method coroutines (the loop keeps only weak references to tasks).
+_closing: set[asyncio.Future[Any]] = set()
 _TEXT_HMAC = re.compile(r',"hmac":"([A-Za-z0-9+/=]*)"\}\Z')
 _SESSION_ID = re.compile(r"[A-Za-z0-9_\-]{1,128}\Z")
 
@@ -240,7 +242,6 @@ class TotoSocketHandler(WebSocketHandler):
         #: What EventManager ties this socket's event handlers to (dropped once it closes).
         self.owner = _Owner(self)
 
-
     # -- the handshake --------------------------------------------------------------------------
     async def get(self, *args: Any, **kwargs: Any) -> None:
         if self.request.headers.get("Upgrade", "").lower() != "websocket":
@@ -273,7 +274,7 @@ class TotoSocketHandler(WebSocketHandler):
             return
         named = self.request.headers.get("x-toto-session-id")
         if not named:
-            head, _, tail = self.request.path.strip("/").rpartition("/")
+            tail = self.request.path.strip("/").rpartition("/")[2]
             if tail and tail != hub.path and _SESSION_ID.match(tail):
                 named = tail
         self.session_id = named or None
@@ -308,7 +309,9 @@ class TotoSocketHandler(WebSocketHandler):
             try:
                 result = hub.closed(self)
                 if result is not None and hasattr(result, "__await__"):
-                    asyncio.ensure_future(result)
+                    task = asyncio.ensure_future(result)
+                    _closing.add(task)
+                    task.add_done_callback(_closing.discard)
             except Exception:
                 log.exception("socket_closed_method failed")
 
@@ -515,9 +518,7 @@ class TotoSocketHandler(WebSocketHandler):
             return
         if mode == "unsupported":
             raise TotoException(ERROR_INVALID_HMAC, "This server's hmac_mode does not sign socket messages.")
-        found = (
-            binary_signed_part(raw, request) if isinstance(raw, bytes) else text_signed_part(raw)
-        )
+        found = binary_signed_part(raw, request) if isinstance(raw, bytes) else text_signed_part(raw)
         if found is None:
             raise TotoException(ERROR_INVALID_HMAC, "Invalid request HMAC")
         given, signed = found
