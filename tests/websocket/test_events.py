@@ -139,3 +139,28 @@ def test_a_slow_consumer_is_closed_and_others_go_on(socket_server) -> None:
 
     run(scenario())
     assert "closing a slow consumer" in server.output()
+
+
+def test_methods_register_event_handlers_for_the_life_of_the_socket(socket_server) -> None:
+    """A callback-style method (a long poll) over a socket: answered by the event; its handler
+    is dropped when the socket closes (the original's socket semantics)."""
+    server = socket_server()
+
+    async def scenario() -> None:
+        http = TotoClient(server.url)
+        async with await server.async_client().connect() as sock:
+            waiting = asyncio.ensure_future(sock.call("events.wait", {"name": "ping", "timeout": 60}))
+            for _ in range(600):
+                if http.call("events.count")["handlers"] == 1:
+                    break
+                await asyncio.sleep(0.02)
+            http.call("events.send", {"name": "ping", "args": {"n": 1}})
+            assert await waiting == {"event": "ping", "args": {"n": 1}}
+            assert await sock.call("echo", {"after": 1}) == {"after": 1}
+        for _ in range(600):
+            if http.call("events.count")["handlers"] == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert http.call("events.count")["handlers"] == 0
+
+    run(scenario())

@@ -182,3 +182,22 @@ def test_unknown_session_runs_open_methods_anonymously(socket_server) -> None:
         conn.close()
 
     run(scenario())
+
+
+def test_binary_frames_with_a_bad_signature_are_refused(socket_server) -> None:
+    import msgpack
+
+    server = socket_server()
+    session = server.client().create("packed", "secret-pass")
+
+    async def scenario() -> None:
+        conn = await raw_socket(server, headers={"x-toto-session-id": session["session_id"]})
+        unsigned = {"id": 1, "method": "whoami", "parameters": {}}
+        signature = base64.b64encode(hmac.new(b"packed", msgpack.packb(unsigned), hashlib.sha1).digest()).decode()
+        conn.write_message(msgpack.packb({**unsigned, "hmac": signature}), binary=True)
+        assert await answer(conn) == {"id": 1, "result": {"user_id": "packed"}}
+        conn.write_message(msgpack.packb({**unsigned, "id": 2, "hmac": "é" * 28}), binary=True)
+        assert (await answer(conn))["error"]["code"] == 1008
+        assert (await closed(conn))[0] == 1008
+
+    run(scenario())

@@ -524,7 +524,7 @@ class TotoSocketHandler(WebSocketHandler):
         given, signed = found
         if mode == "user_id":
             expected = user_id_hmac(session.user_id, signed)
-            if not hmac.compare_digest(expected.encode("ascii"), given.encode("ascii")):
+            if not hmac.compare_digest(expected.encode("ascii"), given.encode("utf-8")):
                 raise TotoException(ERROR_INVALID_HMAC, "Invalid request HMAC")
             return
         stamp = request.get("timestamp")
@@ -536,7 +536,7 @@ class TotoSocketHandler(WebSocketHandler):
         if abs(now - stamp) > self.hub.window:
             raise TotoException(ERROR_SIGNATURE_EXPIRED, "Signature expired: check the client's clock")
         expected = session_key_message_hmac(decode_session_key(session.key), str(stamp), signed)
-        if not hmac.compare_digest(expected.encode("ascii"), given.encode("ascii")):
+        if not hmac.compare_digest(expected.encode("ascii"), given.encode("utf-8")):
             raise TotoException(ERROR_INVALID_HMAC, "Invalid request HMAC")
         # The deployment-wide replay guard HTTP uses (the storage's first_seen).
         if not await self.server.storage.first_seen("sig:" + given, stamp + self.hub.window - now + 1):
@@ -600,7 +600,6 @@ class TotoSocketHandler(WebSocketHandler):
         if self.queued >= self.hub.max_queue:
             log.warning("closing a slow consumer: %d messages waiting (socket_max_queue)", self.queued)
             self.close(CLOSE_TRY_AGAIN, "slow consumer: too many messages waiting")
-            self.ws_connection.is_closing = lambda: True  # type: ignore[method-assign]
             self._abort_soon()
             return
         serializer = self.server.serializers.get("application/msgpack") if binary else None
