@@ -271,7 +271,9 @@ def run_wrk(
     )
 
 
-def socket_loader(connections: int, inflight: int, path: str = "/websocket") -> Callable[[str, float, Settings], WrkResult]:
+def socket_loader(
+    connections: int, inflight: int, path: str = "/websocket"
+) -> Callable[[str, float, Settings], WrkResult]:
     """Loads a socket row with bench/socket_load.py: ``connections`` sockets, ``inflight`` echo
     calls in flight on each, split over ``threads`` processes as wrk splits its connections."""
 
