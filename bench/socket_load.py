@@ -27,6 +27,7 @@ async def drive(url: str, connections: int, inflight: int, seconds: float) -> di
     sockets = [await websocket_connect(url, max_message_size=1 << 24) for _ in range(connections)]
     latencies: list[float] = []
     counts = {"calls": 0, "errors": 0}
+    first_error: dict[str, Any] = {}
     stop_at = time.perf_counter() + seconds
 
     async def one(conn: Any) -> None:
@@ -50,6 +51,7 @@ async def drive(url: str, connections: int, inflight: int, seconds: float) -> di
             started = sent.pop(answer.get("id"), None)
             if started is None or answer.get("result") != PARAMETERS:
                 counts["errors"] += 1
+                first_error.setdefault("answer", answer)
                 continue
             now = time.perf_counter()
             counts["calls"] += 1
@@ -67,6 +69,7 @@ async def drive(url: str, connections: int, inflight: int, seconds: float) -> di
         "calls": counts["calls"],
         "seconds": elapsed,
         "errors": counts["errors"],
+        "first_error": first_error.get("answer"),
         "latencies": [latencies[int(len(latencies) * q)] for q in (0.5, 0.99)] if latencies else [0.0, 0.0],
     }
 
@@ -101,6 +104,7 @@ def main() -> None:
         "calls": sum(r["calls"] for r in results),
         "seconds": seconds,
         "errors": sum(r["errors"] for r in results),
+        "first_error": next((r["first_error"] for r in results if r["first_error"]), None),
         "p50_us": statistics.median(r["latencies"][0] for r in results) * 1e6,
         "p99_us": max(r["latencies"][1] for r in results) * 1e6,
     }

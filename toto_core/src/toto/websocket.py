@@ -200,7 +200,7 @@ class SocketHub:
         return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.event_patterns)
 
     def busy(self) -> int:
-        return sum(len(s.tasks) for s in self.sockets)
+        return sum(s.running for s in self.sockets)
 
     async def shutdown(self, timeout: float) -> None:
         """Let running calls finish (up to ``timeout`` seconds), then close every socket with
@@ -234,6 +234,8 @@ class TotoSocketHandler(WebSocketHandler):
         self.closed = False
         self.binary = False  # pushes go in the type of the latest call
         self.tasks: set[asyncio.Task[Any]] = set()
+        #: Calls not answered yet (socket_max_calls counts these).
+        self.running = 0
         self.calls: set[SocketCall] = set()
         self.subscriptions: dict[str, tuple[str, int]] = {}
         self.registered_event_handlers: list[Any] = []
@@ -344,12 +346,13 @@ class TotoSocketHandler(WebSocketHandler):
         if not _is_scalar(msg_id):
             self.send({"id": None, "error": _malformed("id must be a string, a number or null.")}, binary)
             return
-        if len(self.tasks) >= self.hub.max_calls:
+        if self.running >= self.hub.max_calls:
             error = TotoException(
                 ERROR_SERVICE_UNAVAILABLE, f"More than socket_max_calls={self.hub.max_calls} calls running; retry."
             )
             self.send({"id": msg_id, "error": error.to_dict()}, binary)
             return
+        self.running += 1  # until its answer is sent (the task itself ends a moment later)
         task = asyncio.ensure_future(self._serve(request, raw, binary))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
@@ -405,6 +408,7 @@ class TotoSocketHandler(WebSocketHandler):
         finally:
             self.calls.discard(call)
             call.release()
+            self.running -= 1
         if error is not None and error.code == ERROR_SERVICE_UNAVAILABLE:
             log.warning("socket call %s: %s", call.called, error.value)
         if observed:
