@@ -67,6 +67,7 @@ def test_two_pages_chat_through_two_servers() -> None:
     options = {
         "use_web_sockets": True,
         "socket_method_module": "socket_methods",
+        "socket_events": "room",
         "hmac_mode": "session_key",
         "database": "redis",
         "database_url": f"redis://{REDIS_HOST}:{REDIS_PORT}/0",

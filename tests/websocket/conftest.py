@@ -17,7 +17,7 @@ from tests.conftest import BASIC_APP, FAST
 
 T = TypeVar("T")
 SOCKETS_APP = str(Path(__file__).parent.parent / "apps" / "sockets")
-ON = {"use_web_sockets": True, "database": "memory"}
+ON = {"use_web_sockets": True, "database": "memory", "socket_events": "*"}
 #: Generous: how long a test waits for something that must happen (the machine may be busy).
 PATIENCE = 30.0
 

@@ -86,7 +86,7 @@ def test_pushes_from_another_process_of_the_group() -> None:
     port = free_ports(2)
     command = [
         sys.executable, "-m", "toto", "serve", "--processes=2", f"--port={port}", "--address=127.0.0.1",
-        "--database=memory", "--logging=warning", "--use_web_sockets=true",
+        "--database=memory", "--logging=warning", "--use_web_sockets=true", "--socket_events=group-*",
     ]  # fmt: skip
     proc = subprocess.Popen(command, cwd=BASIC_APP, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     urls = [f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port + 1}"]
@@ -162,5 +162,17 @@ def test_methods_register_event_handlers_for_the_life_of_the_socket(socket_serve
                 break
             await asyncio.sleep(0.02)
         assert http.call("events.count")["handlers"] == 0
+
+    run(scenario())
+
+
+def test_no_event_is_subscribable_by_default(socket_server) -> None:
+    server = socket_server(socket_events="")
+
+    async def scenario() -> None:
+        async with await server.async_client().connect() as sock:
+            with pytest.raises(TotoClientError) as error:
+                await sock.subscribe("anything")
+            assert error.value.code == 1011 and "socket_events" in str(error.value.value)
 
     run(scenario())

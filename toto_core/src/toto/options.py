@@ -302,7 +302,13 @@ def define_socket_options(options: Options) -> None:
         int,
         "messages waiting to be sent to one socket; beyond, the socket is a slow consumer and is closed (1013)",
     )
-    d("socket_events", "*", str, "event names sockets may subscribe to: comma-separated shell patterns (empty: none)")
+    d(
+        "socket_events",
+        "",
+        str,
+        "event names sockets may subscribe to (toto.subscribe): comma-separated shell patterns such as room.*; "
+        "empty (the default): none, since an event's data goes to every subscriber",
+    )
     d("socket_session_check", 30.0, float, "seconds between checks that a socket's session still exists (0: off)")
 
 

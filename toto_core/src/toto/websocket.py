@@ -581,7 +581,10 @@ class TotoSocketHandler(WebSocketHandler):
         else:
             refused = [e for e in events if not self.hub.subscribable(e)]
             if refused:
-                raise TotoException(ERROR_MALFORMED_REQUEST, f"Events this server does not push: {refused[:10]}")
+                raise TotoException(
+                    ERROR_MALFORMED_REQUEST,
+                    f"Events this server does not push to sockets (option socket_events): {refused[:10]}",
+                )
             new = [e for e in dict.fromkeys(events) if e not in self.subscriptions]
             limit = self.hub.max_subscriptions
             if len(self.subscriptions) + len(new) > limit:
