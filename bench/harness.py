@@ -271,6 +271,36 @@ def run_wrk(
     )
 
 
+def socket_loader(
+    connections: int, inflight: int, path: str = "/websocket"
+) -> Callable[[str, float, Settings], WrkResult]:
+    """Loads a socket row with bench/socket_load.py: ``connections`` sockets, ``inflight`` echo
+    calls in flight on each, split over ``threads`` processes as wrk splits its connections."""
+
+    def load(url: str, seconds: float, s: Settings) -> WrkResult:
+        target = url.replace("http://", "ws://", 1) + path
+        command = [
+            sys.executable, str(HERE / "socket_load.py"), target, f"--connections={connections}",
+            f"--inflight={inflight}", f"--seconds={seconds:g}", f"--processes={s.threads}",
+        ]  # fmt: skip
+        out = subprocess.run(command, capture_output=True, text=True, check=False, timeout=seconds * 4 + 60)
+        line = next((x for x in out.stdout.splitlines() if x.startswith("SOCKJSON ")), None)
+        if line is None:
+            raise RuntimeError(f"socket_load failed ({out.returncode}): {out.stdout}\n{out.stderr[-2000:]}")
+        data = json.loads(line[len("SOCKJSON ") :])
+        secs = data["seconds"]
+        return WrkResult(
+            requests=data["calls"],
+            seconds=secs,
+            rps=data["calls"] / secs if secs else 0.0,
+            p50_ms=data["p50_us"] / 1000,
+            p99_ms=data["p99_us"] / 1000,
+            errors=data["errors"],
+        )
+
+    return load
+
+
 def ensure_wrk() -> None:
     if shutil.which("wrk"):
         return
@@ -346,6 +376,8 @@ class Row:
     loaded_rss_mb: float = 0.0
     samples: list[Sample] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Loads the row instead of wrk (socket rows: ``socket_loader``): (url, seconds, settings) -> WrkResult.
+    loader: Callable[[str, float, Settings], WrkResult] | None = field(default=None, repr=False)
 
     def median(self, name: str) -> float:
         values = [getattr(s, name) for s in self.samples]
@@ -445,7 +477,10 @@ def start(rows: list[Row], stack: contextlib.ExitStack) -> None:
 def load_once(row: Row, s: Settings) -> Sample:
     assert row.server is not None and row.load is not None
     cpu_before = row.server.cpu_seconds()
-    result = run_wrk(row.server.url, row.load, s.duration, s.threads, s.connections)
+    if row.loader is not None:
+        result = row.loader(row.server.url, s.duration, s)
+    else:
+        result = run_wrk(row.server.url, row.load, s.duration, s.threads, s.connections)
     cpu = row.server.cpu_seconds() - cpu_before
     row.loaded_rss_mb = max(row.loaded_rss_mb, row.server.rss())
     return Sample(
@@ -476,7 +511,10 @@ def measure(baseline: Row, rows: list[Row], s: Settings) -> None:
     print(f"warm-up: {s.warmup:g} s each", flush=True)
     for row in live:
         assert row.server is not None and row.load is not None
-        run_wrk(row.server.url, row.load, s.warmup, s.threads, s.connections)
+        if row.loader is not None:
+            row.loader(row.server.url, s.warmup, s)
+        else:
+            run_wrk(row.server.url, row.load, s.warmup, s.threads, s.connections)
     for round_ in range(1, s.rounds + 1):
         print(f"round {round_} of {s.rounds}", flush=True)
         before = load_once(baseline, s)

@@ -249,6 +249,23 @@ def signed_load(url: str) -> Load:
     return Load(bodies, headers)
 
 
+def socket_prepare(url: str) -> Load:
+    """The socket answers an echo call (and HTTP still does); the load itself is socket_load.py's."""
+    import asyncio
+
+    from toto.client import AsyncTotoClient
+
+    check_echo(url, ECHO)
+
+    async def call() -> Any:
+        async with await AsyncTotoClient(url).connect() as sock:
+            return await sock.call("echo", ECHO_PARAMETERS)
+
+    answer = asyncio.run(call())
+    check(answer == ECHO_PARAMETERS, f"the socket echo answered {answer!r}")
+    return ECHO
+
+
 def toto_echo_prepare(url: str) -> Load:
     check_echo(url, ECHO)
     return ECHO
@@ -411,6 +428,15 @@ class Bench:
                 return packed
 
             self.add_toto("msgpack echo", "msgpack", {"database": "memory"}, msgpack_prepare, "application/msgpack")
+        # Socket calls on one connection (50 in flight) and on 50 (one in flight each, as wrk's 50 connections).
+        for connections, inflight in ((1, self.s.connections), (self.s.connections, 1)):
+            name = f"socket echo x{connections}"
+            if self.wanted(name) or self.wanted("socket"):
+                server = toto_server(name, {"database": "memory", "use_web_sockets": True}, self.s.loop)
+                note = f"{connections} socket(s), {inflight} call(s) in flight each"
+                row = Row(name, "socket", note, server, socket_prepare)
+                row.loader = harness.socket_loader(connections, inflight)
+                self.rows.append(row)
         for transport in transports(help_text):
             for base in TRANSPORT_ROWS:
                 backend = base.split(" ")[1] if base.startswith("signed") else "memory"
@@ -422,6 +448,12 @@ class Bench:
         self.add_twins(parse_twins(self.s.twins, self.stack))
         harness.start([self.baseline, *self.rows], self.stack)
         harness.measure(self.baseline, self.rows, self.s)
+        echo = next((r for r in self.rows if r.name == "echo" and r.samples), None)
+        for row in self.rows:
+            if row.kind == "socket" and row.samples and echo is not None:
+                # The same run's HTTP echo, round by round (each against its neighbouring baselines).
+                row.extra["x_http_echo"] = round(row.ratio / echo.ratio, 3) if echo.ratio else None
+                row.note += f"; x{row.extra['x_http_echo']:.2f} HTTP echo"
         self.run_soak("signed memory")
 
     def run_soak(self, name: str) -> None:

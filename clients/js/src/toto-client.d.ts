@@ -72,4 +72,25 @@ export declare class TotoClient {
   login(userId: string, password: string): Promise<SignInResult>;
   logout(): Promise<{ authenticated: false }>;
   send(path: string, body: unknown, options?: { signIn?: boolean }): Promise<Record<string, any>>;
+  connect(options?: { path?: string; WebSocket?: typeof WebSocket }): Promise<TotoSocket>;
+}
+
+/** How a socket ended: 1008 the session ended or a bad signature, 1009 too big, 1001 shutdown, 1013 overload. */
+export interface CloseInfo {
+  code: number;
+  reason: string;
+}
+
+export declare class TotoSocket {
+  readonly client: TotoClient;
+  readonly ws: WebSocket;
+  readonly closed: Promise<CloseInfo>;
+  call<R = unknown, P = Record<string, unknown>>(method: string, parameters?: P): Promise<R>;
+  batch(calls: Record<string, { method: string; parameters?: unknown }>): Promise<Record<string, BatchAnswer>>;
+  subscribe<D = unknown>(events: string | string[], listener: (data: D, event: string) => void): Promise<string[]>;
+  unsubscribe(events?: string | string[]): Promise<string[]>;
+  create(userId: string, password: string, fields?: Record<string, unknown>): Promise<SignInResult>;
+  login(userId: string, password: string): Promise<SignInResult>;
+  logout(): Promise<{ authenticated: false }>;
+  close(code?: number, reason?: string): Promise<CloseInfo>;
 }

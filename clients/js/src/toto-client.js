@@ -170,6 +170,23 @@ export class TotoClient {
     }
   }
 
+  /**
+   * A WebSocket to the server's socket endpoint (`use_web_sockets`, PROTOCOL.md section 9) that
+   * carries this client's session and signs every call in its hmacMode. Resolves once open.
+   * `WebSocket` is the constructor to use (default: the global one of browsers and Node 22+).
+   */
+  async connect({ path = "websocket", WebSocket: Socket = globalThis.WebSocket } = {}) {
+    if (typeof Socket !== "function") throw new Error("connect: no WebSocket here; pass { WebSocket }");
+    const url = new URL(this.url + "/" + path.replace(/^\/+/, ""), globalThis.location?.href);
+    url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+    const ws = new Socket(url.href);
+    await new Promise((resolve, reject) => {
+      ws.addEventListener("open", resolve, { once: true });
+      ws.addEventListener("error", () => reject(new TotoError(ERROR_CLIENT, `cannot open ${url.href}`)), { once: true });
+    });
+    return new TotoSocket(this, ws);
+  }
+
   async _signIn(method, parameters) {
     const answer = await this.send("/" + method.split(".").join("/"), { parameters }, { signIn: true });
     if (answer.error) throw new TotoError(answer.error.code, answer.error.value);
@@ -220,5 +237,132 @@ export class TotoClient {
     const code = answer.error?.code;
     if (code === ERROR_NOT_AUTHORIZED || code === ERROR_INVALID_SESSION_ID) this.store.clear();
     return answer;
+  }
+}
+
+/** Signs one socket call (README "WebSockets"): the JSON text, with `,"hmac":"..."}` as its end. */
+async function signedFrame(mode, session, message) {
+  if (!session || mode === "off" || (mode === "session_key" && !session.key)) return JSON.stringify(message);
+  let signature;
+  if (mode === "session_key") {
+    message = { ...message, timestamp: Math.floor(Date.now() / 1000) };
+    const text = JSON.stringify(message);
+    signature = await hmac("SHA-256", base64urlDecode(session.key), encoder.encode(`${message.timestamp}\n${text}`));
+    return text.slice(0, -1) + `,"hmac":"${signature}"}`;
+  }
+  const text = JSON.stringify(message);
+  signature = await hmac("SHA-1", encoder.encode(session.user_id ?? ""), encoder.encode(text));
+  return text.slice(0, -1) + `,"hmac":"${signature}"}`;
+}
+
+/** An open socket of a TotoClient: concurrent calls matched by id, batches, event pushes. */
+export class TotoSocket {
+  constructor(client, ws) {
+    this.client = client;
+    this.ws = ws;
+    this._lastId = 0;
+    this._pending = new Map();
+    this._listeners = new Map();
+    /** Resolves to {code, reason} once the socket is closed (1008: the session ended). */
+    this.closed = new Promise((resolve) => {
+      ws.addEventListener("close", (event) => {
+        for (const waiting of this._pending.values()) {
+          waiting.reject(new TotoError(event.code, event.reason || "the socket closed"));
+        }
+        this._pending.clear();
+        resolve({ code: event.code, reason: event.reason });
+      });
+    });
+    ws.addEventListener("message", (event) => this._receive(event.data));
+    const session = client.session;
+    // Browsers cannot set headers on a WebSocket: the session is named by the first message.
+    if (session) ws.send(JSON.stringify({ session_id: session.session_id }));
+  }
+
+  /** Call `method`; resolves to its result, rejects with a TotoError. Calls may answer out of order. */
+  async call(method, parameters = {}) {
+    const answer = await this._send({ method, parameters });
+    if (answer.error) throw new TotoError(answer.error.code, answer.error.value);
+    this._follow(method, answer.result);
+    return answer.result;
+  }
+
+  /** Several calls in one message: resolves to {id: {result} | {error}}. */
+  async batch(calls) {
+    const answer = await this._send({ batch: calls });
+    if (answer.error) throw new TotoError(answer.error.code, answer.error.value);
+    for (const [id, entry] of Object.entries(answer.batch)) this._follow(calls[id]?.method, entry.result);
+    return answer.batch;
+  }
+
+  /** Receive pushes of `events` (names): `listener(data, name)` for each. Resolves to every name subscribed. */
+  async subscribe(events, listener) {
+    const names = typeof events === "string" ? [events] : events;
+    for (const name of names) this._listeners.set(name, listener);
+    return (await this.call("toto.subscribe", { events: names })).subscribed;
+  }
+
+  /** Stop the pushes of `events` (none given: of all). */
+  async unsubscribe(events) {
+    const names = typeof events === "string" ? [events] : events;
+    for (const name of names ?? [...this._listeners.keys()]) this._listeners.delete(name);
+    return (await this.call("toto.unsubscribe", names ? { events: names } : {})).subscribed;
+  }
+
+  create(userId, password, fields = {}) {
+    return this.call("account.create", { ...fields, user_id: userId, password });
+  }
+
+  login(userId, password) {
+    return this.call("account.login", { user_id: userId, password });
+  }
+
+  /** Ends the session; the server then closes the socket (1008). */
+  async logout() {
+    try {
+      return await this.call("account.logout");
+    } finally {
+      this.client.store.clear();
+    }
+  }
+
+  close(code = 1000, reason = "") {
+    this.ws.close(code, reason);
+    return this.closed;
+  }
+
+  async _send(message) {
+    const id = ++this._lastId;
+    const frame = await signedFrame(this.client.hmacMode, this.client.session, { id, ...message });
+    return new Promise((resolve, reject) => {
+      this._pending.set(id, { resolve, reject });
+      this.ws.send(frame);
+    });
+  }
+
+  _receive(data) {
+    let message;
+    try {
+      message = JSON.parse(typeof data === "string" ? data : decoder.decode(data));
+    } catch {
+      return;
+    }
+    if (message && "event" in message && !("id" in message)) {
+      const listener = this._listeners.get(message.event);
+      if (listener) listener(message.data, message.event);
+      return;
+    }
+    const waiting = this._pending.get(message?.id);
+    if (waiting) {
+      this._pending.delete(message.id);
+      waiting.resolve(message);
+    }
+  }
+
+  // After account.login or account.create on the socket, it (and the client) run with the new session.
+  _follow(method, result) {
+    if ((method === "account.login" || method === "account.create") && result && result.session_id) {
+      this.client.store.save({ ...result });
+    }
   }
 }

@@ -16,3 +16,11 @@ async function main(): Promise<number> {
 }
 main();
 localStorageStore("x", { getItem: () => null, setItem: () => {}, removeItem: () => {} });
+async function sockets(): Promise<number> {
+  const socket = await client.connect();
+  const echoed = await socket.call<{ n: number }>("echo", { n: 1 });
+  const names: string[] = await socket.subscribe<{ text: string }>("room", (data, event) => data.text + event);
+  const closed = await socket.close();
+  return echoed.n + names.length + closed.code;
+}
+sockets();

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import functools
 import http.client
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 
 from toto.auth import Authenticator
 from toto.exceptions import ERROR_MALFORMED_REQUEST, PluginError, TotoException
 from toto.serializers import JsonSerializer, Serializer
+
+if TYPE_CHECKING:
+    from toto.socketclient import TotoSocket
 
 
 class TotoClientError(TotoException):
@@ -381,3 +384,11 @@ class AsyncTotoClient(_ClientCore):
             return await self.call("account.logout")
         finally:
             self.session = None
+
+    async def connect(self, path: str = "websocket", binary: bool = False) -> TotoSocket:
+        """A WebSocket to ``<url>/<path>`` (the server's ``socket_path``) with this client's
+        session and signing: ``call``, ``batch``, ``subscribe`` (``toto.socketclient``).
+        ``binary=True`` sends msgpack frames (toto-msgpack installed)."""
+        from toto.socketclient import connect
+
+        return await connect(self, path, binary)

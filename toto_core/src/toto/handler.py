@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from toto.dbconnection import Pending
     from toto.server import TotoServer
     from toto.sessions import Session
+    from toto.websocket import SocketHub
 
 log = logging.getLogger("toto.request")
 
@@ -137,6 +138,12 @@ class TotoApplication(httputil.HTTPServerConnectionDelegate):
         self.routes: dict[str, Route] = server.routes
         self.max_request_line = server.max_request_line
         self.max_header_size = server.max_header_size
+        #: The WebSocket endpoint (``use_web_sockets``), or None.
+        self.sockets: SocketHub | None = None
+        if server.options.use_web_sockets:
+            from toto.websocket import SocketHub
+
+            self.sockets = server.socket_hub = SocketHub(server)
 
     def start_request(self, server_conn: object, request_conn: httputil.HTTPConnection) -> httputil.HTTPMessageDelegate:
         return RequestDelegate(self, server_conn, request_conn)
@@ -162,13 +169,14 @@ class TotoApplication(httputil.HTTPServerConnectionDelegate):
 class RequestDelegate(httputil.HTTPMessageDelegate):
     """One request on one connection: makes its handler, streams the body to it, runs it."""
 
-    __slots__ = ("app", "handler", "request_conn", "server_conn")
+    __slots__ = ("app", "handler", "request_conn", "server_conn", "socket")
 
     def __init__(self, app: TotoApplication, server_conn: object, request_conn: httputil.HTTPConnection) -> None:
         self.app = app
         self.server_conn = server_conn
         self.request_conn = request_conn
         self.handler: TotoHandler | None = None
+        self.socket: httputil.HTTPMessageDelegate | None = None
 
     def headers_received(
         self, start_line: httputil.RequestStartLine | httputil.ResponseStartLine, headers: httputil.HTTPHeaders
@@ -180,6 +188,14 @@ class RequestDelegate(httputil.HTTPMessageDelegate):
             headers=headers,
         )
         app = self.app
+        sockets = app.sockets
+        if sockets is not None and request.method == "GET":
+            found = app.method_path(request.path)
+            if found is not None and sockets.serves(found):
+                # A WebSocket: from here on Tornado's websocket handler owns the connection (toto.websocket).
+                self.socket = sockets.start_request(self.server_conn, self.request_conn)
+                self.socket.headers_received(start_line, headers)
+                return
         handler = self.handler = TotoHandler(app, request, server=app.toto_server)
         if len(request.uri or "") > app.max_request_line or head_size(headers) > app.max_header_size:
             handler._refuse_head()
@@ -205,11 +221,17 @@ class RequestDelegate(httputil.HTTPMessageDelegate):
             handler._check_length()
 
     def data_received(self, chunk: bytes) -> None:
+        if self.socket is not None:
+            self.socket.data_received(chunk)
+            return
         handler = self.handler
         if handler is not None and not handler._finished:
             handler.data_received(chunk)
 
     def finish(self) -> None:
+        if self.socket is not None:
+            self.socket.finish()
+            return
         handler = self.handler
         if handler is not None and not handler._finished:
             task = asyncio.ensure_future(handler._execute())
@@ -218,6 +240,9 @@ class RequestDelegate(httputil.HTTPMessageDelegate):
             task.add_done_callback(_running.discard)
 
     def on_connection_close(self) -> None:
+        if self.socket is not None:
+            self.socket.on_connection_close()
+            return
         handler = self.handler
         if handler is not None and not handler._finished:
             handler.on_connection_close()

@@ -395,6 +395,42 @@ def define_core_options(options: Options, hmac_modes: Iterable[str] = ()) -> Non
     from toto.seed_options import define_seed_options
 
     define_seed_options(options)
+    define_socket_options(options)
+
+
+def define_socket_options(options: Options) -> None:
+    """WebSockets (``toto.websocket``; PROTOCOL.md section 9). The first five are the original's names."""
+    d = options.define
+    d("use_web_sockets", False, bool, "serve method calls and event pushes over WebSockets at <root><socket_path>")
+    d("socket_path", "websocket", str, "path below root of the WebSocket endpoint")
+    d("socket_method_module", "", str, "package of the methods sockets call (empty: method_module)")
+    d("socket_opened_method", "", str, "module.function called with the socket handler when a socket opens")
+    d("socket_closed_method", "", str, "module.function called with the socket handler when a socket closes")
+    d("socket_max_message", 1024 * 1024, int, "largest message a socket may send in bytes (larger: close 1009)")
+    d("socket_ping_interval", 20.0, float, "seconds between pings to an idle socket (0: no pings)")
+    d(
+        "socket_ping_timeout",
+        20.0,
+        float,
+        "seconds a ping waits for its pong before the socket closes (at most the interval)",
+    )
+    d("socket_max_sockets", 10000, int, "open sockets per process; beyond, new ones are closed with 1013 (0: no cap)")
+    d("socket_max_calls", 64, int, "calls running at once on one socket; beyond, a call answers 1013 at once")
+    d("socket_max_subscriptions", 100, int, "event names one socket may subscribe to")
+    d(
+        "socket_max_queue",
+        1000,
+        int,
+        "messages waiting to be sent to one socket; beyond, the socket is a slow consumer and is closed (1013)",
+    )
+    d(
+        "socket_events",
+        "",
+        str,
+        "event names sockets may subscribe to (toto.subscribe): comma-separated shell patterns such as room.*; "
+        "empty (the default): none, since an event's data goes to every subscriber",
+    )
+    d("socket_session_check", 30.0, float, "seconds between checks that a socket's session still exists (0: off)")
 
 
 def define_development_options(options: Options) -> None:

@@ -102,6 +102,8 @@ class TotoServer:
         #: In a ``--processes`` group: a directory every process of the group shares, removed
         #: when the group stops (plugins keep group-wide files there); None for a lone server.
         self.group_dir: str | None = None
+        #: The WebSocket endpoint with ``use_web_sockets`` (``toto.websocket.SocketHub``), else None.
+        self.socket_hub: Any = None
 
     # -- configuration (once) ---------------------------------------------------------
     def _configure(self) -> None:
@@ -246,6 +248,8 @@ class TotoServer:
                 log.info("draining: /_health answers 503; still accepting requests for %gs", delay)
                 await asyncio.sleep(delay)
             self.http_server.stop()
+            if self.socket_hub is not None:  # running calls finish, then close frames "going away" (1001)
+                await self.socket_hub.shutdown(float(self.options.drain_timeout))
             await self.drain(float(self.options.drain_timeout))
             await self.http_server.close_all_connections()
         for task in self._background:

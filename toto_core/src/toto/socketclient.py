@@ -1,0 +1,256 @@
+"""The Python client's WebSocket half: ``await AsyncTotoClient(url).connect()``.
+
+One connection carries many calls at once (answers are matched by id), batches, and
+event pushes. Every call is signed for the client's session in the client's
+``hmac_mode`` (``user_id``, ``session_key`` or ``off``) as README "WebSockets" describes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import itertools
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from tornado.httpclient import HTTPRequest
+from tornado.websocket import WebSocketClientConnection, websocket_connect
+
+from toto.exceptions import ERROR_MALFORMED_REQUEST, TotoException
+from toto.serializers import JsonSerializer
+from toto.signing import decode_session_key, user_id_hmac
+
+if TYPE_CHECKING:
+    from toto.client import AsyncTotoClient
+
+_JSON = JsonSerializer()
+#: Raised on calls of a socket the server closed: code is the close code (1001, 1008, 1009, 1013...).
+ERROR_SOCKET_CLOSED = 1006
+
+
+class SocketClosed(TotoException):
+    """The socket is closed; ``code`` is the WebSocket close code, ``value`` the reason."""
+
+
+class TotoSocket:
+    """A connected socket of an ``AsyncTotoClient``: ``call``, ``batch``, ``subscribe``.
+
+    Pushes of subscribed events go to the callback given to ``subscribe``, or else wait in
+    ``next_event()``. ``close()`` ends the socket; ``close_code``/``close_reason`` tell why
+    the server ended it.
+    """
+
+    def __init__(self, client: AsyncTotoClient, connection: WebSocketClientConnection, binary: bool) -> None:
+        self.client = client
+        self.connection = connection
+        self.binary = binary
+        self._ids = itertools.count(1)
+        self._pending: dict[Any, asyncio.Future[Any]] = {}
+        self._callbacks: dict[str, Callable[[Any], Any]] = {}
+        self._events: asyncio.Queue[tuple[str, Any] | None] = asyncio.Queue()
+        self._tasks: set[asyncio.Future[Any]] = set()
+        self.close_code: int | None = None
+        self.close_reason: str | None = None
+        if binary:
+            from toto.client import find_serializer
+
+            self._serializer = find_serializer("msgpack")
+        else:
+            self._serializer = _JSON
+        self._reader = asyncio.ensure_future(self._read())
+
+    # -- calling ------------------------------------------------------------------------------
+    async def call(self, method: str, parameters: Any = None) -> Any:
+        """Call ``method``; its result, or ``TotoClientError`` with the error's code."""
+        answer = await self._send({"method": method, "parameters": {} if parameters is None else parameters})
+        self._follow_session(method, answer.get("result"))
+        return self._result(answer)
+
+    async def batch(self, calls: dict[str, tuple[str, Any]]) -> dict[str, Any]:
+        """Several calls in one message: each id's result, or its ``TotoClientError``."""
+        from toto.client import TotoClientError
+
+        batch = {k: {"method": m, "parameters": {} if p is None else p} for k, (m, p) in calls.items()}
+        answer = await self._send({"batch": batch})
+        self._result(answer)
+        results: dict[str, Any] = {}
+        for key, entry in (answer.get("batch") or {}).items():
+            if "error" in entry:
+                results[key] = TotoClientError(entry["error"].get("code"), entry["error"].get("value"))
+            else:
+                results[key] = entry.get("result")
+                self._follow_session(calls[key][0], entry.get("result"))
+        return results
+
+    async def subscribe(self, *events: str, callback: Callable[[Any], Any] | None = None) -> list[str]:
+        """Receive pushes of ``events``: ``callback(data)`` each, or through ``next_event()``.
+        Answers every event name the socket is subscribed to."""
+        for event in events:
+            if callback is not None:
+                self._callbacks[event] = callback
+        result = await self.call("toto.subscribe", {"events": list(events)})
+        return list(result["subscribed"])
+
+    async def unsubscribe(self, *events: str) -> list[str]:
+        """Stop the pushes of ``events`` (none named: of all)."""
+        for event in events or list(self._callbacks):
+            self._callbacks.pop(event, None)
+        result = await self.call("toto.unsubscribe", {"events": list(events)} if events else {})
+        return list(result["subscribed"])
+
+    async def next_event(self, timeout: float | None = None) -> tuple[str, Any]:
+        """The next pushed ``(event, data)`` that no callback took."""
+        if self._events.empty() and self.close_code is not None:
+            raise SocketClosed(self.close_code or ERROR_SOCKET_CLOSED, self.close_reason)
+        item = await asyncio.wait_for(self._events.get(), timeout)
+        if item is None:  # put there when the socket closed
+            self._events.put_nowait(None)
+            raise SocketClosed(self.close_code or ERROR_SOCKET_CLOSED, self.close_reason)
+        return item
+
+    async def wait_closed(self, timeout: float | None = None) -> tuple[int | None, str | None]:
+        """Wait until the socket is closed (by either side): its close code and reason."""
+        await asyncio.wait_for(asyncio.shield(self._reader), timeout)
+        return self.close_code, self.close_reason
+
+    async def login(self, user_id: str, password: str) -> dict[str, Any]:
+        return await self.call("account.login", {"user_id": user_id, "password": password})  # type: ignore[no-any-return]
+
+    async def create(self, user_id: str, password: str, **fields: Any) -> dict[str, Any]:
+        return await self.call("account.create", dict(fields, user_id=user_id, password=password))  # type: ignore[no-any-return]
+
+    async def logout(self) -> Any:
+        """Ends the session; the server then closes the socket (1008 "session ended")."""
+        try:
+            return await self.call("account.logout")
+        finally:
+            self.client.session = None
+
+    async def close(self) -> None:
+        self.connection.close()
+        await asyncio.wait([self._reader], timeout=5)
+
+    async def __aenter__(self) -> TotoSocket:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- the wire ---------------------------------------------------------------------------------
+    def encode(self, message: dict[str, Any]) -> str | bytes:
+        """The frame of ``message``, signed for the client's session in its ``hmac_mode``."""
+        session = self.client.session
+        mode = _mode(self.client)
+        key = session.get("key") if session else None
+        signing = session is not None and mode in ("user_id", "session_key") and (mode == "user_id" or key)
+        if signing and mode == "session_key":
+            message = dict(message, timestamp=int(time.time()))
+        data = self._serializer.encode(message)
+        if not signing:
+            return data if self.binary else data.decode("utf-8")
+        assert session is not None
+        if mode == "session_key":
+            assert key is not None
+            stamp = str(message["timestamp"])
+            digest = hmac.new(decode_session_key(key), stamp.encode("ascii") + b"\n" + data, hashlib.sha256).digest()
+            signature = base64.b64encode(digest).decode("ascii")
+        else:
+            signature = user_id_hmac(session.get("user_id"), data)
+        if self.binary:
+            from toto.websocket import sign_binary
+
+            return sign_binary(data, len(message), signature)
+        text = data.decode("utf-8")
+        return text[:-1] + ',"hmac":"' + signature + '"}'
+
+    async def _send(self, message: dict[str, Any]) -> dict[str, Any]:
+        if self.close_code is not None:
+            raise SocketClosed(self.close_code, self.close_reason)
+        msg_id = next(self._ids)
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[msg_id] = future
+        try:
+            await self.connection.write_message(self.encode({"id": msg_id, **message}), binary=self.binary)
+            return await asyncio.wait_for(asyncio.shield(future), self.client.timeout)
+        finally:
+            self._pending.pop(msg_id, None)
+
+    async def _read(self) -> None:
+        while True:
+            frame = await self.connection.read_message()
+            if frame is None:
+                break
+            try:
+                data = frame.encode("utf-8") if isinstance(frame, str) else frame
+                message = (self._serializer if isinstance(frame, bytes) else _JSON).decode(data)
+            except Exception:  # noqa: S112 - an unreadable frame answers no call: skip it
+                continue
+            if not isinstance(message, dict):
+                continue
+            if "event" in message and "id" not in message:
+                event = message["event"]
+                callback = self._callbacks.get(event)
+                if callback is not None:
+                    result = callback(message.get("data"))
+                    if asyncio.iscoroutine(result):
+                        task = asyncio.ensure_future(result)
+                        self._tasks.add(task)
+                        task.add_done_callback(self._tasks.discard)
+                else:
+                    self._events.put_nowait((event, message.get("data")))
+                continue
+            future = self._pending.get(message.get("id"))
+            if future is not None and not future.done():
+                future.set_result(message)
+        self.close_code = self.connection.close_code or ERROR_SOCKET_CLOSED
+        self.close_reason = self.connection.close_reason
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(SocketClosed(self.close_code, self.close_reason))
+        self._events.put_nowait(None)
+
+    def _follow_session(self, method: str, result: Any) -> None:
+        """After a login or an account creation the socket runs with the new session."""
+        if method in ("account.login", "account.create") and isinstance(result, dict) and result.get("session_id"):
+            self.client.session = {k: result[k] for k in ("session_id", "expires", "user_id", "key") if k in result}
+
+    @staticmethod
+    def _result(answer: dict[str, Any]) -> Any:
+        from toto.client import TotoClientError
+
+        error = answer.get("error")
+        if error is not None:
+            if not isinstance(error, dict):
+                raise TotoClientError(ERROR_MALFORMED_REQUEST, error)
+            raise TotoClientError(int(error.get("code") or 0), error.get("value"))
+        return answer.get("result")
+
+
+def _mode(client: AsyncTotoClient) -> str:
+    from toto.signing import SessionKeySigning, UserIdSigning
+
+    auth = client.authenticator
+    return (
+        "session_key"
+        if isinstance(auth, SessionKeySigning)
+        else "user_id"
+        if isinstance(auth, UserIdSigning)
+        else "off"
+    )
+
+
+async def connect(client: AsyncTotoClient, path: str = "websocket", binary: bool = False) -> TotoSocket:
+    """Open ``<client url>/<path>`` as a WebSocket, naming the client's session."""
+    scheme = "wss" if client.scheme == "https" else "ws"
+    target = client._target(path)
+    headers = {}
+    if client.session and client.session.get("session_id"):
+        headers["x-toto-session-id"] = client.session["session_id"]
+    request = HTTPRequest(
+        f"{scheme}://{client.host}:{client.port}{target}", headers=headers, connect_timeout=client.timeout
+    )
+    connection = await websocket_connect(request, max_message_size=64 * 1024 * 1024)
+    return TotoSocket(client, connection, binary)

@@ -1,0 +1,862 @@
+"""WebSockets (PROTOCOL.md section 9): the same methods, sessions and signing over one
+connection, with events pushed.
+
+``use_web_sockets=true`` serves ``<root><socket_path>``. ``TotoApplication`` hands an
+upgrade request for that path to a small Tornado ``web.Application`` whose only handler
+is ``TotoSocketHandler``; everything else stays on Toto's own HTTP path.
+
+Per message: parse -> (session-naming message: remember the id) -> resolve the method ->
+load and check the session as over HTTP -> invoke -> answer ``{"id", "result"|"error"}``.
+Calls run as tasks of their own, so answers may come out of order.
+
+Signed calls (see README "WebSockets" for the exact bytes): the frame is the call's JSON
+text with ``,"hmac":"<base64>"}`` in place of its closing ``}``; the signature covers the
+text before that (with the ``}`` put back). Binary (msgpack) frames: the ``hmac`` entry is
+the map's last entry and the signature covers the map without it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import fnmatch
+import hashlib
+import hmac
+import importlib
+import logging
+import re
+import struct
+import time
+import traceback
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from tornado import web
+from tornado.websocket import WebSocketClosedError, WebSocketHandler
+
+from toto.events import EventManager
+from toto.exceptions import (
+    ERROR_INVALID_HMAC,
+    ERROR_INVALID_SESSION_ID,
+    ERROR_MALFORMED_REQUEST,
+    ERROR_SERVER,
+    ERROR_SERVICE_UNAVAILABLE,
+    ERROR_SIGNATURE_EXPIRED,
+    ERROR_UNSUPPORTED_CONTENT_TYPE,
+    PluginError,
+    TotoException,
+)
+from toto.lookup import Method, MethodLookup
+from toto.signing import NoSigning, SessionKeySigning, UserIdSigning, decode_session_key, user_id_hmac
+
+if TYPE_CHECKING:
+    from toto.server import TotoServer
+    from toto.sessions import Session
+
+log = logging.getLogger("toto.websocket")
+
+#: Close codes (RFC 6455 section 7.4.1) as PROTOCOL.md section 9 uses them.
+CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY = 1008
+CLOSE_TOO_BIG = 1009
+CLOSE_TRY_AGAIN = 1013
+
+SUBSCRIBE = "toto.subscribe"
+UNSUBSCRIBE = "toto.unsubscribe"
+
+#: Running socket_closed_method coroutines (the loop keeps only weak references to tasks).
+_closing: set[asyncio.Future[Any]] = set()
+_TEXT_HMAC = re.compile(r',"hmac":"([A-Za-z0-9+/=]*)"\}\Z')
+_SESSION_ID = re.compile(r"[A-Za-z0-9_\-]{1,128}\Z")
+
+
+# -- the signed bytes of a message ------------------------------------------------------------
+
+
+def text_signed_part(frame: str) -> tuple[str, bytes] | None:
+    """(hmac, signed bytes) of a text frame ending in ``,"hmac":"<base64>"}``, else None."""
+    found = _TEXT_HMAC.search(frame)
+    if found is None:
+        return None
+    return found.group(1), (frame[: found.start()] + "}").encode("utf-8")
+
+
+def _map_header(count: int) -> bytes:
+    if count < 16:
+        return bytes((0x80 | count,))
+    if count < 1 << 16:
+        return b"\xde" + struct.pack(">H", count)
+    return b"\xdf" + struct.pack(">I", count)
+
+
+def _msgpack_str(text: str) -> bytes:
+    data = text.encode("utf-8")
+    if len(data) < 32:
+        return bytes((0xA0 | len(data),)) + data
+    if len(data) < 256:
+        return b"\xd9" + bytes((len(data),)) + data
+    return b"\xda" + struct.pack(">H", len(data)) + data
+
+
+def binary_signed_part(frame: bytes, message: dict[str, Any]) -> tuple[str, bytes] | None:
+    """(hmac, signed bytes) of a msgpack frame whose last entry is ``"hmac": <str>``: the
+    signed bytes are the map without that entry (its header counting one entry fewer)."""
+    given = message.get("hmac")
+    if not isinstance(given, str) or list(message)[-1] != "hmac":
+        return None
+    tail = _msgpack_str("hmac") + _msgpack_str(given)
+    head = _map_header(len(message))
+    if not frame.startswith(head) or not frame.endswith(tail):
+        return None
+    return given, _map_header(len(message) - 1) + frame[len(head) : len(frame) - len(tail)]
+
+
+def sign_binary(unsigned: bytes, count: int, signature: str) -> bytes:
+    """The frame of a msgpack map of ``count`` entries (encoded as ``unsigned``) with
+    ``"hmac": signature`` appended as its last entry (the client half of the rule above)."""
+    head = _map_header(count)
+    return _map_header(count + 1) + unsigned[len(head) :] + _msgpack_str("hmac") + _msgpack_str(signature)
+
+
+def session_key_message_hmac(key: bytes, timestamp: str, signed: bytes) -> str:
+    """base64(HMAC-SHA256(key, timestamp + "\\n" + the message without its hmac))."""
+    digest = hmac.new(key, timestamp.encode("ascii") + b"\n" + signed, hashlib.sha256).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+def _function(path: str, option: str) -> Callable[..., Any] | None:
+    if not path:
+        return None
+    module_name, _, name = path.rpartition(".")
+    try:
+        found = getattr(importlib.import_module(module_name), name) if module_name else None
+    except (ImportError, AttributeError) as exc:
+        raise PluginError(f"{option} {path!r} cannot be found: {exc}") from None
+    if not callable(found):
+        raise PluginError(f"{option} {path!r} is not module.function")
+    return found  # type: ignore[no-any-return]
+
+
+# -- the endpoint ---------------------------------------------------------------------------------
+
+
+class SocketHub:
+    """The WebSocket endpoint of one server: its options, its open sockets, its shutdown."""
+
+    def __init__(self, server: TotoServer) -> None:
+        o = server.options
+        self.server = server
+        self.path = str(o.socket_path).strip("/")
+        if o.socket_method_module:
+            try:
+                self.methods = MethodLookup(o.socket_method_module, builtin_accounts=o.builtin_accounts)
+            except ImportError as exc:
+                raise PluginError(str(exc).replace("method_module", "socket_method_module")) from None
+        else:
+            self.methods = server.methods
+        self.opened = _function(o.socket_opened_method, "socket_opened_method")
+        self.closed = _function(o.socket_closed_method, "socket_closed_method")
+        self.max_sockets = int(o.socket_max_sockets)
+        self.max_calls = max(1, int(o.socket_max_calls))
+        self.max_subscriptions = int(o.socket_max_subscriptions)
+        self.max_queue = max(1, int(o.socket_max_queue))
+        self.session_check = float(o.socket_session_check)
+        self.event_patterns = [p.strip() for p in str(o.socket_events).split(",") if p.strip()]
+        self.allowed_origins = {x.strip() for x in str(o.allow_origin).split(",") if x.strip()}
+        auth = server.authenticator
+        self.mode = (
+            "session_key"
+            if isinstance(auth, SessionKeySigning)
+            else "user_id"
+            if isinstance(auth, UserIdSigning)
+            else "off"
+            if isinstance(auth, NoSigning)
+            else "unsupported"
+        )
+        self.window = float(getattr(auth, "window", 300.0))
+        self.sockets: set[TotoSocketHandler] = set()
+        ping = float(o.socket_ping_interval)
+        self.app = web.Application(
+            [(r".*", TotoSocketHandler, {"hub": self})],
+            websocket_max_message_size=int(o.socket_max_message),
+            websocket_ping_interval=ping or None,
+            websocket_ping_timeout=min(float(o.socket_ping_timeout), ping) if ping else None,
+            log_function=lambda handler: None,
+        )
+
+    def serves(self, path: str) -> bool:
+        """Whether ``path`` (below root) is the socket endpoint: ``<socket_path>`` or, as in
+        the original, ``<socket_path>/<session_id>``."""
+        path = path.strip("/")
+        if path == self.path:
+            return True
+        head, _, tail = path.rpartition("/")
+        return head == self.path and bool(_SESSION_ID.match(tail))
+
+    def start_request(self, server_conn: object, request_conn: Any) -> Any:
+        return self.app.start_request(server_conn, request_conn)
+
+    def subscribable(self, name: str) -> bool:
+        return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.event_patterns)
+
+    def busy(self) -> int:
+        return sum(s.running for s in self.sockets)
+
+    async def shutdown(self, timeout: float) -> None:
+        """Let running calls finish (up to ``timeout`` seconds), then close every socket with
+        1001 going away and wait a moment for the closing handshakes."""
+        deadline = time.monotonic() + timeout
+        while self.busy() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for socket in list(self.sockets):
+            socket.close(CLOSE_GOING_AWAY, "server going away")
+        deadline = time.monotonic() + 2.0
+        while self.sockets and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+
+
+class TotoSocketHandler(WebSocketHandler):
+    """One client's socket. Open/close hooks (``socket_opened_method``,
+    ``socket_closed_method``) receive it; methods reach it as ``handler.socket``.
+
+    ``session_id`` is the session the socket names; ``send_message(data)`` writes ``data``
+    to the client as is (the original's call); ``closed`` tells whether it is over.
+    """
+
+    def initialize(self, hub: SocketHub) -> None:
+        self.hub = hub
+        self.server = hub.server
+        self.connection = hub.server.connection
+        self.db = getattr(self.connection, "db", None)
+        self.session_id: str | None = None
+        #: True once a call ran with the named session: its end closes the socket.
+        self.had_session = False
+        self.closed = False
+        self.binary = False  # pushes go in the type of the latest call
+        self.tasks: set[asyncio.Task[Any]] = set()
+        #: Calls not answered yet (socket_max_calls counts these).
+        self.running = 0
+        self.calls: set[SocketCall] = set()
+        self.subscriptions: dict[str, tuple[str, int]] = {}
+        self.registered_event_handlers: list[Any] = []
+        self.queued = 0
+        self._checker: asyncio.Task[None] | None = None
+        #: What EventManager ties this socket's event handlers to (dropped once it closes).
+        self.owner = _Owner(self)
+
+    # -- the handshake --------------------------------------------------------------------------
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        if self.request.headers.get("Upgrade", "").lower() != "websocket":
+            self.set_status(400)
+            self.set_header("Content-Type", "application/json")
+            self.finish(
+                self.server.default_serializer.encode(
+                    {"error": {"code": ERROR_MALFORMED_REQUEST, "value": "This path serves WebSockets only."}}
+                )
+            )
+            return
+        await super().get(*args, **kwargs)
+
+    def check_origin(self, origin: str) -> bool:
+        """Browsers send Origin: any with ``allow_origin=*`` (sessions never travel in
+        ambient credentials here), else the listed origins and this host's own."""
+        if "*" in self.hub.allowed_origins or origin in self.hub.allowed_origins:
+            return True
+        return bool(super().check_origin(origin))
+
+    async def open(self, *args: Any, **kwargs: Any) -> None:
+        hub = self.hub
+        hub.sockets.add(self)
+        if hub.max_sockets and len(hub.sockets) > hub.max_sockets:
+            log.warning("refusing sockets beyond socket_max_sockets=%d (1013)", hub.max_sockets)
+            self.close(CLOSE_TRY_AGAIN, "too many sockets; try again later")
+            return
+        if self.server.draining:
+            self.close(CLOSE_GOING_AWAY, "server going away")
+            return
+        named = self.request.headers.get("x-toto-session-id")
+        if not named:
+            tail = self.request.path.strip("/").rpartition("/")[2]
+            if tail and tail != hub.path and _SESSION_ID.match(tail):
+                named = tail
+        self.session_id = named or None
+        if hub.session_check > 0:
+            self._checker = asyncio.ensure_future(self._check_session_loop(hub.session_check))
+        if hub.opened is not None:
+            try:
+                result = hub.opened(self)
+                if result is not None and hasattr(result, "__await__"):
+                    await result
+            except Exception:
+                log.exception("socket_opened_method failed")
+
+    def on_close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        hub = self.hub
+        hub.sockets.discard(self)
+        if self._checker is not None:
+            self._checker.cancel()
+        manager = EventManager.instance()
+        for sig in [*self.subscriptions.values(), *self.registered_event_handlers]:
+            manager.remove_handler(sig)
+        self.subscriptions.clear()
+        self.registered_event_handlers.clear()
+        for call in list(self.calls):
+            call.connection_closed()
+        for task in list(self.tasks):
+            task.cancel()
+        if hub.closed is not None:
+            try:
+                result = hub.closed(self)
+                if result is not None and hasattr(result, "__await__"):
+                    task = asyncio.ensure_future(result)
+                    _closing.add(task)
+                    task.add_done_callback(_closing.discard)
+            except Exception:
+                log.exception("socket_closed_method failed")
+
+    def on_ping(self, data: bytes) -> None:
+        pass
+
+    # -- messages -------------------------------------------------------------------------------
+    def on_message(self, message: str | bytes) -> None:
+        binary = isinstance(message, bytes)
+        try:
+            request, raw = self._parse(message)
+        except TotoException as exc:
+            self.send({"id": None, "error": exc.to_dict()}, binary)
+            return
+        self.binary = binary
+        msg_id = request.get("id")
+        if "method" not in request and "batch" not in request:
+            if "session_id" in request:
+                named = request["session_id"]
+                if named is not None and not isinstance(named, str):
+                    self.send({"id": msg_id, "error": _malformed("session_id must be a string.")}, binary)
+                    return
+                self.session_id = named or None
+                self.had_session = False
+                if msg_id is not None:
+                    self.send({"id": msg_id, "result": True}, binary)
+                return
+            self.send({"id": msg_id, "error": _malformed("A call needs a method (or a batch).")}, binary)
+            return
+        if not _is_scalar(msg_id):
+            self.send({"id": None, "error": _malformed("id must be a string, a number or null.")}, binary)
+            return
+        if self.running >= self.hub.max_calls:
+            error = TotoException(
+                ERROR_SERVICE_UNAVAILABLE, f"More than socket_max_calls={self.hub.max_calls} calls running; retry."
+            )
+            self.send({"id": msg_id, "error": error.to_dict()}, binary)
+            return
+        self.running += 1  # until its answer is sent (the task itself ends a moment later)
+        task = asyncio.ensure_future(self._serve(request, raw, binary))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def _parse(self, message: str | bytes) -> tuple[dict[str, Any], str | bytes]:
+        if isinstance(message, bytes):
+            serializer = self.server.serializers.get("application/msgpack")
+            if serializer is None:
+                raise TotoException(
+                    ERROR_UNSUPPORTED_CONTENT_TYPE, "Binary messages are msgpack: install toto-msgpack on the server."
+                )
+            data = message
+        else:
+            serializer = self.server.default_serializer
+            data = message.encode("utf-8")
+        try:
+            request = serializer.decode(data)
+        except TotoException:
+            raise
+        except (ValueError, TypeError, RecursionError, UnicodeDecodeError, OverflowError) as exc:
+            text = str(exc)
+            raise TotoException(ERROR_MALFORMED_REQUEST, f"Malformed message: {text[:200]}") from None
+        if not isinstance(request, dict):
+            raise TotoException(ERROR_MALFORMED_REQUEST, "A message must be an object.")
+        return request, message
+
+    async def _serve(self, request: dict[str, Any], raw: str | bytes, binary: bool) -> None:
+        msg_id = request.get("id")
+        server = self.server
+        observed = server.request_hooks
+        call = SocketCall(self, request)
+        self.calls.add(call)
+        started = time.perf_counter()
+        if observed:
+            try:
+                server.hook.toto_request_started(handler=call)
+            except Exception:
+                log.exception("a toto_request_started hook failed")
+        error: TotoException | None = None
+        try:
+            if "batch" in request:
+                answer = await self._batch(call, request, raw)
+            else:
+                answer = await self._call(call, request, raw)
+        except TotoException as exc:
+            error = exc
+            answer = {"error": exc.to_dict()}
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            error = self._unexpected(exc, request.get("method"))
+            answer = {"error": error.to_dict()}
+        finally:
+            self.calls.discard(call)
+            call.release()
+            self.running -= 1
+        if error is not None and error.code == ERROR_SERVICE_UNAVAILABLE:
+            log.warning("socket call %s: %s", call.called, error.value)
+        if observed:
+            try:
+                server.hook.toto_request_finished(
+                    handler=call,
+                    method=call.called,
+                    batch=call.batch_size,
+                    status=200,
+                    error=None if error is None else error.to_dict(),
+                    seconds=time.perf_counter() - started,
+                )
+            except Exception:
+                log.exception("a toto_request_finished hook failed")
+        self.send({"id": msg_id, **answer}, binary)
+        if call.close_reason is not None:
+            self.close(CLOSE_POLICY, call.close_reason)
+
+    async def _call(self, call: SocketCall, request: dict[str, Any], raw: str | bytes) -> dict[str, Any]:
+        name = request.get("method")
+        parameters = request.get("parameters", {})
+        if name in (SUBSCRIBE, UNSUBSCRIBE):
+            call.called = name
+            return {"result": self._subscribe(name, parameters)}
+        method = self.hub.methods.resolve(name)
+        call.called = method.name
+        await self._open_session(call, request, raw, _requires_session(method))
+        result = await call.invoke(method, parameters)
+        await call.settle()
+        return {"result": result}
+
+    async def _batch(self, call: SocketCall, request: dict[str, Any], raw: str | bytes) -> dict[str, Any]:
+        batch = request["batch"]
+        server = self.server
+        if not isinstance(batch, dict):
+            raise TotoException(ERROR_MALFORMED_REQUEST, "batch must be an object of {id: call}.")
+        if len(batch) > server.max_batch:
+            raise TotoException(ERROR_MALFORMED_REQUEST, f"A batch may hold at most {server.max_batch} calls.")
+        call.batch_size = len(batch)
+        methods: dict[str, Method | TotoException] = {}
+        for key, entry in batch.items():
+            try:
+                if not isinstance(entry, dict):
+                    raise TotoException(ERROR_MALFORMED_REQUEST, "Each batch entry must be an object.")
+                methods[key] = self.hub.methods.resolve(entry.get("method"))
+            except TotoException as exc:
+                methods[key] = exc
+        required = any(isinstance(m, Method) and _requires_session(m) for m in methods.values())
+        await self._open_session(call, request, raw, required)
+
+        async def run(key: str) -> dict[str, Any]:
+            method = methods[key]
+            if isinstance(method, TotoException):
+                return {"error": method.to_dict()}
+            entry = SocketBatchEntry(call)
+            self.calls.add(entry)
+            try:
+                return {"result": await entry.invoke(method, batch[key].get("parameters", {}))}
+            except TotoException as exc:
+                return {"error": exc.to_dict()}
+            except Exception as exc:
+                return {"error": self._unexpected(exc, method.name).to_dict()}
+            finally:
+                self.calls.discard(entry)
+
+        answers = await asyncio.gather(*(run(key) for key in batch))
+        await call.settle()
+        return {"batch": dict(zip(batch, answers))}
+
+    # -- sessions and signatures ----------------------------------------------------------------
+    async def _open_session(self, call: SocketCall, request: dict[str, Any], raw: str | bytes, required: bool) -> None:
+        """Give ``call`` the socket's session when it exists and the message is signed for
+        it. A method that asks for a session (``@authenticated``) gets 1007 / 1008 / 1015
+        instead of running without; one that does not runs with ``session = None``."""
+        session_id = self.session_id
+        if not session_id:
+            return
+        sessions = self.server.sessions
+        session = await sessions.load(session_id)
+        if session is None:
+            if self.had_session:
+                call.close_reason = "session ended"
+            if required:
+                raise TotoException(ERROR_INVALID_SESSION_ID, "Invalid session")
+            return
+        try:
+            await self._verify(session, request, raw)
+        except TotoException as exc:
+            sessions.release(session)
+            if not required:
+                return
+            if exc.code == ERROR_INVALID_HMAC:
+                call.close_reason = "bad signature"
+            raise
+        except BaseException:
+            sessions.release(session)
+            raise
+        call.locked = session
+        new_expiry = sessions.renewal(session)
+        if new_expiry is not None:
+            await self.server.storage.touch_session(session.session_id, new_expiry)
+            session._record.expires = new_expiry
+        await sessions.lock(session)
+        call.session = session
+        call.opened_with = session
+        self.had_session = True
+
+    async def _verify(self, session: Session, request: dict[str, Any], raw: str | bytes) -> None:
+        mode = self.hub.mode
+        if mode == "off":
+            return
+        if mode == "unsupported":
+            raise TotoException(ERROR_INVALID_HMAC, "This server's hmac_mode does not sign socket messages.")
+        found = binary_signed_part(raw, request) if isinstance(raw, bytes) else text_signed_part(raw)
+        if found is None:
+            raise TotoException(ERROR_INVALID_HMAC, "Invalid request HMAC")
+        given, signed = found
+        if mode == "user_id":
+            expected = user_id_hmac(session.user_id, signed)
+            if not hmac.compare_digest(expected.encode("ascii"), given.encode("utf-8")):
+                raise TotoException(ERROR_INVALID_HMAC, "Invalid request HMAC")
+            return
+        stamp = request.get("timestamp")
+        if not session.key:
+            raise TotoException(ERROR_INVALID_HMAC, "Invalid request HMAC")
+        if not isinstance(stamp, int) or isinstance(stamp, bool):
+            raise TotoException(ERROR_SIGNATURE_EXPIRED, "Missing or malformed timestamp (integer unix seconds)")
+        now = time.time()
+        if abs(now - stamp) > self.hub.window:
+            raise TotoException(ERROR_SIGNATURE_EXPIRED, "Signature expired: check the client's clock")
+        expected = session_key_message_hmac(decode_session_key(session.key), str(stamp), signed)
+        if not hmac.compare_digest(expected.encode("ascii"), given.encode("utf-8")):
+            raise TotoException(ERROR_INVALID_HMAC, "Invalid request HMAC")
+        # The deployment-wide replay guard HTTP uses (the storage's first_seen).
+        if not await self.server.storage.first_seen("sig:" + given, stamp + self.hub.window - now + 1):
+            raise TotoException(ERROR_SIGNATURE_EXPIRED, "Signature already used")
+
+    async def _check_session_loop(self, interval: float) -> None:
+        """Close the socket once the session it ran calls with is gone (logout elsewhere, expiry)."""
+        while not self.closed:
+            await asyncio.sleep(interval)
+            session_id = self.session_id
+            if not session_id or not self.had_session:
+                continue
+            try:
+                record = await self.server.storage.load_session(session_id)
+            except Exception as exc:  # storage down: try again next time, never close for it
+                log.debug("socket session check failed: %s", exc)
+                continue
+            if record is None or record.expires < time.time():
+                if session_id == self.session_id:
+                    self.close(CLOSE_POLICY, "session ended")
+                    return
+
+    # -- events ---------------------------------------------------------------------------------
+    def _subscribe(self, name: str, parameters: Any) -> dict[str, Any]:
+        events = parameters.get("events") if isinstance(parameters, dict) else None
+        if isinstance(events, str):
+            events = [events]
+        if name == UNSUBSCRIBE and events is None:
+            events = list(self.subscriptions)
+        if not isinstance(events, list) or not all(isinstance(e, str) and e for e in events):
+            raise TotoException(ERROR_MALFORMED_REQUEST, "events must be a list of event names.")
+        manager = EventManager.instance()
+        if name == UNSUBSCRIBE:
+            for event in events:
+                sig = self.subscriptions.pop(event, None)
+                if sig is not None:
+                    manager.remove_handler(sig)
+        else:
+            refused = [e for e in events if not self.hub.subscribable(e)]
+            if refused:
+                raise TotoException(
+                    ERROR_MALFORMED_REQUEST,
+                    f"Events this server does not push to sockets (option socket_events): {refused[:10]}",
+                )
+            new = [e for e in dict.fromkeys(events) if e not in self.subscriptions]
+            limit = self.hub.max_subscriptions
+            if len(self.subscriptions) + len(new) > limit:
+                raise TotoException(ERROR_MALFORMED_REQUEST, f"A socket may subscribe to at most {limit} events.")
+            for event in new:
+                self.subscriptions[event] = manager.register_handler(
+                    event, self._pusher(event), True, self.owner, persist=True
+                )
+        return {"subscribed": sorted(self.subscriptions)}
+
+    def _pusher(self, event: str) -> Callable[[Any], None]:
+        def push(data: Any) -> None:
+            self.send({"event": event, "data": data}, self.binary)
+
+        return push
+
+    # -- writing --------------------------------------------------------------------------------
+    def send(self, payload: dict[str, Any], binary: bool = False) -> None:
+        """Queue one message; a client that lets ``socket_max_queue`` pile up is closed (1013)."""
+        if self.closed or self.ws_connection is None:
+            return
+        if self.queued >= self.hub.max_queue:
+            log.warning("closing a slow consumer: %d messages waiting (socket_max_queue)", self.queued)
+            self.close(CLOSE_TRY_AGAIN, "slow consumer: too many messages waiting")
+            self._abort_soon()
+            return
+        serializer = self.server.serializers.get("application/msgpack") if binary else None
+        if serializer is None:
+            serializer, binary = self.server.default_serializer, False
+        try:
+            data = serializer.encode(payload)
+        except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+            log.error("socket answer could not be serialized: %s", exc)
+            fallback = {"error": {"code": ERROR_SERVER, "value": "The result could not be serialized."}}
+            if "id" in payload:
+                fallback = {"id": payload["id"], **fallback}
+            elif "event" in payload:
+                return
+            data = serializer.encode(fallback)
+        try:
+            future = self.write_message(data, binary=binary)
+        except WebSocketClosedError:
+            return
+        self.queued += 1
+        future.add_done_callback(self._written)
+
+    def _written(self, future: asyncio.Future[None]) -> None:
+        self.queued -= 1
+        if not future.cancelled():
+            future.exception()  # a closed stream: seen here, not logged as never retrieved
+
+    def _abort_soon(self) -> None:
+        """A slow consumer's close frame waits behind what it does not read: cut the TCP
+        connection if the closing handshake has not ended in a moment."""
+
+        def abort() -> None:
+            connection = self.ws_connection
+            if connection is not None and connection.stream is not None and not connection.stream.closed():
+                connection.stream.close()
+
+        asyncio.get_running_loop().call_later(1.0, abort)
+
+    def send_message(self, data: Any, message_id: Any = None) -> None:
+        """Write ``data`` to the client as is (``{"message_id", "data"}`` with ``message_id``)."""
+        self.send({"message_id": message_id, "data": data} if message_id is not None else data, self.binary)
+
+    def _unexpected(self, exc: BaseException, name: Any) -> TotoException:
+        if isinstance(exc, TotoException):
+            return exc
+        log.error("error in socket call %r", name if isinstance(name, str) else "?", exc_info=exc)
+        if self.server.debug:
+            return TotoException(ERROR_SERVER, "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+        return TotoException(ERROR_SERVER, f"Server error ({type(exc).__name__})")
+
+
+class _Owner:
+    """Stands for a socket where EventManager expects a request: finished once the socket closed."""
+
+    __slots__ = ("socket",)
+
+    def __init__(self, socket: TotoSocketHandler) -> None:
+        self.socket = socket
+
+    @property
+    def _finished(self) -> bool:
+        return self.socket.closed
+
+
+def _malformed(text: str) -> dict[str, Any]:
+    return {"code": ERROR_MALFORMED_REQUEST, "value": text}
+
+
+def _is_scalar(value: Any) -> bool:
+    return value is None or isinstance(value, (str, int, float, bool))
+
+
+def _requires_session(method: Method) -> bool:
+    """A method that asks for a session (``@authenticated``) is refused without a valid one."""
+    return bool(getattr(method.invoke, "authenticated", False))
+
+
+# -- what methods receive as ``handler`` ---------------------------------------------------------
+
+
+class SocketCall:
+    """The ``handler`` of one socket call: ``session``, ``connection`` (``.db``), ``server``,
+    ``request`` (the handshake's), ``socket``, ``respond``, ``register_event_handler``,
+    ``create_session``. Event handlers registered here live as long as the socket."""
+
+    def __init__(self, socket: TotoSocketHandler, message: dict[str, Any]) -> None:
+        self.socket = socket
+        self.server = socket.server
+        self.connection = socket.connection
+        self.request = socket.request
+        self.message = message
+        self.session: Session | None = None
+        self.headers_only = False
+        self.called: str | None = None
+        self.batch_size: int | None = None
+        self.close_reason: str | None = None
+        self.locked: Session | None = None
+        self.opened_with: Session | None = None
+        self._reply: asyncio.Future[Any] | None = None
+        self._active: list[Method] = []
+
+    @property
+    def _finished(self) -> bool:
+        return self.socket.closed
+
+    async def invoke(self, method: Method, parameters: Any) -> Any:
+        server = self.server
+        hooks = server.invoke_hooks
+        if hooks:
+            server.hook.toto_before_invoke(handler=self, method=method.name, parameters=parameters)
+        self._active.append(method)
+        try:
+            if method.validate is not None:
+                parameters = method.validate(parameters, False)
+            result = method.invoke(self, parameters)
+            if result is not None and hasattr(result, "__await__"):
+                result = await result
+            if result is None:
+                reply = self._reply
+                if reply is not None and reply.done():
+                    result = reply.result()
+                elif method.callback_style:
+                    # Answers later through respond(); the session lock is not held meanwhile.
+                    await self.settle()
+                    self.release()
+                    if reply is None:
+                        reply = self._reply = asyncio.get_running_loop().create_future()
+                    result = await reply
+        except TotoException as exc:
+            if hooks:
+                server.hook.toto_after_invoke(handler=self, method=method.name, result=None, error=exc.to_dict())
+            raise
+        except Exception as exc:
+            if not hooks:
+                raise
+            error = self.socket._unexpected(exc, method.name)
+            server.hook.toto_after_invoke(handler=self, method=method.name, result=None, error=error.to_dict())
+            raise error from exc
+        finally:
+            self._active.remove(method)
+        if hooks:
+            server.hook.toto_after_invoke(handler=self, method=method.name, result=result, error=None)
+        return result
+
+    async def settle(self) -> None:
+        """Persist the session's state; follow a login (the socket takes the new session)
+        or a logout (the socket closes)."""
+        session = self.session
+        if session is not None:
+            await session.flush()
+        socket = self.socket
+        if session is not None and session is not self.opened_with:
+            socket.session_id = session.session_id
+            socket.had_session = True
+            self.opened_with = session
+        elif session is None and self.opened_with is not None:
+            socket.session_id = None
+            self.close_reason = "session ended"
+
+    def release(self) -> None:
+        locked = self.locked
+        if locked is not None:
+            self.locked = None
+            self.server.sessions.release(locked)
+
+    def respond(self, result: Any = None, error: Any = None) -> None:
+        reply = self._reply
+        if reply is None:
+            reply = self._reply = asyncio.get_running_loop().create_future()
+        if reply.done():
+            return
+        if error is not None:
+            reply.set_exception(_as_error(self, error))
+        else:
+            reply.set_result(result)
+
+    def respond_raw(self, body: Any, content_type: str, finish: bool = True) -> None:
+        raise TotoException(ERROR_SERVER, "respond_raw answers HTTP requests only, not socket calls")
+
+    raw_respond = respond_raw
+
+    async def create_session(self, user_id: str | None = None) -> Session:
+        server = self.server
+        session = await server.sessions.create(user_id, server.authenticator.uses_session_key)
+        self.release()
+        self.session = session
+        return session
+
+    def register_event_handler(
+        self, event_name: str, handler: Any, run_on_main_loop: bool = True, deregister_on_finish: bool = False
+    ) -> Any:
+        """Call ``handler(args)`` on the next event ``event_name`` while the socket is open
+        (once, as the original's socket handler did; ``toto.subscribe`` pushes every one)."""
+        manager = EventManager.instance()
+        sig = manager.register_handler(event_name, handler, run_on_main_loop, self.socket.owner)
+        self.socket.registered_event_handlers.append(sig)
+        return sig
+
+    def deregister_event_handler(self, sig: Any) -> None:
+        EventManager.instance().remove_handler(sig)
+        handlers = self.socket.registered_event_handlers
+        if sig in handlers:
+            handlers.remove(sig)
+
+    def connection_closed(self) -> None:
+        for method in self._active:
+            if method.on_close is not None:
+                try:
+                    method.on_close(self)
+                except Exception:
+                    log.exception("on_connection_close of %s failed", method.name)
+        reply = self._reply
+        if reply is not None and not reply.done():
+            reply.cancel()
+
+
+class SocketBatchEntry(SocketCall):
+    """One entry of a socket batch: its own ``respond``; the batch's session and socket."""
+
+    def __init__(self, batch: SocketCall) -> None:
+        super().__init__(batch.socket, batch.message)
+        self.handler = batch  # where account.* count password checks per message
+        self.session = batch.session
+        self.opened_with = batch.opened_with
+
+    async def create_session(self, user_id: str | None = None) -> Session:
+        session = await self.handler.create_session(user_id)
+        self.session = session
+        return session
+
+    async def settle(self) -> None:
+        pass
+
+    def release(self) -> None:
+        pass
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # A method that sets handler.session (logout) sets the batch's.
+        if name == "session" and "handler" in self.__dict__:
+            self.__dict__["handler"].session = value
+        object.__setattr__(self, name, value)
+
+
+def _as_error(call: SocketCall, error: Any) -> TotoException:
+    if isinstance(error, TotoException):
+        return error
+    if isinstance(error, BaseException):
+        return call.socket._unexpected(error, call.called)
+    if isinstance(error, dict) and "code" in error:
+        return TotoException(error["code"], error.get("value"))
+    return TotoException(ERROR_SERVER, error)
