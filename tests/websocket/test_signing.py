@@ -201,3 +201,29 @@ def test_binary_frames_with_a_bad_signature_are_refused(socket_server) -> None:
         assert (await closed(conn))[0] == 1008
 
     run(scenario())
+
+
+def test_a_cookie_session_names_the_socket_session(socket_server) -> None:
+    """With use_cookies, the browser's signed session cookie names the socket's session at
+    the handshake; an altered cookie names none."""
+    server = socket_server(use_cookies=True, cookie_secret="s" * 32, hmac_enabled=False)
+    name = "cookie-sock"
+    status, headers, body = server.client().request(
+        json.dumps({"method": "account.create", "parameters": {"user_id": name, "password": "secret-pass"}}).encode(),
+        sign=False,
+    )
+    cookie = next(
+        value.split(";", 1)[0]
+        for key, value in headers.items()
+        if key.lower() == "set-cookie" and value.startswith("toto-session-id=")
+    )
+
+    async def scenario() -> None:
+        conn = await raw_socket(server, headers={"Cookie": cookie})
+        conn.write_message(json.dumps({"id": 1, "method": "whoami", "parameters": {}}))
+        assert await answer(conn) == {"id": 1, "result": {"user_id": name}}
+        forged = await raw_socket(server, headers={"Cookie": cookie[:-3] + "AAA"})
+        forged.write_message(json.dumps({"id": 2, "method": "optional", "parameters": {}}))
+        assert await answer(forged) == {"id": 2, "result": {"user_id": None}}
+
+    run(scenario())

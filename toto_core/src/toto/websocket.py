@@ -279,6 +279,9 @@ class TotoSocketHandler(WebSocketHandler):
             tail = self.request.path.strip("/").rpartition("/")[2]
             if tail and tail != hub.path and _SESSION_ID.match(tail):
                 named = tail
+        if not named and self.server.cookies is not None:
+            # A web app on cookie sessions (use_cookies): the browser sends the signed cookie.
+            named = self.server.cookies.session_id(self)  # type: ignore[arg-type]
         self.session_id = named or None
         if hub.session_check > 0:
             self._checker = asyncio.ensure_future(self._check_session_loop(hub.session_check))
@@ -520,6 +523,8 @@ class TotoSocketHandler(WebSocketHandler):
         mode = self.hub.mode
         if mode == "off":
             return
+        if mode == "user_id" and not getattr(self.server.authenticator, "enabled", True):
+            return  # hmac_enabled=False: user_id mode checks nothing, as over HTTP
         if mode == "unsupported":
             raise TotoException(ERROR_INVALID_HMAC, "This server's hmac_mode does not sign socket messages.")
         found = binary_signed_part(raw, request) if isinstance(raw, bytes) else text_signed_part(raw)
