@@ -39,7 +39,9 @@ def tests(session: nox.Session) -> None:
     """Install toto-core and every plugin, then run the whole suite against real services."""
     install_everything(session)
     session.run("python", "tests/services.py")
-    session.run("pytest", *(session.posargs or ["tests", "-q", "-ra"]))
+    # Four workers: the suite mostly waits on servers, databases and sockets (18 min in one
+    # process on the 2-core machine, 6 with four; every test has its own ports and prefixes).
+    session.run("pytest", *(session.posargs or ["tests", "-q", "-ra", "-n", "4"]))
 
 
 @nox.session
