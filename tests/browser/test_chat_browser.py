@@ -4,17 +4,14 @@ each page's own JavaScript opens a WebSocket to its server, creates an account, 
 
 from __future__ import annotations
 
-import json
-import queue
 import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlencode
 
 from toto.testing.server import ServerProcess
 
+from tests.browser.pages import PageServer
 from tests.browser.test_cors_browser import Chromium
 from tests.redis.conftest import REDIS_HOST, REDIS_PORT, ensure_machine_redis
 from tests.websocket.conftest import SOCKETS_APP
@@ -22,43 +19,12 @@ from tests.websocket.conftest import SOCKETS_APP
 PAGE = (Path(__file__).parent / "chat.html").read_bytes()
 
 
-class ChatPages:
-    """Serves the chat page, collects the pages' reports, and says "go" once both are ready."""
+class ChatPages(PageServer):
+    """Serves the chat page, collects the pages' reports, and says "go" (200 to a poll) once both are ready."""
 
     def __init__(self) -> None:
-        self.reports: queue.Queue[Any] = queue.Queue()
         self.go = threading.Event()
-        pages = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                path = self.path.split("?", 1)[0]
-                if path == "/":
-                    self.send_response(200)
-                    self.send_header("Content-Type", "text/html; charset=utf-8")
-                    self.send_header("Content-Length", str(len(PAGE)))
-                    self.end_headers()
-                    self.wfile.write(PAGE)
-                else:
-                    self.send_response(200 if pages.go.is_set() else 204)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-
-            def do_POST(self) -> None:
-                pages.reports.put(json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0")))))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.origin = f"http://127.0.0.1:{self.httpd.server_port}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(PAGE, lambda: 200 if self.go.is_set() else 204)
 
 
 def test_two_pages_chat_through_two_servers() -> None:

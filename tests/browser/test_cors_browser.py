@@ -14,10 +14,8 @@ import queue
 import signal
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -26,6 +24,7 @@ import pytest
 from toto.signing import decode_session_key, session_key_request_hmac, session_key_response_hmac, user_id_hmac
 from toto.testing.server import ServerProcess
 
+from tests.browser.pages import PageServer
 from tests.conftest import BASIC_APP
 
 CHROMIUM = "/usr/bin/chromium"
@@ -45,43 +44,6 @@ MAX_BODY = 100_000  # the page's too-large request is 300 KB
 FAST = {"password_cost": 10, "database": "memory", "logging": "warning", "max_body_size": MAX_BODY}
 USER = "Browser-Émile"  # mixed case and non-ASCII: the signing key is the lower-cased id as UTF-8
 GREETING = "naïve ✓ 日本"
-
-
-class PageServer:
-    """Serves the page on its own port (its own origin) and collects what the page reports."""
-
-    def __init__(self) -> None:
-        self.reports: queue.Queue[Any] = queue.Queue()
-        reports = self.reports
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                found = self.path.split("?", 1)[0] == "/"
-                body = PAGE if found else b"not found"
-                self.send_response(200 if found else 404)
-                self.send_header("Content-Type", "text/html; charset=utf-8" if found else "text/plain")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def do_POST(self) -> None:
-                data = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                reports.put(json.loads(data))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.origin = f"http://127.0.0.1:{self.httpd.server_port}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(10)
 
 
 class Chromium:
@@ -208,7 +170,7 @@ def _tokens(value: str | None) -> set[str]:
 @pytest.fixture(scope="module")
 def page_server() -> Iterator[PageServer]:
     assert os.path.exists(CHROMIUM), f"{CHROMIUM} is missing: run `python tests/services.py` (installs chromium)"
-    server = PageServer()
+    server = PageServer(PAGE)
     yield server
     server.close()
 

@@ -6,61 +6,24 @@ from another origin (PROTOCOL.md section 4, docs/compat.md "Signing")."""
 from __future__ import annotations
 
 import json
-import queue
-import threading
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlencode
 
 import pytest
 from toto.signing import toto_js_hmac, user_id_hmac
 
+from tests.browser.pages import PageServer
 from tests.browser.test_cors_browser import Chromium
 
 PAGE = (Path(__file__).parent / "totojs_page.html").read_bytes()
 TEXT = "naïve café ✓ 日本 😀"  # Latin-1, BMP and a surrogate pair: low bytes differ from UTF-8
 
 
-class PageServer:
-    """Serves the page from an origin of its own and collects its report."""
-
-    def __init__(self) -> None:
-        self.reports: queue.Queue[Any] = queue.Queue()
-        reports = self.reports
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", "text/html; charset=utf-8")
-                self.send_header("Content-Length", str(len(PAGE)))
-                self.end_headers()
-                self.wfile.write(PAGE)
-
-            def do_POST(self) -> None:
-                reports.put(json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0")))))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.origin = f"http://127.0.0.1:{self.httpd.server_port}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(10)
-
-
 @pytest.fixture
 def page_server() -> Iterator[PageServer]:
-    server = PageServer()
+    server = PageServer(PAGE)
     yield server
     server.close()
 
