@@ -804,8 +804,8 @@ class TotoHandler(SeedHandler):
                     continue
                 try:
                     result = self._invoke(method, BatchEntry(self, key), batch[key].get("parameters", {}))
-                except TotoException as exc:
-                    answers[key] = {"error": exc.to_dict()}
+                except Exception as exc:  # a TotoException, or a toto_before_invoke hook that failed
+                    answers[key] = {"error": self._unexpected(exc).to_dict()}
                     continue
                 if isinstance(result, _Pending):
                     waiting[key] = _entry_answer(result.awaitable)

@@ -470,8 +470,8 @@ class TotoSocketHandler(WebSocketHandler):
             self.calls.add(entry)
             try:
                 return {"result": await entry.invoke(method, batch[key].get("parameters", {}))}
-            except TotoException as exc:  # invoke raises nothing else
-                return {"error": exc.to_dict()}
+            except Exception as exc:  # a TotoException, or a toto_before_invoke hook that failed
+                return {"error": self._unexpected(exc, method.name).to_dict()}
             finally:
                 self.calls.discard(entry)
 
