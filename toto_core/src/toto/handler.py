@@ -16,7 +16,6 @@ import json
 import logging
 import re
 import time
-import traceback
 from collections.abc import Awaitable
 from email.utils import formatdate
 from http.client import responses
@@ -25,6 +24,7 @@ from urllib.parse import unquote_to_bytes
 
 from tornado import httputil
 
+from toto.calls import error_for, invocation_error, respond
 from toto.events import EventManager
 from toto.exceptions import (
     ERROR_INVALID_SESSION_ID,
@@ -709,10 +709,7 @@ class TotoHandler(SeedHandler):
                 self._close_session()
                 self._session_error = exc
                 return
-        new_expiry = server.sessions.renewal(session)
-        if new_expiry is not None:
-            await server.storage.touch_session(session.session_id, new_expiry)
-            session._record.expires = new_expiry
+        await server.sessions.renew(session)
         await server.sessions.lock(session)
         self.session = session
 
@@ -768,7 +765,9 @@ class TotoHandler(SeedHandler):
         self._called = method.name
         await self._open_session(body)
         try:
-            result = await self._invoke(method, self, parameters)
+            result = self._invoke(method, self, parameters)
+            if isinstance(result, _Pending):
+                result = await result.awaitable
             if result is _RAW:
                 return
             if self.session is not None:
@@ -794,34 +793,24 @@ class TotoHandler(SeedHandler):
                 methods[key] = exc
         await self._open_session(body)
         try:
-
-            async def run(key: str) -> dict[str, Any]:
-                method = methods[key]
-                if isinstance(method, TotoException):
-                    return {"error": method.to_dict()}
-                try:
-                    entry = BatchEntry(self, key)
-                    result = await self._invoke(method, entry, batch[key].get("parameters", {}))
-                    return {"result": result}
-                except TotoException as exc:
-                    return {"error": exc.to_dict()}
-                except Exception as exc:
-                    return {"error": self._unexpected(exc).to_dict()}
-
             # Entries run concurrently. A plain function cannot interleave with anything,
-            # so it runs right here; only entries that wait on something get a task.
+            # so _invoke runs it right here; only entries that wait on something get a task.
             answers: dict[str, dict[str, Any]] = {}
             waiting: dict[str, Awaitable[dict[str, Any]]] = {}
             for key in batch:
                 method = methods[key]
-                if isinstance(method, Method) and method.plain:
-                    answer = self._invoke_plain(method, BatchEntry(self, key), batch[key].get("parameters", {}))
-                    if isinstance(answer, dict):
-                        answers[key] = answer
-                    else:
-                        waiting[key] = answer
+                if isinstance(method, TotoException):
+                    answers[key] = {"error": method.to_dict()}
+                    continue
+                try:
+                    result = self._invoke(method, BatchEntry(self, key), batch[key].get("parameters", {}))
+                except Exception as exc:  # a TotoException, or a toto_before_invoke hook that failed
+                    answers[key] = {"error": self._unexpected(exc).to_dict()}
+                    continue
+                if isinstance(result, _Pending):
+                    waiting[key] = _entry_answer(result.awaitable)
                 else:
-                    waiting[key] = run(key)
+                    answers[key] = {"result": result}
             if waiting:
                 for key, answer in zip(waiting, await asyncio.gather(*waiting.values())):
                     answers[key] = answer
@@ -830,37 +819,6 @@ class TotoHandler(SeedHandler):
         finally:
             self._close_session()
         self._answer({"batch": {key: answers[key] for key in batch}})
-
-    def _invoke_plain(self, method: Method, entry: BatchEntry, parameters: Any) -> Any:
-        """Run a plain (not async, not callback-style) method of a batch now: its answer, or
-        an awaitable of it when the method returned something to wait for after all."""
-        hooks = self.server.invoke_hooks
-        if hooks:
-            self.server.hook.toto_before_invoke(handler=entry, method=method.name, parameters=parameters)
-        self._active_methods.append(method)
-        try:
-            if self._session_error is not None:
-                self._refuse_unauthenticated(method)
-            if method.validate is not None:
-                parameters = method.validate(parameters, False)
-            result = method.invoke(entry, parameters)
-            if result is None and entry._reply is not None:
-                result = entry._reply
-            if result is not None and hasattr(result, "__await__"):
-                return self._entry_answer(self._settled(result), method, entry)
-            if self._work:
-                return self._entry_answer(self._settled(result), method, entry)
-        except Exception as exc:
-            return self._entry_error(exc, method, entry)
-        if hooks:
-            self.server.hook.toto_after_invoke(handler=entry, method=method.name, result=result, error=None)
-        return {"result": result}
-
-    async def _settled(self, result: Any) -> Any:
-        if result is not None and hasattr(result, "__await__"):
-            result = await result
-        await self._settle()
-        return result
 
     async def _settle(self) -> None:
         """Wait for the storage calls seed code made without awaiting them (toto.dbconnection):
@@ -877,38 +835,44 @@ class TotoHandler(SeedHandler):
                         self.session = None  # the answer must not name a session that was never stored
                     raise
 
-    async def _entry_answer(self, pending: Awaitable[Any], method: Method, entry: BatchEntry) -> dict[str, Any]:
-        try:
-            result = await pending
-        except Exception as exc:
-            return self._entry_error(exc, method, entry)
-        if self.server.invoke_hooks:
-            self.server.hook.toto_after_invoke(handler=entry, method=method.name, result=result, error=None)
-        return {"result": result}
+    def _invoke(self, method: Method, target: Any, parameters: Any) -> Any:
+        """The one invocation path: run ``method`` for ``target`` (this handler or a batch
+        entry) up to its first wait, between toto_before_invoke and toto_after_invoke.
 
-    def _entry_error(self, exc: Exception, method: Method, entry: BatchEntry) -> dict[str, Any]:
-        """A batch entry's error answer (an unexpected exception logged and answered as 1000)."""
-        error = exc.to_dict() if isinstance(exc, TotoException) else self._unexpected(exc).to_dict()
-        if self.server.invoke_hooks:
-            self.server.hook.toto_after_invoke(handler=entry, method=method.name, result=None, error=error)
-        return {"error": error}
-
-    async def _invoke(self, method: Method, target: Any, parameters: Any) -> Any:
+        A method that answered without waiting (a plain function) gives its result now:
+        no coroutine, no task. One that waits gives ``_Pending`` of its result. Failures
+        are raised (now or by the awaitable) as TotoException, from ``invocation_error``."""
         if self._session_error is not None:
             self._refuse_unauthenticated(method)
-        hooks = self.server.invoke_hooks
-        if hooks:
+        if self.server.invoke_hooks:
             self.server.hook.toto_before_invoke(handler=target, method=method.name, parameters=parameters)
         self._active_methods.append(method)
         try:
             if method.validate is not None:
                 parameters = method.validate(parameters, self._text_parameters)
-            if method.is_coroutine:
-                result = await method.invoke(target, parameters)
-            else:
-                result = method.invoke(target, parameters)
-                if result is not None and hasattr(result, "__await__"):
-                    result = await result
+            result = method.invoke(target, parameters)
+            if not method.plain or self._work or (result is not None and hasattr(result, "__await__")):
+                return _Pending(self._invoke_rest(method, target, result))
+            if result is None:
+                reply = target._reply
+                if reply is not None:
+                    if not reply.done():
+                        return _Pending(self._invoke_rest(method, target, result))
+                    result = reply.result()
+        except Exception as exc:
+            error = invocation_error(self.server, target, method.name, exc, self._where(), log)
+            if error is exc:
+                raise
+            raise error from exc
+        if self.server.invoke_hooks:
+            self.server.hook.toto_after_invoke(handler=target, method=method.name, result=result, error=None)
+        return result
+
+    async def _invoke_rest(self, method: Method, target: Any, result: Any) -> Any:
+        """The part of ``_invoke`` after a method's first wait."""
+        try:
+            if result is not None and hasattr(result, "__await__"):
+                result = await result
             if result is None:
                 reply = target._reply
                 if reply is not None and reply.done():
@@ -922,35 +886,23 @@ class TotoHandler(SeedHandler):
                     if reply is None:
                         reply = target._reply = asyncio.get_running_loop().create_future()
                     result = await reply
+                elif reply is not None:
+                    result = await reply
             if self._work:
                 await self._settle()
-        except TotoException as exc:
-            if hooks:
-                self.server.hook.toto_after_invoke(handler=target, method=method.name, result=None, error=exc.to_dict())
-            raise
         except Exception as exc:
-            if not hooks:
+            error = invocation_error(self.server, target, method.name, exc, self._where(), log)
+            if error is exc:
                 raise
-            # Converted (and logged) here, so the hook sees the 1000 error the caller gets.
-            error = self._unexpected(exc)
-            self.server.hook.toto_after_invoke(handler=target, method=method.name, result=None, error=error.to_dict())
             raise error from exc
-        if hooks:
+        if self.server.invoke_hooks:
             self.server.hook.toto_after_invoke(handler=target, method=method.name, result=result, error=None)
         return result
 
     # -- answering ----------------------------------------------------------------------
     def respond(self, result: Any = None, error: Any = None) -> None:
         """Answer a callback-style call: ``result``, or ``error`` (a TotoException or any exception)."""
-        reply = self._reply
-        if reply is None:
-            reply = self._reply = asyncio.get_running_loop().create_future()
-        if reply.done():
-            return
-        if error is not None:
-            reply.set_exception(_as_toto_error(self, error))
-        else:
-            reply.set_result(result)
+        respond(self, result, error, self._where(), self.server.debug, log)
 
     def respond_raw(self, body: bytes | str, content_type: str, finish: bool = True) -> None:
         """Write ``body`` as is with ``content_type``, bypassing the Toto envelope (and signing)."""
@@ -1004,14 +956,11 @@ class TotoHandler(SeedHandler):
             log.warning("%s %s: %s", self.request.method, self.request.uri, exc.value)
         self._answer({"error": exc.to_dict()}, exc.status)
 
+    def _where(self) -> str:
+        return f"{self.request.method} {self.request.uri}"
+
     def _unexpected(self, exc: BaseException) -> TotoException:
-        if isinstance(exc, TotoException):
-            return exc
-        log.error("error in %s %s", self.request.method, self.request.uri, exc_info=exc)
-        if self.server.debug:
-            text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-            return TotoException(ERROR_SERVER, text)
-        return TotoException(ERROR_SERVER, f"Server error ({type(exc).__name__})")
+        return error_for(exc, self._where(), self.server.debug, log)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         # Transport-level errors (404, 405, unexpected failures) in the protocol's shape, never a page.
@@ -1101,15 +1050,8 @@ class BatchEntry:
             setattr(self.handler, name, value)
 
     def respond(self, result: Any = None, error: Any = None) -> None:
-        reply = self._reply
-        if reply is None:
-            reply = self.__dict__["_reply"] = asyncio.get_running_loop().create_future()
-        if reply.done():
-            return
-        if error is not None:
-            reply.set_exception(_as_toto_error(self.handler, error))
-        else:
-            reply.set_result(result)
+        handler = self.handler
+        respond(self, result, error, handler._where(), handler.server.debug, log)
 
     def respond_raw(self, body: Any, content_type: str, finish: bool = True) -> None:
         raise TotoException(ERROR_SERVER, "respond_raw cannot answer one entry of a batch")
@@ -1117,14 +1059,22 @@ class BatchEntry:
     raw_respond = respond_raw
 
 
-def _as_toto_error(handler: TotoHandler, error: Any) -> TotoException:
-    if isinstance(error, TotoException):
-        return error
-    if isinstance(error, BaseException):
-        return handler._unexpected(error)
-    if isinstance(error, dict) and "code" in error:
-        return TotoException(error["code"], error.get("value"))
-    return TotoException(ERROR_SERVER, error)
+class _Pending:
+    """What ``_invoke`` gives for a method that waits: the awaitable of its result (a
+    wrapper, so a result that is itself awaitable is never mistaken for one)."""
+
+    __slots__ = ("awaitable",)
+
+    def __init__(self, awaitable: Awaitable[Any]) -> None:
+        self.awaitable = awaitable
+
+
+async def _entry_answer(pending: Awaitable[Any]) -> dict[str, Any]:
+    """A waiting batch entry's answer: its result, or the error ``_invoke`` raised for it."""
+    try:
+        return {"result": await pending}
+    except TotoException as exc:
+        return {"error": exc.to_dict()}
 
 
 def _quality(params: str) -> float:

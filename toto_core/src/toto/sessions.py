@@ -219,9 +219,9 @@ class SessionManager:
         self.state_serializer = state_serializer
         self.fallbacks = [s for s in fallbacks if s is not state_serializer]
         self.ttl = float(options.session_ttl)
-        self.renew = float(options.session_renew)
+        self.renew_within = float(options.session_renew)
         self.anon_ttl = float(options.anon_session_ttl)
-        self.anon_renew = float(options.anon_session_renew)
+        self.anon_renew_within = float(options.anon_session_renew)
         self._locks: dict[str, _LockEntry] = {}
 
     def encode_state(self, state: dict[str, Any]) -> bytes:
@@ -300,11 +300,19 @@ class SessionManager:
         """The new expiry if this request should renew the session, else None."""
         anonymous = session.user_id is None
         ttl = self.anon_ttl if anonymous else self.ttl
-        renew = self.anon_renew if anonymous else self.renew
+        renew = self.anon_renew_within if anonymous else self.renew_within
         now = time.time()
         if renew <= 0 or session.expires - now < renew:
             return now + ttl
         return None
+
+    async def renew(self, session: Session) -> None:
+        """Push the session's expiry forward when it is due (every transport calls this
+        once per request that opened the session); a session not due costs no round trip."""
+        new_expiry = self.renewal(session)
+        if new_expiry is not None:
+            await self.storage.touch_session(session.session_id, new_expiry)
+            session._record.expires = new_expiry
 
     async def lock(self, session: Session) -> None:
         """Serialize requests on one session inside this process, so a read-modify-write

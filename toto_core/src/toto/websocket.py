@@ -27,13 +27,13 @@ import logging
 import re
 import struct
 import time
-import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from tornado import web
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
+from toto.calls import error_for, invocation_error, respond
 from toto.events import EventManager
 from toto.exceptions import (
     ERROR_INVALID_HMAC,
@@ -470,9 +470,7 @@ class TotoSocketHandler(WebSocketHandler):
             self.calls.add(entry)
             try:
                 return {"result": await entry.invoke(method, batch[key].get("parameters", {}))}
-            except TotoException as exc:
-                return {"error": exc.to_dict()}
-            except Exception as exc:
+            except Exception as exc:  # a TotoException, or a toto_before_invoke hook that failed
                 return {"error": self._unexpected(exc, method.name).to_dict()}
             finally:
                 self.calls.discard(entry)
@@ -510,10 +508,7 @@ class TotoSocketHandler(WebSocketHandler):
             sessions.release(session)
             raise
         call.locked = session
-        new_expiry = sessions.renewal(session)
-        if new_expiry is not None:
-            await self.server.storage.touch_session(session.session_id, new_expiry)
-            session._record.expires = new_expiry
+        await sessions.renew(session)
         await sessions.lock(session)
         call.session = session
         call.opened_with = session
@@ -657,12 +652,7 @@ class TotoSocketHandler(WebSocketHandler):
         self.send({"message_id": message_id, "data": data} if message_id is not None else data, self.binary)
 
     def _unexpected(self, exc: BaseException, name: Any) -> TotoException:
-        if isinstance(exc, TotoException):
-            return exc
-        log.error("error in socket call %r", name if isinstance(name, str) else "?", exc_info=exc)
-        if self.server.debug:
-            return TotoException(ERROR_SERVER, "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
-        return TotoException(ERROR_SERVER, f"Server error ({type(exc).__name__})")
+        return error_for(exc, _where(name), self.server.debug, log)
 
 
 class _Owner:
@@ -676,6 +666,10 @@ class _Owner:
     @property
     def _finished(self) -> bool:
         return self.socket.closed
+
+
+def _where(name: Any) -> str:
+    return f"socket call {name if isinstance(name, str) else '?'!r}"
 
 
 def _malformed(text: str) -> dict[str, Any]:
@@ -742,15 +736,10 @@ class SocketCall:
                     if reply is None:
                         reply = self._reply = asyncio.get_running_loop().create_future()
                     result = await reply
-        except TotoException as exc:
-            if hooks:
-                server.hook.toto_after_invoke(handler=self, method=method.name, result=None, error=exc.to_dict())
-            raise
         except Exception as exc:
-            if not hooks:
+            error = invocation_error(server, self, method.name, exc, _where(method.name), log)
+            if error is exc:
                 raise
-            error = self.socket._unexpected(exc, method.name)
-            server.hook.toto_after_invoke(handler=self, method=method.name, result=None, error=error.to_dict())
             raise error from exc
         finally:
             self._active.remove(method)
@@ -780,15 +769,7 @@ class SocketCall:
             self.server.sessions.release(locked)
 
     def respond(self, result: Any = None, error: Any = None) -> None:
-        reply = self._reply
-        if reply is None:
-            reply = self._reply = asyncio.get_running_loop().create_future()
-        if reply.done():
-            return
-        if error is not None:
-            reply.set_exception(_as_error(self, error))
-        else:
-            reply.set_result(result)
+        respond(self, result, error, _where(self.called), self.server.debug, log)
 
     def respond_raw(self, body: Any, content_type: str, finish: bool = True) -> None:
         raise TotoException(ERROR_SERVER, "respond_raw answers HTTP requests only, not socket calls")
@@ -855,13 +836,3 @@ class SocketBatchEntry(SocketCall):
         if name == "session" and "handler" in self.__dict__:
             self.__dict__["handler"].session = value
         object.__setattr__(self, name, value)
-
-
-def _as_error(call: SocketCall, error: Any) -> TotoException:
-    if isinstance(error, TotoException):
-        return error
-    if isinstance(error, BaseException):
-        return call.socket._unexpected(error, call.called)
-    if isinstance(error, dict) and "code" in error:
-        return TotoException(error["code"], error.get("value"))
-    return TotoException(ERROR_SERVER, error)

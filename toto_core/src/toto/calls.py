@@ -1,0 +1,59 @@
+"""What every transport (HTTP, WebSocket; ASGI next) shares about one call: the one error
+wrapper (``error_for``, ``invocation_error``) and the one ``respond``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import traceback
+from typing import Any
+
+from toto.exceptions import ERROR_SERVER, TotoException
+
+log = logging.getLogger("toto")
+
+
+def error_for(exc: BaseException, where: str, debug: bool, logger: logging.Logger = log) -> TotoException:
+    """The one conversion of an exception into the protocol's error, for every transport.
+
+    A TotoException is answered as it is. Anything else is unexpected: logged here, once,
+    with its traceback (``where`` names the request or call), and answered as 1000 (its
+    traceback in the answer only with ``debug``)."""
+    if isinstance(exc, TotoException):
+        return exc
+    logger.error("error in %s", where, exc_info=exc)
+    if debug:
+        return TotoException(ERROR_SERVER, "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+    return TotoException(ERROR_SERVER, f"Server error ({type(exc).__name__})")
+
+
+def invocation_error(
+    server: Any, target: Any, method: str, exc: BaseException, where: str, logger: logging.Logger = log
+) -> TotoException:
+    """A method's failure as its caller answers it (``error_for``), shown to
+    ``toto_after_invoke`` exactly so: the error wrapper of every invocation path."""
+    error = error_for(exc, where, server.debug, logger)
+    if server.invoke_hooks:
+        server.hook.toto_after_invoke(handler=target, method=method, result=None, error=error.to_dict())
+    return error
+
+
+def respond(target: Any, result: Any, error: Any, where: str, debug: bool, logger: logging.Logger = log) -> None:
+    """``handler.respond(result, error)`` for any target with a ``_reply`` slot (a request,
+    a batch entry, a socket call): settles the call's reply once; later answers are ignored.
+    ``error`` may be a TotoException, any exception (``error_for``), a ``{code, value}``
+    dict or a value answered as 1000."""
+    reply = target._reply
+    if reply is None:
+        reply = asyncio.get_running_loop().create_future()
+        target.__dict__["_reply"] = reply
+    if reply.done():
+        return
+    if error is None:
+        reply.set_result(result)
+    elif isinstance(error, BaseException):
+        reply.set_exception(error_for(error, where, debug, logger))
+    elif isinstance(error, dict) and "code" in error:
+        reply.set_exception(TotoException(error["code"], error.get("value")))
+    else:
+        reply.set_exception(TotoException(ERROR_SERVER, error))
