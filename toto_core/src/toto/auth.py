@@ -36,6 +36,10 @@ class Authenticator:
     expose_headers: ClassVar[tuple[str, ...]] = ("x-toto-hmac",)
     #: Whether sessions get a private signing key (returned to the client at login as ``key``).
     uses_session_key: ClassVar[bool] = False
+    #: Whether a request with neither body nor signature may name a session by parameter
+    #: (``@authenticated_with_parameter``: links and ``<script>`` tags cannot send headers),
+    #: unchecked; only for a scheme whose key is no secret.
+    unsigned_links: ClassVar[bool] = False
 
     # -- options ----------------------------------------------------------------------
     def add_options(self, options: Options) -> None:

@@ -1,14 +1,15 @@
 """What every transport (HTTP, WebSocket; ASGI next) shares about one call: the one error
-wrapper (``error_for``, ``invocation_error``) and the one ``respond``."""
+wrapper (``error_for``, ``fail_invocation``), the one ``respond`` and how a batch names its
+methods (``resolve_batch``)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import traceback
-from typing import Any
+from typing import Any, NoReturn
 
-from toto.exceptions import ERROR_SERVER, TotoException
+from toto.exceptions import ERROR_MALFORMED_REQUEST, ERROR_SERVER, TotoException
 
 log = logging.getLogger("toto")
 
@@ -27,15 +28,37 @@ def error_for(exc: BaseException, where: str, debug: bool, logger: logging.Logge
     return TotoException(ERROR_SERVER, f"Server error ({type(exc).__name__})")
 
 
-def invocation_error(
+def fail_invocation(
     server: Any, target: Any, method: str, exc: BaseException, where: str, logger: logging.Logger = log
-) -> TotoException:
-    """A method's failure as its caller answers it (``error_for``), shown to
-    ``toto_after_invoke`` exactly so: the error wrapper of every invocation path."""
+) -> NoReturn:
+    """Raise a method's failure as its caller answers it (``error_for``), shown to
+    ``toto_after_invoke`` exactly so: the error wrapper of every invocation path. Call it
+    from the ``except`` that caught ``exc``."""
     error = error_for(exc, where, server.debug, logger)
     if server.invoke_hooks:
         server.hook.toto_after_invoke(handler=target, method=method, result=None, error=error.to_dict())
-    return error
+    if error is exc:
+        raise exc
+    raise error from exc
+
+
+def resolve_batch(lookup: Any, batch: Any, max_batch: int) -> dict[str, Any]:
+    """The method of each entry of a batch (``{id: {"method", "parameters"}}``), or the
+    TotoException that entry answers; a batch that is not an object, or holds more than
+    ``max_batch`` calls, is refused whole (1011)."""
+    if not isinstance(batch, dict):
+        raise TotoException(ERROR_MALFORMED_REQUEST, "batch must be an object of {id: call}.")
+    if len(batch) > max_batch:
+        raise TotoException(ERROR_MALFORMED_REQUEST, f"A batch may hold at most {max_batch} calls.")
+    methods: dict[str, Any] = {}
+    for key, call in batch.items():
+        try:
+            if not isinstance(call, dict):
+                raise TotoException(ERROR_MALFORMED_REQUEST, "Each batch entry must be an object.")
+            methods[key] = lookup.resolve(call.get("method"))
+        except TotoException as exc:
+            methods[key] = exc
+    return methods
 
 
 def respond(target: Any, result: Any, error: Any, where: str, debug: bool, logger: logging.Logger = log) -> None:

@@ -24,7 +24,7 @@ from urllib.parse import unquote_to_bytes
 
 from tornado import httputil
 
-from toto.calls import error_for, invocation_error, respond
+from toto.calls import error_for, fail_invocation, resolve_batch, respond
 from toto.events import EventManager
 from toto.exceptions import (
     ERROR_INVALID_SESSION_ID,
@@ -41,7 +41,6 @@ from toto.http import Request, Route
 from toto.lookup import Method
 from toto.plugins import install_hint
 from toto.seed import SeedHandler
-from toto.signing import UserIdSigning
 
 if TYPE_CHECKING:
     from toto.dbconnection import Pending
@@ -694,11 +693,10 @@ class TotoHandler(SeedHandler):
             self._session_error = TotoException(ERROR_INVALID_SESSION_ID, "Invalid session")
             return
         self._locked_session = session
-        # A session named by a parameter (@authenticated_with_parameter: links and <script>
-        # tags, which cannot send headers) is not signed in user_id mode, as the original
-        # checked only a request that had a body; that mode's key is the public user id.
+        # A session named by a parameter (@authenticated_with_parameter) from a link, which
+        # can send neither body nor headers, where the scheme allows it (Authenticator.unsigned_links).
         unsigned_link = named and not body and "x-toto-hmac" not in self.request.headers
-        if not (unsigned_link and isinstance(server.authenticator, UserIdSigning)):
+        if not (unsigned_link and server.authenticator.unsigned_links):
             try:
                 checked = server.authenticator.verify_request(self, session, body)
                 if checked is not None:
@@ -778,19 +776,8 @@ class TotoHandler(SeedHandler):
         self._answer(payload)
 
     async def _call_batch(self, batch: Any, body: bytes) -> None:
-        if not isinstance(batch, dict):
-            raise TotoException(ERROR_MALFORMED_REQUEST, "batch must be an object of {id: call}.")
-        if len(batch) > self.server.max_batch:
-            raise TotoException(ERROR_MALFORMED_REQUEST, f"A batch may hold at most {self.server.max_batch} calls.")
+        methods: dict[str, Method | TotoException] = resolve_batch(self.server.methods, batch, self.server.max_batch)
         self._batch_size = len(batch)
-        methods: dict[str, Method | TotoException] = {}
-        for key, call in batch.items():
-            try:
-                if not isinstance(call, dict):
-                    raise TotoException(ERROR_MALFORMED_REQUEST, "Each batch entry must be an object.")
-                methods[key] = self.server.methods.resolve(call.get("method"))
-            except TotoException as exc:
-                methods[key] = exc
         await self._open_session(body)
         try:
             # Entries run concurrently. A plain function cannot interleave with anything,
@@ -860,10 +847,7 @@ class TotoHandler(SeedHandler):
                         return _Pending(self._invoke_rest(method, target, result))
                     result = reply.result()
         except Exception as exc:
-            error = invocation_error(self.server, target, method.name, exc, self._where(), log)
-            if error is exc:
-                raise
-            raise error from exc
+            fail_invocation(self.server, target, method.name, exc, self._where(), log)
         if self.server.invoke_hooks:
             self.server.hook.toto_after_invoke(handler=target, method=method.name, result=result, error=None)
         return result
@@ -891,10 +875,7 @@ class TotoHandler(SeedHandler):
             if self._work:
                 await self._settle()
         except Exception as exc:
-            error = invocation_error(self.server, target, method.name, exc, self._where(), log)
-            if error is exc:
-                raise
-            raise error from exc
+            fail_invocation(self.server, target, method.name, exc, self._where(), log)
         if self.server.invoke_hooks:
             self.server.hook.toto_after_invoke(handler=target, method=method.name, result=result, error=None)
         return result

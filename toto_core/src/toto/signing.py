@@ -86,6 +86,9 @@ class UserIdSigning(Authenticator):
       signs nothing by default; the original served it with this option).
     """
 
+    #: The key is the user id, public in every answer: a link may name a session, as the 2012 original allowed.
+    unsigned_links = True
+
     def __init__(self) -> None:
         self.enabled = True
 

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from tornado import web
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
-from toto.calls import error_for, invocation_error, respond
+from toto.calls import error_for, fail_invocation, resolve_batch, respond
 from toto.events import EventManager
 from toto.exceptions import (
     ERROR_INVALID_HMAC,
@@ -167,7 +167,7 @@ class SocketHub:
         self.mode = (
             "session_key"
             if isinstance(auth, SessionKeySigning)
-            else "user_id"
+            else ("user_id" if auth.enabled else "off")  # hmac_enabled=False checks nothing, as over HTTP
             if isinstance(auth, UserIdSigning)
             else "off"
             if isinstance(auth, NoSigning)
@@ -446,19 +446,8 @@ class TotoSocketHandler(WebSocketHandler):
     async def _batch(self, call: SocketCall, request: dict[str, Any], raw: str | bytes) -> dict[str, Any]:
         batch = request["batch"]
         server = self.server
-        if not isinstance(batch, dict):
-            raise TotoException(ERROR_MALFORMED_REQUEST, "batch must be an object of {id: call}.")
-        if len(batch) > server.max_batch:
-            raise TotoException(ERROR_MALFORMED_REQUEST, f"A batch may hold at most {server.max_batch} calls.")
+        methods: dict[str, Method | TotoException] = resolve_batch(self.hub.methods, batch, server.max_batch)
         call.batch_size = len(batch)
-        methods: dict[str, Method | TotoException] = {}
-        for key, entry in batch.items():
-            try:
-                if not isinstance(entry, dict):
-                    raise TotoException(ERROR_MALFORMED_REQUEST, "Each batch entry must be an object.")
-                methods[key] = self.hub.methods.resolve(entry.get("method"))
-            except TotoException as exc:
-                methods[key] = exc
         required = any(isinstance(m, Method) and _requires_session(m) for m in methods.values())
         await self._open_session(call, request, raw, required)
 
@@ -518,8 +507,6 @@ class TotoSocketHandler(WebSocketHandler):
         mode = self.hub.mode
         if mode == "off":
             return
-        if mode == "user_id" and not getattr(self.server.authenticator, "enabled", True):
-            return  # hmac_enabled=False: user_id mode checks nothing, as over HTTP
         if mode == "unsupported":
             raise TotoException(ERROR_INVALID_HMAC, "This server's hmac_mode does not sign socket messages.")
         found = binary_signed_part(raw, request) if isinstance(raw, bytes) else text_signed_part(raw)
@@ -737,10 +724,7 @@ class SocketCall:
                         reply = self._reply = asyncio.get_running_loop().create_future()
                     result = await reply
         except Exception as exc:
-            error = invocation_error(server, self, method.name, exc, _where(method.name), log)
-            if error is exc:
-                raise
-            raise error from exc
+            fail_invocation(server, self, method.name, exc, _where(method.name), log)
         finally:
             self._active.remove(method)
         if hooks:
