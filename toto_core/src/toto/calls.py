@@ -80,3 +80,17 @@ def respond(target: Any, result: Any, error: Any, where: str, debug: bool, logge
         reply.set_exception(TotoException(error["code"], error.get("value")))
     else:
         reply.set_exception(TotoException(ERROR_SERVER, error))
+
+
+def connection_gone(target: Any, methods: Any, logger: logging.Logger = log) -> None:
+    """The caller of ``target`` (a request, a socket call) went away: each running method's
+    ``on_connection_close(handler)`` is called, and a reply still awaited is cancelled."""
+    for method in methods:
+        if method.on_close is not None:
+            try:
+                method.on_close(target)
+            except Exception:
+                logger.exception("on_connection_close of %s failed", method.name)
+    reply = target._reply
+    if reply is not None and not reply.done():
+        reply.cancel()

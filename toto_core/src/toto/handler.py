@@ -24,7 +24,7 @@ from urllib.parse import unquote_to_bytes
 
 from tornado import httputil
 
-from toto.calls import error_for, fail_invocation, resolve_batch, respond
+from toto.calls import connection_gone, error_for, fail_invocation, resolve_batch, respond
 from toto.events import EventManager
 from toto.exceptions import (
     ERROR_INVALID_SESSION_ID,
@@ -984,15 +984,7 @@ class TotoHandler(SeedHandler):
         if self._closed:
             return
         self._closed = True
-        for method in self._active_methods:
-            if method.on_close is not None:
-                try:
-                    method.on_close(self)
-                except Exception:
-                    log.exception("on_connection_close of %s failed", method.name)
-        reply = self._reply
-        if reply is not None and not reply.done():
-            reply.cancel()
+        connection_gone(self, self._active_methods, log)
         self.on_finish()
 
     def on_finish(self) -> None:

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from tornado import web
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
-from toto.calls import error_for, fail_invocation, resolve_batch, respond
+from toto.calls import connection_gone, error_for, fail_invocation, resolve_batch, respond
 from toto.events import EventManager
 from toto.exceptions import (
     ERROR_INVALID_HMAC,
@@ -784,15 +784,7 @@ class SocketCall:
             handlers.remove(sig)
 
     def connection_closed(self) -> None:
-        for method in self._active:
-            if method.on_close is not None:
-                try:
-                    method.on_close(self)
-                except Exception:
-                    log.exception("on_connection_close of %s failed", method.name)
-        reply = self._reply
-        if reply is not None and not reply.done():
-            reply.cancel()
+        connection_gone(self, self._active, log)
 
 
 class SocketBatchEntry(SocketCall):
