@@ -187,19 +187,17 @@ class RequestDelegate(httputil.HTTPMessageDelegate):
             headers=headers,
         )
         app = self.app
+        path = app.method_path(request.path)
         sockets = app.sockets
-        if sockets is not None and request.method == "GET":
-            found = app.method_path(request.path)
-            if found is not None and sockets.serves(found):
-                # A WebSocket: from here on Tornado's websocket handler owns the connection (toto.websocket).
-                self.socket = sockets.start_request(self.server_conn, self.request_conn)
-                self.socket.headers_received(start_line, headers)
-                return
+        if sockets is not None and path is not None and request.method == "GET" and sockets.serves(path):
+            # A WebSocket: from here on Tornado's websocket handler owns the connection (toto.websocket).
+            self.socket = sockets.start_request(self.server_conn, self.request_conn)
+            self.socket.headers_received(start_line, headers)
+            return
         handler = self.handler = TotoHandler(app, request, server=app.toto_server)
         if len(request.uri or "") > app.max_request_line or head_size(headers) > app.max_header_size:
             handler._refuse_head()
             return
-        path = app.method_path(request.path)
         route = app.routes.get(path.strip("/")) if path is not None and app.routes else None
         if path is None:
             handler._observe_early()
