@@ -30,7 +30,9 @@ def plugin_specs() -> list[str]:
 
 def install_everything(session: nox.Session) -> None:
     # [speed]: the suite tests the orjson codec; tests/core/test_json_codec.py also runs without it.
-    session.install("-e", "./toto_core[speed,types,dev]", *[x for spec in plugin_specs() for x in ("-e", spec)])
+    session.install(
+        "-e", "./toto_core[speed,types,dev,granian,uvicorn]", *[x for spec in plugin_specs() for x in ("-e", spec)]
+    )
     session.install("-r", "tests/requirements.txt")
 
 
@@ -87,7 +89,7 @@ def source_packages() -> list[str]:
 def typecheck(session: nox.Session) -> None:
     """mypy, strict, on the core and every plugin (mypy.ini)."""
     plugins = [x for spec in plugin_specs() for x in ("-e", spec)]
-    session.install("mypy==2.4.1", "pytest", "-e", "./toto_core[speed,types,dev]", *plugins)
+    session.install("mypy==2.4.1", "pytest", "-e", "./toto_core[speed,types,dev,granian,uvicorn]", *plugins)
     packages = source_packages()
     session.run("mypy", *packages, env={"MYPYPATH": os.pathsep.join(str(Path(p).parent) for p in packages)})
 

@@ -81,3 +81,54 @@ def env_with(plugin_path: str, *names: str) -> dict[str, str]:
     """Environment variables that make the example plugins ``names`` installed in a subprocess."""
     paths = [os.path.join(plugin_path, n) for n in names]
     return {"PYTHONPATH": os.pathsep.join([*paths, os.environ.get("PYTHONPATH", "")])}
+
+
+# -- every transport -----------------------------------------------------------------------------
+
+#: The HTTP transports (``--http``); the tests of ``EVERY_TRANSPORT`` run on each.
+TRANSPORTS = ("tornado", "granian", "uvicorn")
+#: The protocol, compat and fault tests: what a client sees must not depend on the transport.
+#: Faults run on Redis as the representative backend (every backend runs them on Tornado).
+EVERY_TRANSPORT = (
+    "core/test_protocol.py",
+    "core/test_bad_input.py",
+    "core/test_malformed_input.py",
+    "core/test_signing.py",
+    "core/test_authenticators.py",
+    "core/test_accounts.py",
+    "core/test_health.py",
+    "core/test_connections.py",
+    "compat/",
+    "cli/test_daemon.py",
+    "redis/test_http.py",
+    "msgpack/test_bad_input.py",
+)
+
+
+def on_every_transport(path: Path) -> bool:
+    relative = path.relative_to(TESTS).as_posix()
+    return any(relative == p or (p.endswith("/") and relative.startswith(p)) for p in EVERY_TRANSPORT)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if on_every_transport(Path(metafunc.definition.path)):
+        # Module scope: tests are grouped by transport, and module-wide servers start once for each.
+        metafunc.parametrize("http_transport", TRANSPORTS, scope="module")
+
+
+@pytest.fixture(scope="module")
+def http_transport() -> str:
+    """The transport of this module's servers: Tornado, unless the module runs on every one."""
+    return "tornado"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _serve_on_transport(http_transport: str) -> Iterator[None]:
+    """Servers started for this module's tests (``ServerProcess``) serve on ``http_transport``."""
+    before = os.environ.pop("TOTO_TEST_HTTP", None)
+    if http_transport != "tornado":  # the default: servers get no --http at all
+        os.environ["TOTO_TEST_HTTP"] = http_transport
+    yield
+    os.environ.pop("TOTO_TEST_HTTP", None)
+    if before is not None:
+        os.environ["TOTO_TEST_HTTP"] = before

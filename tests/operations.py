@@ -37,6 +37,13 @@ def toto(
     )
 
 
+def http_args() -> list[str]:
+    """``--http=NAME`` when this module's servers serve on another transport than Tornado
+    (``TOTO_TEST_HTTP``, set per module by tests/conftest.py)."""
+    name = os.environ.get("TOTO_TEST_HTTP")
+    return [f"--http={name}"] if name else []
+
+
 def free_ports(count: int) -> int:
     """A free port followed by ``count - 1`` free ones (a group serves on all of them)."""
     for _ in range(200):

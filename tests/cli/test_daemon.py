@@ -14,14 +14,21 @@ import pytest
 from toto.client import TotoClient
 
 from tests.conftest import BASIC_APP
-from tests.operations import alive, free_ports, toto, wait_until_answers
+from tests.operations import alive, free_ports, http_args, toto, wait_until_answers
 
 BASE = ["--address=127.0.0.1", "--database=memory", "--method_module=methods"]
 
 
 def start(tmp_path: Path, port: int, *extra: str) -> subprocess.CompletedProcess[str]:
     return toto(
-        "serve", "--start", f"--port={port}", f"--pidfile={tmp_path / 'toto.pid'}", *BASE, *extra, cwd=BASIC_APP
+        "serve",
+        "--start",
+        f"--port={port}",
+        f"--pidfile={tmp_path / 'toto.pid'}",
+        *BASE,
+        *http_args(),
+        *extra,
+        cwd=BASIC_APP,
     )
 
 
@@ -99,7 +106,9 @@ def test_restart_replaces_the_server(tmp_path: Path, cleanup: Any) -> None:
     port = free_ports(1)
     assert start(tmp_path, port).returncode == 0
     [first] = pids(tmp_path)
-    restarted = toto("serve", "--restart", f"--port={port}", f"--pidfile={tmp_path / 'toto.pid'}", *BASE, cwd=BASIC_APP)
+    restarted = toto(
+        "serve", "--restart", f"--port={port}", f"--pidfile={tmp_path / 'toto.pid'}", *BASE, *http_args(), cwd=BASIC_APP
+    )
     assert restarted.returncode == 0, restarted.stderr
     [second] = pids(tmp_path)
     assert second != first and not alive(first)

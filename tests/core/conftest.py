@@ -16,7 +16,8 @@ FAST = {**SHARED_FAST, "database": "memory"}
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[ServerProcess]:
+def server(http_transport: str) -> Iterator[ServerProcess]:
+    """One server of the basic app for the module (on each transport where the module runs on every one)."""
     with ServerProcess(FAST, cwd=BASIC_APP) as srv:
         yield srv
 

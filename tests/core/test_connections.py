@@ -36,7 +36,8 @@ def closed_by_server(sock: socket.socket, drip: bytes | None) -> bool:
     return False
 
 
-def read_answer(sock: socket.socket) -> tuple[int, dict[str, object]]:
+def read_answer(sock: socket.socket) -> tuple[int, object]:
+    """The status and the body of one answer: its JSON, or its bytes when it is not JSON."""
     data = b""
     sock.settimeout(CUT_WITHIN)
     while b"\r\n\r\n" not in data:
@@ -53,10 +54,19 @@ def read_answer(sock: socket.socket) -> tuple[int, dict[str, object]]:
         if not part:
             break
         body += part
-    return int(head.split(b" ")[1]), json.loads(body)
+    try:
+        return int(head.split(b" ")[1]), json.loads(body)
+    except ValueError:
+        return int(head.split(b" ")[1]), body
 
 
-def test_slow_loris_connections_are_cut_after_the_idle_timeout(start_server):
+#: What the fast transports cannot do, said where a test would otherwise expect it.
+NO_HEAD_TIMEOUT = "uvicorn has no request-head timeout (docs/operations.md: behind a proxy, or --http=granian)"
+
+
+def test_slow_loris_connections_are_cut_after_the_idle_timeout(start_server, http_transport):
+    if http_transport == "uvicorn":
+        pytest.skip(NO_HEAD_TIMEOUT)
     srv = start_server(idle_timeout=1)
     slow = [connect(srv.port) for _ in range(40)]
     try:
@@ -85,7 +95,9 @@ def test_a_body_that_stops_coming_is_cut_after_the_body_timeout(start_server):
         assert closed_by_server(sock, None), "a stalled body holds the connection past body_timeout"
 
 
-def test_the_default_timeouts_are_seconds_not_an_hour(start_server):
+def test_the_default_timeouts_are_seconds_not_an_hour(start_server, http_transport):
+    if http_transport == "uvicorn":
+        pytest.skip(NO_HEAD_TIMEOUT)
     srv = start_server()  # the defaults: idle_timeout 15 s
     with connect(srv.port) as sock:
         sock.sendall(b"GET / HTTP/1.1\r\n")
@@ -98,7 +110,9 @@ def test_the_default_timeouts_are_seconds_not_an_hour(start_server):
         assert time.monotonic() - started < 40
 
 
-def test_connections_beyond_max_connections_get_503(start_server):
+def test_connections_beyond_max_connections_get_503(start_server, http_transport):
+    if http_transport == "granian":
+        pytest.skip("granian caps requests in progress (max_connections is its backpressure), not open connections")
     srv = start_server(max_connections=10)
     held: list[socket.socket] = []
     try:
@@ -115,7 +129,9 @@ def test_connections_beyond_max_connections_get_503(start_server):
         with connect(srv.port) as extra:
             extra.sendall(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")
             status, body = read_answer(extra)
-            assert status == 503 and body["error"]["code"] == 1013  # type: ignore[index]
+            assert status == 503
+            if http_transport != "uvicorn":  # uvicorn answers its own plain-text 503
+                assert body["error"]["code"] == 1013  # type: ignore[index]
     finally:
         for sock in held:
             sock.close()
@@ -138,11 +154,16 @@ def test_connections_beyond_max_connections_get_503(start_server):
         (b"GET /echo HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-H%d: v\r\n" % i for i in range(10_000)) + b"\r\n", 431),
     ],
 )
-def test_an_oversized_head_is_answered_431_or_414(server, head, status):
+def test_an_oversized_head_is_answered_431_or_414(server, head, status, http_transport):
     with connect(server.port) as sock:
         sock.sendall(head)
         answered, body = read_answer(sock)
-    assert answered == status and body["error"]["code"] == 1011  # type: ignore[index]
+    # uvicorn (httptools) answers a request line it will not parse 400 in plain text, and
+    # granian a head it will not read with an empty body, before Toto sees either.
+    refused_first = (http_transport == "uvicorn" and status == 414) or http_transport == "granian"
+    assert answered == (400 if http_transport == "uvicorn" and status == 414 else status)
+    if not refused_first:
+        assert body["error"]["code"] == 1011  # type: ignore[index]
     assert server.client().call("echo", {"alive": True}) == {"alive": True}
 
 

@@ -6,6 +6,7 @@ import http.client
 import json
 import signal
 import threading
+import time
 
 from toto.client import TotoClient
 from toto.testing import get_json, health_turns
@@ -17,10 +18,12 @@ def keep_alive(server) -> http.client.HTTPConnection:  # type: ignore[no-untyped
     return connection
 
 
-def ask(connection: http.client.HTTPConnection, path: str, method: str = "GET") -> tuple[int, dict, bytes]:
+def ask(
+    connection: http.client.HTTPConnection, path: str, method: str = "GET"
+) -> tuple[int, http.client.HTTPMessage, bytes]:
     connection.request(method, path)
     answer = connection.getresponse()
-    return answer.status, dict(answer.getheaders()), answer.read()
+    return answer.status, answer.headers, answer.read()  # header names are case-insensitive
 
 
 def call(server, payload: object, path: str = "/") -> dict:  # type: ignore[no-untyped-def]
@@ -73,15 +76,27 @@ def test_readiness_fails_while_draining_and_liveness_does_not(start_server):
     assert server.proc.wait(20) == 0, "after drain_delay the server stops by itself"
 
 
-def test_without_drain_delay_readiness_fails_on_open_connections_while_requests_drain(start_server):
+def test_without_drain_delay_readiness_fails_on_open_connections_while_requests_drain(start_server, http_transport):
     server = start_server(drain_timeout=20)
     probe = keep_alive(server)
     assert ask(probe, "/_health")[0] == 200
-    slow = threading.Thread(target=lambda: get_json(server.url, "/sleep?seconds=4"))
+    answers: list[object] = []
+    slow = threading.Thread(target=lambda: answers.append(get_json(server.url, "/sleep?seconds=4")))
     slow.start()
     health_turns(server.url, 200, 5)  # the slow request is in flight once the loop answers again
     server.proc.send_signal(signal.SIGTERM)
-    status, _, content = ask(probe, "/_health")
-    assert status == 503 and json.loads(content)["down"] == ["server"]
+    if http_transport == "granian":
+        # granian's shutdown stops accepting and closes idle kept-alive connections at once
+        # (it cannot do one without the other); the request in flight still finishes.
+        time.sleep(0.5)  # the signal reaches the loop after requests granian's threads already queued
+        try:
+            status, _, content = ask(probe, "/_health")
+            assert status == 503 and json.loads(content)["down"] == ["server"]
+        except (ConnectionError, http.client.HTTPException):
+            pass
+    else:
+        status, _, content = ask(probe, "/_health")
+        assert status == 503 and json.loads(content)["down"] == ["server"]
     slow.join(10)
+    assert answers == [(200, {"result": {"slept": 4.0}})]
     assert server.proc.wait(20) == 0

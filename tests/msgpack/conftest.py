@@ -20,7 +20,7 @@ EXT_APP = str(Path(__file__).parent / "app")
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[ServerProcess]:
+def server(http_transport: str) -> Iterator[ServerProcess]:
     """One memory-storage server of the basic app for the tests that need nothing special."""
     with ServerProcess({**FAST, "database": "memory"}, cwd=BASIC_APP) as srv:
         yield srv

@@ -1,9 +1,10 @@
-"""The request path: Toto's own HTTP message delegate and the handler methods receive.
+"""The request path: what every transport hands each request to, and the handler methods receive.
 
-Tornado's ``HTTPServer`` parses HTTP; ``TotoApplication`` (its request callback) gives
-each request a ``TotoHandler`` directly, without ``web.Application`` routing or
-``RequestHandler``'s per-request machinery (UI modules, transforms, etags, cookies).
-Read it top to bottom: size limit -> parse -> resolve method -> load session ->
+A transport (``toto.transports``: Tornado's HTTP server by default, an ASGI or RSGI server
+with ``--http``) parses HTTP and gives each request to ``TotoApplication.begin`` as a
+request object (``handler.request``, the shape of Tornado's ``HTTPServerRequest`` on every
+transport) and a ``ResponseWriter`` (how the answer's bytes leave). Everything between is
+here, and reads top to bottom: size limits -> parse -> resolve method -> load session ->
 verify signature -> invoke -> save state -> serialize -> sign -> write.
 """
 
@@ -16,10 +17,10 @@ import json
 import logging
 import re
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from email.utils import formatdate
 from http.client import responses
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote_to_bytes
 
 from tornado import httputil
@@ -53,7 +54,6 @@ log = logging.getLogger("toto.request")
 _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 _RAW = object()  # marks a response already written by respond_raw
 _UNSAFE_HEADER = re.compile(r"[\x00-\x1f]")
-_running: set[asyncio.Future[None]] = set()
 
 
 def _text(value: bytes) -> str:
@@ -115,13 +115,27 @@ def header_value(value: Any) -> str:
     return text
 
 
-def head_size(headers: httputil.HTTPHeaders) -> int:
-    """The bytes of a request's header lines, about as they came (name, ": ", value, CRLF)."""
-    return sum(len(name) + len(value) + 4 for name, value in headers.get_all())
+class ResponseWriter(Protocol):
+    """What a transport gives the request path to send one answer (``toto.transports``).
+
+    ``start`` sends the status line, headers and the first bytes of the body (nothing
+    of the body for HEAD: the path passes ``b""`` then); ``last`` says the answer ends
+    there. ``send`` sends more of a body that was started without ``last`` (``flush``).
+    Both return what to await for the bytes to leave, or None when nothing need be.
+    ``watch(callback)``: call ``callback`` once if the client goes away before the answer
+    ends (None: stop watching); the path asks only of answers that wait on something.
+    """
+
+    def start(self, status: int, reason: str, headers: ResponseHeaders, chunk: bytes, last: bool) -> Any: ...
+
+    def send(self, chunk: bytes, last: bool) -> Any: ...
+
+    def watch(self, callback: Callable[[], None] | None) -> None: ...
 
 
-class TotoApplication(httputil.HTTPServerConnectionDelegate):
-    """What Tornado's ``HTTPServer`` calls for each request: a ``RequestDelegate`` each.
+class TotoApplication:
+    """The server's request path, shared by every transport: ``begin`` each request, feed it
+    its body (``handler.data_received``), then ``handler._execute()``.
 
     Response headers every answer carries (Date, CORS) are built once a second, not
     once a request.
@@ -144,9 +158,6 @@ class TotoApplication(httputil.HTTPServerConnectionDelegate):
 
             self.sockets = server.socket_hub = SocketHub(server)
 
-    def start_request(self, server_conn: object, request_conn: httputil.HTTPConnection) -> httputil.HTTPMessageDelegate:
-        return RequestDelegate(self, server_conn, request_conn)
-
     def default_headers(self) -> dict[str, str]:
         now = int(time.time())
         if now != self._date_second:
@@ -164,41 +175,17 @@ class TotoApplication(httputil.HTTPServerConnectionDelegate):
         found = self.root_pattern.match(path)
         return found.group(1) if found else None
 
-
-class RequestDelegate(httputil.HTTPMessageDelegate):
-    """One request on one connection: makes its handler, streams the body to it, runs it."""
-
-    __slots__ = ("app", "handler", "request_conn", "server_conn", "socket")
-
-    def __init__(self, app: TotoApplication, server_conn: object, request_conn: httputil.HTTPConnection) -> None:
-        self.app = app
-        self.server_conn = server_conn
-        self.request_conn = request_conn
-        self.handler: TotoHandler | None = None
-        self.socket: httputil.HTTPMessageDelegate | None = None
-
-    def headers_received(
-        self, start_line: httputil.RequestStartLine | httputil.ResponseStartLine, headers: httputil.HTTPHeaders
-    ) -> None:
-        request = httputil.HTTPServerRequest(
-            connection=self.request_conn,
-            server_connection=self.server_conn,
-            start_line=start_line,  # type: ignore[arg-type]
-            headers=headers,
-        )
-        app = self.app
-        path = app.method_path(request.path)
-        sockets = app.sockets
-        if sockets is not None and path is not None and request.method == "GET" and sockets.serves(path):
-            # A WebSocket: from here on Tornado's websocket handler owns the connection (toto.websocket).
-            self.socket = sockets.start_request(self.server_conn, self.request_conn)
-            self.socket.headers_received(start_line, headers)
-            return
-        handler = self.handler = TotoHandler(app, request, server=app.toto_server)
-        if len(request.uri or "") > app.max_request_line or head_size(headers) > app.max_header_size:
+    def begin(self, request: Any, writer: ResponseWriter, path: str | None, head_size: int) -> TotoHandler:
+        """A handler for ``request`` (whose method path ``method_path`` gave as ``path``),
+        checked before its body is read: a head over the limits (``head_size``: the bytes of
+        its header lines), a path outside ``root``, a verb the path does not serve and a
+        declared body over ``max_body_size`` are answered at once (the handler is then
+        ``_finished``)."""
+        handler = TotoHandler(self, request, writer, server=self.toto_server)
+        if len(request.uri or "") > self.max_request_line or head_size > self.max_header_size:
             handler._refuse_head()
-            return
-        route = app.routes.get(path.strip("/")) if path is not None and app.routes else None
+            return handler
+        route = self.routes.get(path.strip("/")) if path is not None and self.routes else None
         if path is None:
             handler._observe_early()
             handler.send_error(404)
@@ -216,33 +203,7 @@ class RequestDelegate(httputil.HTTPMessageDelegate):
         else:
             handler._path = path
             handler._check_length()
-
-    def data_received(self, chunk: bytes) -> None:
-        if self.socket is not None:
-            self.socket.data_received(chunk)
-            return
-        handler = self.handler
-        if handler is not None and not handler._finished:
-            handler.data_received(chunk)
-
-    def finish(self) -> None:
-        if self.socket is not None:
-            self.socket.finish()
-            return
-        handler = self.handler
-        if handler is not None and not handler._finished:
-            task = asyncio.ensure_future(handler._execute())
-            # The loop keeps only weak references to tasks; the server holds running requests.
-            _running.add(task)
-            task.add_done_callback(_running.discard)
-
-    def on_connection_close(self) -> None:
-        if self.socket is not None:
-            self.socket.on_connection_close()
-            return
-        handler = self.handler
-        if handler is not None and not handler._finished:
-            handler.on_connection_close()
+        return handler
 
 
 class TotoHandler(SeedHandler):
@@ -272,9 +233,15 @@ class TotoHandler(SeedHandler):
     #: A form post's fields (``get_argument`` reads them with the query's).
     _form_arguments: dict[str, list[bytes]] | None = None
 
-    def __init__(self, application: TotoApplication, request: httputil.HTTPServerRequest, **kwargs: Any) -> None:
+    #: The transport asked to tell this handler when the client goes away (``ResponseWriter.watch``).
+    _watching = False
+
+    def __init__(
+        self, application: TotoApplication, request: httputil.HTTPServerRequest, writer: ResponseWriter, **kwargs: Any
+    ) -> None:
         self.application = application
         self.request = request
+        self._writer = writer
         self._finished = False
         self._headers_written = False
         self._closed = False
@@ -284,7 +251,6 @@ class TotoHandler(SeedHandler):
         self._headers = ResponseHeaders(application.default_headers())
         self._path = ""
         self._route: Route | None = None
-        request.connection.set_close_callback(self.on_connection_close)  # type: ignore[union-attr]
         self.initialize(**kwargs)
         if self.server.cookies is not None:
             self.server.cookies.cors(self)
@@ -370,6 +336,7 @@ class TotoHandler(SeedHandler):
         self._pick_response_serializer(request_serializer)
         serializer = self._response_serializer
         self.set_header("Content-Type", self._response_type or serializer.content_types[0])
+        self._headers["Connection"] = "close"  # the body is not read: the connection cannot carry another request
         self._payload = {"error": error.to_dict()}
         self.finish(serializer.encode(self._payload))
 
@@ -501,21 +468,19 @@ class TotoHandler(SeedHandler):
 
     def flush(self) -> Awaitable[None]:
         """Send what was written so far (the headers first; then the body is chunked)."""
-        connection = self.request.connection
-        assert connection is not None
+        return _awaitable(self._send(False))
+
+    def _send(self, last: bool) -> Any:
         buffer = self._write_buffer
         chunk = buffer[0] if len(buffer) == 1 else b"".join(buffer)
         self._write_buffer = []
         head = self.request.method == "HEAD"
         if not self._headers_written:
             self._headers_written = True
-            start_line = httputil.ResponseStartLine("HTTP/1.1", self._status_code, self._reason)
-            return connection.write_headers(start_line, self._headers, b"" if head else chunk)  # type: ignore[arg-type]
-        if head:
-            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            done.set_result(None)
-            return done
-        return connection.write(chunk)
+            return self._writer.start(self._status_code, self._reason, self._headers, b"" if head else chunk, last)
+        if head and not last:
+            return None
+        return self._writer.send(b"" if head else chunk, last)
 
     def finish(self, chunk: bytes | str | dict[str, Any] | None = None) -> Awaitable[None]:
         """End the response (writing ``chunk`` first)."""
@@ -534,14 +499,13 @@ class TotoHandler(SeedHandler):
                 self._headers["Content-Length"] = str(sum(len(part) for part in self._write_buffer))
         if self._observed_since is not None:
             self._report_finished(self._status_code, self._observed_since)
-        connection = self.request.connection
-        assert connection is not None
-        connection.set_close_callback(None)  # type: ignore[attr-defined]
-        future = self.flush()
-        connection.finish()
+        if self._watching:
+            self._watching = False
+            self._writer.watch(None)
+        sent = self._send(True)
         self._finished = True
         self.on_finish()
-        return future
+        return _awaitable(sent)
 
     def clear(self) -> None:
         """Forget the headers, body and status written so far."""
@@ -837,18 +801,25 @@ class TotoHandler(SeedHandler):
                 parameters = method.validate(parameters, self._text_parameters)
             result = method.invoke(target, parameters)
             if not method.plain or self._work or (result is not None and hasattr(result, "__await__")):
-                return _Pending(self._invoke_rest(method, target, result))
+                return self._pending(method, target, result)
             if result is None:
                 reply = target._reply
                 if reply is not None:
                     if not reply.done():
-                        return _Pending(self._invoke_rest(method, target, result))
+                        return self._pending(method, target, result)
                     result = reply.result()
         except Exception as exc:
             fail_invocation(self.server, target, method.name, exc, self._where(), log)
         if self.server.invoke_hooks:
             self.server.hook.toto_after_invoke(handler=target, method=method.name, result=result, error=None)
         return result
+
+    def _pending(self, method: Method, target: Any, result: Any) -> _Pending:
+        """A method that waits: from now on the transport watches for the client going away."""
+        if not self._watching and not self._finished:
+            self._watching = True
+            self._writer.watch(self.on_connection_close)
+        return _Pending(self._invoke_rest(method, target, result))
 
     async def _invoke_rest(self, method: Method, target: Any, result: Any) -> Any:
         """The part of ``_invoke`` after a method's first wait."""
@@ -1038,6 +1009,15 @@ class _Pending:
 
     def __init__(self, awaitable: Awaitable[Any]) -> None:
         self.awaitable = awaitable
+
+
+def _awaitable(sent: Any) -> Awaitable[None]:
+    """What ``flush`` and ``finish`` return: the transport's awaitable, or one already done."""
+    if sent is not None:
+        return sent  # type: ignore[no-any-return]
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    done.set_result(None)
+    return done
 
 
 async def _entry_answer(pending: Awaitable[Any]) -> dict[str, Any]:

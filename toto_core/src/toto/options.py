@@ -382,6 +382,14 @@ def define_core_options(options: Options, hmac_modes: Iterable[str] = ()) -> Non
     d("health_path", "_health", str, "path below root of the health check (readiness; /live: liveness); empty: off")
     d("health_timeout", 2.0, float, "seconds the health check waits for the storage and the event bus")
     d("processes", 1, int, "server processes (0: one per CPU)")
+    d(
+        "http",
+        "tornado",
+        str,
+        "HTTP server: tornado (also serves WebSockets), granian (RSGI, fastest: toto-core[granian]) "
+        "or uvicorn (ASGI: toto-core[uvicorn])",
+        choices=("tornado", "granian", "uvicorn"),
+    )
     d("xheaders", False, bool, "trust X-Real-Ip / X-Forwarded-For from a proxy in front")
     d(
         "event_loop",

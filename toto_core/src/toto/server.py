@@ -1,4 +1,4 @@
-"""TotoServer: options, plugins and the Tornado server, put together once at startup."""
+"""TotoServer: options, plugins and the HTTP transport, put together once at startup."""
 
 from __future__ import annotations
 
@@ -13,11 +13,7 @@ import tempfile
 import time
 from typing import TYPE_CHECKING, Any
 
-from tornado.httpserver import HTTPServer
-from tornado.netutil import bind_sockets
-
 from toto.cli import exit_with_error
-from toto.connections import make_http_server
 from toto.cookies import CookieSessions
 from toto.exceptions import PluginError
 from toto.lookup import MethodLookup
@@ -33,6 +29,7 @@ from toto.plugins import (
     report_failures,
 )
 from toto.seed_options import apply_serializer_switches, run_seed_startup
+from toto.transports import check_transport, make_transport
 
 if TYPE_CHECKING:
     from toto.auth import Authenticator
@@ -86,7 +83,9 @@ class TotoServer:
             exit_with_error(str(exc))
         self.storage: Any = None
         self.connection: Connection | None = None
-        self.http_server: HTTPServer | None = None
+        #: The HTTP face (``toto.transports``) once listening; the request path is ``application``.
+        self.transport: Any = None
+        self.application: TotoApplication | None = None
         self._stopping: asyncio.Event | None = None
         self._background: list[asyncio.Task[Any]] = []
         #: Requests being served; a draining shutdown waits for it to empty (``drain``).
@@ -113,9 +112,12 @@ class TotoServer:
         self.max_batch = int(o.max_batch)
         self.max_header_size = int(o.max_header_size)
         self.max_request_line = int(o.max_request_line)
+        self.xheaders = bool(o.xheaders)
+        self.body_timeout = float(o.body_timeout)
         self.method_select = o.method_select
         self.allow_origin = o.allow_origin
         self.event_loop = pick_event_loop(o.event_loop)
+        check_transport(self)
         self.storages = merge_named(self.pm, "toto_register_storage")
         self.buses = merge_named(self.pm, "toto_register_event_buses")
         self.serializers = merge_serializers(self.pm)
@@ -181,14 +183,15 @@ class TotoServer:
         self.openapi = openapi.build(self.catalogue, o.hmac_mode, o.root, o.method_select)
 
     def make_app(self) -> TotoApplication:
-        """The request callback of Tornado's ``HTTPServer`` (see ``toto.handler``)."""
+        """The request path every transport serves (see ``toto.handler``)."""
         from toto.handler import TotoApplication
 
         return TotoApplication(self)
 
     # -- lifecycle --------------------------------------------------------------------
-    async def start(self, sockets: list[Any] | None = None) -> None:
-        """Open storage and the event bus, then listen (on ``sockets`` when given)."""
+    async def start(self, sockets: list[Any] | None = None, listen: bool = True) -> None:
+        """Open storage and the event bus, then listen (on ``sockets`` when given; not at all
+        when ``listen`` is false: an ASGI server in front, ``toto.asgi``)."""
         from toto.events import EventManager
         from toto.sessions import SessionManager
 
@@ -215,24 +218,22 @@ class TotoServer:
         # A plugin may register its request-path hooks at startup, only when it is active.
         self._find_hot_hooks()
         EventManager.instance().use_hooks(self.hook)
-        application = self.make_app()
+        application = self.application = self.make_app()
         await run_seed_startup(self, application)  # the original's event_init_module and startup_function
-        self.http_server = make_http_server(application, o, max(self.max_body_size * 2, 1 << 30))
-        if sockets is None:
-            sockets = bind_sockets(int(o.port), o.address or None)
-            if int(o.port) == 0:
-                o.port = sockets[0].getsockname()[1]
-                log.info("port 0: listening on free port %s", o.port)
-        self.http_server.add_sockets(sockets)
         self._background.append(asyncio.ensure_future(self._purge_loop(float(o.purge_interval))))
+        if not listen:
+            return
+        self.transport = make_transport(self, application)
+        await self.transport.listen(sockets)
         shown = o.address or "0.0.0.0"
         log.info(
-            "Toto listening on http://%s:%s (database: %s, hmac_mode: %s, event loop: %s)",
+            "Toto listening on http://%s:%s (database: %s, hmac_mode: %s, event loop: %s, http: %s)",
             shown,
             o.port,
             o.database,
             o.hmac_mode,
             self.event_loop,
+            o.http,
         )
 
     async def stop(self) -> None:
@@ -242,16 +243,16 @@ class TotoServer:
         from toto.events import EventManager
 
         self.draining = True
-        if self.http_server is not None:
+        if self.transport is not None:
             delay = float(self.options.drain_delay)
             if delay > 0:
                 log.info("draining: /_health answers 503; still accepting requests for %gs", delay)
                 await asyncio.sleep(delay)
-            self.http_server.stop()
+            self.transport.stop_listening()
             if self.socket_hub is not None:  # running calls finish, then close frames "going away" (1001)
                 await self.socket_hub.shutdown(float(self.options.drain_timeout))
             await self.drain(float(self.options.drain_timeout))
-            await self.http_server.close_all_connections()
+            await self.transport.close()
         for task in self._background:
             task.cancel()
         for result in self.hook.toto_shutdown(server=self):

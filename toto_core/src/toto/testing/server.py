@@ -22,8 +22,9 @@ def free_port() -> int:
 class ServerProcess:
     """``python -m toto serve`` on a free port of 127.0.0.1, stopped on exit.
 
-    ``options`` become ``--name=value`` arguments; ``cwd`` is where the method
-    package is imported from; ``python`` is the interpreter that runs the server
+    ``options`` become ``--name=value`` arguments (``http``, the transport, defaults to
+    the ``TOTO_TEST_HTTP`` environment variable when it is set, so one suite runs on each
+    transport); ``cwd`` is where the method package is imported from; ``python`` is the interpreter that runs the server
     (another virtual environment's, say; default: this one). The server's output goes to a log file that
     ``output()`` reads, and that is printed when the server fails to start.
     """
@@ -41,6 +42,8 @@ class ServerProcess:
         self.options = dict(options or {})
         self.port = port or free_port()
         self.options.setdefault("address", "127.0.0.1")
+        if os.environ.get("TOTO_TEST_HTTP"):
+            self.options.setdefault("http", os.environ["TOTO_TEST_HTTP"])
         # Tests stop servers with long polls still open; do not wait the production drain.
         self.options.setdefault("drain_timeout", 2)
         self.options["port"] = self.port

@@ -1,0 +1,239 @@
+"""The ASGI face of the request path, and ``--http=uvicorn`` serving it.
+
+``ASGIApp`` is an ASGI 3 application of one ``TotoServer``: each HTTP request goes to the
+same request path as on Tornado (``toto.handler``). ``toto.asgi.app()`` builds one for any
+ASGI server; ``--http=uvicorn`` runs uvicorn (httptools and uvloop) inside Toto's own
+process, so ``--processes``, daemon mode and the SIGTERM drain work as on Tornado.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Awaitable, Callable, Generator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from tornado.httputil import HTTPHeaders
+
+from toto.exceptions import ERROR_MALFORMED_REQUEST, TotoException
+from toto.transports import build_request
+
+if TYPE_CHECKING:
+    from toto.handler import ResponseHeaders, TotoApplication, TotoHandler
+    from toto.server import TotoServer
+
+log = logging.getLogger("toto.server")
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class ASGIWriter:
+    """The ``ResponseWriter`` of one ASGI request: the path writes from plain code, so
+    messages queue here and ``pump`` sends them in order."""
+
+    __slots__ = ("ended", "queue", "receive", "wakeup", "watcher")
+
+    def __init__(self, receive: Receive) -> None:
+        self.receive = receive
+        self.queue: list[dict[str, Any]] = []
+        self.ended = False
+        self.wakeup: asyncio.Future[None] | None = None
+        self.watcher: asyncio.Task[None] | None = None
+
+    def start(self, status: int, reason: str, headers: ResponseHeaders, chunk: bytes, last: bool) -> None:
+        raw = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.get_all()]
+        self.queue.append({"type": "http.response.start", "status": status, "headers": raw})
+        self.send(chunk, last)
+
+    def send(self, chunk: bytes, last: bool) -> None:
+        self.queue.append({"type": "http.response.body", "body": chunk, "more_body": not last})
+        if last:
+            self.ended = True
+        wakeup = self.wakeup
+        if wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
+
+    def watch(self, callback: Callable[[], None] | None) -> None:
+        if self.watcher is not None:
+            self.watcher.cancel()
+            self.watcher = None
+        if callback is not None:
+            self.watcher = asyncio.ensure_future(self._watch(callback))
+
+    async def _watch(self, callback: Callable[[], None]) -> None:
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                callback()
+                return
+
+    async def pump(self, send: Send) -> None:
+        """Send what the path wrote until the answer ends."""
+        while True:
+            queue = self.queue
+            if queue:
+                self.queue = []
+                for message in queue:
+                    await send(message)
+            if self.ended and not self.queue:
+                return
+            self.wakeup = asyncio.get_running_loop().create_future()
+            await self.wakeup
+
+
+class ASGIApp:
+    """An ASGI application serving ``server``'s request path.
+
+    Made by ``toto.asgi.app`` (then ASGI lifespan opens and closes the server) or by
+    ``--http=uvicorn`` (the server is already started)."""
+
+    def __init__(self, server: TotoServer, started: bool = False) -> None:
+        self.server = server
+        self.started = started
+        self.application: TotoApplication | None = server.application
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self.http(scope, receive, send)
+        elif kind == "lifespan":
+            await self.lifespan(receive, send)
+        elif kind == "websocket":
+            await send({"type": "websocket.close", "code": 1008, "reason": "WebSockets need --http=tornado"})
+
+    async def lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    if not self.started:
+                        await self.server.start(listen=False)
+                        self.started = True
+                    self.application = self.server.application
+                except Exception as exc:
+                    log.exception("Toto failed to start")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.server.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def http(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        app = self.application
+        if app is None:
+            raise RuntimeError("Toto has not started: run the ASGI server with lifespan on")
+        headers = HTTPHeaders()
+        size = 0
+        for name, value in scope["headers"]:
+            headers.add(name.decode("latin-1"), value.decode("latin-1"))
+            size += len(name) + len(value) + 4
+        raw_path = scope.get("raw_path")
+        uri = raw_path.decode("latin-1") if raw_path else scope["path"]
+        query = scope.get("query_string")
+        if query:
+            uri += "?" + query.decode("latin-1")
+        client = scope.get("client")
+        request = build_request(
+            scope["method"],
+            uri,
+            headers,
+            client[0] if client else "",
+            scope.get("scheme", "http"),
+            self.server.xheaders,
+        )
+        writer = ASGIWriter(receive)
+        handler = app.begin(request, writer, app.method_path(request.path), size)
+        try:
+            if not handler._finished and await read_body(handler, receive, self.server.body_timeout):
+                await handler._execute()
+            await writer.pump(send)
+        finally:
+            writer.watch(None)
+
+
+async def read_body(handler: TotoHandler, receive: Receive, timeout: float) -> bool:
+    """Feed the body to ``handler``; False when the client went away or was too slow (the
+    handler then knows) or the body was refused."""
+    while True:
+        try:
+            message = await (asyncio.wait_for(receive(), timeout) if timeout else receive())
+        except asyncio.TimeoutError:
+            handler._refuse(408, TotoException(ERROR_MALFORMED_REQUEST, "The request body came too slowly"))
+            return False
+        if message["type"] == "http.disconnect":
+            handler.on_connection_close()
+            return False
+        chunk = message.get("body")
+        if chunk:
+            handler.data_received(chunk)
+            if handler._finished:
+                return False
+        if not message.get("more_body"):
+            return True
+
+
+# -- --http=uvicorn -----------------------------------------------------------------------------
+
+
+class UvicornTransport:
+    """uvicorn (httptools, the running uvloop) serving ``ASGIApp`` in this process."""
+
+    def __init__(self, server: TotoServer, application: TotoApplication) -> None:
+        self.server = server
+        self.app = ASGIApp(server, started=True)
+        self.uvicorn: Any = None
+        self.task: asyncio.Task[None] | None = None
+
+    async def listen(self, sockets: list[socket.socket] | None) -> None:
+        import uvicorn
+
+        from toto.transports.tornado import bind_from_options
+
+        o = self.server.options
+        if sockets is None:
+            sockets = bind_from_options(o)
+
+        class Server(uvicorn.Server):
+            @contextmanager
+            def capture_signals(self) -> Generator[None, None, None]:
+                yield  # Toto's server handles SIGTERM and SIGINT (the drain)
+
+        config = uvicorn.Config(
+            self.app,
+            lifespan="off",
+            http="httptools",
+            ws="none",
+            interface="asgi3",
+            log_config=None,
+            access_log=False,
+            server_header=False,
+            date_header=False,
+            proxy_headers=False,  # Toto reads them itself with xheaders (build_request)
+            timeout_keep_alive=max(1, int(float(o.idle_timeout))) if float(o.idle_timeout) else 3600,
+            # uvicorn refuses a connection once this many are open, counting the new one.
+            limit_concurrency=int(o.max_connections) + 1 if int(o.max_connections) else None,
+            timeout_graceful_shutdown=max(1, int(float(o.drain_timeout))),
+        )
+        logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
+        self.uvicorn = Server(config)
+        self.task = asyncio.ensure_future(self.uvicorn.serve(sockets))
+        while not self.uvicorn.started:
+            if self.task.done():
+                self.task.result()
+                raise RuntimeError("uvicorn stopped while starting")
+            await asyncio.sleep(0.01)
+
+    def stop_listening(self) -> None:
+        if self.uvicorn is not None:
+            for listener in self.uvicorn.servers:
+                listener.close()
+
+    async def close(self) -> None:
+        if self.uvicorn is not None and self.task is not None:
+            self.uvicorn.should_exit = True
+            await self.task

@@ -1,0 +1,299 @@
+"""The Tornado transport (the default): Tornado's ``HTTPServer`` parses HTTP, this module
+hands each request to the request path (``toto.handler``) and writes its answer back.
+
+Everything of Tornado's HTTP plumbing the server uses is here: the message delegate, the
+writer over ``HTTP1Connection``, and the limits on connections (how many, how long, how
+large). Tornado's own defaults suit a server behind a trusted proxy (an hour to send headers,
+no bound on open connections, a silent close for an oversized head); a server facing clients
+directly needs them in seconds and counts, and answers that say what went wrong.
+
+Two costs of Tornado's defaults are avoided per request: Nagle's algorithm is turned off
+once per connection (Tornado toggles it twice a request, and Toto writes whole answers), and a
+request whose answer is ready at once is run to its answer inside ``finish`` (no task, so
+Tornado never registers the connection for close events, ``_read_message``); only one that
+waits goes on as a task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import json
+import logging
+import socket
+from collections.abc import Coroutine, Generator
+from typing import TYPE_CHECKING, Any
+
+from tornado import httputil, iostream
+from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets
+
+from toto.exceptions import ERROR_MALFORMED_REQUEST, ERROR_SERVICE_UNAVAILABLE
+
+if TYPE_CHECKING:
+    from toto.handler import ResponseHeaders, TotoApplication, TotoHandler
+    from toto.server import TotoServer
+
+log = logging.getLogger("toto.server")
+
+
+def _closing_answer(status: bytes, code: int, message: str, extra: bytes = b"") -> bytes:
+    """A whole HTTP answer in the protocol's shape, after which the connection closes."""
+    body = json.dumps({"error": {"code": code, "value": message}}).encode()
+    return (
+        b"HTTP/1.1 " + status + b"\r\nContent-Type: application/json\r\nConnection: close\r\n" + extra
+        + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )  # fmt: skip
+
+
+_FULL = _closing_answer(
+    b"503 Service Unavailable",
+    ERROR_SERVICE_UNAVAILABLE,
+    "The server has too many open connections; retry shortly.",
+    b"Retry-After: 1\r\n",
+)
+#: What Tornado writes for a request head it cannot parse, and what Toto sends instead.
+_BARE_400 = b"HTTP/1.1 400 Bad Request\r\n\r\n"
+_SHAPED_400 = _closing_answer(b"400 Bad Request", ERROR_MALFORMED_REQUEST, "Malformed HTTP request head.")
+#: Tornado reads a request head up to this many times ``max_header_size`` (then closes without
+#: a word): between the two, the handler can still answer 431 or 414.
+HEAD_READ_FACTOR = 4
+
+
+class LimitedHTTPServer(HTTPServer):
+    """Tornado's ``HTTPServer`` that answers 503 (1013) and closes a connection beyond
+    ``max_connections`` open ones, instead of serving every client that connects, and
+    answers a request head it cannot parse in the protocol's shape (400/1011) instead of
+    Tornado's bare status line, which clients that read the JSON error cannot parse.
+    """
+
+    max_connections = 0
+    _refused = 0
+
+    def handle_stream(self, stream: iostream.IOStream, address: tuple[Any, ...]) -> None:
+        if self.max_connections and len(self._connections) >= self.max_connections:
+            if self._refused % 1000 == 0:
+                log.warning("refusing connections beyond max_connections=%d (503)", self.max_connections)
+            self._refused += 1
+            try:
+                stream.write(_FULL).add_done_callback(lambda _: stream.close())
+            except iostream.StreamClosedError:
+                pass
+            return
+        write = stream.write
+
+        # Tornado writes its refusal straight onto the stream, deep in HTTP1Connection.
+        def shaped_write(data: Any) -> Any:
+            return write(_SHAPED_400 if data == _BARE_400 else data)
+
+        stream.write = shaped_write  # type: ignore[method-assign]
+        # Answers are written whole: no Nagle delay, set once instead of twice a request.
+        stream.set_nodelay(True)
+        stream.set_nodelay = _keep_nodelay  # type: ignore[method-assign]
+        super().handle_stream(stream, address)
+
+
+def _keep_nodelay(value: bool) -> None:
+    """Tornado turns Nagle back on after each answer and off at the next; it stays off."""
+
+
+def make_http_server(app: Any, options: Any, max_body_size: int) -> LimitedHTTPServer:
+    """The transport's server with the options' timeouts and limits."""
+    server = LimitedHTTPServer(
+        app,
+        xheaders=bool(options.xheaders),
+        max_body_size=max_body_size,
+        # Tornado waits this long for a complete request head, on a new connection and between
+        # the requests of a kept-alive one: the idle and the header timeout are one timer here.
+        idle_connection_timeout=float(options.idle_timeout) or None,
+        body_timeout=float(options.body_timeout) or None,
+        max_header_size=int(options.max_header_size) * HEAD_READ_FACTOR,
+    )
+    server.max_connections = int(options.max_connections)
+    return server
+
+
+# -- requests -------------------------------------------------------------------------------
+
+_running: set[asyncio.Future[Any]] = set()
+
+
+def head_size(headers: httputil.HTTPHeaders) -> int:
+    """The bytes of a request's header lines, about as they came (name, ": ", value, CRLF)."""
+    return sum(len(name) + len(value) + 4 for name, value in headers.get_all())
+
+
+class TornadoDelegate(httputil.HTTPServerConnectionDelegate):
+    """What Tornado's ``HTTPServer`` calls for each request: a ``RequestDelegate`` each."""
+
+    def __init__(self, application: TotoApplication) -> None:
+        self.application = application
+
+    def start_request(self, server_conn: object, request_conn: httputil.HTTPConnection) -> httputil.HTTPMessageDelegate:
+        return RequestDelegate(self.application, server_conn, request_conn)
+
+
+class Writer:
+    """The ``ResponseWriter`` of one request over Tornado's ``HTTP1Connection``."""
+
+    __slots__ = ("connection",)
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+
+    def start(self, status: int, reason: str, headers: ResponseHeaders, chunk: bytes, last: bool) -> Any:
+        connection = self.connection
+        sent = connection.write_headers(httputil.ResponseStartLine("HTTP/1.1", status, reason), headers, chunk)
+        if last:
+            connection.finish()
+        return sent
+
+    def send(self, chunk: bytes, last: bool) -> Any:
+        connection = self.connection
+        sent = connection.write(chunk) if chunk else None
+        if last:
+            connection.finish()
+        return sent
+
+    def watch(self, callback: Any) -> None:
+        # Only an attribute of HTTP1Connection: Tornado itself listens for the close of a
+        # connection whose answer is not written by the end of RequestDelegate.finish.
+        self.connection.set_close_callback(callback)
+
+
+class RequestDelegate(httputil.HTTPMessageDelegate):
+    """One request on one connection: makes its handler, streams the body to it, runs it."""
+
+    __slots__ = ("app", "handler", "request_conn", "server_conn", "socket")
+
+    def __init__(self, app: TotoApplication, server_conn: object, request_conn: httputil.HTTPConnection) -> None:
+        self.app = app
+        self.server_conn = server_conn
+        self.request_conn = request_conn
+        self.handler: TotoHandler | None = None
+        self.socket: httputil.HTTPMessageDelegate | None = None
+
+    def headers_received(
+        self, start_line: httputil.RequestStartLine | httputil.ResponseStartLine, headers: httputil.HTTPHeaders
+    ) -> None:
+        request = httputil.HTTPServerRequest(
+            connection=self.request_conn,
+            server_connection=self.server_conn,
+            start_line=start_line,  # type: ignore[arg-type]
+            headers=headers,
+        )
+        app = self.app
+        path = app.method_path(request.path)
+        sockets = app.sockets
+        if sockets is not None and path is not None and request.method == "GET" and sockets.serves(path):
+            # A WebSocket: from here on Tornado's websocket handler owns the connection (toto.websocket).
+            self.socket = sockets.start_request(self.server_conn, self.request_conn)
+            self.socket.headers_received(start_line, headers)
+            return
+        self.handler = app.begin(request, Writer(self.request_conn), path, head_size(headers))
+
+    def data_received(self, chunk: bytes) -> None:
+        if self.socket is not None:
+            self.socket.data_received(chunk)
+            return
+        handler = self.handler
+        if handler is not None and not handler._finished:
+            handler.data_received(chunk)
+
+    def finish(self) -> None:
+        if self.socket is not None:
+            self.socket.finish()
+            return
+        handler = self.handler
+        if handler is not None and not handler._finished:
+            run_eagerly(handler._execute())
+
+    def on_connection_close(self) -> None:
+        if self.socket is not None:
+            self.socket.on_connection_close()
+            return
+        handler = self.handler
+        if handler is not None and not handler._finished:
+            handler.on_connection_close()
+
+
+def run_eagerly(coro: Coroutine[Any, Any, None]) -> None:
+    """Run ``coro`` at once up to its first real wait; only a coroutine that waits becomes
+    a task (what ``asyncio.eager_task_factory`` does from Python 3.12, for 3.10 and 3.11 too).
+
+    Its first steps run in a context of their own, which the task then carries on, as a
+    task's would: context variables it sets never leak into the connection's next request."""
+    context = contextvars.copy_context()
+    try:
+        waiting = context.run(coro.send, None)
+    except StopIteration:
+        return
+    except BaseException:
+        log.exception("a request failed before it could answer")
+        return
+    task = context.run(asyncio.ensure_future, _resume(coro, waiting))  # the task carries ``context`` on
+    # The loop keeps only weak references to tasks; the server holds running requests.
+    _running.add(task)
+    task.add_done_callback(_running.discard)
+
+
+async def _resume(coro: Coroutine[Any, Any, None], waiting: Any) -> None:
+    await _Rest(coro, waiting)
+
+
+class _Rest:
+    """Awaiting it resumes ``coro`` where ``run_eagerly`` left it: the task gets what the
+    coroutine yields (the future it waits on) and passes back results and cancellation."""
+
+    __slots__ = ("coro", "waiting")
+
+    def __init__(self, coro: Coroutine[Any, Any, None], waiting: Any) -> None:
+        self.coro = coro
+        self.waiting = waiting
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        coro, waiting = self.coro, self.waiting
+        while True:
+            try:
+                sent = yield waiting
+            except BaseException as exc:  # the task's cancellation, or a future's failure
+                try:
+                    waiting = coro.throw(exc)
+                except StopIteration:
+                    return
+            else:
+                try:
+                    waiting = coro.send(sent)
+                except StopIteration:
+                    return
+
+
+# -- the transport -----------------------------------------------------------------------------
+
+
+def bind_from_options(o: Any) -> list[socket.socket]:
+    """Listening sockets on the options' address and port (port 0: a free one, then the
+    options name it)."""
+    sockets = bind_sockets(int(o.port), o.address or None)
+    if int(o.port) == 0:
+        o.port = sockets[0].getsockname()[1]
+        log.info("port 0: listening on free port %s", o.port)
+    return sockets
+
+
+class TornadoTransport:
+    """Tornado's ``HTTPServer`` with the options' limits, serving the request path."""
+
+    def __init__(self, server: TotoServer, application: TotoApplication) -> None:
+        o = server.options
+        self.options = o
+        self.http_server = make_http_server(TornadoDelegate(application), o, max(server.max_body_size * 2, 1 << 30))
+
+    async def listen(self, sockets: list[socket.socket] | None) -> None:
+        self.http_server.add_sockets(bind_from_options(self.options) if sockets is None else sockets)
+
+    def stop_listening(self) -> None:
+        self.http_server.stop()
+
+    async def close(self) -> None:
+        await self.http_server.close_all_connections()
