@@ -1,6 +1,6 @@
 """Where a Toto server spends its time under wrk: py-spy samples, grouped by layer.
 
-``python bench/profile.py echo|signed-redis [--seconds S] [--rate HZ] [--checkout PATH]`` starts the
+``python bench/profile.py echo|signed-redis [--http NAME] [--seconds S] [--rate HZ] [--checkout PATH]`` starts the
 benchmark's server for that row, loads it with wrk (2 threads, 50 connections) and
 records it with ``py-spy record --format raw`` for the same time. The samples
 (collapsed stacks, ``bench/results/profile-ROW.txt``) are summed two ways:
@@ -147,15 +147,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--rate", type=int, default=100, help="samples per second")
     parser.add_argument("--checkout", type=Path, help="profile toto-core of another checkout (e.g. /work/main)")
+    parser.add_argument("--http", default="tornado", help="the server's transport (toto serve --http)")
     args = parser.parse_args(argv)
     env = {}
-    label = args.row
+    label = args.row if args.http == "tornado" else f"{args.row}-{args.http}"
     if args.checkout:
         src = args.checkout.resolve() / "toto_core" / "src"
         if not (src / "toto").is_dir():
             raise SystemExit(f"no toto_core/src/toto under {args.checkout}")
         env = {"PYTHONPATH": str(src)}
-        label = f"{args.row}-{args.checkout.resolve().name}"
+        label = f"{label}-{args.checkout.resolve().name}"
     harness.ensure_wrk()
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(py_spy).exists():
@@ -168,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
             subprocess.run([sys.executable, str(run.HERE.parent / "tests" / "services.py")], check=True)
             options = {"database": "redis", **stack.enter_context(run.backend_options("redis", run.server_help()))}
             prepare = run.signed_load
+        if args.http != "tornado":
+            options["http"] = args.http
         server = stack.enter_context(run.toto_server(label, options, loop, env=env))
         load = prepare(server.url)
         harness.run_wrk(server.url, load, 3, 2, 50)  # warm-up

@@ -57,7 +57,7 @@ REDIS_URL = os.environ.get("TOTO_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 TABLE_PREFIX = "totobench_"
 BACKENDS = ("memory", "sqlite", "postgres", "mysql", "redis", "mongodb")
 # Rows that also run on every HTTP transport ``toto serve --http`` offers beside Tornado.
-TRANSPORT_ROWS = ("echo", "signed memory", "signed redis")
+TRANSPORT_ROWS = ("echo", "signed memory", "signed redis", f"batch of {BATCH_SIZE}")
 # Rows that get a twin per --twins entry: the same row with one thing changed, in the same run.
 TWIN_ROWS = ("echo", f"batch of {BATCH_SIZE}", "signed memory")
 
@@ -88,8 +88,8 @@ def prefix_option(help_text: str, stem: str) -> str | None:
 
 def transports(help_text: str) -> list[str]:
     """The HTTP transports ``toto serve --http`` offers besides the default Tornado one."""
-    found = re.search(r"--http[ =]\{([\w,]+)\}", help_text)
-    return [t for t in found.group(1).split(",") if t != "tornado"] if found else []
+    found = re.search(r"^\s*--http\s.*\(([\w |]+)\) \[default", help_text, re.M)
+    return [t.strip() for t in found.group(1).split("|") if t.strip() != "tornado"] if found else []
 
 
 def pick_loop() -> str:
@@ -443,7 +443,13 @@ class Bench:
                 if backend not in storages:
                     continue
                 opts = {**backend_opts.get(backend, {"database": backend}), "http": transport}
-                kind, prepare = ("signed", signed_load) if base.startswith("signed") else ("echo", toto_echo_prepare)
+                kind, prepare = (
+                    ("signed", signed_load)
+                    if base.startswith("signed")
+                    else ("batch", batch_prepare)
+                    if base.startswith("batch")
+                    else ("echo", toto_echo_prepare)
+                )
                 self.add_toto(f"{base} ({transport})", kind, opts, prepare, f"--http={transport}")
         self.add_twins(parse_twins(self.s.twins, self.stack))
         harness.start([self.baseline, *self.rows], self.stack)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from tornado.httputil import HTTPHeaders
 
 from toto.exceptions import ERROR_MALFORMED_REQUEST, TotoException
-from toto.transports import build_request
+from toto.transports import BodyTimeouts, build_request
 
 if TYPE_CHECKING:
     from toto.handler import ResponseHeaders, TotoApplication, TotoHandler
@@ -94,6 +94,7 @@ class ASGIApp:
         self.server = server
         self.started = started
         self.application: TotoApplication | None = server.application
+        self.bodies = BodyTimeouts(server.body_timeout)
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -149,19 +150,19 @@ class ASGIApp:
         writer = ASGIWriter(receive)
         handler = app.begin(request, writer, app.method_path(request.path), size)
         try:
-            if not handler._finished and await read_body(handler, receive, self.server.body_timeout):
+            if not handler._finished and await read_body(handler, receive, self.bodies):
                 await handler._execute()
             await writer.pump(send)
         finally:
             writer.watch(None)
 
 
-async def read_body(handler: TotoHandler, receive: Receive, timeout: float) -> bool:
+async def read_body(handler: TotoHandler, receive: Receive, bodies: BodyTimeouts) -> bool:
     """Feed the body to ``handler``; False when the client went away or was too slow (the
     handler then knows) or the body was refused."""
     while True:
         try:
-            message = await (asyncio.wait_for(receive(), timeout) if timeout else receive())
+            message = await bodies.read(receive())
         except asyncio.TimeoutError:
             handler._refuse(408, TotoException(ERROR_MALFORMED_REQUEST, "The request body came too slowly"))
             return False

@@ -22,7 +22,7 @@ from urllib.parse import quote
 from tornado.httputil import HTTPHeaders
 
 from toto.exceptions import ERROR_MALFORMED_REQUEST, TotoException
-from toto.transports import build_request
+from toto.transports import BodyTimeouts, build_request
 
 if TYPE_CHECKING:
     from toto.handler import ResponseHeaders, TotoApplication
@@ -94,7 +94,7 @@ class RSGIApp:
         self.server = server
         self.application = application
         self.xheaders = server.xheaders
-        self.body_timeout = server.body_timeout
+        self.bodies = BodyTimeouts(server.body_timeout)
         self.max_body_size = server.max_body_size
 
     async def __call__(self, scope: Any, protocol: Any) -> None:
@@ -121,17 +121,11 @@ class RSGIApp:
             if not handler._finished:
                 try:
                     if "Content-Length" in headers:  # the size is known and within max_body_size
-                        body = await (
-                            asyncio.wait_for(protocol(), self.body_timeout) if self.body_timeout else protocol()
-                        )
+                        body = await self.bodies.read(protocol())
                         if body:
                             handler.data_received(body)
                     else:  # chunked: counted as it comes, refused once over max_body_size
-                        await (
-                            asyncio.wait_for(_stream_body(handler, protocol), self.body_timeout)
-                            if self.body_timeout
-                            else _stream_body(handler, protocol)
-                        )
+                        await self.bodies.read(_stream_body(handler, protocol))
                 except asyncio.TimeoutError:
                     handler._refuse(408, TotoException(ERROR_MALFORMED_REQUEST, "The request body came too slowly"))
                 if not handler._finished:
