@@ -22,7 +22,8 @@ import time
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from tornado.httputil import HTTPFile, HTTPHeaders, HTTPServerRequest, parse_qs_bytes, split_host_and_port
+from tornado.escape import parse_qs_bytes
+from tornado.httputil import HTTPFile, HTTPHeaders, HTTPServerRequest, split_host_and_port
 from tornado.netutil import is_valid_ip
 
 from toto.exceptions import PluginError

@@ -7,21 +7,17 @@ large). Tornado's own defaults suit a server behind a trusted proxy (an hour to 
 no bound on open connections, a silent close for an oversized head); a server facing clients
 directly needs them in seconds and counts, and answers that say what went wrong.
 
-Two costs of Tornado's defaults are avoided per request: Nagle's algorithm is turned off
-once per connection (Tornado toggles it twice a request, and Toto writes whole answers), and a
-request whose answer is ready at once is run to its answer inside ``finish`` (no task, so
-Tornado never registers the connection for close events, ``_read_message``); only one that
-waits goes on as a task.
+Nagle's algorithm is turned off once per connection (Tornado toggles it twice a request,
+and Toto writes whole answers).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import json
 import logging
 import socket
-from collections.abc import Coroutine, Generator
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from tornado import httputil, iostream
@@ -218,54 +214,17 @@ class RequestDelegate(httputil.HTTPMessageDelegate):
 
 
 def run_eagerly(coro: Coroutine[Any, Any, None]) -> None:
-    """Run ``coro`` at once up to its first real wait; only a coroutine that waits becomes
-    a task (what ``asyncio.eager_task_factory`` does from Python 3.12, for 3.10 and 3.11 too).
+    """Run a request's coroutine as a task, held by the server while it runs.
 
-    Its first steps run in a context of their own, which the task then carries on, as a
-    task's would: context variables it sets never leak into the connection's next request."""
-    context = contextvars.copy_context()
-    try:
-        waiting = context.run(coro.send, None)
-    except StopIteration:
-        return
-    except BaseException:
-        log.exception("a request failed before it could answer")
-        return
-    task = context.run(asyncio.ensure_future, _resume(coro, waiting))  # the task carries ``context`` on
+    Tried and dropped: stepping the coroutine up to its first wait outside a task (so an
+    answer ready at once would not make Tornado listen for the connection's close): code
+    below it then runs with no current task, and libraries that need one (``asyncio.timeout``
+    in asyncpg and SQLAlchemy's pool, context tokens in pymongo) fail. Python 3.12's eager
+    task factory does it right; this is the place to use it once 3.12 is the oldest Python."""
+    task = asyncio.ensure_future(coro)
     # The loop keeps only weak references to tasks; the server holds running requests.
     _running.add(task)
     task.add_done_callback(_running.discard)
-
-
-async def _resume(coro: Coroutine[Any, Any, None], waiting: Any) -> None:
-    await _Rest(coro, waiting)
-
-
-class _Rest:
-    """Awaiting it resumes ``coro`` where ``run_eagerly`` left it: the task gets what the
-    coroutine yields (the future it waits on) and passes back results and cancellation."""
-
-    __slots__ = ("coro", "waiting")
-
-    def __init__(self, coro: Coroutine[Any, Any, None], waiting: Any) -> None:
-        self.coro = coro
-        self.waiting = waiting
-
-    def __await__(self) -> Generator[Any, Any, None]:
-        coro, waiting = self.coro, self.waiting
-        while True:
-            try:
-                sent = yield waiting
-            except BaseException as exc:  # the task's cancellation, or a future's failure
-                try:
-                    waiting = coro.throw(exc)
-                except StopIteration:
-                    return
-            else:
-                try:
-                    waiting = coro.send(sent)
-                except StopIteration:
-                    return
 
 
 # -- the transport -----------------------------------------------------------------------------
