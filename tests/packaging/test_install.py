@@ -171,6 +171,10 @@ def test_toto_core_alone_serves_on_memory(dist: Path, fresh: FreshEnv, app: Path
     with fresh.serve(app, logging="info") as server:
         signed_call(server)
         assert "(database: memory," in server.output()
+    # The fast transports are extras: without them, one line saying what to install.
+    missing = fresh.toto("serve", "--http=granian", "--database=memory", "--port=1")
+    assert missing.returncode == 2, missing.stderr
+    assert "pip install 'granian>=2.8,<3' (the toto-core[granian] extra)" in missing.stderr, missing.stderr
 
 
 def test_toto_core_and_toto_redis_serve_on_redis(dist: Path, fresh: FreshEnv, app: Path, redis_url: str) -> None:

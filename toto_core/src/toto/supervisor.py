@@ -105,15 +105,17 @@ class Group:
             self.pidfile.fd = None
         threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
         sockets = None
-        if o.reuse_port:
+        if not o.reuse_port:
+            o.port = int(o.port) + index
+        elif o.http != "granian":
+            # granian binds its own socket (with SO_REUSEPORT): one bound here and closed once
+            # it listens would reset the connections the kernel had queued on it meanwhile.
             from tornado.netutil import bind_sockets
 
             try:
                 sockets = bind_sockets(int(o.port), o.address or None, reuse_port=True)
             except OSError as exc:
                 raise DaemonError(f"cannot listen on {o.address or '*'}:{o.port}: {exc.strerror}") from None
-        else:
-            o.port = int(o.port) + index
         serve_here(self.server, sockets)
         return 0
 

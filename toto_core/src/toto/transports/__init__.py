@@ -19,7 +19,7 @@ import asyncio
 import functools
 import importlib.util
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from tornado.escape import parse_qs_bytes
@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 
 #: ``--http`` choices, and the module that must be importable for each.
 TRANSPORTS = {"tornado": "tornado", "granian": "granian", "uvicorn": "uvicorn"}
+#: What toto-core's extra of each installs (from PyPI, whatever way toto-core was installed).
+REQUIREMENTS = {"granian": "'granian>=2.8,<3'", "uvicorn": "'uvicorn[standard]>=0.30'"}
 
 
 class Transport(Protocol):
@@ -50,7 +52,9 @@ def check_transport(server: TotoServer) -> None:
     """At startup, before anything is opened: the transport is installed and can serve the options."""
     name = server.options.http
     if importlib.util.find_spec(TRANSPORTS[name]) is None:
-        raise PluginError(f"--http={name} is not installed here: pip install 'toto-core[{name}]'")
+        raise PluginError(
+            f"--http={name} is not installed here: pip install {REQUIREMENTS[name]} (the toto-core[{name}] extra)"
+        )
     if name != "tornado" and server.options.use_web_sockets:
         raise PluginError(f"use_web_sockets needs --http=tornado (--http={name} serves HTTP calls only)")
 
@@ -68,6 +72,59 @@ def make_transport(server: TotoServer, application: TotoApplication) -> Any:
     from toto.transports.tornado import TornadoTransport
 
     return TornadoTransport(server, application)
+
+
+class QueuedWriter:
+    """What the ASGI and RSGI writers share: the path writes from plain code while sending
+    is awaited, so what it writes queues here and ``pump`` sends it in order; ``watch``
+    waits for the client going away (``gone``) in a task of its own."""
+
+    __slots__ = ("ended", "queue", "wakeup", "watcher")
+
+    def __init__(self) -> None:
+        self.ended = False
+        self.queue: list[Any] = []
+        self.wakeup: asyncio.Future[None] | None = None
+        self.watcher: asyncio.Task[None] | None = None
+
+    def queued(self, item: Any, last: bool) -> None:
+        if item is not None:
+            self.queue.append(item)
+        if last:
+            self.ended = True
+        wakeup = self.wakeup
+        if wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
+
+    def watch(self, callback: Callable[[], None] | None) -> None:
+        if self.watcher is not None:
+            self.watcher.cancel()
+            self.watcher = None
+        if callback is not None:
+            self.watcher = asyncio.ensure_future(self._watch(callback))
+
+    async def _watch(self, callback: Callable[[], None]) -> None:
+        await self.gone()
+        callback()
+
+    async def gone(self) -> None:
+        """Return once the client has gone away."""
+        raise NotImplementedError
+
+    async def deliver(self, item: Any) -> None:
+        raise NotImplementedError
+
+    async def pump(self) -> None:
+        """Send what the path wrote until the answer ends."""
+        while not self.ended or self.queue:
+            queue = self.queue
+            if queue:
+                self.queue = []
+                for item in queue:
+                    await self.deliver(item)
+                continue
+            self.wakeup = asyncio.get_running_loop().create_future()
+            await self.wakeup
 
 
 class TransportRequest(HTTPServerRequest):

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from tornado.httputil import HTTPHeaders
 
 from toto.exceptions import ERROR_MALFORMED_REQUEST, TotoException
-from toto.transports import BodyTimeouts, build_request
+from toto.transports import BodyTimeouts, QueuedWriter, build_request
 
 if TYPE_CHECKING:
     from toto.handler import ResponseHeaders, TotoApplication, TotoHandler
@@ -30,58 +30,30 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
-class ASGIWriter:
-    """The ``ResponseWriter`` of one ASGI request: the path writes from plain code, so
-    messages queue here and ``pump`` sends them in order."""
+class ASGIWriter(QueuedWriter):
+    """The ``ResponseWriter`` of one ASGI request: each write an ASGI message, sent by ``pump``."""
 
-    __slots__ = ("ended", "queue", "receive", "wakeup", "watcher")
+    __slots__ = ("receive", "send_message")
 
-    def __init__(self, receive: Receive) -> None:
+    def __init__(self, receive: Receive, send: Send) -> None:
+        super().__init__()
         self.receive = receive
-        self.queue: list[dict[str, Any]] = []
-        self.ended = False
-        self.wakeup: asyncio.Future[None] | None = None
-        self.watcher: asyncio.Task[None] | None = None
+        self.send_message = send
 
     def start(self, status: int, reason: str, headers: ResponseHeaders, chunk: bytes, last: bool) -> None:
         raw = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.get_all()]
-        self.queue.append({"type": "http.response.start", "status": status, "headers": raw})
+        self.queued({"type": "http.response.start", "status": status, "headers": raw}, False)
         self.send(chunk, last)
 
     def send(self, chunk: bytes, last: bool) -> None:
-        self.queue.append({"type": "http.response.body", "body": chunk, "more_body": not last})
-        if last:
-            self.ended = True
-        wakeup = self.wakeup
-        if wakeup is not None and not wakeup.done():
-            wakeup.set_result(None)
+        self.queued({"type": "http.response.body", "body": chunk, "more_body": not last}, last)
 
-    def watch(self, callback: Callable[[], None] | None) -> None:
-        if self.watcher is not None:
-            self.watcher.cancel()
-            self.watcher = None
-        if callback is not None:
-            self.watcher = asyncio.ensure_future(self._watch(callback))
+    async def deliver(self, item: Any) -> None:
+        await self.send_message(item)
 
-    async def _watch(self, callback: Callable[[], None]) -> None:
-        while True:
-            message = await self.receive()
-            if message["type"] == "http.disconnect":
-                callback()
-                return
-
-    async def pump(self, send: Send) -> None:
-        """Send what the path wrote until the answer ends."""
-        while True:
-            queue = self.queue
-            if queue:
-                self.queue = []
-                for message in queue:
-                    await send(message)
-            if self.ended and not self.queue:
-                return
-            self.wakeup = asyncio.get_running_loop().create_future()
-            await self.wakeup
+    async def gone(self) -> None:
+        while (await self.receive())["type"] != "http.disconnect":
+            pass
 
 
 class ASGIApp:
@@ -147,12 +119,12 @@ class ASGIApp:
             scope.get("scheme", "http"),
             self.server.xheaders,
         )
-        writer = ASGIWriter(receive)
+        writer = ASGIWriter(receive, send)
         handler = app.begin(request, writer, app.method_path(request.path), size)
         try:
             if not handler._finished and await read_body(handler, receive, self.bodies):
                 await handler._execute()
-            await writer.pump(send)
+            await writer.pump()
         finally:
             writer.watch(None)
 

@@ -15,14 +15,13 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from tornado.httputil import HTTPHeaders
 
 from toto.exceptions import ERROR_MALFORMED_REQUEST, TotoException
-from toto.transports import BodyTimeouts, build_request
+from toto.transports import BodyTimeouts, QueuedWriter, build_request
 
 if TYPE_CHECKING:
     from toto.handler import ResponseHeaders, TotoApplication
@@ -31,19 +30,16 @@ if TYPE_CHECKING:
 log = logging.getLogger("toto.server")
 
 
-class RSGIWriter:
+class RSGIWriter(QueuedWriter):
     """The ``ResponseWriter`` of one RSGI request. A whole answer leaves at once
     (``response_bytes``); a streamed one (``flush``) queues its chunks for ``pump``."""
 
-    __slots__ = ("ended", "protocol", "queue", "stream", "wakeup", "watcher")
+    __slots__ = ("protocol", "stream")
 
     def __init__(self, protocol: Any) -> None:
+        super().__init__()
         self.protocol = protocol
-        self.ended = False
         self.stream: Any = None
-        self.queue: list[bytes] = []
-        self.wakeup: asyncio.Future[None] | None = None
-        self.watcher: asyncio.Task[None] | None = None
 
     def start(self, status: int, reason: str, headers: ResponseHeaders, chunk: bytes, last: bool) -> None:
         listed = list(headers.get_all())
@@ -55,36 +51,13 @@ class RSGIWriter:
         self.send(chunk, False)
 
     def send(self, chunk: bytes, last: bool) -> None:
-        if chunk:
-            self.queue.append(chunk)
-        if last:
-            self.ended = True
-        wakeup = self.wakeup
-        if wakeup is not None and not wakeup.done():
-            wakeup.set_result(None)
+        self.queued(chunk or None, last)
 
-    def watch(self, callback: Callable[[], None] | None) -> None:
-        if self.watcher is not None:
-            self.watcher.cancel()
-            self.watcher = None
-        if callback is not None:
-            self.watcher = asyncio.ensure_future(self._watch(callback))
+    async def deliver(self, item: Any) -> None:
+        await self.stream.send_bytes(item)
 
-    async def _watch(self, callback: Callable[[], None]) -> None:
+    async def gone(self) -> None:
         await self.protocol.client_disconnect()
-        callback()
-
-    async def pump(self) -> None:
-        """Send a streamed answer's chunks until it ends."""
-        while not self.ended or self.queue:
-            queue = self.queue
-            if queue:
-                self.queue = []
-                for chunk in queue:
-                    await self.stream.send_bytes(chunk)
-                continue
-            self.wakeup = asyncio.get_running_loop().create_future()
-            await self.wakeup
 
 
 class RSGIApp:
@@ -170,8 +143,8 @@ class GranianTransport:
         o = self.server.options
         address = o.address or "0.0.0.0"
         if sockets:
-            # granian binds its own socket (SO_REUSEPORT, as a --reuse_port group needs):
-            # the one bound for it only said the port is free.
+            # granian binds its own socket: the one given only says where (``TotoServer.start``
+            # embedded with sockets; a --reuse_port group binds none for granian, toto.supervisor).
             address, port = sockets[0].getsockname()[:2]
             for sock in sockets:
                 sock.close()
@@ -180,6 +153,8 @@ class GranianTransport:
             # so that is one line (toto.daemon), and port 0 names a free port.
             with socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET) as probe:
                 probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if o.reuse_port:  # the group's other processes listen on it already
+                    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
                 probe.bind((address, int(o.port)))
                 port = probe.getsockname()[1]
             if int(o.port) == 0:

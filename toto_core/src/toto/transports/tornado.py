@@ -202,7 +202,7 @@ class RequestDelegate(httputil.HTTPMessageDelegate):
             return
         handler = self.handler
         if handler is not None and not handler._finished:
-            run_eagerly(handler._execute())
+            run_request(handler._execute())
 
     def on_connection_close(self) -> None:
         if self.socket is not None:
@@ -213,7 +213,7 @@ class RequestDelegate(httputil.HTTPMessageDelegate):
             handler.on_connection_close()
 
 
-def run_eagerly(coro: Coroutine[Any, Any, None]) -> None:
+def run_request(coro: Coroutine[Any, Any, None]) -> None:
     """Run a request's coroutine as a task, held by the server while it runs.
 
     Tried and dropped: stepping the coroutine up to its first wait outside a task (so an
