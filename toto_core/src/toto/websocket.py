@@ -1,9 +1,10 @@
 """WebSockets (PROTOCOL.md section 9): the same methods, sessions and signing over one
 connection, with events pushed.
 
-``use_web_sockets=true`` serves ``<root><socket_path>``. ``TotoApplication`` hands an
-upgrade request for that path to a small Tornado ``web.Application`` whose only handler
-is ``TotoSocketHandler``; everything else stays on Toto's own HTTP path.
+``use_web_sockets=true`` serves ``<root><socket_path>`` on the Tornado transport: its
+request delegate (``toto.transports.tornado``) hands an upgrade request for that path to a
+small Tornado ``web.Application`` whose only handler is ``TotoSocketHandler``; everything
+else stays on Toto's own HTTP path.
 
 Per message: parse -> (session-naming message: remember the id) -> resolve the method ->
 load and check the session as over HTTP -> invoke -> answer ``{"id", "result"|"error"}``.
