@@ -1011,12 +1011,20 @@ class _Pending:
         self.awaitable = awaitable
 
 
+_done: asyncio.Future[None] | None = None
+
+
 def _awaitable(sent: Any) -> Awaitable[None]:
-    """What ``flush`` and ``finish`` return: the transport's awaitable, or one already done."""
+    """What ``flush`` and ``finish`` return: the transport's awaitable, or one already done
+    (one per event loop, shared: a done future can be awaited any number of times)."""
+    global _done
     if sent is not None:
         return sent  # type: ignore[no-any-return]
-    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    done.set_result(None)
+    loop = asyncio.get_running_loop()
+    done = _done
+    if done is None or done.get_loop() is not loop:
+        done = _done = loop.create_future()
+        done.set_result(None)
     return done
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from toto.cookies import define_cookie_options
+from toto.transports import TRANSPORTS
 
 if TYPE_CHECKING:
     from toto.auth import Authenticator
@@ -388,7 +389,7 @@ def define_core_options(options: Options, hmac_modes: Iterable[str] = ()) -> Non
         str,
         "HTTP server: tornado (also serves WebSockets), granian (RSGI, fastest: toto-core[granian]) "
         "or uvicorn (ASGI: toto-core[uvicorn])",
-        choices=("tornado", "granian", "uvicorn"),
+        choices=TRANSPORTS,
     )
     d("xheaders", False, bool, "trust X-Real-Ip / X-Forwarded-For from a proxy in front")
     d(

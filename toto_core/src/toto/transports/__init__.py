@@ -19,23 +19,23 @@ import asyncio
 import functools
 import importlib.util
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from tornado.escape import parse_qs_bytes
 from tornado.httputil import HTTPFile, HTTPHeaders, HTTPServerRequest, split_host_and_port
 from tornado.netutil import is_valid_ip
 
-from toto.exceptions import PluginError
+from toto.exceptions import ERROR_MALFORMED_REQUEST, PluginError, TotoException
 
 if TYPE_CHECKING:
     import socket
 
-    from toto.handler import TotoApplication
+    from toto.handler import TotoApplication, TotoHandler
     from toto.server import TotoServer
 
-#: ``--http`` choices, and the module that must be importable for each.
-TRANSPORTS = {"tornado": "tornado", "granian": "granian", "uvicorn": "uvicorn"}
+#: ``--http`` choices, each also the module that must be importable for it.
+TRANSPORTS = ("tornado", "granian", "uvicorn")
 #: What toto-core's extra of each installs (from PyPI, whatever way toto-core was installed).
 REQUIREMENTS = {"granian": "'granian>=2.8,<3'", "uvicorn": "'uvicorn[standard]>=0.30'"}
 
@@ -51,7 +51,7 @@ class Transport(Protocol):
 def check_transport(server: TotoServer) -> None:
     """At startup, before anything is opened: the transport is installed and can serve the options."""
     name = server.options.http
-    if importlib.util.find_spec(TRANSPORTS[name]) is None:
+    if importlib.util.find_spec(name) is None:
         raise PluginError(
             f"--http={name} is not installed here: pip install {REQUIREMENTS[name]} (the toto-core[{name}] extra)"
         )
@@ -229,3 +229,35 @@ class BodyTimeouts:
                 if deadline <= now and task not in self.expired:
                     self.expired.add(task)
                     task.cancel()
+
+
+def collect_headers(pairs: Iterable[tuple[str, str]]) -> tuple[HTTPHeaders, int]:
+    """A request's headers as ``handler.request.headers`` holds them, and the bytes of its
+    header lines (name, ": ", value, CRLF) that ``max_header_size`` bounds."""
+    headers = HTTPHeaders()
+    size = 0
+    for name, value in pairs:
+        headers.add(name, value)
+        size += len(name) + len(value) + 4
+    return headers, size
+
+
+async def exchange(
+    handler: TotoHandler, writer: QueuedWriter, read_body: Callable[[], Awaitable[bool]], bodies: BodyTimeouts
+) -> None:
+    """One request on a non-Tornado transport after ``begin``: read its body within
+    ``body_timeout`` (``read_body`` feeds it to the handler; False: do not run it), run it,
+    send what is left of the answer."""
+    try:
+        if not handler._finished:
+            try:
+                run = await bodies.read(read_body())
+            except asyncio.TimeoutError:
+                handler._refuse(408, TotoException(ERROR_MALFORMED_REQUEST, "The request body came too slowly"))
+                run = False
+            if run and not handler._finished:
+                await handler._execute()
+        if not writer.ended or writer.queue:
+            await writer.pump()
+    finally:
+        writer.watch(None)

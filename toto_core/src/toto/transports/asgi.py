@@ -15,10 +15,7 @@ from collections.abc import Awaitable, Callable, Generator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from tornado.httputil import HTTPHeaders
-
-from toto.exceptions import ERROR_MALFORMED_REQUEST, TotoException
-from toto.transports import BodyTimeouts, QueuedWriter, build_request
+from toto.transports import BodyTimeouts, QueuedWriter, build_request, collect_headers, exchange
 
 if TYPE_CHECKING:
     from toto.handler import ResponseHeaders, TotoApplication, TotoHandler
@@ -100,11 +97,7 @@ class ASGIApp:
         app = self.application
         if app is None:
             raise RuntimeError("Toto has not started: run the ASGI server with lifespan on")
-        headers = HTTPHeaders()
-        size = 0
-        for name, value in scope["headers"]:
-            headers.add(name.decode("latin-1"), value.decode("latin-1"))
-            size += len(name) + len(value) + 4
+        headers, size = collect_headers((n.decode("latin-1"), v.decode("latin-1")) for n, v in scope["headers"])
         raw_path = scope.get("raw_path")
         uri = raw_path.decode("latin-1") if raw_path else scope["path"]
         query = scope.get("query_string")
@@ -121,23 +114,13 @@ class ASGIApp:
         )
         writer = ASGIWriter(receive, send)
         handler = app.begin(request, writer, app.method_path(request.path), size)
-        try:
-            if not handler._finished and await read_body(handler, receive, self.bodies):
-                await handler._execute()
-            await writer.pump()
-        finally:
-            writer.watch(None)
+        await exchange(handler, writer, lambda: read_body(handler, receive), self.bodies)
 
 
-async def read_body(handler: TotoHandler, receive: Receive, bodies: BodyTimeouts) -> bool:
-    """Feed the body to ``handler``; False when the client went away or was too slow (the
-    handler then knows) or the body was refused."""
+async def read_body(handler: TotoHandler, receive: Receive) -> bool:
+    """Feed the body to ``handler``; False when the client went away (the handler then knows)."""
     while True:
-        try:
-            message = await bodies.read(receive())
-        except asyncio.TimeoutError:
-            handler._refuse(408, TotoException(ERROR_MALFORMED_REQUEST, "The request body came too slowly"))
-            return False
+        message = await receive()
         if message["type"] == "http.disconnect":
             handler.on_connection_close()
             return False

@@ -18,13 +18,10 @@ import socket
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from tornado.httputil import HTTPHeaders
-
-from toto.exceptions import ERROR_MALFORMED_REQUEST, TotoException
-from toto.transports import BodyTimeouts, QueuedWriter, build_request
+from toto.transports import BodyTimeouts, QueuedWriter, build_request, collect_headers, exchange
 
 if TYPE_CHECKING:
-    from toto.handler import ResponseHeaders, TotoApplication
+    from toto.handler import ResponseHeaders, TotoApplication, TotoHandler
     from toto.server import TotoServer
 
 log = logging.getLogger("toto.server")
@@ -68,18 +65,13 @@ class RSGIApp:
         self.application = application
         self.xheaders = server.xheaders
         self.bodies = BodyTimeouts(server.body_timeout)
-        self.max_body_size = server.max_body_size
 
     async def __call__(self, scope: Any, protocol: Any) -> None:
         if scope.proto != "http":
             protocol.close(1008)  # a WebSocket: served by --http=tornado only
             return
         app = self.application
-        headers = HTTPHeaders()
-        size = 0
-        for name, value in scope.headers.items():
-            headers.add(name, value)
-            size += len(name) + len(value) + 4
+        headers, size = collect_headers(scope.headers.items())
         uri = scope.path
         if "%" in uri or not uri.isascii():
             uri = raw_path(uri)
@@ -90,30 +82,20 @@ class RSGIApp:
         )
         writer = RSGIWriter(protocol)
         handler = app.begin(request, writer, app.method_path(request.path), size)
-        try:
-            if not handler._finished:
-                try:
-                    if "Content-Length" in headers:  # the size is known and within max_body_size
-                        body = await self.bodies.read(protocol())
-                        if body:
-                            handler.data_received(body)
-                    else:  # chunked: counted as it comes, refused once over max_body_size
-                        await self.bodies.read(_stream_body(handler, protocol))
-                except asyncio.TimeoutError:
-                    handler._refuse(408, TotoException(ERROR_MALFORMED_REQUEST, "The request body came too slowly"))
-                if not handler._finished:
-                    await handler._execute()
-            if not writer.ended or writer.queue:
-                await writer.pump()
-        finally:
-            writer.watch(None)
+        await exchange(handler, writer, lambda: _read_body(handler, protocol, "Content-Length" in headers), self.bodies)
 
 
-async def _stream_body(handler: Any, protocol: Any) -> None:
-    async for chunk in protocol:
+async def _read_body(handler: TotoHandler, protocol: Any, sized: bool) -> bool:
+    if sized:  # the size is known and within max_body_size: one read
+        body = await protocol()
+        if body:
+            handler.data_received(body)
+        return True
+    async for chunk in protocol:  # chunked: counted as it comes, refused once over max_body_size
         handler.data_received(chunk)
         if handler._finished:
-            return
+            break
+    return True
 
 
 def raw_path(path: str) -> str:
@@ -133,7 +115,6 @@ class GranianTransport:
         self.app = RSGIApp(server, application)
         self.granian: Any = None
         self.task: asyncio.Task[None] | None = None
-        self.stopping: asyncio.Task[None] | None = None
 
     async def listen(self, sockets: list[socket.socket] | None) -> None:
         from granian.constants import HTTPModes, Interfaces
@@ -177,7 +158,7 @@ class GranianTransport:
         await _until_listening(address, port, self.task)
 
     def stop_listening(self) -> None:
-        if self.granian is not None and self.stopping is None:
+        if self.granian is not None:
             self.granian.interrupt_signal = True
             self.granian.main_loop_interrupt.set()
 
