@@ -84,6 +84,7 @@ def test_without_drain_delay_readiness_fails_on_open_connections_while_requests_
     slow = threading.Thread(target=lambda: answers.append(get_json(server.url, "/sleep?seconds=4")))
     slow.start()
     health_turns(server.url, 200, 5)  # the slow request is in flight once the loop answers again
+    time.sleep(1)  # and accepted by now, also where the HTTP server accepts apart from the loop
     server.proc.send_signal(signal.SIGTERM)
     if http_transport == "granian":
         # granian's shutdown stops accepting and closes idle kept-alive connections at once
