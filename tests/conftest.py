@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -58,7 +59,13 @@ def plugin_path(tmp_path_factory: pytest.TempPathFactory) -> str:
     """pip-install each third-party example plugin into a directory of its own, as a user would;
     ``env_with(plugin_path, name, ...)`` puts some of them on a server's path."""
     target = tmp_path_factory.mktemp("site")
+    sources = tmp_path_factory.mktemp("plugin-sources")
     for name in EXAMPLE_PLUGINS:
+        # Each xdist worker builds from its own copy: setuptools builds in the source tree
+        # (build/, *.egg-info), and two workers building one tree at once collide there.
+        source = shutil.copytree(
+            TESTS / "plugins" / name, sources / name, ignore=shutil.ignore_patterns("build", "*.egg-info")
+        )
         subprocess.run(
             [
                 sys.executable,
@@ -69,7 +76,7 @@ def plugin_path(tmp_path_factory: pytest.TempPathFactory) -> str:
                 "--no-deps",
                 "--target",
                 str(target / name),
-                str(TESTS / "plugins" / name),
+                str(source),
             ],
             check=True,
             timeout=300,
