@@ -148,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=int, default=100, help="samples per second")
     parser.add_argument("--checkout", type=Path, help="profile toto-core of another checkout (e.g. /work/main)")
     parser.add_argument("--http", default="tornado", help="the server's transport (toto serve --http)")
+    parser.add_argument(
+        "--with", dest="plugins", default="", help="plugins to load beside the row's own, e.g. toto-prometheus"
+    )
     args = parser.parse_args(argv)
     env = {}
     label = args.row if args.http == "tornado" else f"{args.row}-{args.http}"
@@ -171,7 +174,13 @@ def main(argv: list[str] | None = None) -> int:
             prepare = run.signed_load
         if args.http != "tornado":
             options["http"] = args.http
-        server = stack.enter_context(run.toto_server(label, options, loop, env=env))
+        # The plugins the row loads in bench/run.py: toto-core and the row's storage plugin.
+        storages, _ = run.installed()
+        added = [name.strip() for name in args.plugins.split(",") if name.strip()]
+        plugins = run.plugins_env(filter(None, [storages.get(options["database"], ""), *added]))
+        if added:
+            label += "-with-" + "-".join(added)
+        server = stack.enter_context(run.toto_server(label, options, loop, env={**plugins, **env}))
         load = prepare(server.url)
         harness.run_wrk(server.url, load, 3, 2, 50)  # warm-up
         assert server.proc is not None

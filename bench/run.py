@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -65,12 +65,34 @@ TWIN_ROWS = ("echo", f"batch of {BATCH_SIZE}", "signed memory")
 # -- what is installed ----------------------------------------------------------------------
 
 
-def installed() -> tuple[set[str], set[str]]:
-    """Storage names and wire content types the installed plugins register."""
-    from toto.plugins import get_plugin_manager, merge_named, merge_serializers
+def installed() -> tuple[dict[str, str], dict[str, str]]:
+    """Storage names and wire content types the installed plugins register, each with the
+    distribution that brings it (``toto-core`` for the built-ins)."""
+    from toto.plugins import get_plugin_manager
 
     pm = get_plugin_manager()
-    return set(merge_named(pm, "toto_register_storage")), set(merge_serializers(pm))
+
+    def distribution(plugin: object) -> str:
+        return pm.label(plugin).split(" ")[0]
+
+    storages = {
+        name: distribution(plugin) for plugin, offered in pm.answers("toto_register_storage") for name in offered or {}
+    }
+    content_types = {
+        content_type: distribution(plugin)
+        for plugin, offered in pm.answers("toto_register_serializers")
+        for serializer in offered or []
+        for content_type in serializer.content_types
+    }
+    return storages, content_types
+
+
+def plugins_env(distributions: Iterable[str]) -> dict[str, str]:
+    """``TOTO_PLUGINS`` loading toto-core and ``distributions`` only: a row runs what it needs,
+    as each peer does, whatever else is installed here."""
+    from toto.plugins import CORE
+
+    return {"TOTO_PLUGINS": ",".join(sorted({CORE, *distributions}))}
 
 
 def server_help() -> str:
@@ -121,20 +143,22 @@ def toto_server(
 
 @dataclass
 class Twin:
-    """What a twin row changes: server options, or the environment (what Python imports)."""
+    """What a twin row changes: server options, the environment (what Python imports), or
+    plugins loaded beside the row's own."""
 
     label: str
     options: dict[str, Any]
     env: dict[str, str]
+    plugins: tuple[str, ...] = ()
 
 
 def parse_twins(text: str, stack: contextlib.ExitStack) -> list[Twin]:
     """``asyncio`` (the plain loop), ``stdlib-json`` (orjson hidden: the stdlib codec),
     ``checkout=PATH`` (toto-core from another checkout, e.g. main: before and after),
-    ``without=toto-otel+toto-prometheus`` (those plugins left out with ``TOTO_PLUGINS``:
-    what an installed plugin costs)."""
-    from toto.plugins import CORE, canonical_name
+    ``with=toto-otel+toto-prometheus`` (those plugins loaded too: what an installed plugin
+    costs)."""
     from toto.plugins import _entry_points as toto_entry_points
+    from toto.plugins import canonical_name
 
     twins = []
     for item in filter(None, (x.strip() for x in text.split(","))):
@@ -150,15 +174,14 @@ def parse_twins(text: str, stack: contextlib.ExitStack) -> list[Twin]:
             if not (src / "toto").is_dir():
                 raise SystemExit(f"--twins {item}: no toto_core/src/toto under {checkout}")
             twins.append(Twin(checkout.name, {}, {"PYTHONPATH": str(src)}))
-        elif item.startswith("without="):
-            left_out = {canonical_name(n) for n in item.split("=", 1)[1].split("+") if n.strip()}
-            installed = {canonical_name(d.metadata["Name"] or e.name) for d, e in toto_entry_points()}
-            if not left_out <= installed:
-                raise SystemExit(f"--twins {item}: not installed: {', '.join(sorted(left_out - installed))}")
-            kept = ",".join(sorted(installed - left_out)) or CORE
-            twins.append(Twin(f"without {'+'.join(sorted(left_out))}", {}, {"TOTO_PLUGINS": kept}))
+        elif item.startswith("with="):
+            added = {canonical_name(n) for n in item.split("=", 1)[1].split("+") if n.strip()}
+            available = {canonical_name(d.metadata["Name"] or e.name) for d, e in toto_entry_points()}
+            if not added <= available:
+                raise SystemExit(f"--twins {item}: not installed: {', '.join(sorted(added - available))}")
+            twins.append(Twin(f"with {'+'.join(sorted(added))}", {}, {}, tuple(sorted(added))))
         else:
-            raise SystemExit(f"--twins: unknown {item!r} (asyncio, stdlib-json, checkout=PATH, without=DIST+DIST)")
+            raise SystemExit(f"--twins: unknown {item!r} (asyncio, stdlib-json, checkout=PATH, with=DIST+DIST)")
     return twins
 
 
@@ -331,7 +354,8 @@ class Bench:
         self.rows: list[Row] = []
         self.soak: dict[str, Any] = {}
         # What each Toto row runs, so that a twin can run the same with one thing changed.
-        self.specs: dict[str, tuple[str, dict[str, Any], Callable[[str], Load], str]] = {}
+        self.specs: dict[str, tuple[str, dict[str, Any], Callable[[str], Load], str, tuple[str, ...] | None]] = {}
+        self.storages: dict[str, str] = {}
         self.twin_pairs: list[tuple[Row, Row]] = []
 
     def wanted(self, name: str, kind: str = "") -> bool:
@@ -350,11 +374,18 @@ class Bench:
         prepare: Callable[[str], Load],
         note: str,
         children: int = 0,
+        plugins: tuple[str, ...] | None = None,
     ) -> None:
+        """A Toto row; it loads toto-core and the storage plugin its ``database`` needs, plus
+        ``plugins`` (None: every installed plugin)."""
         if self.wanted(name):
-            server = toto_server(name, options, options.get("event_loop", self.s.loop), children=children)
+            if plugins is not None:
+                plugins = (*plugins, self.storages.get(str(options.get("database", "memory")), ""))
+            env = plugins_env(filter(None, plugins)) if plugins is not None else None
+            loop = options.get("event_loop", self.s.loop)
+            server = toto_server(name, options, loop, children=children, env=env)
             self.rows.append(Row(name, kind, note, server, prepare))
-            self.specs[name] = (kind, options, prepare, note)
+            self.specs[name] = (kind, options, prepare, note, plugins)
 
     def add_twins(self, twins: list[Twin]) -> None:
         """Each twin right after its row, so the two are loaded minutes apart at most."""
@@ -363,11 +394,12 @@ class Bench:
             rows.append(base)
             if base.name not in TWIN_ROWS:
                 continue
-            kind, options, prepare, note = self.specs[base.name]
+            kind, options, prepare, note, plugins = self.specs[base.name]
             for twin in twins:
                 opts = {**options, **twin.options}
                 name = f"{base.name} ({twin.label})"
-                server = toto_server(name, opts, opts.get("event_loop", self.s.loop), env=twin.env)
+                env = {**(plugins_env((*plugins, *twin.plugins)) if plugins is not None else {}), **twin.env}
+                server = toto_server(name, opts, opts.get("event_loop", self.s.loop), env=env)
                 row = Row(name, "twin", f"{note}; {twin.label}", server, prepare)
                 rows.append(row)
                 self.twin_pairs.append((base, row))
@@ -375,7 +407,8 @@ class Bench:
 
     def run(self) -> None:
         storages, content_types = installed()
-        if storages & {"postgres", "mysql", "redis"}:
+        self.storages = storages
+        if set(storages) & {"postgres", "mysql", "redis"}:
             # The machine's database servers: started when down, or the run fails (tests/services.py).
             services = HERE.parent / "tests" / "services.py"
             if services.exists() and subprocess.run([sys.executable, str(services)], check=False).returncode:
@@ -400,15 +433,24 @@ class Bench:
                 echo_prepare,
             )
         )
-        self.add_toto("echo", "echo", {"database": "memory"}, toto_echo_prepare, "memory storage, no session")
+        self.add_toto("echo", "echo", {"database": "memory"}, toto_echo_prepare, "memory storage, no session", plugins=())
+        self.add_toto(
+            "echo (every plugin)",
+            "echo",
+            {"database": "memory"},
+            toto_echo_prepare,
+            "echo with every installed plugin loaded (toto-prometheus's metrics among them)",
+        )
         backend_opts: dict[str, dict[str, Any]] = {}
         for backend in BACKENDS:
             name = f"signed {backend}"
             if backend in storages and (self.wanted(name) or (backend == "redis" and transports(help_text))):
                 opts = self.stack.enter_context(backend_options(backend, help_text))
                 backend_opts[backend] = {"database": backend, **opts}
-                self.add_toto(name, "signed", backend_opts[backend], signed_load, "whoami, user_id HMAC")
-        self.add_toto(f"batch of {BATCH_SIZE}", "batch", {"database": "memory"}, batch_prepare, "10 echo calls")
+                self.add_toto(name, "signed", backend_opts[backend], signed_load, "whoami, user_id HMAC", plugins=())
+        self.add_toto(
+            f"batch of {BATCH_SIZE}", "batch", {"database": "memory"}, batch_prepare, "10 echo calls", plugins=()
+        )
         self.add_toto(
             "echo --processes=2",
             "processes",
@@ -416,6 +458,7 @@ class Bench:
             toto_echo_prepare,
             "reuse_port",
             children=2,
+            plugins=(),
         )
         if "application/msgpack" in content_types:
             from toto.client import find_serializer
@@ -427,12 +470,21 @@ class Bench:
                 check_echo(url, packed, "msgpack")
                 return packed
 
-            self.add_toto("msgpack echo", "msgpack", {"database": "memory"}, msgpack_prepare, "application/msgpack")
+            self.add_toto(
+                "msgpack echo",
+                "msgpack",
+                {"database": "memory"},
+                msgpack_prepare,
+                "application/msgpack",
+                plugins=(content_types["application/msgpack"],),
+            )
         # Socket calls on one connection (50 in flight) and on 50 (one in flight each, as wrk's 50 connections).
         for connections, inflight in ((1, self.s.connections), (self.s.connections, 1)):
             name = f"socket echo x{connections}"
             if self.wanted(name) or self.wanted("socket"):
-                server = toto_server(name, {"database": "memory", "use_web_sockets": True}, self.s.loop)
+                server = toto_server(
+                    name, {"database": "memory", "use_web_sockets": True}, self.s.loop, env=plugins_env(())
+                )
                 note = f"{connections} socket(s), {inflight} call(s) in flight each"
                 row = Row(name, "socket", note, server, socket_prepare)
                 row.loader = harness.socket_loader(connections, inflight)
@@ -450,7 +502,7 @@ class Bench:
                     if base.startswith("batch")
                     else ("echo", toto_echo_prepare)
                 )
-                self.add_toto(f"{base} ({transport})", kind, opts, prepare, f"--http={transport}")
+                self.add_toto(f"{base} ({transport})", kind, opts, prepare, f"--http={transport}", plugins=())
         self.add_twins(parse_twins(self.s.twins, self.stack))
         harness.start([self.baseline, *self.rows], self.stack)
         harness.measure(self.baseline, self.rows, self.s)

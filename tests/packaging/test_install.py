@@ -4,12 +4,16 @@ serve and answer a signed call."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
 import importlib.util
 import json
 import os
 import re
 import shlex
 import subprocess
+import tempfile
 import uuid
 import venv
 from collections.abc import Iterator
@@ -40,6 +44,16 @@ def invoke(handler, parameters):
 '''
 
 
+@contextlib.contextmanager
+def building_from_the_checkout() -> Iterator[None]:
+    """One build from the checkout's sources at a time across xdist workers: setuptools builds
+    inside the source tree (build/, *.egg-info), so two builds of one distribution collide."""
+    key = hashlib.sha256(str(ROOT).encode()).hexdigest()[:12]
+    with open(Path(tempfile.gettempdir()) / f"toto-build-{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def _sources_newer_than(made: float) -> bool:
     for distribution in toto_build.distributions():
         for path in [distribution / "pyproject.toml", *(distribution / "src").rglob("*")]:
@@ -51,11 +65,12 @@ def _sources_newer_than(made: float) -> bool:
 @pytest.fixture(scope="module")
 def dist() -> Path:
     """dist/ with a wheel and an sdist of every distribution, rebuilt when a source is newer."""
-    wheels = list(DIST.glob("*.whl")) if DIST.exists() else []
-    expected = len(toto_build.distributions())
-    oldest = min((w.stat().st_mtime for w in wheels), default=0.0)
-    if len(wheels) != expected or len(list(DIST.glob("*.tar.gz"))) != expected or _sources_newer_than(oldest):
-        toto_build.build(DIST)
+    with building_from_the_checkout():
+        wheels = list(DIST.glob("*.whl")) if DIST.exists() else []
+        expected = len(toto_build.distributions())
+        oldest = min((w.stat().st_mtime for w in wheels), default=0.0)
+        if len(wheels) != expected or len(list(DIST.glob("*.tar.gz"))) != expected or _sources_newer_than(oldest):
+            toto_build.build(DIST)
     return DIST
 
 
@@ -141,7 +156,8 @@ def readme_commands(after: str) -> list[list[str]]:
 
 @pytest.mark.parametrize("command", readme_commands("Install them from a checkout"), ids=" ".join)
 def test_the_readmes_checkout_install_serves(fresh: FreshEnv, app: Path, command: list[str], redis_url: str) -> None:
-    sources = fresh.pip(command, cwd=ROOT)
+    with building_from_the_checkout():
+        sources = fresh.pip(command, cwd=ROOT)
     for name, url in sources.items():
         if name.startswith("toto-"):
             assert url.startswith(ROOT.as_uri() + "/"), f"{name} came from {url}, not the checkout"
