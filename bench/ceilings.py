@@ -81,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="uvloop", help="event loop of every server")
     args = parser.parse_args(argv)
     harness.ensure_wrk()
+    harness.exit_on_sigterm()
     settings = harness.Settings(**harness.load_settings(args, args.loop))
     started = time.monotonic()
     print(f"HTTP server ceilings: {settings}", flush=True)

@@ -17,6 +17,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -35,6 +36,12 @@ ECHO_PARAMETERS = {"message": "hello, toto", "n": 42, "items": [1, 2, 3], "neste
 
 
 # -- processes ------------------------------------------------------------------------------
+
+
+def exit_on_sigterm() -> None:
+    """A SIGTERM (``kill``, a CI timeout) exits through the ``with`` blocks, so every server
+    started is stopped; they run in sessions of their own and would outlive the run."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 
 def free_port() -> int:

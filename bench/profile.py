@@ -161,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         env = {"PYTHONPATH": str(src)}
         label = f"{label}-{args.checkout.resolve().name}"
     harness.ensure_wrk()
+    harness.exit_on_sigterm()
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(py_spy).exists():
         raise SystemExit("py-spy is not installed: pip install -r bench/requirements.txt")

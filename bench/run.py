@@ -658,6 +658,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     harness.ensure_wrk()
+    harness.exit_on_sigterm()
     settings = Settings(
         **harness.load_settings(args, pick_loop() if args.loop == "auto" else args.loop),
         soak_requests=args.soak if args.soak is not None else (20_000 if args.quick else 200_000),
