@@ -433,7 +433,9 @@ class Bench:
                 echo_prepare,
             )
         )
-        self.add_toto("echo", "echo", {"database": "memory"}, toto_echo_prepare, "memory storage, no session", plugins=())
+        self.add_toto(
+            "echo", "echo", {"database": "memory"}, toto_echo_prepare, "memory storage, no session", plugins=()
+        )
         self.add_toto(
             "echo (every plugin)",
             "echo",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import socket
 import threading
@@ -153,6 +154,49 @@ def test_remote_ip_trusts_proxy_headers_only_with_xheaders(start_server):
     proxied = start_server(xheaders=True)
     status, _, body = proxied.client().request(b"", "/remote_ip", method="GET", headers=headers, sign=False)
     assert json.loads(body) == {"result": {"remote_ip": "203.0.113.7"}}
+
+
+def test_methods_read_request_headers_as_tornados_httpheaders(server):
+    """``handler.request.headers`` answers alike on every transport: lookups in any case,
+    a header sent twice joined by a comma (``get_list``: each line), names in Http-Header-Case."""
+    host, port = server.url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    names = ["x-toto-custom", "X-TWICE", "X-Not-Sent", "content-type"]
+    body = json.dumps({"method": "request_headers", "parameters": {"names": names}})
+    connection.putrequest("POST", "/")
+    for name, value in [
+        ("Content-Type", "application/json"),
+        ("Content-Length", str(len(body))),
+        ("X-Toto-Custom", "one value"),
+        ("x-twice", "first"),
+        ("X-Twice", "second"),
+    ]:
+        connection.putheader(name, value)
+    connection.endheaders(body.encode())
+    answer = connection.getresponse()
+    assert answer.status == 200
+    result = json.loads(answer.read())["result"]
+    connection.close()
+    assert result == {
+        "get": {
+            "x-toto-custom": "one value",
+            "X-TWICE": "first,second",
+            "X-Not-Sent": None,
+            "content-type": "application/json",
+        },
+        "item": {"x-toto-custom": "one value", "X-TWICE": "first,second", "content-type": "application/json"},
+        "in": {"x-toto-custom": True, "X-TWICE": True, "X-Not-Sent": False, "content-type": True},
+        "list": {
+            "x-toto-custom": ["one value"],
+            "X-TWICE": ["first", "second"],
+            "X-Not-Sent": [],
+            "content-type": ["application/json"],
+        },
+        "all": [["X-Toto-Custom", "one value"], ["X-Twice", "first"], ["X-Twice", "second"]],
+        "keys": ["X-Toto-Custom", "X-Twice"],
+        "copy_is_apart": True,
+        "default": "none",
+    }
 
 
 # -- kinds of methods -----------------------------------------------------------------------

@@ -19,7 +19,7 @@ import asyncio
 import functools
 import importlib.util
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from tornado.escape import parse_qs_bytes
@@ -27,6 +27,7 @@ from tornado.httputil import HTTPFile, HTTPHeaders, HTTPServerRequest, split_hos
 from tornado.netutil import is_valid_ip
 
 from toto.exceptions import ERROR_MALFORMED_REQUEST, PluginError, TotoException
+from toto.handler import canonical_header
 
 if TYPE_CHECKING:
     import socket
@@ -231,15 +232,77 @@ class BodyTimeouts:
                     task.cancel()
 
 
-def collect_headers(pairs: Iterable[tuple[str, str]]) -> tuple[HTTPHeaders, int]:
+class TransportHeaders(HTTPHeaders):
+    """``handler.request.headers`` on granian and uvicorn: Tornado's ``HTTPHeaders``, all of
+    its interface (case-insensitive lookups, ``get_list``, ``get_all``, ``add``, names
+    listed in ``Http-Header-Case``, several lines of a name joined by commas), over the
+    lines as the server parsed and checked them, collected in one pass: building Tornado's
+    own, a regular-expression check and a name normalization a line, was a tenth of an
+    echo on granian. Its state is its own (``lines``: lower-cased name -> values), so no
+    Tornado internals are relied on."""
+
+    def __init__(self, lines: dict[str, list[str]] | None = None) -> None:
+        # Not HTTPHeaders.__init__: every method that reaches the lines is this class's own.
+        self.lines = {} if lines is None else lines
+
+    def add(self, name: str, value: str, *, _chars_are_bytes: bool = True) -> None:
+        HTTPHeaders().add(name, value, _chars_are_bytes=_chars_are_bytes)  # Tornado's checks of a line
+        self.lines.setdefault(name.lower(), []).append(value)
+
+    def get_list(self, name: str) -> list[str]:
+        return self.lines.get(name.lower(), [])
+
+    def get_all(self) -> Iterator[tuple[str, str]]:
+        for name, values in self.lines.items():
+            canonical = canonical_header(name)
+            for value in values:
+                yield canonical, value
+
+    def get(self, name: str, default: Any = None) -> Any:  # not Mapping's, which goes through KeyError
+        values = self.lines.get(name.lower())
+        if values is None:
+            return default
+        return values[0] if len(values) == 1 else ",".join(values)
+
+    def __getitem__(self, name: str) -> str:
+        values = self.lines[name.lower()]
+        return values[0] if len(values) == 1 else ",".join(values)
+
+    def __setitem__(self, name: str, value: str) -> None:
+        self.lines[name.lower()] = [value]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self.lines
+
+    def __delitem__(self, name: str) -> None:
+        del self.lines[name.lower()]
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def __iter__(self) -> Iterator[str]:
+        return (canonical_header(name) for name in self.lines)
+
+    def copy(self) -> HTTPHeaders:
+        return TransportHeaders({name: list(values) for name, values in self.lines.items()})
+
+    __copy__ = copy
+
+
+def collect_headers(pairs: Iterable[tuple[str, str]]) -> tuple[TransportHeaders, int]:
     """A request's headers as ``handler.request.headers`` holds them, and the bytes of its
     header lines (name, ": ", value, CRLF) that ``max_header_size`` bounds."""
-    headers = HTTPHeaders()
+    lines: dict[str, list[str]] = {}
     size = 0
     for name, value in pairs:
-        headers.add(name, value)
         size += len(name) + len(value) + 4
-    return headers, size
+        key = name.lower()  # lower-case already from both servers (HTTP/2's rule, ASGI's)
+        values = lines.get(key)
+        if values is None:
+            lines[key] = [value]
+        else:
+            values.append(value)
+    return TransportHeaders(lines), size
 
 
 async def exchange(
