@@ -95,6 +95,24 @@ def test_a_body_that_stops_coming_is_cut_after_the_body_timeout(start_server):
         assert closed_by_server(sock, None), "a stalled body holds the connection past body_timeout"
 
 
+def test_a_client_within_the_timeouts_is_served(start_server):
+    """The timeouts cut only what is past them: a kept-alive connection whose next request
+    comes a second later, and a body whose second half comes a second later, are served."""
+    srv = start_server(idle_timeout=3, body_timeout=3)
+    with connect(srv.port) as sock:
+        sock.sendall(b"GET /echo?a=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_answer(sock) == (200, {"result": {"a": "1"}})
+        time.sleep(1)
+        sock.sendall(b"GET /echo?a=2 HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_answer(sock) == (200, {"result": {"a": "2"}})
+        body = json.dumps({"method": "echo", "parameters": {"a": 3}}).encode()
+        head = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+        sock.sendall(head % len(body) + body[:10])
+        time.sleep(1)
+        sock.sendall(body[10:])
+        assert read_answer(sock) == (200, {"result": {"a": 3}})
+
+
 def test_the_default_timeouts_are_seconds_not_an_hour(start_server, http_transport):
     if http_transport == "uvicorn":
         pytest.skip(NO_HEAD_TIMEOUT)

@@ -56,15 +56,78 @@ _SHAPED_400 = _closing_answer(b"400 Bad Request", ERROR_MALFORMED_REQUEST, "Malf
 HEAD_READ_FACTOR = 4
 
 
+class Deadlines:
+    """``idle_timeout`` and ``body_timeout`` for every connection of the server: one check
+    over the connections that wait for a request head or a body every second (half the
+    shorter timeout when that is under two), instead of the two timers a request Tornado's own
+    timeouts start (``gen.with_timeout`` around the read of each head and each body, 5-10%
+    of an echo). A connection still waiting at its deadline is closed, as Tornado closes it;
+    it is closed no earlier than the timeout, and at most two checks later. 0: no timeout."""
+
+    __slots__ = ("body", "idle", "interval", "now", "task", "waiting")
+
+    def __init__(self, idle: float, body: float) -> None:
+        self.idle = idle
+        self.body = body
+        shortest = min((t for t in (idle, body) if t), default=0.0)
+        self.interval = min(1.0, shortest / 2)
+        #: The loop's time at the last check (a request's deadline is counted from it).
+        self.now = 0.0
+        self.waiting: dict[iostream.IOStream, float] = {}
+        self.task: asyncio.Task[None] | None = None
+
+    def awaiting_head(self, stream: iostream.IOStream) -> None:
+        if self.idle:
+            self.waiting[stream] = self.now + self.idle + self.interval
+        else:
+            self.waiting.pop(stream, None)
+
+    def awaiting_body(self, stream: iostream.IOStream) -> None:
+        if self.body:
+            self.waiting[stream] = self.now + self.body + self.interval
+        else:
+            self.waiting.pop(stream, None)
+
+    def serving(self, stream: iostream.IOStream) -> None:
+        """The request is read: no deadline while its method runs."""
+        self.waiting.pop(stream, None)
+
+    def start(self) -> None:
+        if self.task is None and self.interval:
+            loop = asyncio.get_running_loop()
+            self.now = loop.time()
+            self.task = loop.create_task(self._check())
+
+    def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            self.task = None
+
+    async def _check(self) -> None:
+        loop = asyncio.get_running_loop()
+        waiting = self.waiting
+        while True:
+            await asyncio.sleep(self.interval)
+            now = self.now = loop.time()
+            for stream, deadline in list(waiting.items()):
+                if stream.closed():
+                    del waiting[stream]
+                elif deadline <= now:
+                    del waiting[stream]
+                    stream.close()
+
+
 class LimitedHTTPServer(HTTPServer):
     """Tornado's ``HTTPServer`` that answers 503 (1013) and closes a connection beyond
     ``max_connections`` open ones, instead of serving every client that connects, and
     answers a request head it cannot parse in the protocol's shape (400/1011) instead of
     Tornado's bare status line, which clients that read the JSON error cannot parse.
+    Its connections' timeouts are ``deadlines``'.
     """
 
     max_connections = 0
     _refused = 0
+    deadlines = Deadlines(0.0, 0.0)
 
     def handle_stream(self, stream: iostream.IOStream, address: tuple[Any, ...]) -> None:
         if self.max_connections and len(self._connections) >= self.max_connections:
@@ -86,6 +149,8 @@ class LimitedHTTPServer(HTTPServer):
         # Answers are written whole: no Nagle delay, set once instead of twice a request.
         stream.set_nodelay(True)
         stream.set_nodelay = _keep_nodelay  # type: ignore[method-assign]
+        self.deadlines.start()
+        self.deadlines.awaiting_head(stream)
         super().handle_stream(stream, address)
 
 
@@ -93,19 +158,20 @@ def _keep_nodelay(value: bool) -> None:
     """Tornado turns Nagle back on after each answer and off at the next; it stays off."""
 
 
-def make_http_server(app: Any, options: Any, max_body_size: int) -> LimitedHTTPServer:
+def make_http_server(app: Any, options: Any, max_body_size: int, deadlines: Deadlines) -> LimitedHTTPServer:
     """The transport's server with the options' timeouts and limits."""
     server = LimitedHTTPServer(
         app,
         xheaders=bool(options.xheaders),
         max_body_size=max_body_size,
-        # Tornado waits this long for a complete request head, on a new connection and between
-        # the requests of a kept-alive one: the idle and the header timeout are one timer here.
-        idle_connection_timeout=float(options.idle_timeout) or None,
-        body_timeout=float(options.body_timeout) or None,
         max_header_size=int(options.max_header_size) * HEAD_READ_FACTOR,
     )
     server.max_connections = int(options.max_connections)
+    # The idle timeout (a complete request head, on a new connection and between the requests
+    # of a kept-alive one) and the body timeout are Deadlines', not Tornado's timers.
+    server.conn_params.header_timeout = None
+    server.conn_params.body_timeout = None
+    server.deadlines = deadlines
     return server
 
 
@@ -122,26 +188,30 @@ def head_size(headers: httputil.HTTPHeaders) -> int:
 class TornadoDelegate(httputil.HTTPServerConnectionDelegate):
     """What Tornado's ``HTTPServer`` calls for each request: a ``RequestDelegate`` each."""
 
-    def __init__(self, application: TotoApplication) -> None:
+    def __init__(self, application: TotoApplication, deadlines: Deadlines) -> None:
         self.application = application
+        self.deadlines = deadlines
 
     def start_request(self, server_conn: object, request_conn: httputil.HTTPConnection) -> httputil.HTTPMessageDelegate:
-        return RequestDelegate(self.application, server_conn, request_conn)
+        return RequestDelegate(self.application, server_conn, request_conn, self.deadlines)
 
 
 class Writer:
-    """The ``ResponseWriter`` of one request over Tornado's ``HTTP1Connection``."""
+    """The ``ResponseWriter`` of one request over Tornado's ``HTTP1Connection``; once the
+    answer is whole, the connection waits for its next request head (``Deadlines``)."""
 
-    __slots__ = ("connection",)
+    __slots__ = ("connection", "deadlines")
 
-    def __init__(self, connection: Any) -> None:
+    def __init__(self, connection: Any, deadlines: Deadlines) -> None:
         self.connection = connection
+        self.deadlines = deadlines
 
     def start(self, status: int, reason: str, headers: ResponseHeaders, chunk: bytes, last: bool) -> Any:
         connection = self.connection
         sent = connection.write_headers(httputil.ResponseStartLine("HTTP/1.1", status, reason), headers, chunk)
         if last:
             connection.finish()
+            self.deadlines.awaiting_head(connection.stream)
         return sent
 
     def send(self, chunk: bytes, last: bool) -> Any:
@@ -149,6 +219,7 @@ class Writer:
         sent = connection.write(chunk) if chunk else None
         if last:
             connection.finish()
+            self.deadlines.awaiting_head(connection.stream)
         return sent
 
     def watch(self, callback: Any) -> None:
@@ -160,12 +231,15 @@ class Writer:
 class RequestDelegate(httputil.HTTPMessageDelegate):
     """One request on one connection: makes its handler, streams the body to it, runs it."""
 
-    __slots__ = ("app", "handler", "request_conn", "server_conn", "socket")
+    __slots__ = ("app", "deadlines", "handler", "request_conn", "server_conn", "socket")
 
-    def __init__(self, app: TotoApplication, server_conn: object, request_conn: httputil.HTTPConnection) -> None:
+    def __init__(
+        self, app: TotoApplication, server_conn: object, request_conn: httputil.HTTPConnection, deadlines: Deadlines
+    ) -> None:
         self.app = app
         self.server_conn = server_conn
         self.request_conn = request_conn
+        self.deadlines = deadlines
         self.handler: TotoHandler | None = None
         self.socket: httputil.HTTPMessageDelegate | None = None
 
@@ -181,12 +255,15 @@ class RequestDelegate(httputil.HTTPMessageDelegate):
         app = self.app
         path = app.method_path(request.path)
         sockets = app.sockets
+        stream = self.request_conn.stream  # type: ignore[attr-defined]
         if sockets is not None and path is not None and request.method == "GET" and sockets.serves(path):
             # A WebSocket: from here on Tornado's websocket handler owns the connection (toto.websocket).
+            self.deadlines.serving(stream)
             self.socket = sockets.start_request(self.server_conn, self.request_conn)
             self.socket.headers_received(start_line, headers)
             return
-        self.handler = app.begin(request, Writer(self.request_conn), path, head_size(headers))
+        self.deadlines.awaiting_body(stream)
+        self.handler = app.begin(request, Writer(self.request_conn, self.deadlines), path, head_size(headers))
 
     def data_received(self, chunk: bytes) -> None:
         if self.socket is not None:
@@ -202,6 +279,7 @@ class RequestDelegate(httputil.HTTPMessageDelegate):
             return
         handler = self.handler
         if handler is not None and not handler._finished:
+            self.deadlines.serving(self.request_conn.stream)  # type: ignore[attr-defined]
             run_request(handler._execute())
 
     def on_connection_close(self) -> None:
@@ -246,7 +324,9 @@ class TornadoTransport:
     def __init__(self, server: TotoServer, application: TotoApplication) -> None:
         o = server.options
         self.options = o
-        self.http_server = make_http_server(TornadoDelegate(application), o, max(server.max_body_size * 2, 1 << 30))
+        deadlines = Deadlines(float(o.idle_timeout), float(o.body_timeout))
+        delegate = TornadoDelegate(application, deadlines)
+        self.http_server = make_http_server(delegate, o, max(server.max_body_size * 2, 1 << 30), deadlines)
 
     async def listen(self, sockets: list[socket.socket] | None) -> None:
         self.http_server.add_sockets(bind_from_options(self.options) if sockets is None else sockets)
@@ -256,3 +336,4 @@ class TornadoTransport:
 
     async def close(self) -> None:
         await self.http_server.close_all_connections()
+        self.http_server.deadlines.stop()
