@@ -654,9 +654,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--twins",
         default="",
-        help="comma-separated: asyncio, stdlib-json, checkout=PATH, without=DIST+DIST; each adds a twin of echo, "
+        help="comma-separated: asyncio, stdlib-json, checkout=PATH, with=DIST+DIST; each adds a twin of echo, "
         "batch and signed memory with that one change (the plain loop, orjson hidden, toto-core of another "
-        "checkout, those plugins not loaded)",
+        "checkout, those plugins loaded too)",
     )
     args = parser.parse_args(argv)
     harness.ensure_wrk()
