@@ -1,6 +1,6 @@
 """Where a Toto server spends its time under wrk: py-spy samples, grouped by layer.
 
-``python bench/profile.py echo|signed-redis [--http NAME] [--seconds S] [--rate HZ] [--checkout PATH]`` starts the
+``python bench/profile.py echo|batch|signed-redis [--http NAME] [--seconds S] [--rate HZ] [--checkout PATH]`` starts the
 benchmark's server for that row, loads it with wrk (2 threads, 50 connections) and
 records it with ``py-spy record --format raw`` for the same time. The samples
 (collapsed stacks, ``bench/results/profile-ROW.txt``) are summed two ways:
@@ -143,7 +143,7 @@ def from_file(path: Path, row: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("row", choices=("echo", "signed-redis"))
+    parser.add_argument("row", choices=("echo", "batch", "signed-redis"))
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--rate", type=int, default=100, help="samples per second")
     parser.add_argument("--checkout", type=Path, help="profile toto-core of another checkout (e.g. /work/main)")
@@ -169,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.ExitStack() as stack:
         if args.row == "echo":
             options, prepare = {"database": "memory"}, run.toto_echo_prepare
+        elif args.row == "batch":
+            options, prepare = {"database": "memory"}, run.batch_prepare
         else:
             subprocess.run([sys.executable, str(run.HERE.parent / "tests" / "services.py")], check=True)
             options = {"database": "redis", **stack.enter_context(run.backend_options("redis", run.server_help()))}
