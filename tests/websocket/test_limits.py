@@ -143,3 +143,38 @@ def test_origins_follow_allow_origin(socket_server, origin: str) -> None:
         assert "403" in str(refused.value)
 
     run(scenario())
+
+
+def test_a_refused_upgrade_leaves_the_connection_under_the_idle_timeout(socket_server) -> None:
+    """A GET of the socket path that is not an upgrade is refused (400) on a connection that
+    stays open for more requests; it is then idle like any other, and cut after idle_timeout,
+    while a socket that did upgrade outlives that timeout."""
+    import time
+
+    server = socket_server(idle_timeout=1)
+
+    async def upgraded_socket_outlives_the_idle_timeout() -> None:
+        conn = await raw_socket(server)
+        await asyncio.sleep(3)
+        conn.write_message(json.dumps({"method": "echo", "parameters": {"still": "here"}, "id": 1}))
+        reply = await answer(conn)
+        assert reply["result"] == {"still": "here"}, reply
+        conn.close()
+
+    run(upgraded_socket_outlives_the_idle_timeout())
+    with socket.create_connection(("127.0.0.1", server.port), timeout=15) as sock:
+        sock.sendall(b"GET /websocket HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.settimeout(15)
+        first = sock.recv(65536)
+        assert first.startswith(b"HTTP/1.1 400"), first[:100]
+        sock.settimeout(0.5)
+        deadline = time.monotonic() + 15
+        cut = False
+        while time.monotonic() < deadline and not cut:
+            try:
+                cut = sock.recv(65536) == b""
+            except TimeoutError:
+                continue
+            except ConnectionResetError:
+                cut = True
+        assert cut, "a connection idle after a refused upgrade is kept past idle_timeout"

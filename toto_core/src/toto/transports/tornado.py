@@ -64,7 +64,7 @@ class Deadlines:
     of an echo). A connection still waiting at its deadline is closed, as Tornado closes it;
     it is closed no earlier than the timeout, and at most two checks later. 0: no timeout."""
 
-    __slots__ = ("body", "idle", "interval", "now", "task", "waiting")
+    __slots__ = ("body", "idle", "interval", "now", "task", "upgrading", "waiting")
 
     def __init__(self, idle: float, body: float) -> None:
         self.idle = idle
@@ -74,6 +74,9 @@ class Deadlines:
         #: The loop's time at the last check (a request's deadline is counted from it).
         self.now = 0.0
         self.waiting: dict[iostream.IOStream, float] = {}
+        #: Connections that asked for a WebSocket: the socket owns one that upgraded (Tornado
+        #: detached it from its HTTP1Connection), one refused waits for its next head.
+        self.upgrading: dict[iostream.IOStream, Any] = {}
         self.task: asyncio.Task[None] | None = None
 
     def awaiting_head(self, stream: iostream.IOStream) -> None:
@@ -92,6 +95,12 @@ class Deadlines:
         """The request is read: no deadline while its method runs."""
         self.waiting.pop(stream, None)
 
+    def upgrade(self, stream: iostream.IOStream, connection: Any) -> None:
+        """A WebSocket request: the idle deadline holds until the socket takes the connection."""
+        if self.idle:
+            self.upgrading[stream] = connection
+        self.awaiting_head(stream)
+
     def start(self) -> None:
         if self.task is None and self.interval:
             loop = asyncio.get_running_loop()
@@ -109,6 +118,11 @@ class Deadlines:
         while True:
             await asyncio.sleep(self.interval)
             now = self.now = loop.time()
+            upgrading = self.upgrading
+            for stream, connection in list(upgrading.items()):
+                if stream.closed() or connection.stream is None:  # gone, or a WebSocket now
+                    del upgrading[stream]
+                    waiting.pop(stream, None)
             for stream, deadline in list(waiting.items()):
                 if stream.closed():
                     del waiting[stream]
@@ -258,7 +272,7 @@ class RequestDelegate(httputil.HTTPMessageDelegate):
         stream = self.request_conn.stream  # type: ignore[attr-defined]
         if sockets is not None and path is not None and request.method == "GET" and sockets.serves(path):
             # A WebSocket: from here on Tornado's websocket handler owns the connection (toto.websocket).
-            self.deadlines.serving(stream)
+            self.deadlines.upgrade(stream, self.request_conn)
             self.socket = sockets.start_request(self.server_conn, self.request_conn)
             self.socket.headers_received(start_line, headers)
             return
