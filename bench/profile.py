@@ -178,9 +178,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.http != "tornado":
             options["http"] = args.http
         # The plugins the row loads in bench/run.py: toto-core and the row's storage plugin.
-        storages, _ = run.installed()
         added = [name.strip() for name in args.plugins.split(",") if name.strip()]
-        plugins = run.plugins_env(filter(None, [storages.get(options["database"], ""), *added]))
+        plugins = run.plugins_env(run.installed()[0], options, added)
         if added:
             label += "-with-" + "-".join(added)
         server = stack.enter_context(run.toto_server(label, options, loop, env={**plugins, **env}))

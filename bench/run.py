@@ -87,12 +87,14 @@ def installed() -> tuple[dict[str, str], dict[str, str]]:
     return storages, content_types
 
 
-def plugins_env(distributions: Iterable[str]) -> dict[str, str]:
-    """``TOTO_PLUGINS`` loading toto-core and ``distributions`` only: a row runs what it needs,
-    as each peer does, whatever else is installed here."""
+def plugins_env(storages: dict[str, str], options: dict[str, Any], extra: Iterable[str] = ()) -> dict[str, str]:
+    """``TOTO_PLUGINS`` loading toto-core, the storage plugin of ``options``' database (from
+    ``installed()``) and ``extra`` only: a row runs what it needs, as each peer does, whatever
+    else is installed here."""
     from toto.plugins import CORE
 
-    return {"TOTO_PLUGINS": ",".join(sorted({CORE, *distributions}))}
+    wanted = {CORE, storages.get(str(options.get("database", "memory")), CORE), *extra}
+    return {"TOTO_PLUGINS": ",".join(sorted(wanted))}
 
 
 def server_help() -> str:
@@ -374,14 +376,12 @@ class Bench:
         prepare: Callable[[str], Load],
         note: str,
         children: int = 0,
-        plugins: tuple[str, ...] | None = None,
+        plugins: tuple[str, ...] | None = (),
     ) -> None:
         """A Toto row; it loads toto-core and the storage plugin its ``database`` needs, plus
         ``plugins`` (None: every installed plugin)."""
         if self.wanted(name):
-            if plugins is not None:
-                plugins = (*plugins, self.storages.get(str(options.get("database", "memory")), ""))
-            env = plugins_env(filter(None, plugins)) if plugins is not None else None
+            env = plugins_env(self.storages, options, plugins) if plugins is not None else None
             loop = options.get("event_loop", self.s.loop)
             server = toto_server(name, options, loop, children=children, env=env)
             self.rows.append(Row(name, kind, note, server, prepare))
@@ -398,7 +398,8 @@ class Bench:
             for twin in twins:
                 opts = {**options, **twin.options}
                 name = f"{base.name} ({twin.label})"
-                env = {**(plugins_env((*plugins, *twin.plugins)) if plugins is not None else {}), **twin.env}
+                own = plugins_env(self.storages, opts, (*plugins, *twin.plugins)) if plugins is not None else {}
+                env = {**own, **twin.env}
                 server = toto_server(name, opts, opts.get("event_loop", self.s.loop), env=env)
                 row = Row(name, "twin", f"{note}; {twin.label}", server, prepare)
                 rows.append(row)
@@ -433,15 +434,14 @@ class Bench:
                 echo_prepare,
             )
         )
-        self.add_toto(
-            "echo", "echo", {"database": "memory"}, toto_echo_prepare, "memory storage, no session", plugins=()
-        )
+        self.add_toto("echo", "echo", {"database": "memory"}, toto_echo_prepare, "memory storage, no session")
         self.add_toto(
             "echo (every plugin)",
             "echo",
             {"database": "memory"},
             toto_echo_prepare,
             "echo with every installed plugin loaded (toto-prometheus's metrics among them)",
+            plugins=None,
         )
         backend_opts: dict[str, dict[str, Any]] = {}
         for backend in BACKENDS:
@@ -449,10 +449,8 @@ class Bench:
             if backend in storages and (self.wanted(name) or (backend == "redis" and transports(help_text))):
                 opts = self.stack.enter_context(backend_options(backend, help_text))
                 backend_opts[backend] = {"database": backend, **opts}
-                self.add_toto(name, "signed", backend_opts[backend], signed_load, "whoami, user_id HMAC", plugins=())
-        self.add_toto(
-            f"batch of {BATCH_SIZE}", "batch", {"database": "memory"}, batch_prepare, "10 echo calls", plugins=()
-        )
+                self.add_toto(name, "signed", backend_opts[backend], signed_load, "whoami, user_id HMAC")
+        self.add_toto(f"batch of {BATCH_SIZE}", "batch", {"database": "memory"}, batch_prepare, "10 echo calls")
         self.add_toto(
             "echo --processes=2",
             "processes",
@@ -460,7 +458,6 @@ class Bench:
             toto_echo_prepare,
             "reuse_port",
             children=2,
-            plugins=(),
         )
         if "application/msgpack" in content_types:
             from toto.client import find_serializer
@@ -484,9 +481,8 @@ class Bench:
         for connections, inflight in ((1, self.s.connections), (self.s.connections, 1)):
             name = f"socket echo x{connections}"
             if self.wanted(name) or self.wanted("socket"):
-                server = toto_server(
-                    name, {"database": "memory", "use_web_sockets": True}, self.s.loop, env=plugins_env(())
-                )
+                opts = {"database": "memory", "use_web_sockets": True}
+                server = toto_server(name, opts, self.s.loop, env=plugins_env(self.storages, opts))
                 note = f"{connections} socket(s), {inflight} call(s) in flight each"
                 row = Row(name, "socket", note, server, socket_prepare)
                 row.loader = harness.socket_loader(connections, inflight)
@@ -504,7 +500,7 @@ class Bench:
                     if base.startswith("batch")
                     else ("echo", toto_echo_prepare)
                 )
-                self.add_toto(f"{base} ({transport})", kind, opts, prepare, f"--http={transport}", plugins=())
+                self.add_toto(f"{base} ({transport})", kind, opts, prepare, f"--http={transport}")
         self.add_twins(parse_twins(self.s.twins, self.stack))
         harness.start([self.baseline, *self.rows], self.stack)
         harness.measure(self.baseline, self.rows, self.s)

@@ -28,7 +28,7 @@ class _Connection:
         self.finished = False
         self.close_callback: Callable[[], None] | None = None
         self.context = None
-        self.stream = None  # HTTP1Connection's: what the transport's Deadlines key connections by
+        self.stream = None  # HTTP1Connection's: what the transport's ConnectionDeadlines key connections by
 
     def set_close_callback(self, callback: Callable[[], None] | None) -> None:
         self.close_callback = callback
@@ -76,14 +76,16 @@ def with_server(body: Callable[[Any], Awaitable[None]]) -> None:
 def request(server: Any, method: str, parameters: dict[str, Any]) -> tuple[Any, _Connection, Awaitable[None]]:
     """Start one POST of ``method``; returns the handler, its connection and the running call."""
     from toto.handler import TotoHandler
-    from toto.transports.tornado import Deadlines, Writer
+    from toto.transports.tornado import ConnectionDeadlines, Writer
 
     connection = _Connection()
     body = json.dumps({"method": method, "parameters": parameters}).encode()
     headers = HTTPHeaders({"Host": "127.0.0.1", "Content-Type": "application/json", "Content-Length": str(len(body))})
     start_line = RequestStartLine("POST", "/", "HTTP/1.1")
     http_request = HTTPServerRequest(start_line=start_line, headers=headers, body=body, connection=connection)
-    handler = TotoHandler(server.application, http_request, Writer(connection, Deadlines(0.0, 0.0)), server=server)
+    handler = TotoHandler(
+        server.application, http_request, Writer(connection, ConnectionDeadlines(0.0, 0.0)), server=server
+    )
     handler._transforms = []  # what Tornado's _execute sets before a verb method runs
     handler._chunks = [body]
     return handler, connection, asyncio.ensure_future(handler.post(""))

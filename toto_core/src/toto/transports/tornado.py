@@ -25,6 +25,7 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
 from toto.exceptions import ERROR_MALFORMED_REQUEST, ERROR_SERVICE_UNAVAILABLE
+from toto.transports import Deadlines
 
 if TYPE_CHECKING:
     from toto.handler import ResponseHeaders, TotoApplication, TotoHandler
@@ -56,44 +57,30 @@ _SHAPED_400 = _closing_answer(b"400 Bad Request", ERROR_MALFORMED_REQUEST, "Malf
 HEAD_READ_FACTOR = 4
 
 
-class Deadlines:
-    """``idle_timeout`` and ``body_timeout`` for every connection of the server: one check
-    over the connections that wait for a request head or a body every second (half the
-    shorter timeout when that is under two), instead of the two timers a request Tornado's own
-    timeouts start (``gen.with_timeout`` around the read of each head and each body, 5-10%
-    of an echo). A connection still waiting at its deadline is closed, as Tornado closes it;
-    it is closed no earlier than the timeout, and at most two checks later. 0: no timeout."""
+class ConnectionDeadlines(Deadlines[iostream.IOStream]):
+    """``idle_timeout`` and ``body_timeout`` of every connection of the server, kept by one
+    check instead of the two timers a request Tornado's own timeouts start. A connection
+    still waiting for a request head or a body at its deadline is closed, as Tornado closes it."""
 
-    __slots__ = ("body", "idle", "interval", "now", "task", "upgrading", "waiting")
+    __slots__ = ("body", "idle", "upgrading")
 
     def __init__(self, idle: float, body: float) -> None:
+        super().__init__(idle, body)
         self.idle = idle
         self.body = body
-        shortest = min((t for t in (idle, body) if t), default=0.0)
-        self.interval = min(1.0, shortest / 2)
-        #: The loop's time at the last check (a request's deadline is counted from it).
-        self.now = 0.0
-        self.waiting: dict[iostream.IOStream, float] = {}
         #: Connections that asked for a WebSocket: the socket owns one that upgraded (Tornado
         #: detached it from its HTTP1Connection), one refused waits for its next head.
         self.upgrading: dict[iostream.IOStream, Any] = {}
-        self.task: asyncio.Task[None] | None = None
 
     def awaiting_head(self, stream: iostream.IOStream) -> None:
-        if self.idle:
-            self.waiting[stream] = self.now + self.idle + self.interval
-        else:
-            self.waiting.pop(stream, None)
+        self.set(stream, self.idle)
 
     def awaiting_body(self, stream: iostream.IOStream) -> None:
-        if self.body:
-            self.waiting[stream] = self.now + self.body + self.interval
-        else:
-            self.waiting.pop(stream, None)
+        self.set(stream, self.body)
 
     def serving(self, stream: iostream.IOStream) -> None:
         """The request is read: no deadline while its method runs."""
-        self.waiting.pop(stream, None)
+        self.clear(stream)
 
     def upgrade(self, stream: iostream.IOStream, connection: Any) -> None:
         """A WebSocket request: the idle deadline holds until the socket takes the connection."""
@@ -101,34 +88,17 @@ class Deadlines:
             self.upgrading[stream] = connection
         self.awaiting_head(stream)
 
-    def start(self) -> None:
-        if self.task is None and self.interval:
-            loop = asyncio.get_running_loop()
-            self.now = loop.time()
-            self.task = loop.create_task(self._check())
+    def sweep(self) -> None:
+        for stream, connection in list(self.upgrading.items()):
+            if stream.closed() or connection.stream is None:  # gone, or a WebSocket now
+                del self.upgrading[stream]
+                self.clear(stream)
 
-    def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            self.task = None
+    def gone(self, key: iostream.IOStream) -> bool:
+        return key.closed()
 
-    async def _check(self) -> None:
-        loop = asyncio.get_running_loop()
-        waiting = self.waiting
-        while True:
-            await asyncio.sleep(self.interval)
-            now = self.now = loop.time()
-            upgrading = self.upgrading
-            for stream, connection in list(upgrading.items()):
-                if stream.closed() or connection.stream is None:  # gone, or a WebSocket now
-                    del upgrading[stream]
-                    waiting.pop(stream, None)
-            for stream, deadline in list(waiting.items()):
-                if stream.closed():
-                    del waiting[stream]
-                elif deadline <= now:
-                    del waiting[stream]
-                    stream.close()
+    def expire(self, key: iostream.IOStream) -> None:
+        key.close()
 
 
 class LimitedHTTPServer(HTTPServer):
@@ -136,12 +106,12 @@ class LimitedHTTPServer(HTTPServer):
     ``max_connections`` open ones, instead of serving every client that connects, and
     answers a request head it cannot parse in the protocol's shape (400/1011) instead of
     Tornado's bare status line, which clients that read the JSON error cannot parse.
-    Its connections' timeouts are ``deadlines``'.
+    Its connections' timeouts are ``deadlines``' (set by ``make_http_server``).
     """
 
     max_connections = 0
     _refused = 0
-    deadlines = Deadlines(0.0, 0.0)
+    deadlines: ConnectionDeadlines
 
     def handle_stream(self, stream: iostream.IOStream, address: tuple[Any, ...]) -> None:
         if self.max_connections and len(self._connections) >= self.max_connections:
@@ -172,7 +142,7 @@ def _keep_nodelay(value: bool) -> None:
     """Tornado turns Nagle back on after each answer and off at the next; it stays off."""
 
 
-def make_http_server(app: Any, options: Any, max_body_size: int, deadlines: Deadlines) -> LimitedHTTPServer:
+def make_http_server(app: Any, options: Any, max_body_size: int, deadlines: ConnectionDeadlines) -> LimitedHTTPServer:
     """The transport's server with the options' timeouts and limits."""
     server = LimitedHTTPServer(
         app,
@@ -182,7 +152,7 @@ def make_http_server(app: Any, options: Any, max_body_size: int, deadlines: Dead
     )
     server.max_connections = int(options.max_connections)
     # The idle timeout (a complete request head, on a new connection and between the requests
-    # of a kept-alive one) and the body timeout are Deadlines', not Tornado's timers.
+    # of a kept-alive one) and the body timeout are ConnectionDeadlines', not Tornado's timers.
     server.conn_params.header_timeout = None
     server.conn_params.body_timeout = None
     server.deadlines = deadlines
@@ -202,7 +172,7 @@ def head_size(headers: httputil.HTTPHeaders) -> int:
 class TornadoDelegate(httputil.HTTPServerConnectionDelegate):
     """What Tornado's ``HTTPServer`` calls for each request: a ``RequestDelegate`` each."""
 
-    def __init__(self, application: TotoApplication, deadlines: Deadlines) -> None:
+    def __init__(self, application: TotoApplication, deadlines: ConnectionDeadlines) -> None:
         self.application = application
         self.deadlines = deadlines
 
@@ -212,11 +182,11 @@ class TornadoDelegate(httputil.HTTPServerConnectionDelegate):
 
 class Writer:
     """The ``ResponseWriter`` of one request over Tornado's ``HTTP1Connection``; once the
-    answer is whole, the connection waits for its next request head (``Deadlines``)."""
+    answer is whole, the connection waits for its next request head (``ConnectionDeadlines``)."""
 
     __slots__ = ("connection", "deadlines")
 
-    def __init__(self, connection: Any, deadlines: Deadlines) -> None:
+    def __init__(self, connection: Any, deadlines: ConnectionDeadlines) -> None:
         self.connection = connection
         self.deadlines = deadlines
 
@@ -224,17 +194,18 @@ class Writer:
         connection = self.connection
         sent = connection.write_headers(httputil.ResponseStartLine("HTTP/1.1", status, reason), headers, chunk)
         if last:
-            connection.finish()
-            self.deadlines.awaiting_head(connection.stream)
+            self._finish()
         return sent
 
     def send(self, chunk: bytes, last: bool) -> Any:
-        connection = self.connection
-        sent = connection.write(chunk) if chunk else None
+        sent = self.connection.write(chunk) if chunk else None
         if last:
-            connection.finish()
-            self.deadlines.awaiting_head(connection.stream)
+            self._finish()
         return sent
+
+    def _finish(self) -> None:
+        self.connection.finish()
+        self.deadlines.awaiting_head(self.connection.stream)
 
     def watch(self, callback: Any) -> None:
         # Only an attribute of HTTP1Connection: Tornado itself listens for the close of a
@@ -248,7 +219,11 @@ class RequestDelegate(httputil.HTTPMessageDelegate):
     __slots__ = ("app", "deadlines", "handler", "request_conn", "server_conn", "socket")
 
     def __init__(
-        self, app: TotoApplication, server_conn: object, request_conn: httputil.HTTPConnection, deadlines: Deadlines
+        self,
+        app: TotoApplication,
+        server_conn: object,
+        request_conn: httputil.HTTPConnection,
+        deadlines: ConnectionDeadlines,
     ) -> None:
         self.app = app
         self.server_conn = server_conn
@@ -338,7 +313,7 @@ class TornadoTransport:
     def __init__(self, server: TotoServer, application: TotoApplication) -> None:
         o = server.options
         self.options = o
-        deadlines = Deadlines(float(o.idle_timeout), float(o.body_timeout))
+        deadlines = ConnectionDeadlines(float(o.idle_timeout), float(o.body_timeout))
         delegate = TornadoDelegate(application, deadlines)
         self.http_server = make_http_server(delegate, o, max(server.max_body_size * 2, 1 << 30), deadlines)
 
