@@ -11,6 +11,15 @@ import nox
 ROOT = Path(__file__).parent
 nox.options.sessions = ["tests"]
 nox.options.reuse_existing_virtualenvs = True
+#: Every third-party release the sessions install, pinned (``nox -s lock`` writes it). CI installs
+#: exactly these, so a release elsewhere cannot turn main red; ``nox -s latest`` tries the newest.
+CONSTRAINTS = ROOT / "constraints.txt"
+
+
+def pinned(session: nox.Session) -> None:
+    """Make every pip of the session, and of what it runs (the tests build venvs and install
+    plugins), take the versions of constraints.txt."""
+    session.env["PIP_CONSTRAINT"] = str(CONSTRAINTS)
 
 
 def plugin_specs() -> list[str]:
@@ -28,7 +37,9 @@ def plugin_specs() -> list[str]:
     return specs
 
 
-def install_everything(session: nox.Session) -> None:
+def install_everything(session: nox.Session, pin: bool = True) -> None:
+    if pin:
+        pinned(session)
     # [speed]: the suite tests the orjson codec; tests/core/test_json_codec.py also runs without it.
     session.install(
         "-e", "./toto_core[speed,types,dev,granian,uvicorn]", *[x for spec in plugin_specs() for x in ("-e", spec)]
@@ -40,10 +51,57 @@ def install_everything(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """Install toto-core and every plugin, then run the whole suite against real services."""
     install_everything(session)
+    run_suite(session)
+
+
+def run_suite(session: nox.Session) -> None:
     session.run("python", "tests/services.py")
     # Four workers: the suite mostly waits on servers, databases and sockets (18 min in one
     # process on the 2-core machine, 6 with four; every test has its own ports and prefixes).
     session.run("pytest", *(session.posargs or ["tests", "-q", "-ra", "-n", "4"]))
+
+
+@nox.session
+def latest(session: nox.Session) -> None:
+    """The suite on the newest release of every dependency (no constraints.txt): drift shows
+    here first, without breaking main; ``nox -s lock`` then takes it on purpose."""
+    session.env.pop("PIP_CONSTRAINT", None)
+    session.install("--upgrade", "pip")
+    install_everything(session, pin=False)
+    session.install("--upgrade", "--upgrade-strategy", "eager", "-r", "tests/requirements.txt")
+    run_suite(session)
+
+
+@nox.session
+def lock(session: nox.Session) -> None:
+    """Write constraints.txt: the newest releases that fit what every session installs (tests,
+    typecheck, build, bench), resolved together in one fresh environment. Run it on purpose,
+    then run the suite and commit the file with what changed."""
+    session.env.pop("PIP_CONSTRAINT", None)
+    session.run("python", "-m", "venv", "--clear", str(Path(session.virtualenv.location) / "resolve"), external=True)
+    python = str(Path(session.virtualenv.location) / "resolve" / "bin" / "python")
+    editables = [
+        "-e",
+        "./toto_core[speed,types,dev,granian,uvicorn,testing]",
+        *[x for spec in plugin_specs() for x in ("-e", spec)],
+    ]
+    requirements = ["-r", "tests/requirements.txt", "-r", "bench/requirements.txt"]
+    # setuptools too: the builds of our distributions (setuptools>=77) take its pin as well.
+    session.run(python, "-m", "pip", "install", "-q", "--upgrade", "pip", "setuptools", external=True)
+    session.run(python, "-m", "pip", "install", "-q", *editables, *requirements, MYPY, "build>=1.2", external=True)
+    frozen = session.run(python, "-m", "pip", "freeze", "--all", "--exclude-editable", external=True, silent=True)
+    lines = [
+        line
+        for line in str(frozen).splitlines()
+        if line and not line.startswith(("pip==", "-e ", "#")) and not re.match(r"toto[-_]", line)
+    ]
+    CONSTRAINTS.write_text(
+        "# Written by `nox -s lock` (the newest releases that fit every session, resolved together);\n"
+        "# every session installs these. Update on purpose: nox -s lock, nox -s tests, commit.\n"
+        + "\n".join(sorted(lines, key=str.lower))
+        + "\n"
+    )
+    session.log(f"wrote {len(lines)} pins to {CONSTRAINTS.name}")
 
 
 @nox.session
@@ -66,6 +124,7 @@ def soak(session: nox.Session) -> None:
 @nox.session
 def build(session: nox.Session) -> None:
     """A wheel and an sdist of every distribution in dist/, as they would be released."""
+    pinned(session)
     session.install("build>=1.2")
     session.run("python", "tools/build.py", *session.posargs)
 
@@ -78,6 +137,9 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "format", "--check", ".")
 
 
+MYPY = "mypy==2.4.1"
+
+
 def source_packages() -> list[str]:
     """The import package of every distribution: toto_core/src/toto, plugins/*/src/<name>."""
     found = [ROOT / "toto_core/src/toto"]
@@ -88,8 +150,9 @@ def source_packages() -> list[str]:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy, strict, on the core and every plugin (mypy.ini)."""
+    pinned(session)
     plugins = [x for spec in plugin_specs() for x in ("-e", spec)]
-    session.install("mypy==2.4.1", "pytest", "-e", "./toto_core[speed,types,dev,granian,uvicorn]", *plugins)
+    session.install(MYPY, "pytest", "-e", "./toto_core[speed,types,dev,granian,uvicorn]", *plugins)
     packages = source_packages()
     session.run("mypy", *packages, env={"MYPYPATH": os.pathsep.join(str(Path(p).parent) for p in packages)})
 
@@ -97,6 +160,7 @@ def typecheck(session: nox.Session) -> None:
 @nox.session
 def demo(session: nox.Session) -> None:
     """Serve the example app on http://127.0.0.1:8888 using SQLite at examples/demo/toto.db."""
+    pinned(session)
     specs = ["-e", "./toto_core"]
     if (ROOT / "plugins/toto_sql").exists():
         specs += ["-e", "./plugins/toto_sql[sqlite]"]

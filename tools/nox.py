@@ -26,7 +26,7 @@ def main() -> int:
     if not nox.exists():
         print(f"setting up {TOOLS.name}/ with nox (first run only)", flush=True)
         venv.EnvBuilder(with_pip=True, clear=True).create(TOOLS)
-        subprocess.run([str(BIN / "python"), "-m", "pip", "install", "-q", "nox>=2024.4"], check=True)
+        subprocess.run([str(BIN / "python"), "-m", "pip", "install", "-q", "nox==2026.10.20"], check=True)
     os.chdir(ROOT)
     return subprocess.call([str(nox), *sys.argv[1:]])
 

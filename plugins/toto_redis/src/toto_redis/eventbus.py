@@ -228,7 +228,7 @@ class RedisEventBus(EventBus):
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
             finally:
-                await _quietly(pubsub.aclose())  # type: ignore[no-untyped-call]
+                await _quietly(pubsub.aclose())
                 await _quietly(client.aclose())
 
     async def _listen_queue(self) -> None:
