@@ -177,19 +177,26 @@ def test_sigterm_drains_in_flight_requests(tmp_path: Path, cleanup: Any) -> None
     [pid] = pids(tmp_path)
     url = f"http://127.0.0.1:{port}"
     answers: list[Any] = []
-    slow = threading.Thread(target=lambda: answers.append(TotoClient(url, timeout=30).call("sleep", {"seconds": 2})))
+    # The call stays in flight until the test releases it (no guess of how long a loaded
+    # machine takes to deliver it, or to stop accepting connections).
+    gate = {"entered": str(tmp_path / "entered"), "release": str(tmp_path / "release")}
+    slow = threading.Thread(target=lambda: answers.append(TotoClient(url, timeout=60).call("gate", gate)))
     slow.start()
-    time.sleep(0.5)
+    deadline = time.monotonic() + 30
+    while not os.path.exists(gate["entered"]):
+        assert time.monotonic() < deadline, "the call never reached the server"
+        time.sleep(0.02)
     stopping = threading.Thread(target=lambda: answers.append(stop(tmp_path).returncode))
     stopping.start()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while not refused(port):
         assert time.monotonic() < deadline, "a draining server must stop accepting connections"
         time.sleep(0.02)
     assert alive(pid), "the server must wait for the request in flight"
-    slow.join(30)
-    stopping.join(30)
-    assert {"slept": 2.0} in answers and 0 in answers
+    Path(gate["release"]).touch()
+    slow.join(60)
+    stopping.join(60)
+    assert {"released": True} in answers and 0 in answers
     assert_gone([pid])
     log = (tmp_path / "toto.log").read_text()
     assert "draining: 1 in flight, waiting up to 30s" in log and "Toto stopped" in log

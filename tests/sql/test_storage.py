@@ -23,7 +23,9 @@ from toto_sql.urls import resolve
 class TestSqlStorage(StorageContract):
     @pytest.fixture
     def storage_factory(self, url: str, prefix: str) -> Callable[[], SqlStorage]:
-        return lambda: SqlStorage(url, prefix=prefix)
+        # A generous timeout: these are not outage tests, and a loaded CI machine can take
+        # seconds to hand 50 concurrent statements a connection (the default is 2 s).
+        return lambda: SqlStorage(url, prefix=prefix, timeout=15)
 
 
 class TestSqlBackend(BackendContract):
