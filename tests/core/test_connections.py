@@ -60,13 +60,7 @@ def read_answer(sock: socket.socket) -> tuple[int, object]:
         return int(head.split(b" ")[1]), body
 
 
-#: What the fast transports cannot do, said where a test would otherwise expect it.
-NO_HEAD_TIMEOUT = "uvicorn has no request-head timeout (docs/operations.md: behind a proxy, or --http=granian)"
-
-
-def test_slow_loris_connections_are_cut_after_the_idle_timeout(start_server, http_transport):
-    if http_transport == "uvicorn":
-        pytest.skip(NO_HEAD_TIMEOUT)
+def test_slow_loris_connections_are_cut_after_the_idle_timeout(start_server):
     srv = start_server(idle_timeout=1)
     slow = [connect(srv.port) for _ in range(40)]
     try:
@@ -113,9 +107,7 @@ def test_a_client_within_the_timeouts_is_served(start_server):
         assert read_answer(sock) == (200, {"result": {"a": 3}})
 
 
-def test_the_default_timeouts_are_seconds_not_an_hour(start_server, http_transport):
-    if http_transport == "uvicorn":
-        pytest.skip(NO_HEAD_TIMEOUT)
+def test_the_default_timeouts_are_seconds_not_an_hour(start_server):
     srv = start_server()  # the defaults: idle_timeout 15 s
     with connect(srv.port) as sock:
         sock.sendall(b"GET / HTTP/1.1\r\n")
@@ -130,7 +122,7 @@ def test_the_default_timeouts_are_seconds_not_an_hour(start_server, http_transpo
 
 def test_connections_beyond_max_connections_get_503(start_server, http_transport):
     if http_transport == "granian":
-        pytest.skip("granian caps requests in progress (max_connections is its backpressure), not open connections")
+        pytest.skip("granian queues connections beyond max_connections (toto.testing.transport checks it)")
     srv = start_server(max_connections=10)
     held: list[socket.socket] = []
     try:
@@ -148,8 +140,7 @@ def test_connections_beyond_max_connections_get_503(start_server, http_transport
             extra.sendall(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")
             status, body = read_answer(extra)
             assert status == 503
-            if http_transport != "uvicorn":  # uvicorn answers its own plain-text 503
-                assert body["error"]["code"] == 1013  # type: ignore[index]
+            assert body["error"]["code"] == 1013  # type: ignore[index]
     finally:
         for sock in held:
             sock.close()
@@ -176,11 +167,9 @@ def test_an_oversized_head_is_answered_431_or_414(server, head, status, http_tra
     with connect(server.port) as sock:
         sock.sendall(head)
         answered, body = read_answer(sock)
-    # uvicorn (httptools) answers a request line it will not parse 400 in plain text, and
-    # granian a head it will not read with an empty body, before Toto sees either.
-    refused_first = (http_transport == "uvicorn" and status == 414) or http_transport == "granian"
-    assert answered == (400 if http_transport == "uvicorn" and status == 414 else status)
-    if not refused_first:
+    # granian answers a head it will not read with an empty body, before Toto sees it.
+    assert answered == status
+    if http_transport != "granian":
         assert body["error"]["code"] == 1011  # type: ignore[index]
     assert server.client().call("echo", {"alive": True}) == {"alive": True}
 
