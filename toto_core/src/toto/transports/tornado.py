@@ -117,8 +117,9 @@ class LimitedHTTPServer(HTTPServer):
             except iostream.StreamClosedError:
                 pass
             return
-        iostream.IOStream.set_nodelay(stream, True)
-        stream.__class__ = GuardedStream
+        stream.set_nodelay(True)
+        if type(stream) is iostream.IOStream:  # plain TCP: TLS ends at the proxy (SECURITY.md)
+            stream.__class__ = GuardedStream
         self.deadlines.start()
         self.deadlines.awaiting_head(stream)
         super().handle_stream(stream, address)
