@@ -152,7 +152,7 @@ def typecheck(session: nox.Session) -> None:
     """mypy, strict, on the core and every plugin (mypy.ini)."""
     pinned(session)
     plugins = [x for spec in plugin_specs() for x in ("-e", spec)]
-    session.install(MYPY, "pytest", "-e", "./toto_core[speed,types,dev,granian,uvicorn]", *plugins)
+    session.install(MYPY, "-e", "./toto_core[speed,types,dev,granian,uvicorn,testing]", "types-psutil", *plugins)
     packages = source_packages()
     session.run("mypy", *packages, env={"MYPYPATH": os.pathsep.join(str(Path(p).parent) for p in packages)})
 

@@ -21,6 +21,10 @@ tools they use, for Toto's own plugins and third-party ones alike.
   ``Backend`` that says how to reach the backend.
 - ``SerializerContract`` (``toto.testing.serializers``): subclass with a ``serializer``
   fixture.
+- ``TransportContract`` (``toto.testing.transport``): every HTTP face (``--http``) against
+  slow clients, endless heads and bodies, bodies that did not arrive whole,
+  ``max_connections`` and refusals in the protocol's shape; subclass naming ``http`` and
+  what the transport's HTTP library answers itself.
 - Tools: ``ServerProcess`` (``toto.testing.server``) runs a real server,
   ``TcpProxy`` (``toto.testing.proxy``) cuts, black-holes or freezes a database's
   connections, ``run_storages(body, *stores)`` and ``session_record(...)`` write a
@@ -42,6 +46,7 @@ from toto.testing.outage import OUTAGE_BOUND, assert_storage_unavailable_in_time
 from toto.testing.proxy import TcpProxy
 from toto.testing.serializers import SerializerContract
 from toto.testing.server import ServerProcess, free_port
+from toto.testing.transport import TransportContract
 
 __all__ = [
     "OUTAGE_BOUND",
@@ -54,6 +59,7 @@ __all__ = [
     "ServerProcess",
     "StorageContract",
     "TcpProxy",
+    "TransportContract",
     "assert_storage_unavailable_in_time",
     "assert_unavailable_in_time",
     "check_health_follows_an_outage",

@@ -79,6 +79,13 @@ class ServerProcess:
             f"server did not listen on port {self.port} within {self.startup_timeout}s:\n{self.output()}"
         )
 
+    @property
+    def pid(self) -> int:
+        """The server's process id (started servers only)."""
+        if self.proc is None:
+            raise RuntimeError("the server has not started")
+        return self.proc.pid
+
     def output(self) -> str:
         with open(self._log.name, encoding="utf-8", errors="replace") as f:
             return f.read()

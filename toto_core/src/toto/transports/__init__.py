@@ -78,12 +78,15 @@ def make_transport(server: TotoServer, application: TotoApplication) -> Any:
 class QueuedWriter:
     """What the ASGI and RSGI writers share: the path writes from plain code while sending
     is awaited, so what it writes queues here and ``pump`` sends it in order; ``watch``
-    waits for the client going away (``gone``) in a task of its own."""
+    waits for the client going away (``gone``) in a task of its own. Once the client has
+    gone (``closed``), nothing more is sent and ``pump`` returns: an answer that will never
+    come must not hold its task (and a graceful stop) forever."""
 
-    __slots__ = ("ended", "queue", "wakeup", "watcher")
+    __slots__ = ("closed", "ended", "queue", "wakeup", "watcher")
 
     def __init__(self) -> None:
         self.ended = False
+        self.closed = False
         self.queue: list[Any] = []
         self.wakeup: asyncio.Future[None] | None = None
         self.watcher: asyncio.Task[None] | None = None
@@ -93,9 +96,17 @@ class QueuedWriter:
             self.queue.append(item)
         if last:
             self.ended = True
+        self._wake()
+
+    def _wake(self) -> None:
         wakeup = self.wakeup
         if wakeup is not None and not wakeup.done():
             wakeup.set_result(None)
+
+    def client_gone(self) -> None:
+        """The client went away: nothing more will be sent."""
+        self.closed = True
+        self._wake()
 
     def watch(self, callback: Callable[[], None] | None) -> None:
         if self.watcher is not None:
@@ -106,6 +117,7 @@ class QueuedWriter:
 
     async def _watch(self, callback: Callable[[], None]) -> None:
         await self.gone()
+        self.client_gone()
         callback()
 
     async def gone(self) -> None:
@@ -116,8 +128,8 @@ class QueuedWriter:
         raise NotImplementedError
 
     async def pump(self) -> None:
-        """Send what the path wrote until the answer ends."""
-        while not self.ended or self.queue:
+        """Send what the path wrote until the answer ends or the client has gone."""
+        while (not self.ended or self.queue) and not self.closed:
             queue = self.queue
             if queue:
                 self.queue = []
@@ -368,8 +380,9 @@ async def exchange(
     handler: TotoHandler, writer: QueuedWriter, read_body: Callable[[], Awaitable[bool]], bodies: BodyTimeouts
 ) -> None:
     """One request on a non-Tornado transport after ``begin``: read its body within
-    ``body_timeout`` (``read_body`` feeds it to the handler; False: do not run it), run it,
-    send what is left of the answer."""
+    ``body_timeout`` (``read_body`` feeds it to the handler; False: do not run it, because it
+    was refused, did not arrive whole, or the client went away), run it, send what is left of
+    the answer. A request whose client went away ends here, whatever it was waiting for."""
     try:
         if not handler._finished:
             try:
@@ -378,7 +391,14 @@ async def exchange(
                 handler._refuse(408, TotoException(ERROR_MALFORMED_REQUEST, "The request body came too slowly"))
                 run = False
             if run and not handler._finished:
-                await handler._execute()
+                try:
+                    await handler._execute()
+                except asyncio.CancelledError:
+                    if not writer.closed:
+                        raise
+                    return  # the client went away and its call was cancelled (toto.calls.connection_gone)
+            elif not handler._finished:
+                return  # gone before its body arrived whole: there is no one to answer
         if not writer.ended or writer.queue:
             await writer.pump()
     finally:

@@ -16,6 +16,14 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from toto.transports import BodyTimeouts, QueuedWriter, build_request, collect_headers, exchange
+from toto.transports.guards import (
+    CONNECTIONS_FULL,
+    HEAD_TOO_LARGE,
+    MALFORMED_REQUEST,
+    TARGET_TOO_LONG,
+    ConnectionDeadlines,
+    head_read_limit,
+)
 
 if TYPE_CHECKING:
     from toto.handler import ResponseHeaders, TotoApplication, TotoHandler
@@ -136,12 +144,99 @@ async def read_body(handler: TotoHandler, receive: Receive) -> bool:
 # -- --http=uvicorn -----------------------------------------------------------------------------
 
 
+def guarded_protocol(options: Any, deadlines: ConnectionDeadlines[Any]) -> type[asyncio.Protocol]:
+    """uvicorn's httptools protocol with the connection guards uvicorn has no option for
+    (``toto.transports.guards``): uvicorn times only an idle kept-alive connection, reads a
+    request head of any size, caps connections with a plain-text 503 and refuses what
+    httptools cannot parse with a plain-text 400. Here a connection gets ``idle_timeout``
+    for each request head (from its first byte or its last answer), a head stops at
+    ``head_read_limit`` (431), the connection past ``max_connections`` is answered 503 (1013)
+    when it opens, and refusals are the protocol's JSON. The body timeout is ``ASGIApp``'s."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    max_connections = int(options.max_connections)
+    head_limit = head_read_limit(options.max_header_size)
+    max_request_line = int(options.max_request_line)
+    refused = 0
+
+    class GuardedHttpToolsProtocol(HttpToolsProtocol):
+        #: Bytes of the request head read so far, while one is being read.
+        head_bytes = 0
+        reading_head = True
+        url = b""  # uvicorn sets it when a request begins; a refusal before that reads this
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            nonlocal refused
+            super().connection_made(transport)  # type: ignore[arg-type]
+            if max_connections and len(self.connections) > max_connections:
+                if refused % 1000 == 0:
+                    log.warning("refusing connections beyond max_connections=%d (503)", max_connections)
+                refused += 1
+                self.refuse(CONNECTIONS_FULL)
+                return
+            deadlines.start()
+            deadlines.awaiting_head(self)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            deadlines.clear(self)
+            super().connection_lost(exc)
+
+        def data_received(self, data: bytes) -> None:
+            if not self.reading_head:
+                super().data_received(data)
+                return
+            self.head_bytes += len(data)
+            super().data_received(data)
+            if self.reading_head and self.head_bytes > head_limit and not self.transport.is_closing():
+                self.refuse(HEAD_TOO_LARGE)
+
+        def on_headers_complete(self) -> None:
+            self.reading_head = False
+            self.head_bytes = 0
+            deadlines.serving(self)
+            super().on_headers_complete()
+
+        def on_message_complete(self) -> None:
+            super().on_message_complete()
+            self.reading_head = True
+
+        def on_response_complete(self) -> None:
+            # uvicorn's, with the idle deadline instead of a keep-alive timer started per answer.
+            self.server_state.total_requests += 1
+            if self.transport.is_closing():
+                return
+            self.flow.resume_reading()
+            if self.pipeline:
+                cycle, app = self.pipeline.pop()
+                self._start_asgi_task(cycle, app)
+            else:
+                deadlines.awaiting_head(self)
+
+        def send_400_response(self, msg: str) -> None:
+            self.refuse(TARGET_TOO_LONG if len(self.url) > max_request_line else MALFORMED_REQUEST)
+
+        def refuse(self, answer: bytes) -> None:
+            self.transport.write(answer)
+            self.transport.close()
+
+        # What ConnectionDeadlines needs of a connection.
+        def close(self) -> None:
+            self.transport.close()
+
+        def closed(self) -> bool:
+            return self.transport.is_closing()
+
+    return GuardedHttpToolsProtocol
+
+
 class UvicornTransport:
     """uvicorn (httptools, the running uvloop) serving ``ASGIApp`` in this process."""
 
     def __init__(self, server: TotoServer, application: TotoApplication) -> None:
         self.server = server
         self.app = ASGIApp(server, started=True)
+        o = server.options
+        self.deadlines: ConnectionDeadlines[Any] = ConnectionDeadlines(float(o.idle_timeout), 0.0)
         self.uvicorn: Any = None
         self.task: asyncio.Task[None] | None = None
 
@@ -162,7 +257,7 @@ class UvicornTransport:
         config = uvicorn.Config(
             self.app,
             lifespan="off",
-            http="httptools",
+            http=guarded_protocol(o, self.deadlines),
             ws="none",
             interface="asgi3",
             log_config=None,
@@ -170,9 +265,6 @@ class UvicornTransport:
             server_header=False,
             date_header=False,
             proxy_headers=False,  # Toto reads them itself with xheaders (build_request)
-            timeout_keep_alive=max(1, int(float(o.idle_timeout))) if float(o.idle_timeout) else 3600,
-            # uvicorn refuses a connection once this many are open, counting the new one.
-            limit_concurrency=int(o.max_connections) + 1 if int(o.max_connections) else None,
             timeout_graceful_shutdown=max(1, int(float(o.drain_timeout))),
         )
         logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
@@ -193,3 +285,4 @@ class UvicornTransport:
         if self.uvicorn is not None and self.task is not None:
             self.uvicorn.should_exit = True
             await self.task
+        self.deadlines.stop()

@@ -18,7 +18,9 @@ import socket
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from toto.exceptions import ERROR_MALFORMED_REQUEST, TotoException
 from toto.transports import BodyTimeouts, QueuedWriter, build_request, collect_headers, exchange
+from toto.transports.guards import head_read_limit
 
 if TYPE_CHECKING:
     from toto.handler import ResponseHeaders, TotoApplication, TotoHandler
@@ -86,16 +88,38 @@ class RSGIApp:
 
 
 async def _read_body(handler: TotoHandler, protocol: Any, sized: bool) -> bool:
+    """Feed the body to ``handler``; False when it did not arrive whole (then answered 400
+    and never run) or was refused.
+
+    granian does not say when a body broke off (the client closed before its end, a
+    malformed chunk line, a chunk size that overflows): read whole, it raises; streamed, it
+    ends the chunks with an empty one after the empty one that marks the end. A chunked
+    body with trailer fields looks the same and is refused with them (docs/operations.md)."""
     if sized:  # the size is known and within max_body_size: one read
-        body = await protocol()
+        try:
+            body = await protocol()
+        except Exception:
+            return _broken(handler)
         if body:
             handler.data_received(body)
         return True
+    ended = False
     async for chunk in protocol:  # chunked: counted as it comes, refused once over max_body_size
+        if ended:
+            return _broken(handler)
+        if not chunk:
+            ended = True
+            continue
         handler.data_received(chunk)
         if handler._finished:
-            break
+            return False
     return True
+
+
+def _broken(handler: TotoHandler) -> bool:
+    """A body that did not arrive whole never runs: 400 (1011), to a client that may be gone."""
+    handler._refuse(400, TotoException(ERROR_MALFORMED_REQUEST, "The request body did not arrive whole."))
+    return False
 
 
 def raw_path(path: str) -> str:
@@ -151,8 +175,15 @@ class GranianTransport:
             http=HTTPModes.http1,
             websockets=False,
             backlog=1024,
+            # granian serves this many connections at once; the next wait to be accepted
+            # (granian shows Toto no connection before its first request, so none is answered 503).
+            backpressure=int(o.max_connections) or None,
             log_enabled=False,
-            http1_settings=HTTP1Settings(header_read_timeout=int(idle * 1000) if idle else 3_600_000),
+            http1_settings=HTTP1Settings(
+                header_read_timeout=int(idle * 1000) if idle else 3_600_000,
+                # hyper answers 431 itself to a head that does not fit its read buffer (8 KiB at least).
+                max_buffer_size=max(8192, head_read_limit(o.max_header_size)),
+            ),
         )
         self.task = asyncio.ensure_future(self.granian.serve())
         await _until_listening(address, port, self.task)

@@ -14,7 +14,7 @@ and Toto writes whole answers).
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 import logging
 import socket
 from collections.abc import Coroutine
@@ -24,8 +24,13 @@ from tornado import httputil, iostream
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
-from toto.exceptions import ERROR_MALFORMED_REQUEST, ERROR_SERVICE_UNAVAILABLE
-from toto.transports import Deadlines
+from toto.transports.guards import (
+    CONNECTIONS_FULL,
+    HEAD_TOO_LARGE,
+    MALFORMED_REQUEST,
+    ConnectionDeadlines,
+    head_read_limit,
+)
 
 if TYPE_CHECKING:
     from toto.handler import ResponseHeaders, TotoApplication, TotoHandler
@@ -34,53 +39,49 @@ if TYPE_CHECKING:
 log = logging.getLogger("toto.server")
 
 
-def _closing_answer(status: bytes, code: int, message: str, extra: bytes = b"") -> bytes:
-    """A whole HTTP answer in the protocol's shape, after which the connection closes."""
-    body = json.dumps({"error": {"code": code, "value": message}}).encode()
-    return (
-        b"HTTP/1.1 " + status + b"\r\nContent-Type: application/json\r\nConnection: close\r\n" + extra
-        + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
-    )  # fmt: skip
-
-
-_FULL = _closing_answer(
-    b"503 Service Unavailable",
-    ERROR_SERVICE_UNAVAILABLE,
-    "The server has too many open connections; retry shortly.",
-    b"Retry-After: 1\r\n",
-)
-#: What Tornado writes for a request head it cannot parse, and what Toto sends instead.
+#: What Tornado writes for a request it cannot parse (a head, a chunked body), and what Toto sends instead.
 _BARE_400 = b"HTTP/1.1 400 Bad Request\r\n\r\n"
-_SHAPED_400 = _closing_answer(b"400 Bad Request", ERROR_MALFORMED_REQUEST, "Malformed HTTP request head.")
-#: Tornado reads a request head up to this many times ``max_header_size`` (then closes without
-#: a word): between the two, the handler can still answer 431 or 414.
-HEAD_READ_FACTOR = 4
 
 
-class ConnectionDeadlines(Deadlines[iostream.IOStream]):
-    """``idle_timeout`` and ``body_timeout`` of every connection of the server, kept by one
-    check instead of the two timers a request Tornado's own timeouts start. A connection
-    still waiting for a request head or a body at its deadline is closed, as Tornado closes it."""
+class GuardedStream(iostream.IOStream):
+    """Every connection's ``IOStream`` once ``LimitedHTTPServer`` takes it (its class is
+    swapped, one store a connection instead of three patched methods): Tornado's refusals
+    are answered in the protocol's shape, and Nagle stays off.
 
-    __slots__ = ("body", "idle", "upgrading")
+    Tornado writes a bare ``400`` for a request it cannot parse, and closes without a word
+    on a head that does not end within its read limit (``head_read_limit``): clients that
+    read the JSON error can parse neither. ``reading_head`` (kept by ``RequestDelegate``)
+    tells a head that never ends (431) from a chunk line that never ends (400)."""
+
+    reading_head = True
+
+    def write(self, data: Any) -> Any:
+        return super().write(MALFORMED_REQUEST if data == _BARE_400 else data)
+
+    def close(self, exc_info: Any = False) -> None:
+        if isinstance(exc_info, iostream.UnsatisfiableReadError) and not self.closed():
+            # Tornado gives up on the read and closes at once: the answer goes out first, as it can.
+            with contextlib.suppress(OSError):
+                self.socket.send(HEAD_TOO_LARGE if self.reading_head else MALFORMED_REQUEST)
+        super().close(exc_info)
+
+    def set_nodelay(self, value: bool) -> None:
+        """Tornado turns Nagle back on after each answer and off at the next; it stays off
+        (answers are written whole), set once when the connection is taken."""
+
+
+class TornadoDeadlines(ConnectionDeadlines[iostream.IOStream]):
+    """The connection deadlines of Tornado's server: a request head and a body arrive
+    within the timeouts (``ConnectionDeadlines``), and a connection that asked for a WebSocket
+    keeps its idle deadline until the socket takes it."""
+
+    __slots__ = ("upgrading",)
 
     def __init__(self, idle: float, body: float) -> None:
         super().__init__(idle, body)
-        self.idle = idle
-        self.body = body
         #: Connections that asked for a WebSocket: the socket owns one that upgraded (Tornado
         #: detached it from its HTTP1Connection), one refused waits for its next head.
         self.upgrading: dict[iostream.IOStream, Any] = {}
-
-    def awaiting_head(self, stream: iostream.IOStream) -> None:
-        self.set(stream, self.idle)
-
-    def awaiting_body(self, stream: iostream.IOStream) -> None:
-        self.set(stream, self.body)
-
-    def serving(self, stream: iostream.IOStream) -> None:
-        """The request is read: no deadline while its method runs."""
-        self.clear(stream)
 
     def upgrade(self, stream: iostream.IOStream, connection: Any) -> None:
         """A WebSocket request: the idle deadline holds until the socket takes the connection."""
@@ -94,24 +95,17 @@ class ConnectionDeadlines(Deadlines[iostream.IOStream]):
                 del self.upgrading[stream]
                 self.clear(stream)
 
-    def gone(self, key: iostream.IOStream) -> bool:
-        return key.closed()
-
-    def expire(self, key: iostream.IOStream) -> None:
-        key.close()
-
 
 class LimitedHTTPServer(HTTPServer):
     """Tornado's ``HTTPServer`` that answers 503 (1013) and closes a connection beyond
     ``max_connections`` open ones, instead of serving every client that connects, and
-    answers a request head it cannot parse in the protocol's shape (400/1011) instead of
-    Tornado's bare status line, which clients that read the JSON error cannot parse.
+    answers what Tornado refuses in the protocol's shape (``GuardedStream``).
     Its connections' timeouts are ``deadlines``' (set by ``make_http_server``).
     """
 
     max_connections = 0
     _refused = 0
-    deadlines: ConnectionDeadlines
+    deadlines: TornadoDeadlines
 
     def handle_stream(self, stream: iostream.IOStream, address: tuple[Any, ...]) -> None:
         if self.max_connections and len(self._connections) >= self.max_connections:
@@ -119,40 +113,29 @@ class LimitedHTTPServer(HTTPServer):
                 log.warning("refusing connections beyond max_connections=%d (503)", self.max_connections)
             self._refused += 1
             try:
-                stream.write(_FULL).add_done_callback(lambda _: stream.close())
+                stream.write(CONNECTIONS_FULL).add_done_callback(lambda _: stream.close())
             except iostream.StreamClosedError:
                 pass
             return
-        write = stream.write
-
-        # Tornado writes its refusal straight onto the stream, deep in HTTP1Connection.
-        def shaped_write(data: Any) -> Any:
-            return write(_SHAPED_400 if data == _BARE_400 else data)
-
-        stream.write = shaped_write  # type: ignore[method-assign]
-        # Answers are written whole: no Nagle delay, set once instead of twice a request.
         stream.set_nodelay(True)
-        stream.set_nodelay = _keep_nodelay  # type: ignore[method-assign]
+        if type(stream) is iostream.IOStream:  # plain TCP: TLS ends at the proxy (SECURITY.md)
+            stream.__class__ = GuardedStream
         self.deadlines.start()
         self.deadlines.awaiting_head(stream)
         super().handle_stream(stream, address)
 
 
-def _keep_nodelay(value: bool) -> None:
-    """Tornado turns Nagle back on after each answer and off at the next; it stays off."""
-
-
-def make_http_server(app: Any, options: Any, max_body_size: int, deadlines: ConnectionDeadlines) -> LimitedHTTPServer:
+def make_http_server(app: Any, options: Any, max_body_size: int, deadlines: TornadoDeadlines) -> LimitedHTTPServer:
     """The transport's server with the options' timeouts and limits."""
     server = LimitedHTTPServer(
         app,
         xheaders=bool(options.xheaders),
         max_body_size=max_body_size,
-        max_header_size=int(options.max_header_size) * HEAD_READ_FACTOR,
+        max_header_size=head_read_limit(options.max_header_size),
     )
     server.max_connections = int(options.max_connections)
     # The idle timeout (a complete request head, on a new connection and between the requests
-    # of a kept-alive one) and the body timeout are ConnectionDeadlines', not Tornado's timers.
+    # of a kept-alive one) and the body timeout are the deadlines', not Tornado's timers.
     server.conn_params.header_timeout = None
     server.conn_params.body_timeout = None
     server.deadlines = deadlines
@@ -172,7 +155,7 @@ def head_size(headers: httputil.HTTPHeaders) -> int:
 class TornadoDelegate(httputil.HTTPServerConnectionDelegate):
     """What Tornado's ``HTTPServer`` calls for each request: a ``RequestDelegate`` each."""
 
-    def __init__(self, application: TotoApplication, deadlines: ConnectionDeadlines) -> None:
+    def __init__(self, application: TotoApplication, deadlines: TornadoDeadlines) -> None:
         self.application = application
         self.deadlines = deadlines
 
@@ -182,11 +165,11 @@ class TornadoDelegate(httputil.HTTPServerConnectionDelegate):
 
 class Writer:
     """The ``ResponseWriter`` of one request over Tornado's ``HTTP1Connection``; once the
-    answer is whole, the connection waits for its next request head (``ConnectionDeadlines``)."""
+    answer is whole, the connection waits for its next request head (``TornadoDeadlines``)."""
 
     __slots__ = ("connection", "deadlines")
 
-    def __init__(self, connection: Any, deadlines: ConnectionDeadlines) -> None:
+    def __init__(self, connection: Any, deadlines: ConnectionDeadlines[Any]) -> None:
         self.connection = connection
         self.deadlines = deadlines
 
@@ -223,7 +206,7 @@ class RequestDelegate(httputil.HTTPMessageDelegate):
         app: TotoApplication,
         server_conn: object,
         request_conn: httputil.HTTPConnection,
-        deadlines: ConnectionDeadlines,
+        deadlines: TornadoDeadlines,
     ) -> None:
         self.app = app
         self.server_conn = server_conn
@@ -244,13 +227,14 @@ class RequestDelegate(httputil.HTTPMessageDelegate):
         app = self.app
         path = app.method_path(request.path)
         sockets = app.sockets
-        stream = self.request_conn.stream  # type: ignore[attr-defined]
+        stream: GuardedStream = self.request_conn.stream  # type: ignore[attr-defined]
         if sockets is not None and path is not None and request.method == "GET" and sockets.serves(path):
             # A WebSocket: from here on Tornado's websocket handler owns the connection (toto.websocket).
             self.deadlines.upgrade(stream, self.request_conn)
             self.socket = sockets.start_request(self.server_conn, self.request_conn)
             self.socket.headers_received(start_line, headers)
             return
+        stream.reading_head = False
         self.deadlines.awaiting_body(stream)
         self.handler = app.begin(request, Writer(self.request_conn, self.deadlines), path, head_size(headers))
 
@@ -266,9 +250,11 @@ class RequestDelegate(httputil.HTTPMessageDelegate):
         if self.socket is not None:
             self.socket.finish()
             return
+        stream: GuardedStream = self.request_conn.stream  # type: ignore[attr-defined]
+        stream.reading_head = True  # the body is read: what comes next is the next request's head
         handler = self.handler
         if handler is not None and not handler._finished:
-            self.deadlines.serving(self.request_conn.stream)  # type: ignore[attr-defined]
+            self.deadlines.serving(stream)
             run_request(handler._execute())
 
     def on_connection_close(self) -> None:
@@ -313,7 +299,7 @@ class TornadoTransport:
     def __init__(self, server: TotoServer, application: TotoApplication) -> None:
         o = server.options
         self.options = o
-        deadlines = ConnectionDeadlines(float(o.idle_timeout), float(o.body_timeout))
+        deadlines = TornadoDeadlines(float(o.idle_timeout), float(o.body_timeout))
         delegate = TornadoDelegate(application, deadlines)
         self.http_server = make_http_server(delegate, o, max(server.max_body_size * 2, 1 << 30), deadlines)
 
