@@ -22,7 +22,8 @@ from toto_redis import RedisStorage
 class TestRedisStorage(StorageContract):
     @pytest.fixture
     def storage_factory(self, redis_url: str, prefix: str) -> Callable[[], RedisStorage]:
-        return lambda: RedisStorage(url=redis_url, prefix=prefix)
+        # Not outage tests: a generous timeout, as a loaded CI machine can take seconds to connect.
+        return lambda: RedisStorage(url=redis_url, prefix=prefix, timeout=15)
 
 
 class TestRedisBackend(BackendContract):
