@@ -21,6 +21,10 @@ tools they use, for Toto's own plugins and third-party ones alike.
   ``Backend`` that says how to reach the backend.
 - ``SerializerContract`` (``toto.testing.serializers``): subclass with a ``serializer``
   fixture.
+- ``SocketContract`` (``toto.testing.sockets``: origins and cookies, message sizes and
+  deadlines, unfinished messages per process, slow readers, tried with ``RawSocket``, a
+  client that sends frames exactly as built): subclass with a ``socket_face`` fixture that
+  starts a server with given options and returns its address.
 - Tools: ``ServerProcess`` (``toto.testing.server``) runs a real server,
   ``TcpProxy`` (``toto.testing.proxy``) cuts, black-holes or freezes a database's
   connections, ``run_storages(body, *stores)`` and ``session_record(...)`` write a
@@ -42,6 +46,7 @@ from toto.testing.outage import OUTAGE_BOUND, assert_storage_unavailable_in_time
 from toto.testing.proxy import TcpProxy
 from toto.testing.serializers import SerializerContract
 from toto.testing.server import ServerProcess, free_port
+from toto.testing.sockets import RawSocket, SocketContract
 
 __all__ = [
     "OUTAGE_BOUND",
@@ -50,8 +55,10 @@ __all__ = [
     "DeploymentContract",
     "EventBusContract",
     "GuardContract",
+    "RawSocket",
     "SerializerContract",
     "ServerProcess",
+    "SocketContract",
     "StorageContract",
     "TcpProxy",
     "assert_storage_unavailable_in_time",

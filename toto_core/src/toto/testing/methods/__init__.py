@@ -2,5 +2,6 @@
 
 Besides the built-in account methods it holds what the kit's tests call: ``whoami``,
 ``account_fields`` (the account as stored), ``counter.increment`` (a read-modify-write of
-the session state) and ``db`` (the type of the storage's native handle).
+the session state), ``db`` (the type of the storage's native handle) and ``echo`` (its
+parameters back).
 """
