@@ -146,9 +146,7 @@ class FrameWatch:
 
     def _too_slow(self) -> None:
         self._timer = None
-        log.warning(
-            "closing a socket: a message not completed within socket_message_timeout=%gs", self.ledger.timeout
-        )
+        log.warning("closing a socket: a message not completed within socket_message_timeout=%gs", self.ledger.timeout)
         self._cut(f"message not completed within {self.ledger.timeout:g} seconds")
 
     def _give_up(self, why: str) -> None:

@@ -227,13 +227,14 @@ def run(coro: Awaitable[T]) -> T:
     return asyncio.run(bounded())
 
 
-def create_account(url: str, user_id: str, password: str = "a long secret") -> tuple[dict[str, Any], str | None]:
+def create_account(url: str, user_id: str) -> tuple[dict[str, Any], str | None]:
     """``account.create`` over HTTP as the server's own page would send it (JSON): the
     answer, and the ``name=value`` of the session cookie it sets (None: none)."""
     parts = urlsplit(url)
     conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=PATIENCE)
     try:
-        body = json.dumps({"method": "account.create", "parameters": {"user_id": user_id, "password": password}})
+        parameters = {"user_id": user_id, "password": secrets.token_urlsafe(12)}
+        body = json.dumps({"method": "account.create", "parameters": parameters})
         conn.request("POST", "/", body=body, headers={"Content-Type": "application/json"})
         answer = conn.getresponse()
         envelope = json.loads(answer.read())
@@ -418,7 +419,9 @@ class SocketContract:
                     cut = conn
                     break
                 holding.append(conn)
-            assert cut is not None, f"{len(holding)} sockets held {len(holding) * fragment} bytes of unfinished messages"
+            assert cut is not None, (
+                f"{len(holding)} sockets held {len(holding) * fragment} bytes of unfinished messages"
+            )
             assert cut.close_code == 1013, (cut.close_code, cut.close_reason)
             assert len(holding) == limit // fragment, "the bound is the sum of unfinished messages"
             # The others were not cut: one finishes its message and is answered, which frees its share.
@@ -451,11 +454,12 @@ class SocketContract:
             while (frame := await slow.receive()) is not None:
                 answers += frame[0] == TEXT
             assert answers < calls, "every answer was kept for a client that did not read"
-            assert slow.close_code in (1013, None), slow.close_code  # the close frame may wait behind what it never read
+            assert slow.close_code in (1013, None), (
+                slow.close_code
+            )  # the close frame may wait behind what it never read
             # Others are served meanwhile.
             other = await self.connect(url)
             assert (await other.call("echo", {"b": 2}))["result"] == {"b": 2}
             other.close()
 
         run(scenario())
-
