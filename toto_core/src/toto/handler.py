@@ -236,6 +236,8 @@ class TotoHandler(SeedHandler):
 
     #: The transport asked to tell this handler when the client goes away (``ResponseWriter.watch``).
     _watching = False
+    #: The session cookie may name this request's session (not for a JSONP call: ``_call_one``).
+    _cookie_allowed = True
 
     def __init__(
         self, application: TotoApplication, request: httputil.HTTPServerRequest, writer: ResponseWriter, **kwargs: Any
@@ -636,20 +638,20 @@ class TotoHandler(SeedHandler):
             self._response_type = best_type
 
     # -- sessions -----------------------------------------------------------------------
-    async def _open_session(self, body: bytes, session_id: str | None = None, cookie: bool = True) -> None:
+    async def _open_session(self, body: bytes, session_id: str | None = None) -> None:
         """Load the session the request names (or ``session_id``), check its signature and take its lock.
 
         A session that is unknown, expired or badly signed leaves ``handler.session``
         None: a public method runs without it, and ``_refuse_unauthenticated`` answers
         an @authenticated method with the reason (1007, 1008). A request that names no
         session costs no storage round trip. The session cookie names one only when
-        ``cookie`` and the request may use it (``CookieSessions.session_id``)."""
+        ``_cookie_allowed`` and the request may use it (``CookieSessions.session_id``)."""
         server = self.server
         named = session_id is not None
         if not named:
             session_id = self.request.headers.get("x-toto-session-id")
         if not session_id:
-            if server.cookies is None or not cookie:
+            if server.cookies is None or not self._cookie_allowed:
                 return
             session_id = server.cookies.session_id(self)
             if not session_id:
@@ -731,9 +733,10 @@ class TotoHandler(SeedHandler):
         if self.request.method in ("GET", "HEAD") and not callable_by_get(method.name):
             self.set_header("Allow", "POST")
             raise TotoException(ERROR_VERB_NOT_ALLOWED, f"{method.name} is served by POST only, never by GET.")
-        # A JSONP answer is script any site may include: it never runs with the cookie's session.
-        jsonp = method.jsonp is not None and isinstance(parameters, dict) and bool(parameters.get(method.jsonp))
-        await self._open_session(body, cookie=not jsonp)
+        if method.jsonp is not None and isinstance(parameters, dict) and parameters.get(method.jsonp):
+            # A JSONP answer is script any site may include: it never runs with the cookie's session.
+            self._cookie_allowed = False
+        await self._open_session(body)
         try:
             result = self._invoke(method, self, parameters)
             if isinstance(result, _Pending):
