@@ -15,20 +15,22 @@ and a socket that breaks either is closed with 1013 (try again later).
 How: Tornado reads each frame with ``WebSocketProtocol13._read_bytes(n)`` in the order
 RFC 6455 section 5.2 lays a frame out (two header bytes, an extended length of 2 or 8
 bytes, a 4-byte mask, the payload). ``FrameWatch`` stands in for that one method of one
-socket's protocol and follows the same layout, so it knows each frame's opcode, FIN bit
-and payload length before the payload is read. Tornado offers no public seam for this
-(its ``websocket_max_message_size`` is per message, and ``on_message`` sees only complete
+socket's protocol and follows the same layout, so it knows each frame's opcode and
+payload length before the payload is read; a message ends when Tornado hands it to
+``on_message``. Tornado offers no public seam for this (its
+``websocket_max_message_size`` is per message, and ``on_message`` sees only complete
 ones); reading through ``_read_bytes`` touches the smallest private part of it, and a read
 that does not fit the layout (a Tornado that reads frames otherwise) closes the socket
 with 1011 and logs why, so the guard can never be skipped silently. ``nox -s latest``
-runs the tests on Tornado's newest release.
+runs the tests on Tornado's newest release. Cost: about 2.4 µs a frame (one coroutine
+and a dict entry a message), against some 100 µs a socket call takes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import struct
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -39,6 +41,8 @@ CLOSE_INTERNAL_ERROR = 1011
 CLOSE_TRY_AGAIN = 1013
 
 _CONTINUATION, _TEXT, _BINARY = 0x0, 0x1, 0x2
+#: What a frame's next read is (RFC 6455 section 5.2).
+_HEAD, _LENGTH, _MASK, _PAYLOAD = range(4)
 
 Close = Callable[[int, str], None]
 
@@ -52,28 +56,54 @@ def frame_reading_followed() -> bool:
 
 
 class UnfinishedMessages:
-    """One process's account of the bytes its sockets hold of messages not yet complete.
+    """One process's account of the messages its sockets are receiving.
 
-    ``limit`` bytes at most (0: no bound); ``timeout`` seconds per message (0: none).
-    ``held`` is what is held now; ``peak`` the most ever held (for tests and metrics).
+    ``limit`` bytes at most for all of them (0: no bound); ``timeout`` seconds for each
+    (0: none). ``held`` is the bytes held now. One timer serves every deadline: messages
+    are kept in the order they began, so only the oldest can be due (a timer a message
+    would cost more than the rest of the guard).
     """
 
     def __init__(self, limit: int, timeout: float) -> None:
         self.limit = max(0, int(limit))
         self.timeout = max(0.0, float(timeout))
         self.held = 0
-        self.peak = 0
+        #: The sockets receiving a message, in the order their messages began, and when.
+        self.receiving: dict[FrameWatch, float] = {}
+        self._timer: asyncio.TimerHandle | None = None
 
     def watch(self, protocol: Any, close: Close) -> FrameWatch:
         """Follow the frames ``protocol`` (a Tornado ``WebSocketProtocol13``) reads;
         ``close(code, reason)`` closes its socket."""
         return FrameWatch(self, protocol, close)
 
+    def began(self, watch: FrameWatch) -> None:
+        if self.timeout:
+            self.receiving[watch] = time.monotonic()
+            if self._timer is None:
+                self._timer = asyncio.get_running_loop().call_later(self.timeout, self._sweep)
+
+    def _sweep(self) -> None:
+        """Cut the messages past their deadline; wait for the next one due."""
+        self._timer = None
+        now = time.monotonic()
+        for watch, began in list(self.receiving.items()):
+            if now - began < self.timeout:
+                self._timer = asyncio.get_running_loop().call_later(began + self.timeout - now, self._sweep)
+                return
+            del self.receiving[watch]
+            watch.too_slow()
+
 
 class FrameWatch:
-    """One socket's frames as its protocol reads them (see the module docstring)."""
+    """One socket's frames as its protocol reads them (see the module docstring).
 
-    __slots__ = ("_data", "_final", "_read", "_steps", "_timer", "close", "held", "ledger", "protocol")
+    Only the two reads whose bytes say what follows (the header, an extended length) are
+    looked at; the mask and the payload pass straight through, so the guard costs about one
+    coroutine a frame. A message is complete when Tornado hands it to ``on_message``, which
+    calls ``end``."""
+
+    __slots__ = ("_data", "_masked", "_payload", "_read", "_stage", "close", "held", "ledger", "protocol")
 
     def __init__(self, ledger: UnfinishedMessages, protocol: Any, close: Close) -> None:
         self.ledger = ledger
@@ -82,19 +112,31 @@ class FrameWatch:
         #: Bytes this socket holds of the message it is receiving.
         self.held = 0
         self._read: Callable[[int], Awaitable[bytes]] = protocol._read_bytes
-        #: The reads left of the frame being read: (what, bytes); the payload's size is
-        #: known once its length is read. Empty: the next read is a frame header.
-        self._steps: list[list[Any]] = []
+        self._stage = _HEAD  # what the next read is
         self._data = False  # the frame being read is part of a message (not a control frame)
-        self._final = False  # ... and it is the message's last
-        self._timer: asyncio.TimerHandle | None = None
+        self._masked = False
+        self._payload = 0  # the length of the frame's payload (or of its extended length field)
         protocol._read_bytes = self.read
 
-    async def read(self, n: int) -> bytes:
-        what, size = self._steps.pop(0) if self._steps else ("head", 2)
-        if n != size:
-            self._give_up(f"Tornado read {n} bytes where a frame's {what} has {size}")
-        elif what == "payload" and self._data and n:
+    def read(self, n: int) -> Awaitable[bytes]:
+        stage = self._stage
+        if stage == _HEAD:
+            if n != 2:
+                return self._give_up(f"Tornado read {n} bytes for a frame header of 2")
+            return self._head()
+        if stage == _LENGTH:
+            if n != self._payload:
+                return self._give_up(f"Tornado read {n} bytes for an extended length of {self._payload}")
+            return self._length(n)
+        if stage == _MASK:
+            if n != 4:
+                return self._give_up(f"Tornado read {n} bytes for a mask of 4")
+            self._stage = _PAYLOAD
+            return self._read(n)
+        if n != self._payload:
+            return self._give_up(f"Tornado read {n} bytes for a payload of {self._payload}")
+        self._stage = _HEAD
+        if self._data and n:
             ledger = self.ledger
             if ledger.limit and ledger.held + n > ledger.limit:
                 log.warning(
@@ -103,56 +145,49 @@ class FrameWatch:
                 )
                 self._cut("too many unfinished messages on this server; try again later")
             else:
-                self._charge(n)
-        data = await self._read(n)
-        if what == "head":
-            self._head(data)
-        elif what == "length":
-            self._steps[-1][1] = struct.unpack("!H" if n == 2 else "!Q", data)[0]
-        elif what == "payload" and self._data and self._final:
-            self.end()  # the message is complete: Tornado hands it to on_message now
-        return data
+                self.held += n
+                ledger.held += n
+        return self._read(n)
 
-    def _head(self, data: bytes) -> None:
+    async def _head(self) -> bytes:
+        data = await self._read(2)
         first, second = data[0], data[1]
         opcode = first & 0x0F
-        self._final = bool(first & 0x80)
-        self._data = opcode in (_CONTINUATION, _TEXT, _BINARY)
+        self._data = opcode <= _BINARY  # continuation, text or binary: a message's frame
+        self._masked = bool(second & 0x80)
         length = second & 0x7F
-        steps: list[list[Any]] = []
         if length >= 126:
-            steps.append(["length", 2 if length == 126 else 8])
-        if second & 0x80:
-            steps.append(["mask", 4])
-        steps.append(["payload", length if length < 126 else None])
-        self._steps = steps
-        if opcode in (_TEXT, _BINARY) and self._timer is None and self.ledger.timeout:
-            self._timer = asyncio.get_running_loop().call_later(self.ledger.timeout, self._too_slow)
+            self._stage, self._payload = _LENGTH, 2 if length == 126 else 8
+        else:
+            self._stage, self._payload = _MASK if self._masked else _PAYLOAD, length
+        if opcode == _TEXT or opcode == _BINARY:
+            self.ledger.began(self)
+        return data
 
-    def _charge(self, n: int) -> None:
-        self.held += n
-        ledger = self.ledger
-        ledger.held += n
-        if ledger.held > ledger.peak:
-            ledger.peak = ledger.held
+    async def _length(self, n: int) -> bytes:
+        data = await self._read(n)
+        self._payload = int.from_bytes(data, "big")
+        self._stage = _MASK if self._masked else _PAYLOAD
+        return data
 
     def end(self) -> None:
-        """The message is complete, or the socket closed: give back what it held."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self.ledger.held -= self.held
+        """The message is complete (``on_message``), or the socket closed: give back what it held."""
+        ledger = self.ledger
+        ledger.receiving.pop(self, None)
+        ledger.held -= self.held
         self.held = 0
 
-    def _too_slow(self) -> None:
-        self._timer = None
+    def too_slow(self) -> None:
         log.warning("closing a socket: a message not completed within socket_message_timeout=%gs", self.ledger.timeout)
         self._cut(f"message not completed within {self.ledger.timeout:g} seconds")
 
-    def _give_up(self, why: str) -> None:
+    def _give_up(self, why: str) -> Awaitable[bytes]:
+        """A read that does not fit the frame layout: this guard no longer knows what Tornado
+        reads, so the socket is closed rather than left unguarded."""
         log.error("closing a socket: %s; toto.frames no longer follows this Tornado's frame reading", why)
         self.close(CLOSE_INTERNAL_ERROR, "server error")
         self._drop()
+        return self._read(0)  # fails at once: the stream is closed
 
     def _cut(self, reason: str) -> None:
         """Close with 1013 and drop the connection at once: what it sent is not read on."""

@@ -374,6 +374,8 @@ class TotoSocketHandler(WebSocketHandler):
 
     # -- messages -------------------------------------------------------------------------------
     def on_message(self, message: str | bytes) -> None:
+        if self.frames is not None:
+            self.frames.end()  # complete: no longer an unfinished message (toto.frames)
         binary = isinstance(message, bytes)
         try:
             request, raw = self._parse(message)
