@@ -177,19 +177,27 @@ def test_sigterm_drains_in_flight_requests(tmp_path: Path, cleanup: Any) -> None
     [pid] = pids(tmp_path)
     url = f"http://127.0.0.1:{port}"
     answers: list[Any] = []
-    slow = threading.Thread(target=lambda: answers.append(TotoClient(url, timeout=30).call("sleep", {"seconds": 2})))
+    # The call is in flight from when it creates `started` until the test creates `release`
+    # (conditions, not durations: on a loaded machine `toto serve --stop` alone takes seconds).
+    started, release = tmp_path / "call-started", tmp_path / "call-release"
+    call = {"seconds": 60, "started": str(started), "until": str(release)}
+    slow = threading.Thread(target=lambda: answers.append(TotoClient(url, timeout=90).call("sleep", call)))
     slow.start()
-    time.sleep(0.5)
+    deadline = time.monotonic() + 30
+    while not started.exists():
+        assert time.monotonic() < deadline, "the slow call never started"
+        time.sleep(0.02)
     stopping = threading.Thread(target=lambda: answers.append(stop(tmp_path).returncode))
     stopping.start()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while not refused(port):
         assert time.monotonic() < deadline, "a draining server must stop accepting connections"
         time.sleep(0.02)
     assert alive(pid), "the server must wait for the request in flight"
-    slow.join(30)
-    stopping.join(30)
-    assert {"slept": 2.0} in answers and 0 in answers
+    release.touch()
+    slow.join(60)
+    stopping.join(60)
+    assert {"slept": 60.0, "released": True} in answers and 0 in answers
     assert_gone([pid])
     log = (tmp_path / "toto.log").read_text()
     assert "draining: 1 in flight, waiting up to 30s" in log and "Toto stopped" in log
