@@ -98,6 +98,7 @@ TRANSPORTS = ("tornado", "granian", "uvicorn")
 #: Faults run on Redis as the representative backend (every backend runs them on Tornado).
 EVERY_TRANSPORT = (
     "core/test_protocol.py",
+    "core/test_cross_site.py",
     "core/test_bad_input.py",
     "core/test_malformed_input.py",
     "core/test_signing.py",

@@ -210,6 +210,7 @@ def test_a_cookie_session_names_the_socket_session(socket_server) -> None:
     name = "cookie-sock"
     status, headers, body = server.client().request(
         json.dumps({"method": "account.create", "parameters": {"user_id": name, "password": "secret-pass"}}).encode(),
+        content_type="application/json",
         sign=False,
     )
     cookie = next(

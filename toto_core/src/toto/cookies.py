@@ -12,6 +12,12 @@ names that origin (never ``*``) and allows credentials. With ``use_cookies`` and
 when it is in the list, with ``Access-Control-Allow-Credentials: true`` and
 ``Vary: Origin``; any other origin gets neither. ``allow_origin=*`` stays ``*`` and
 allows no credentials (same-origin pages work; other origins get no cookie).
+
+Cross-site requests: a request another site's page could have made the browser send
+(``toto.origins``: ``AllowedOrigins.admits``) neither reads the cookie (it runs as if none
+had come) nor is answered with one, so a link or a form of another site can neither act
+as the visitor nor sign the visitor in as someone else. This class is the one place that
+reads and writes the session cookie, and it asks that rule every time.
 """
 
 from __future__ import annotations
@@ -25,8 +31,11 @@ from tornado.web import create_signed_value, decode_signed_value
 from toto.exceptions import ERROR_SERVER, PluginError, TotoException
 
 if TYPE_CHECKING:
+    from tornado.httputil import HTTPServerRequest
+
     from toto.handler import TotoHandler
     from toto.options import Options
+    from toto.origins import AllowedOrigins
     from toto.sessions import Session
 
 SESSION_COOKIE = "toto-session-id"
@@ -66,7 +75,7 @@ def read_signed_cookie(secret: bytes, name: str, value: str | None, max_age_days
 class CookieSessions:
     """The server's cookie-session settings (one per server, None without ``use_cookies``)."""
 
-    def __init__(self, options: Any) -> None:
+    def __init__(self, options: Any, origins: AllowedOrigins) -> None:
         if not options.cookie_secret:
             raise PluginError("use_cookies needs cookie_secret: start the server with --cookie_secret=<random text>")
         self.secret = cookie_secret(options)
@@ -74,14 +83,19 @@ class CookieSessions:
         self.domain = options.cookie_domain or None
         self.samesite = options.cookie_samesite
         self.max_age_days = math.ceil(max(float(options.session_ttl), float(options.anon_session_ttl)) / 86400) + 1
-        origins = options.allow_origin.replace(",", " ").split()
-        #: The origins whose pages may send the cookie (credentialed CORS); empty for "*".
-        self.origins = frozenset(o.rstrip("/") for o in origins if o != "*")
+        #: ``allow_origin``, parsed once (``TotoServer.origins``): whose pages may use the cookie.
+        self.origins = origins
         if self.samesite == "None" and not self.secure:
             raise PluginError("cookie_samesite=None needs secure_cookies=True (browsers refuse it otherwise)")
 
-    def session_id(self, handler: TotoHandler) -> str | None:
-        morsel = handler.request.cookies.get(SESSION_COOKIE)
+    def usable(self, request: HTTPServerRequest) -> bool:
+        """Whether ``request`` may run with the cookie's session and be given a cookie
+        (``AllowedOrigins.admits``: not a request another site's page could have sent)."""
+        return self.origins.admits(request.headers)
+
+    def named(self, request: HTTPServerRequest) -> str | None:
+        """The session id the request's cookie names when its signature verifies, whoever sent it."""
+        morsel = request.cookies.get(SESSION_COOKIE)
         value = read_signed_cookie(self.secret, SESSION_COOKIE, morsel.value if morsel else None, self.max_age_days)
         if value is None:
             return None
@@ -89,6 +103,11 @@ class CookieSessions:
             return value.decode("ascii")
         except UnicodeDecodeError:
             return None
+
+    def session_id(self, handler: TotoHandler) -> str | None:
+        """The session id the cookie names, None when the request may not use it (``usable``)."""
+        request = handler.request
+        return self.named(request) if self.usable(request) else None
 
     def set_session_cookie(self, handler: TotoHandler, session: Session) -> None:
         handler.set_cookie(
@@ -101,21 +120,25 @@ class CookieSessions:
             samesite=self.samesite,
         )
 
-    def answer(self, handler: TotoHandler, session: Session | None) -> None:
-        """Renew the cookie of the answer's session, or clear the one the request sent
-        when the answer has none (signed out, ended, unknown)."""
+    def answer(self, handler: TotoHandler, session: Session | None, ended: bool) -> None:
+        """Renew the cookie of the answer's session, or clear the one the request sent when
+        ``ended`` (its session was signed out, expired or unknown); nothing for a request
+        that may not use the cookie. An answer that failed before the session was read
+        (an unknown method, a verb refused) leaves the cookie as it was."""
+        if not self.usable(handler.request):
+            return
         if session is not None:
             self.set_session_cookie(handler, session)
-        elif SESSION_COOKIE in handler.request.cookies:
+        elif ended and SESSION_COOKIE in handler.request.cookies:
             handler.clear_cookie(SESSION_COOKIE, domain=self.domain)
 
     def cors(self, handler: TotoHandler) -> None:
         """Answer an allowed origin by name, with credentials (see the module docstring)."""
-        if not self.origins:
+        if not self.origins.listed:
             return
         handler.add_header("Vary", "Origin")
         origin = handler.request.headers.get("Origin")
-        if origin is not None and origin.rstrip("/") in self.origins:
+        if self.origins.lists(origin):
             handler.set_header("Access-Control-Allow-Origin", origin)
             handler.set_header("Access-Control-Allow-Credentials", "true")
         else:

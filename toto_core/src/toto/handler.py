@@ -40,6 +40,7 @@ from toto.exceptions import (
 )
 from toto.http import Request, Route
 from toto.lookup import Method
+from toto.origins import callable_by_get
 from toto.plugins import install_hint
 from toto.seed import SeedHandler
 
@@ -235,6 +236,8 @@ class TotoHandler(SeedHandler):
 
     #: The transport asked to tell this handler when the client goes away (``ResponseWriter.watch``).
     _watching = False
+    #: The session cookie may name this request's session (not for a JSONP call: ``_call_one``).
+    _cookie_allowed = True
 
     def __init__(
         self, application: TotoApplication, request: httputil.HTTPServerRequest, writer: ResponseWriter, **kwargs: Any
@@ -271,6 +274,8 @@ class TotoHandler(SeedHandler):
         self._locked_session: Session | None = None
         #: Why the session the request named is not this request's (1007, 1008, 1015).
         self._session_error: TotoException | None = None
+        #: The session cookie named the request's session (so its end clears the cookie).
+        self._cookie_named = False
         # What toto_request_finished reports: the method called, a batch's size, the error answered.
         self._called: str | None = None
         self._batch_size: int | None = None
@@ -639,17 +644,19 @@ class TotoHandler(SeedHandler):
         A session that is unknown, expired or badly signed leaves ``handler.session``
         None: a public method runs without it, and ``_refuse_unauthenticated`` answers
         an @authenticated method with the reason (1007, 1008). A request that names no
-        session costs no storage round trip."""
+        session costs no storage round trip. The session cookie names one only when
+        ``_cookie_allowed`` and the request may use it (``CookieSessions.session_id``)."""
         server = self.server
         named = session_id is not None
         if not named:
             session_id = self.request.headers.get("x-toto-session-id")
         if not session_id:
-            if server.cookies is None:
+            if server.cookies is None or not self._cookie_allowed:
                 return
             session_id = server.cookies.session_id(self)
             if not session_id:
                 return
+            self._cookie_named = True
         session = await server.sessions.load(session_id)
         if session is None:
             self._session_error = TotoException(ERROR_INVALID_SESSION_ID, "Invalid session")
@@ -723,6 +730,12 @@ class TotoHandler(SeedHandler):
     async def _call_one(self, path: str, body_method: Any, parameters: Any, body: bytes) -> None:
         method = self.server.methods.resolve(self._method_name(path, body_method))
         self._called = method.name
+        if self.request.method in ("GET", "HEAD") and not callable_by_get(method.name):
+            self.set_header("Allow", "POST")
+            raise TotoException(ERROR_VERB_NOT_ALLOWED, f"{method.name} is served by POST only, never by GET.")
+        if method.jsonp is not None and isinstance(parameters, dict) and parameters.get(method.jsonp):
+            # A JSONP answer is script any site may include: it never runs with the cookie's session.
+            self._cookie_allowed = False
         await self._open_session(body)
         try:
             result = self._invoke(method, self, parameters)
@@ -882,7 +895,10 @@ class TotoHandler(SeedHandler):
         if session is not None:
             payload["session"] = session.to_response()
         if self.server.cookies is not None:
-            self.server.cookies.answer(self, session)
+            # The cookie's session ended here: signed out, or unknown or expired (1007).
+            error = self._session_error
+            ended = self._cookie_named and (error is None or error.code == ERROR_INVALID_SESSION_ID)
+            self.server.cookies.answer(self, session, ended)
         self._payload = payload
         serializer = self._response_serializer
         try:

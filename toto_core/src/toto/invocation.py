@@ -230,6 +230,11 @@ def jsonp(callback_name: str | Invoke = "jsonp") -> Any:
     identifier or a dotted path of them (else 1011, HTTP 400): a callback name can never
     inject script. The answer is ``text/javascript`` with ``nosniff``; it carries the result
     only, not the session. Decorators applied before (below) ``@jsonp`` still run.
+
+    Any site's page may include the answer as a ``<script>`` and read it, so a JSONP call
+    never runs with the session cookie's session (``use_cookies``): it runs as if no
+    cookie came. A session named by a parameter (``@authenticated_with_parameter``) or a
+    header still counts (another site cannot know it).
     """
 
     def decorate(fn: Invoke, name: str) -> Invoke:
@@ -257,6 +262,7 @@ def jsonp(callback_name: str | Invoke = "jsonp") -> Any:
 
             return _then(fn(handler, parameters), send)
 
+        wrapper.jsonp_parameter = name  # type: ignore[attr-defined]  # read by toto.lookup: no cookie session
         return wrapper
 
     if isinstance(callback_name, str):

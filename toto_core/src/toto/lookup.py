@@ -23,6 +23,7 @@ class Method:
         "callback_style",
         "invoke",
         "is_coroutine",
+        "jsonp",
         "module",
         "name",
         "on_close",
@@ -48,6 +49,8 @@ class Method:
             self.invoke, "session_parameter", False
         )
         self.on_close = getattr(module, "on_connection_close", None)
+        #: The parameter that names a JSONP callback (``@jsonp``), or None.
+        self.jsonp: str | None = getattr(self.invoke, "jsonp_parameter", None)
         #: A plain function: it answers when it returns, so a batch can run it in place.
         self.plain = not self.is_coroutine and not self.callback_style
         # Decided once here, so a method without type hints pays nothing per call (toto.validation).

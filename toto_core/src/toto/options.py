@@ -416,6 +416,18 @@ def define_socket_options(options: Options) -> None:
     d("socket_opened_method", "", str, "module.function called with the socket handler when a socket opens")
     d("socket_closed_method", "", str, "module.function called with the socket handler when a socket closes")
     d("socket_max_message", 1024 * 1024, int, "largest message a socket may send in bytes (larger: close 1009)")
+    d(
+        "socket_message_timeout",
+        30.0,
+        float,
+        "seconds a socket message may take from its first frame to its last (slower: close 1013; 0: none)",
+    )
+    d(
+        "socket_max_unfinished",
+        32 * 1024 * 1024,
+        int,
+        "bytes all sockets of a process may hold of messages not yet complete (beyond: close 1013; 0: no bound)",
+    )
     d("socket_ping_interval", 20.0, float, "seconds between pings to an idle socket (0: no pings)")
     d(
         "socket_ping_timeout",

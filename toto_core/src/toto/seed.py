@@ -38,6 +38,7 @@ class SeedHandler:
         server: TotoServer
         session: Session | None
         _form_arguments: dict[str, list[bytes]] | None
+        _cookie_allowed: bool
 
         def set_header(self, name: str, value: Any) -> None: ...
         def add_header(self, name: str, value: Any) -> None: ...
@@ -185,12 +186,15 @@ class SeedHandler:
         return self._db_connection
 
     def session_id_sent(self) -> str | None:
-        """The session id the request names: ``x-toto-session-id``, else the session cookie."""
+        """The session id the request names: ``x-toto-session-id``, else the session cookie
+        when the request may use it (as for the request's own session: ``toto.origins``)."""
         session_id = self.request.headers.get("x-toto-session-id")
         if session_id:
             return session_id
         cookies = self.server.cookies
-        return cookies.session_id(self) if cookies is not None else None  # type: ignore[arg-type]
+        if cookies is None or not self._cookie_allowed:
+            return None
+        return cookies.session_id(self)  # type: ignore[arg-type]
 
     def retrieve_session(self, session_id: str | None = None) -> asyncio.Future[Session | None]:
         """The request's session (``handler.session``), awaitable. The original loaded it

@@ -18,6 +18,7 @@ from toto.cookies import CookieSessions
 from toto.exceptions import PluginError
 from toto.lookup import MethodLookup
 from toto.options import OptionError, Options, define_all_options, read_options
+from toto.origins import AllowedOrigins
 from toto.plugins import (
     default_storage,
     get_plugin_manager,
@@ -132,8 +133,10 @@ class TotoServer:
         self.authenticator = pick(self.authenticators, o.hmac_mode, "hmac_mode")
         self.authenticator.configure(o)
         self.expose_headers = ", ".join(self.authenticator.expose_headers)
+        #: ``allow_origin`` read once, for credentialed CORS and sockets alike (toto.origins).
+        self.origins = AllowedOrigins(o.allow_origin)
         #: Cookie sessions (use_cookies), or None.
-        self.cookies = CookieSessions(o) if o.use_cookies else None
+        self.cookies = CookieSessions(o, self.origins) if o.use_cookies else None
         safe = [s for s in {id(s): s for s in self.serializers.values()}.values() if s.safe_for_state]
         by_name = {s.name: s for s in safe}
         if o.state_serializer not in by_name:

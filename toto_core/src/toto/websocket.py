@@ -40,6 +40,7 @@ from toto.exceptions import (
     ERROR_INVALID_HMAC,
     ERROR_INVALID_SESSION_ID,
     ERROR_MALFORMED_REQUEST,
+    ERROR_NOT_AUTHORIZED,
     ERROR_SERVER,
     ERROR_SERVICE_UNAVAILABLE,
     ERROR_SIGNATURE_EXPIRED,
@@ -47,6 +48,7 @@ from toto.exceptions import (
     PluginError,
     TotoException,
 )
+from toto.frames import FrameWatch, UnfinishedMessages, frame_reading_followed
 from toto.lookup import Method, MethodLookup
 from toto.signing import NoSigning, SessionKeySigning, UserIdSigning, decode_session_key, user_id_hmac
 
@@ -163,7 +165,8 @@ class SocketHub:
         self.max_queue = max(1, int(o.socket_max_queue))
         self.session_check = float(o.socket_session_check)
         self.event_patterns = [p.strip() for p in str(o.socket_events).split(",") if p.strip()]
-        self.allowed_origins = {x.strip() for x in str(o.allow_origin).split(",") if x.strip()}
+        #: allow_origin, parsed once for CORS and sockets (toto.origins).
+        self.origins = server.origins
         auth = server.authenticator
         self.mode = (
             "session_key"
@@ -176,6 +179,13 @@ class SocketHub:
         )
         self.window = float(getattr(auth, "window", 300.0))
         self.sockets: set[TotoSocketHandler] = set()
+        if not frame_reading_followed():
+            raise PluginError(
+                "this Tornado's WebSocketProtocol13 has no coroutine _read_bytes(n), which toto.frames follows to "
+                "bound unfinished socket messages: install the Tornado version constraints.txt pins"
+            )
+        #: Messages begun and not finished, on every socket of this process (toto.frames).
+        self.unfinished = UnfinishedMessages(int(o.socket_max_unfinished), float(o.socket_message_timeout))
         ping = float(o.socket_ping_interval)
         self.app = web.Application(
             [(r".*", TotoSocketHandler, {"hub": self})],
@@ -244,26 +254,65 @@ class TotoSocketHandler(WebSocketHandler):
         self._checker: asyncio.Task[None] | None = None
         #: What EventManager ties this socket's event handlers to (dropped once it closes).
         self.owner = _Owner(self)
+        #: The frames its protocol reads (toto.frames), once the handshake chose one.
+        self.frames: FrameWatch | None = None
 
     # -- the handshake --------------------------------------------------------------------------
     async def get(self, *args: Any, **kwargs: Any) -> None:
         if self.request.headers.get("Upgrade", "").lower() != "websocket":
-            self.set_status(400)
-            self.set_header("Content-Type", "application/json")
-            self.finish(
-                self.server.default_serializer.encode(
-                    {"error": {"code": ERROR_MALFORMED_REQUEST, "value": "This path serves WebSockets only."}}
-                )
-            )
+            self._refuse(400, ERROR_MALFORMED_REQUEST, "This path serves WebSockets only.")
+            return
+        refused = self._refused_origin()
+        if refused is not None:
+            self._refuse(403, ERROR_NOT_AUTHORIZED, refused)
             return
         await super().get(*args, **kwargs)
 
+    def _refuse(self, status: int, code: int, text: str) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(self.server.default_serializer.encode({"error": {"code": code, "value": text}}))
+
+    def _refused_origin(self) -> str | None:
+        """Why a handshake is refused for where it comes from (PROTOCOL.md section 9), or None.
+
+        A handshake another site's page could have opened (``AllowedOrigins.admits``, the
+        rule HTTP requests follow) may not carry the visitor's session cookie: that is
+        cross-site WebSocket hijacking. A session named by the handshake's header or path
+        needs no origin rule (no page of another site knows it). Otherwise such a page may
+        open a socket only with ``allow_origin=*``, as it may read HTTP answers only then.
+        """
+        if self._named_session() is not None:
+            return None
+        headers = self.request.headers
+        origins = self.hub.origins
+        if origins.admits(headers):
+            return None
+        cookies = self.server.cookies
+        if cookies is not None and cookies.named(self.request) is not None:
+            return "A session cookie is not accepted from another site's page (allow_origin)."
+        if not origins.any:
+            return f"Origin {headers.get('Origin')!r} is not in allow_origin."
+        return None
+
+    def get_websocket_protocol(self) -> Any:
+        protocol = super().get_websocket_protocol()
+        if protocol is not None:
+            self.frames = self.hub.unfinished.watch(protocol, self.close)
+        return protocol
+
     def check_origin(self, origin: str) -> bool:
-        """Browsers send Origin: any with ``allow_origin=*`` (sessions never travel in
-        ambient credentials here), else the listed origins and this host's own."""
-        if "*" in self.hub.allowed_origins or origin in self.hub.allowed_origins:
-            return True
-        return bool(super().check_origin(origin))
+        """Always: ``_refused_origin`` decided before Tornado asks, with the rule HTTP follows."""
+        return True
+
+    def _named_session(self) -> str | None:
+        """The session the handshake names by header or, as in the original, as the last path segment."""
+        named = self.request.headers.get("x-toto-session-id")
+        if not named:
+            tail = self.request.path.strip("/").rpartition("/")[2]
+            if tail and tail != self.hub.path and _SESSION_ID.match(tail):
+                named = tail
+        return named or None
 
     async def open(self, *args: Any, **kwargs: Any) -> None:
         hub = self.hub
@@ -275,13 +324,10 @@ class TotoSocketHandler(WebSocketHandler):
         if self.server.draining:
             self.close(CLOSE_GOING_AWAY, "server going away")
             return
-        named = self.request.headers.get("x-toto-session-id")
-        if not named:
-            tail = self.request.path.strip("/").rpartition("/")[2]
-            if tail and tail != hub.path and _SESSION_ID.match(tail):
-                named = tail
+        named = self._named_session()
         if not named and self.server.cookies is not None:
-            # A web app on cookie sessions (use_cookies): the browser sends the signed cookie.
+            # A web app on cookie sessions (use_cookies): the browser sends the signed cookie
+            # (from an admitted page only: _refused_origin refused the others' handshakes).
             named = self.server.cookies.session_id(self)  # type: ignore[arg-type]
         self.session_id = named or None
         if hub.session_check > 0:
@@ -300,6 +346,8 @@ class TotoSocketHandler(WebSocketHandler):
         self.closed = True
         hub = self.hub
         hub.sockets.discard(self)
+        if self.frames is not None:
+            self.frames.end()
         if self._checker is not None:
             self._checker.cancel()
         manager = EventManager.instance()
@@ -326,6 +374,8 @@ class TotoSocketHandler(WebSocketHandler):
 
     # -- messages -------------------------------------------------------------------------------
     def on_message(self, message: str | bytes) -> None:
+        if self.frames is not None:
+            self.frames.end()  # complete: no longer an unfinished message (toto.frames)
         binary = isinstance(message, bytes)
         try:
             request, raw = self._parse(message)

@@ -25,6 +25,10 @@ tools they use, for Toto's own plugins and third-party ones alike.
   slow clients, endless heads and bodies, bodies that did not arrive whole,
   ``max_connections`` and refusals in the protocol's shape; subclass naming ``http`` and
   what the transport's HTTP library answers itself.
+- ``SocketContract`` (``toto.testing.sockets``: origins and cookies, message sizes and
+  deadlines, unfinished messages per process, slow readers, tried with ``RawSocket``, a
+  client that sends frames exactly as built): subclass with a ``socket_face`` fixture that
+  starts a server with given options and returns its address.
 - Tools: ``ServerProcess`` (``toto.testing.server``) runs a real server,
   ``TcpProxy`` (``toto.testing.proxy``) cuts, black-holes or freezes a database's
   connections, ``run_storages(body, *stores)`` and ``session_record(...)`` write a
@@ -46,6 +50,7 @@ from toto.testing.outage import OUTAGE_BOUND, assert_storage_unavailable_in_time
 from toto.testing.proxy import TcpProxy
 from toto.testing.serializers import SerializerContract
 from toto.testing.server import ServerProcess, free_port
+from toto.testing.sockets import RawSocket, SocketContract
 from toto.testing.transport import TransportContract
 
 __all__ = [
@@ -55,8 +60,10 @@ __all__ = [
     "DeploymentContract",
     "EventBusContract",
     "GuardContract",
+    "RawSocket",
     "SerializerContract",
     "ServerProcess",
+    "SocketContract",
     "StorageContract",
     "TcpProxy",
     "TransportContract",
