@@ -22,19 +22,20 @@ import time
 from collections.abc import Mapping
 from typing import Any, cast
 
-import redis.asyncio as redis_asyncio
 from toto.eventbus import EventBus, EventCallback, decode_metadata, encode_metadata
 from toto.exceptions import PluginError
 from toto.options import option_value
-from toto.urls import redact_url
 
 from toto_redis.connection import (
     DEFAULT_PREFIX,
     DEFAULT_TIMEOUT,
     DEFAULT_URL,
+    EXAMPLES,
+    close_client,
     is_redis_url,
     make_client,
     normalize_prefix,
+    redact,
     unavailable_on_fault,
 )
 
@@ -91,7 +92,7 @@ class RedisEventBus(EventBus):
         self.channel = self.prefix + "broadcast"
         self.queue = self.prefix + "queue"
         self._callbacks: list[EventCallback] = []
-        self._client: redis_asyncio.Redis | None = None
+        self._client: Any = None
         self._tasks: list[asyncio.Task[None]] = []
         self._subscribed: asyncio.Event | None = None
         #: Whether the broadcast listener holds a live subscription right now (for ``ping``).
@@ -105,7 +106,9 @@ class RedisEventBus(EventBus):
             database_url = option_value(options, "database_url", None)
             url = database_url if is_redis_url(database_url) else DEFAULT_URL
         elif not is_redis_url(url):
-            raise PluginError(f"event bus 'redis' needs a Redis URL, got event_url={url!r}; use redis://host:6379/0")
+            raise PluginError(
+                f"event bus 'redis' needs a Redis URL, got event_url={redact(str(url))!r}; use {EXAMPLES}"
+            )
         prefix = option_value(options, "redis_event_prefix", None)
         if prefix is None:
             prefix = normalize_prefix(option_value(options, "redis_prefix", DEFAULT_PREFIX)) + "events:"
@@ -122,7 +125,7 @@ class RedisEventBus(EventBus):
             # Broadcasts sent before the channel is subscribed would be missed by this server.
             await asyncio.wait_for(self._subscribed.wait(), self.timeout * 2)
         except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
-            log.warning("redis event bus: %s does not answer yet; events wait until it does", redact_url(self.url))
+            log.warning("redis event bus: %s does not answer yet; events wait until it does", redact(self.url))
 
     async def publish(
         self, name: str, payload: bytes, broadcast: bool = True, metadata: Mapping[str, str] | None = None
@@ -163,7 +166,7 @@ class RedisEventBus(EventBus):
                 pass
         self._tasks = []
         if self._client is not None:
-            await self._client.aclose()
+            await close_client(self._client)
             self._client = None
 
     def _deliver(self, message: bytes) -> None:
@@ -198,9 +201,7 @@ class RedisEventBus(EventBus):
                             self._deliver(message["data"])
                         elif kind == "subscribe":
                             if lost:
-                                log.warning(
-                                    "redis event bus: resubscribed to %s on %s", self.channel, redact_url(self.url)
-                                )
+                                log.warning("redis event bus: resubscribed to %s on %s", self.channel, redact(self.url))
                                 lost = False
                             delay = 0.1
                             self._listening = True
@@ -221,7 +222,7 @@ class RedisEventBus(EventBus):
                 log.warning(
                     "redis event bus: lost the subscription to %s on %s (%s: %s); reconnecting",
                     self.channel,
-                    redact_url(self.url),
+                    redact(self.url),
                     type(error).__name__,
                     error,
                 )
@@ -229,7 +230,7 @@ class RedisEventBus(EventBus):
                 delay = min(delay * 2, 2.0)
             finally:
                 await _quietly(pubsub.aclose())
-                await _quietly(client.aclose())
+                await _quietly(close_client(client))
 
     async def _listen_queue(self) -> None:
         client = make_client(self.url, self.timeout, blocking_seconds=POLL_SECONDS, retries=0)
@@ -246,7 +247,7 @@ class RedisEventBus(EventBus):
                         log.warning(
                             "redis event bus: lost the queue %s on %s (%s: %s); reconnecting",
                             self.queue,
-                            redact_url(self.url),
+                            redact(self.url),
                             type(error).__name__,
                             error,
                         )
@@ -261,7 +262,7 @@ class RedisEventBus(EventBus):
                 if popped is not None:
                     self._deliver(cast(bytes, popped[1]))
         finally:
-            await _quietly(client.aclose())
+            await _quietly(close_client(client))
 
 
 async def _quietly(closing: Any) -> None:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import toto
 
-from toto_redis.defaults import DEFAULT_PREFIX, DEFAULT_TIMEOUT
+from toto_redis.defaults import DEFAULT_PREFIX, DEFAULT_TIMEOUT, DEFAULT_WAIT_TIMEOUT
 
 if TYPE_CHECKING:
     from toto_redis.eventbus import RedisEventBus
@@ -59,5 +59,19 @@ def toto_add_options(options: Any) -> None:
         "redis_timeout",
         DEFAULT_TIMEOUT,
         help="seconds to wait for Redis before a request fails with 1013",
+        type=float,
+    )
+    options.define(
+        "redis_wait_replicas",
+        0,
+        help="replicas that must confirm each storage write (Redis WAIT) before it is acknowledged; a write "
+        "fewer confirm within redis_wait_timeout answers 1013. 0: acknowledge at once (a failover can lose "
+        "the last writes)",
+        type=int,
+    )
+    options.define(
+        "redis_wait_timeout",
+        DEFAULT_WAIT_TIMEOUT,
+        help="seconds a storage write waits for redis_wait_replicas replicas to confirm it",
         type=float,
     )

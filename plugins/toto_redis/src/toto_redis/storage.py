@@ -19,26 +19,28 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 
-import redis.asyncio as redis_asyncio
-from toto.exceptions import PluginError
+from toto.exceptions import PluginError, StorageUnavailable
 from toto.options import option_value
 from toto.storage import AccountRecord, DuplicateAccount, SessionRecord, Storage
 from toto.storage.batching import ReadBatcher
-from toto.urls import redact_url
 
 from toto_redis.connection import (
     DEFAULT_PREFIX,
     DEFAULT_TIMEOUT,
     DEFAULT_URL,
+    EXAMPLES,
     UNREACHABLE_ERRORS,
+    close_client,
     is_redis_url,
     make_client,
     normalize_prefix,
+    redact,
     unavailable_on_fault,
 )
+from toto_redis.defaults import DEFAULT_WAIT_TIMEOUT
 
 log = logging.getLogger("toto.redis")
 
@@ -157,13 +159,34 @@ class RedisStorage(Storage):
 
     ``prefix`` namespaces every key, so several apps (or test runs) can share one
     Redis database without reading or deleting each other's keys.
+
+    ``wait_replicas`` (option ``redis_wait_replicas``) narrows what a failover can lose:
+    each write is followed by ``WAIT wait_replicas timeout`` on its connection, and a write
+    that fewer replicas confirm within ``wait_timeout`` seconds fails with 1013 instead of
+    being acknowledged. Redis replicates asynchronously, so without it a write the primary
+    acknowledged and had not yet sent to a replica is lost when that replica is promoted.
     """
 
-    def __init__(self, url: str = DEFAULT_URL, prefix: str = DEFAULT_PREFIX, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        prefix: str = DEFAULT_PREFIX,
+        timeout: float = DEFAULT_TIMEOUT,
+        wait_replicas: int = 0,
+        wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
+    ) -> None:
         self.url = url
         self.prefix = normalize_prefix(prefix)
         self.timeout = timeout
-        self.db: redis_asyncio.Redis | None = None
+        self.wait_replicas = int(wait_replicas)
+        self.wait_timeout = float(wait_timeout)
+        if self.wait_replicas < 0 or self.wait_timeout <= 0:
+            raise PluginError(
+                f"redis_wait_replicas must be 0 or more and redis_wait_timeout more than 0 seconds, "
+                f"got {wait_replicas!r} and {wait_timeout!r}"
+            )
+        #: The client (``make_client``): a ``redis.asyncio.Redis``, or a ``RedisCluster``.
+        self.db: Any = None
         self._account = self.prefix + "account:"
         self._session = self.prefix + "session:"
         self._user_sessions = self.prefix + "user_sessions:"
@@ -174,12 +197,14 @@ class RedisStorage(Storage):
         url = option_value(options, "database_url", DEFAULT_URL)
         if not is_redis_url(url):
             raise PluginError(
-                f"database 'redis' needs a Redis URL, got database_url={url!r}; use --database_url=redis://127.0.0.1:6379/0"
+                f"database 'redis' needs a Redis URL, got database_url={redact(str(url))!r}; use {EXAMPLES}"
             )
         return cls(
             url=url,
             prefix=option_value(options, "redis_prefix", DEFAULT_PREFIX),
             timeout=float(option_value(options, "redis_timeout", DEFAULT_TIMEOUT)),
+            wait_replicas=int(option_value(options, "redis_wait_replicas", 0) or 0),
+            wait_timeout=float(option_value(options, "redis_wait_timeout", DEFAULT_WAIT_TIMEOUT)),
         )
 
     async def open(self) -> None:
@@ -197,18 +222,36 @@ class RedisStorage(Storage):
             # Serve anyway: requests answer 1013 until Redis is reachable, then recover.
             log.warning(
                 "redis storage: %s does not answer yet; requests will fail with 1013 until it does",
-                redact_url(self.url),
+                redact(self.url),
             )
 
     async def close(self) -> None:
         if self.db is not None:
-            await self.db.aclose()
+            await close_client(self.db)
 
     @property
-    def _client(self) -> redis_asyncio.Redis:
+    def _client(self) -> Any:
         if self.db is None:
             raise RuntimeError("RedisStorage.open() must be awaited before use")
         return self.db
+
+    async def _write(self, command: Callable[[Any], Awaitable[Any]]) -> Any:
+        """``command(client)``, the one place writes go through: with ``wait_replicas``, queued
+        in a pipeline with WAIT, so WAIT counts the replicas that have this very write (WAIT
+        covers the writes of its own connection)."""
+        async with unavailable_on_fault("Redis storage"):
+            if not self.wait_replicas:
+                return await command(self._client)
+            async with self._client.pipeline(transaction=False) as pipe:
+                await command(pipe)
+                pipe.wait(self.wait_replicas, max(1, int(self.wait_timeout * 1000)))
+                result, confirmed = await pipe.execute()
+        if int(confirmed) < self.wait_replicas:
+            raise StorageUnavailable(
+                f"Redis storage: {confirmed} of the {self.wait_replicas} replicas asked for confirmed a write "
+                f"within {self.wait_timeout:g} s (redis_wait_replicas); try again shortly."
+            )
+        return result
 
     async def ping(self) -> bool:
         try:
@@ -220,8 +263,8 @@ class RedisStorage(Storage):
         args = ["p", password_hash]
         for name, value in fields.items():
             args += ["f:" + name, _encode_field(value)]
-        async with unavailable_on_fault("Redis storage"):
-            created = await self._create_account(keys=[self._account + user_id], args=args)
+        keys = [self._account + user_id]
+        created = await self._write(lambda c: self._create_account(keys=keys, args=args, client=c))
         if not created:
             raise DuplicateAccount(user_id)
 
@@ -243,8 +286,8 @@ class RedisStorage(Storage):
             args += ["f:" + name, _encode_field(value)]
         if not args:
             return
-        async with unavailable_on_fault("Redis storage"):
-            await self._update_account(keys=[self._account + user_id], args=args)
+        keys = [self._account + user_id]
+        await self._write(lambda c: self._update_account(keys=keys, args=args, client=c))
 
     async def store_session(self, record: SessionRecord) -> None:
         user = record.user_id if record.user_id is not None else ""
@@ -261,8 +304,7 @@ class RedisStorage(Storage):
             record.key or "",
             int(record.version),
         ]
-        async with unavailable_on_fault("Redis storage"):
-            await self._store_session(keys=keys, args=args)
+        await self._write(lambda c: self._store_session(keys=keys, args=args, client=c))
 
     async def _read_sessions(self, keys: Sequence[str]) -> list[dict[bytes, bytes]]:
         """The session hashes of one event-loop turn, in one pipeline (see ``ReadBatcher``)."""
@@ -296,29 +338,29 @@ class RedisStorage(Storage):
     async def touch_session(self, session_id: str, expires: float) -> None:
         now_ms = int(time.time() * 1000)
         args: list[ScriptArg] = [int(expires * 1000), repr(float(expires)), self._user_sessions, now_ms]
-        async with unavailable_on_fault("Redis storage"):
-            await self._touch_session(keys=[self._session + session_id], args=args)
+        keys = [self._session + session_id]
+        await self._write(lambda c: self._touch_session(keys=keys, args=args, client=c))
 
     async def save_state(self, session_id: str, state: bytes, version: int | None = None) -> int | None:
         expected = "" if version is None else int(version)
-        async with unavailable_on_fault("Redis storage"):
-            written = int(await self._save_state(keys=[self._session + session_id], args=[state, expected]))
+        keys = [self._session + session_id]
+        written = int(await self._write(lambda c: self._save_state(keys=keys, args=[state, expected], client=c)))
         return None if written < 0 else written
 
     async def increment(self, key: str, ttl: float, amount: int = 1) -> int:
         args = [int(amount), max(1, int(ttl * 1000))]
-        async with unavailable_on_fault("Redis storage"):
-            return int(await self._increment(keys=[self._guard + key], args=args))
+        keys = [self._guard + key]
+        return int(await self._write(lambda c: self._increment(keys=keys, args=args, client=c)))
 
     async def first_seen(self, key: str, ttl: float) -> bool:
-        async with unavailable_on_fault("Redis storage"):
-            return bool(await self._client.set(self._guard + key, b"1", nx=True, px=max(1, int(ttl * 1000))))
+        ttl_ms = max(1, int(ttl * 1000))
+        return bool(await self._write(lambda c: c.set(self._guard + key, b"1", nx=True, px=ttl_ms)))
 
     async def delete_session(self, session_id: str) -> None:
-        async with unavailable_on_fault("Redis storage"):
-            await self._delete_session(keys=[self._session + session_id], args=[session_id, self._user_sessions])
+        keys, args = [self._session + session_id], [session_id, self._user_sessions]
+        await self._write(lambda c: self._delete_session(keys=keys, args=args, client=c))
 
     async def delete_user_sessions(self, user_id: str, keep: str | None = None) -> None:
         args = [self._session, "1" if keep is not None else "0", keep or ""]
-        async with unavailable_on_fault("Redis storage"):
-            await self._delete_user_sessions(keys=[self._user_sessions + user_id], args=args)
+        keys = [self._user_sessions + user_id]
+        await self._write(lambda c: self._delete_user_sessions(keys=keys, args=args, client=c))
