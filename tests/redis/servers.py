@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -54,16 +55,34 @@ def _port_free(port: int) -> bool:
 
 
 def free_ports(count: int, *, with_bus: bool = False) -> list[int]:
-    """``count`` free ports (each with port + 10000 free too when ``with_bus``: a Cluster node's bus)."""
+    """``count`` ports free now (each with port + 10000 free too when ``with_bus``: a Cluster
+    node's bus), below the kernel's ephemeral range (32768 and up), so that no outgoing
+    connection takes one before its server binds it; another test may still, which
+    ``start_with_retries`` survives."""
     found: list[int] = []
     while len(found) < count:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = int(probe.getsockname()[1])
-        if port in found or (with_bus and (port > 55000 or not _port_free(port + 10000))):
+        port = random.randrange(10000, 22000)
+        if port in found or not _port_free(port) or (with_bus and not _port_free(port + 10000)):
             continue
         found.append(port)
     return found
+
+
+class PortTaken(Exception):
+    """A server could not bind its port: someone took it between the probe and the start."""
+
+
+def start_with_retries(build: Callable[[], Any], attempts: int = 5) -> Any:
+    """``build().start()`` on fresh ports until no port was taken in between."""
+    for attempt in range(attempts):
+        group = build()
+        try:
+            return group.start()
+        except PortTaken:
+            group.stop()
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 class RedisProcess:
@@ -86,8 +105,15 @@ class RedisProcess:
             command.append("--sentinel")
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(command, cwd=self.directory, stdout=log, stderr=subprocess.STDOUT)
-        wait_for(self.answers, 15, f"redis-server on port {self.port} did not answer", self.output)
+        wait_for(self._up_or_gone, 15, f"redis-server on port {self.port} did not answer", self.output)
+        if self.proc.poll() is not None:
+            if "Address already in use" in self.output():
+                raise PortTaken(self.port)
+            pytest.fail(f"redis-server on port {self.port} exited with {self.proc.returncode}\n{self.output()}")
         return self
+
+    def _up_or_gone(self) -> bool:
+        return self.proc is not None and (self.proc.poll() is not None or self.answers())
 
     def client(self, **kw: Any) -> redis.Redis:
         return redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=1, socket_timeout=2, **kw)
@@ -231,6 +257,8 @@ class RedisClusterGroup:
                     "--cluster-node-timeout", str(DOWN_AFTER_MS),
                     "--cluster-require-full-coverage", "no",
                     "--cluster-allow-reads-when-down", "no",
+                    # A replica takes over however long it was cut off (a loaded machine may delay its sync).
+                    "--cluster-replica-validity-factor", "0",
                 ),
             )
             for port in ports
@@ -262,12 +290,25 @@ class RedisClusterGroup:
         return [node for node in self.nodes if node not in self.killed]
 
     def _healthy(self) -> bool:
+        """Every live node sees the cluster ok, and every live replica is in sync with its primary."""
         for node in self.live():
             with contextlib.closing(node.client()) as client:
                 info = client.cluster("info")
                 if info.get("cluster_state") != "ok" or int(info.get("cluster_known_nodes", 0)) < len(self.live()):
                     return False
+                replication = client.info("replication")
+                if replication.get("role") == "slave" and replication.get("master_link_status") != "up":
+                    return False
         return True
+
+    def primaries_now(self) -> list[RedisProcess]:
+        """The live nodes that are primaries now."""
+        primaries = []
+        for node in self.live():
+            with contextlib.closing(node.client()) as client:
+                if client.info("replication").get("role") == "master":
+                    primaries.append(node)
+        return primaries
 
     def owner_of(self, key: str) -> RedisProcess:
         """The live node that serves ``key``'s slot as a primary now."""

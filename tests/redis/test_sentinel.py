@@ -12,20 +12,21 @@ from typing import Any
 
 import pytest
 from toto.exceptions import ERROR_SERVICE_UNAVAILABLE, PluginError, StorageUnavailable
-from toto.testing import EventBusContract, StorageContract, run_storages, session_record
+from toto.testing import StorageContract, run_storages, session_record
 from toto.testing.deployment import unique_user
 from toto_redis import RedisEventBus, RedisStorage
 from toto_redis.connection import parse_address, redact
 
 from tests.redis.failover import FailoverRun
-from tests.redis.servers import SentinelGroup, wait_for
+from tests.redis.servers import SentinelGroup, start_with_retries, wait_for
+from tests.redis.test_eventbus import RedisBusContract
 from tests.redis.test_http import wait_for_event
 
 
 @pytest.fixture(scope="module")
 def sentinels() -> Iterator[SentinelGroup]:
     """One group for the contract tests of this module (which kill nothing)."""
-    group = SentinelGroup().start()
+    group: SentinelGroup = start_with_retries(SentinelGroup)
     try:
         yield group
     finally:
@@ -35,7 +36,7 @@ def sentinels() -> Iterator[SentinelGroup]:
 @pytest.fixture
 def own_sentinels() -> Iterator[SentinelGroup]:
     """A group of one test, whose primary it may kill."""
-    group = SentinelGroup().start()
+    group: SentinelGroup = start_with_retries(SentinelGroup)
     try:
         yield group
     finally:
@@ -48,9 +49,10 @@ class TestSentinelStorage(StorageContract):
         return lambda: RedisStorage(url=sentinels.url(), prefix=prefix)
 
 
-class TestSentinelEventBus(EventBusContract):
+class TestSentinelEventBus(RedisBusContract):
     @pytest.fixture
     def bus_factory(self, sentinels: SentinelGroup, prefix: str) -> Callable[[], RedisEventBus]:
+        self.admin_url = f"redis://127.0.0.1:{sentinels.primary_port()}/0"
         return lambda: RedisEventBus(url=sentinels.url(), prefix=prefix + "events:")
 
 
@@ -157,7 +159,7 @@ def test_servers_ride_a_failover_without_1000_or_a_new_login(
     calls: every failed call answers 1013, the session goes on, events flow again afterwards,
     and with ``redis_wait_replicas=1`` (and ``min-replicas-to-write 1`` on the Redis side) no
     acknowledged increment is lost and none that answered 1013 was applied."""
-    own_sentinels = SentinelGroup(min_replicas_to_write=wait_replicas).start()
+    own_sentinels: SentinelGroup = start_with_retries(lambda: SentinelGroup(min_replicas_to_write=wait_replicas))
     try:
         ride_a_failover(own_sentinels, start_server, prefix, wait_replicas)
     finally:

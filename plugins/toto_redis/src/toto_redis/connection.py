@@ -192,7 +192,9 @@ def normalize_prefix(prefix: str) -> str:
     return prefix if prefix.endswith(":") else prefix + ":"
 
 
-def make_client(url: str, timeout: float, *, blocking_seconds: float = 0.0, retries: int = 1) -> Any:
+def make_client(
+    url: str, timeout: float, *, blocking_seconds: float = 0.0, retries: int = 1, client_name: str | None = None
+) -> Any:
     """A client of the Redis that ``url`` names, which fails fast and heals by itself.
 
     Connect and read timeouts are ``timeout`` (plus ``blocking_seconds`` for clients that
@@ -204,7 +206,7 @@ def make_client(url: str, timeout: float, *, blocking_seconds: float = 0.0, retr
 
     Typed ``Any``: a ``redis.asyncio.Redis`` for one Redis or a Sentinel's primary, a
     ``RedisCluster`` for a Cluster; both answer the commands Toto sends. Close it with
-    ``close_client``.
+    ``close_client``. ``client_name`` names its connections in Redis's CLIENT LIST.
     """
     retry = Retry(
         ExponentialBackoff(cap=0.2, base=0.05) if retries else NoBackoff(),
@@ -217,6 +219,7 @@ def make_client(url: str, timeout: float, *, blocking_seconds: float = 0.0, retr
         "socket_keepalive": True,
         "retry": retry,
         "decode_responses": False,
+        "client_name": client_name,
     }
     kind = url_kind(url)
     if kind == "single":
@@ -250,13 +253,40 @@ def make_client(url: str, timeout: float, *, blocking_seconds: float = 0.0, retr
     return RedisCluster(
         startup_nodes=[ClusterNode(host, port) for host, port in address.hosts],
         ssl=address.tls,
-        # A slot whose primary just died is answered CLUSTERDOWN until a replica takes
-        # over: fail the call (1013) rather than block it on retries for seconds.
-        cluster_error_retry_attempts=1,
         # Slots without a primary for a moment fail alone (SlotNotCoveredError, 1013), not the client.
         require_full_coverage=False,
         **credentials,
         **common,
+    )
+
+
+async def client_of_slot(
+    url: str, key: str, timeout: float, *, retries: int = 0, client_name: str | None = None
+) -> Any:
+    """A client of the one node that serves ``key`` as a primary now: for a Cluster URL,
+    found from the cluster's slot map (sharded pub/sub subscribes there, not through the
+    cluster client); for any other URL, ``make_client(url)``."""
+    if url_kind(url) != "cluster":
+        return make_client(url, timeout, retries=retries, client_name=client_name)
+    cluster = make_client(url, timeout, retries=retries)
+    try:
+        await cluster.initialize()
+        node = cluster.get_node_from_key(key)
+    finally:
+        await cluster.aclose()
+    address = parse_address(url)
+    return redis_asyncio.Redis(
+        host=node.host,
+        port=node.port,
+        username=address.username,
+        password=address.password,
+        ssl=address.tls,
+        socket_connect_timeout=timeout,
+        socket_timeout=timeout,
+        socket_keepalive=True,
+        retry=Retry(NoBackoff(), retries),
+        decode_responses=False,
+        client_name=client_name,
     )
 
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import toto
 
-from toto_redis.defaults import DEFAULT_PREFIX, DEFAULT_TIMEOUT, DEFAULT_WAIT_TIMEOUT
+from toto_redis.defaults import DEFAULT_EVENT_HISTORY, DEFAULT_PREFIX, DEFAULT_TIMEOUT, DEFAULT_WAIT_TIMEOUT
 
 if TYPE_CHECKING:
     from toto_redis.eventbus import RedisEventBus
@@ -54,6 +54,13 @@ def toto_add_options(options: Any) -> None:
         help="prefix of the Redis event bus's channel and queue (default: redis_prefix + 'events:'); "
         "servers that exchange events need the same one",
         type=str,
+    )
+    options.define(
+        "redis_event_history",
+        DEFAULT_EVENT_HISTORY,
+        help="broadcasts the Redis event bus keeps in a stream, from which a server that lost its connection "
+        "(or a socket, by position) reads what it missed; 0 keeps none (then the bus is at most once)",
+        type=int,
     )
     options.define(
         "redis_timeout",
