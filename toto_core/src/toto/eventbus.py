@@ -201,6 +201,43 @@ def decode_metadata(data: bytes) -> dict[str, str]:
     return value
 
 
+_NAME_LENGTH = struct.Struct(">I")
+_HAS_METADATA = 0x80000000
+
+
+def encode_event(name: str, payload: bytes, metadata: Mapping[str, str] | None = None) -> bytes:
+    """An event as one message, for buses that carry messages (Redis, PostgreSQL, NATS): the
+    name's length (4 bytes, big-endian), the UTF-8 name and the payload. With metadata, the
+    length's top bit is set and the metadata's length (4 bytes) and the metadata (JSON)
+    follow the name; an event without metadata keeps the bytes it had before events carried any."""
+    encoded = name.encode("utf-8")
+    if not metadata:
+        return _NAME_LENGTH.pack(len(encoded)) + encoded + payload
+    extra = encode_metadata(metadata)
+    return _NAME_LENGTH.pack(len(encoded) | _HAS_METADATA) + encoded + _NAME_LENGTH.pack(len(extra)) + extra + payload
+
+
+def decode_event(message: bytes) -> tuple[str, bytes, dict[str, str] | None]:
+    """The name, payload and metadata of ``encode_event``; ``ValueError`` when it is malformed."""
+    try:
+        (length,) = _NAME_LENGTH.unpack_from(message)
+        start = _NAME_LENGTH.size
+        end = start + (length & ~_HAS_METADATA)
+        if end > len(message):
+            raise ValueError("truncated event message")
+        name = message[start:end].decode("utf-8")
+        if not length & _HAS_METADATA:
+            return name, message[end:], None
+        (extra_length,) = _NAME_LENGTH.unpack_from(message, end)
+    except (struct.error, UnicodeDecodeError) as error:
+        raise ValueError(f"malformed event message: {error}") from None
+    extra_start = end + _NAME_LENGTH.size
+    if extra_start + extra_length > len(message):
+        raise ValueError("truncated event metadata")
+    metadata = decode_metadata(message[extra_start : extra_start + extra_length])
+    return name, message[extra_start + extra_length :], metadata
+
+
 def encode_position(position: Position) -> bytes:
     """A position as bytes for a bus's wire format: the epoch's length (1 byte), the epoch
     (ASCII) and ``seq`` (8 bytes, big-endian)."""

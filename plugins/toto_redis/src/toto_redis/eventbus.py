@@ -36,7 +36,6 @@ import asyncio
 import logging
 import os
 import secrets
-import struct
 import time
 from collections.abc import Mapping
 from typing import Any, cast
@@ -51,10 +50,10 @@ from toto.eventbus import (
     Position,
     Replay,
     StreamFollower,
-    decode_metadata,
+    decode_event,
     decode_position,
     deliver_to,
-    encode_metadata,
+    encode_event,
 )
 from toto.exceptions import PluginError, StorageUnavailable
 from toto.options import option_value
@@ -76,9 +75,6 @@ from toto_redis.connection import (
 from toto_redis.defaults import DEFAULT_EVENT_HISTORY
 
 log = logging.getLogger("toto.redis")
-
-_NAME_LENGTH = struct.Struct(">I")
-_HAS_METADATA = 0x80000000
 
 #: Seconds a listener blocks on Redis before it checks whether it should stop.
 POLL_SECONDS = 1.0
@@ -136,29 +132,9 @@ return {epoch, complete, redis.call('XRANGE', KEYS[2], '0-' .. from, '+', 'COUNT
 """
 
 
-def encode_message(name: str, payload: bytes, metadata: Mapping[str, str] | None = None) -> bytes:
-    encoded = name.encode("utf-8")
-    if not metadata:
-        return _NAME_LENGTH.pack(len(encoded)) + encoded + payload
-    extra = encode_metadata(metadata)
-    return _NAME_LENGTH.pack(len(encoded) | _HAS_METADATA) + encoded + _NAME_LENGTH.pack(len(extra)) + extra + payload
-
-
-def decode_message(message: bytes) -> tuple[str, bytes, dict[str, str] | None]:
-    (length,) = _NAME_LENGTH.unpack_from(message)
-    start = _NAME_LENGTH.size
-    end = start + (length & ~_HAS_METADATA)
-    if end > len(message):
-        raise ValueError("truncated event message")
-    name = message[start:end].decode("utf-8")
-    if not length & _HAS_METADATA:
-        return name, message[end:], None
-    (extra_length,) = _NAME_LENGTH.unpack_from(message, end)
-    extra_start = end + _NAME_LENGTH.size
-    if extra_start + extra_length > len(message):
-        raise ValueError("truncated event metadata")
-    metadata = decode_metadata(message[extra_start : extra_start + extra_length])
-    return name, message[extra_start + extra_length :], metadata
+#: The message format is the core's (``toto.eventbus.encode_event``).
+encode_message = encode_event
+decode_message = decode_event
 
 
 def decode_broadcast(wire: bytes) -> Event:
@@ -315,7 +291,7 @@ class RedisEventBus(EventBus):
             values = dict(zip(fields[::2], fields[1::2]))
             try:
                 name, payload, metadata = decode_message(values[b"m"])
-            except (KeyError, ValueError, struct.error, UnicodeDecodeError):
+            except (KeyError, ValueError):
                 log.warning("redis event bus: skipped a malformed history entry %s", _text(entry_id))
                 continue
             events.append(Event(name, payload, metadata, Position(_text(epoch), seq)))
@@ -355,7 +331,7 @@ class RedisEventBus(EventBus):
     async def _receive_broadcast(self, wire: bytes) -> None:
         try:
             event = decode_broadcast(wire)
-        except (ValueError, struct.error, UnicodeDecodeError):
+        except ValueError:
             log.warning("redis event bus: dropped a malformed message on %s", self.channel)
             return
         await self._follower.receive(event)
@@ -460,7 +436,7 @@ class RedisEventBus(EventBus):
     def _deliver_unicast(self, message: bytes) -> None:
         try:
             name, payload, metadata = decode_message(message)
-        except (ValueError, struct.error, UnicodeDecodeError):
+        except ValueError:
             log.warning("redis event bus: dropped a malformed message on %s", self.queue)
             return
         self._hand_over(Event(name, payload, metadata, None))
