@@ -169,57 +169,69 @@ def test_servers_ride_a_primary_failover(
     assert "Traceback" not in a.output() + b.output()
 
 
-def test_the_bus_loses_no_broadcast_when_its_primary_fails_over(own_cluster: RedisClusterGroup, prefix: str) -> None:
-    """The primary of the bus's slot dies: publishes fail (1013) until its replica takes over,
-    then every broadcast that was acknowledged reaches both servers, once each, in order."""
+def run_buses(group: RedisClusterGroup, prefix: str, body: Callable[..., Any]) -> None:
+    """``await body(publisher, got, loop)`` with two buses on ``group``: one publishes, the other
+    collects what it receives in ``got``; then every acknowledged broadcast (``body`` answers
+    them) must have arrived, once each, in order."""
 
     async def main() -> None:
-        publisher = RedisEventBus(own_cluster.url(), prefix + "events:", timeout=1.0)
-        receiver = RedisEventBus(own_cluster.url(), prefix + "events:", timeout=1.0)
+        publisher = RedisEventBus(group.url(), prefix + "events:", timeout=1.0)
+        receiver = RedisEventBus(group.url(), prefix + "events:", timeout=1.0)
         got: list[bytes] = []
         receiver.subscribe(lambda name, payload, *_: got.append(payload))
         await publisher.open()
         await receiver.open()
+        loop = asyncio.get_running_loop()
         try:
-            acknowledged: list[bytes] = []
-            refused = 0
-            for i in range(5):
-                await publisher.publish("e", f"{i}".encode())
-                acknowledged.append(f"{i}".encode())
-            dead = own_cluster.owner_of(publisher.channel)
-            own_cluster.kill(dead)
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + 40
-            i = 5
-            while loop.time() < deadline and (own_cluster.owner_of(publisher.channel) is dead or refused == 0):
-                try:
-                    await publisher.publish("e", f"{i}".encode())
-                    acknowledged.append(f"{i}".encode())
-                except Exception as error:
-                    assert getattr(error, "code", None) == ERROR_SERVICE_UNAVAILABLE, repr(error)
-                    refused += 1
-                i += 1
-                await asyncio.sleep(0.05)
-            for j in range(5):
-                # A client may meet the dead node once more before it learns the new one: retry 1013.
-                while loop.time() < deadline:
-                    try:
-                        await publisher.publish("e", f"after-{j}".encode())
-                    except StorageUnavailable:
-                        refused += 1
-                        await asyncio.sleep(0.05)
-                        continue
-                    acknowledged.append(f"after-{j}".encode())
-                    break
+            acknowledged = await body(publisher, got, loop)
+            deadline = loop.time() + 20
             while loop.time() < deadline and len(got) < len(acknowledged):
                 await asyncio.sleep(0.05)
-            print(f"\nCluster bus failover: {len(acknowledged)} acknowledged, {refused} 1013, {len(got)} received")
             assert got == acknowledged, f"lost or duplicated: {set(acknowledged) ^ set(got)}"
         finally:
             await publisher.close()
             await receiver.close()
 
     asyncio.run(main())
+
+
+def test_the_bus_loses_no_broadcast_when_its_primary_fails_over(own_cluster: RedisClusterGroup, prefix: str) -> None:
+    """The primary of the bus's slot dies: publishes fail (1013) until its replica takes over,
+    then every broadcast that was acknowledged reaches both servers, once each, in order."""
+
+    async def body(publisher: RedisEventBus, got: list[bytes], loop: asyncio.AbstractEventLoop) -> list[bytes]:
+        acknowledged: list[bytes] = []
+        refused = 0
+        for i in range(5):
+            await publisher.publish("e", f"{i}".encode())
+            acknowledged.append(f"{i}".encode())
+        dead = own_cluster.owner_of(publisher.channel)
+        own_cluster.kill(dead)
+        deadline = loop.time() + 40
+        i = 5
+        while loop.time() < deadline and (own_cluster.owner_of(publisher.channel) is dead or refused == 0):
+            try:
+                await publisher.publish("e", f"{i}".encode())
+                acknowledged.append(f"{i}".encode())
+            except StorageUnavailable:
+                refused += 1
+            i += 1
+            await asyncio.sleep(0.05)
+        for j in range(5):
+            # A client may meet the dead node once more before it learns the new one: retry 1013.
+            while loop.time() < deadline:
+                try:
+                    await publisher.publish("e", f"after-{j}".encode())
+                except StorageUnavailable:
+                    refused += 1
+                    await asyncio.sleep(0.05)
+                    continue
+                acknowledged.append(f"after-{j}".encode())
+                break
+        print(f"\nCluster bus failover: {len(acknowledged)} acknowledged, {refused} 1013")
+        return acknowledged
+
+    run_buses(own_cluster, prefix, body)
 
 
 def test_the_bus_loses_no_broadcast_when_its_slot_moves(own_cluster: RedisClusterGroup, prefix: str) -> None:
@@ -227,34 +239,21 @@ def test_the_bus_loses_no_broadcast_when_its_slot_moves(own_cluster: RedisCluste
     the old node that its shard channel is gone, subscribes on the new one and reads what it
     missed from the history that moved along; every broadcast arrives once, in order."""
 
-    async def main() -> None:
-        publisher = RedisEventBus(own_cluster.url(), prefix + "events:", timeout=1.0)
-        receiver = RedisEventBus(own_cluster.url(), prefix + "events:", timeout=1.0)
-        got: list[bytes] = []
-        receiver.subscribe(lambda name, payload, *_: got.append(payload))
-        await publisher.open()
-        await receiver.open()
-        loop = asyncio.get_running_loop()
-        try:
-            acknowledged: list[bytes] = []
-            moving = loop.run_in_executor(None, move_slot, own_cluster, publisher.channel)
-            i = 0
-            deadline = loop.time() + 30
-            while loop.time() < deadline and (not moving.done() or i < 40):
-                try:
-                    await publisher.publish("e", f"{i}".encode())
-                    acknowledged.append(f"{i}".encode())
-                except StorageUnavailable:
-                    pass  # TRYAGAIN while the bus's two keys are on two nodes
-                i += 1
-                await asyncio.sleep(0.01)
-            await moving
-            while loop.time() < deadline and len(got) < len(acknowledged):
-                await asyncio.sleep(0.05)
-            print(f"\nCluster bus slot move: {len(acknowledged)} acknowledged of {i}, {len(got)} got")
-            assert got == acknowledged, f"lost or duplicated: {set(acknowledged) ^ set(got)}"
-        finally:
-            await publisher.close()
-            await receiver.close()
+    async def body(publisher: RedisEventBus, got: list[bytes], loop: asyncio.AbstractEventLoop) -> list[bytes]:
+        acknowledged: list[bytes] = []
+        moving = loop.run_in_executor(None, move_slot, own_cluster, publisher.channel)
+        i = 0
+        deadline = loop.time() + 30
+        while loop.time() < deadline and (not moving.done() or i < 40):
+            try:
+                await publisher.publish("e", f"{i}".encode())
+                acknowledged.append(f"{i}".encode())
+            except StorageUnavailable:
+                pass  # TRYAGAIN while the bus's two keys are on two nodes
+            i += 1
+            await asyncio.sleep(0.01)
+        await moving
+        print(f"\nCluster bus slot move: {len(acknowledged)} acknowledged of {i}")
+        return acknowledged
 
-    asyncio.run(main())
+    run_buses(own_cluster, prefix, body)
