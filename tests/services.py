@@ -23,6 +23,12 @@ SERVICES = [
     ),
     ("MariaDB", 3306, "start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd"),
     (
+        "NATS",
+        4222,
+        "start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- "
+        "-a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log",
+    ),
+    (
         "Redis",
         6379,
         'redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no '

@@ -7,7 +7,7 @@ import pytest
 from toto.events import LocalBus
 from toto.serializers import JsonSerializer
 from toto.storage.memory import MemoryStorage
-from toto.testing import Backend, DeploymentContract, SerializerContract, StorageContract
+from toto.testing import Backend, DeploymentContract, EventBusContract, SerializerContract, StorageContract
 
 MEMORY = Backend(
     storage=lambda namespace, address: MemoryStorage(),
@@ -36,11 +36,21 @@ class TestJsonSerializer(SerializerContract):
         return JsonSerializer()
 
 
+class TestLocalBus(EventBusContract):
+    """One process's bus: the contract on one instance."""
+
+    shared = False
+
+    @pytest.fixture
+    def bus_factory(self):
+        return LocalBus
+
+
 def test_local_bus_delivers_in_process():
     async def main():
         bus = LocalBus()
         got = []
-        bus.subscribe(lambda name, payload, metadata: got.append((name, payload)))
+        bus.subscribe(lambda name, payload, *_: got.append((name, payload)))
         await bus.open()
         await bus.publish("n", b"\x00\x01", broadcast=False)
         await asyncio.sleep(0)

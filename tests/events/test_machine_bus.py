@@ -26,7 +26,7 @@ def test_dead_peer_is_skipped_and_removed(tmp_path: Path) -> None:
         bus = MachineBus(str(directory))
         await bus.open()
         got: list[tuple[str, bytes]] = []
-        bus.subscribe(lambda name, payload, metadata: got.append((name, payload)))
+        bus.subscribe(lambda name, payload, *_: got.append((name, payload)))
         # A socket file left behind by a process killed with SIGKILL: bound, never listening.
         stale = os.path.join(bus.directory, "999999-dead.sock")
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -54,7 +54,7 @@ def test_long_directory_gets_a_short_socket_directory(tmp_path: Path) -> None:
         await a.open()
         await b.open()
         got: list[bytes] = []
-        b.subscribe(lambda name, payload, metadata: got.append(payload))
+        b.subscribe(lambda name, payload, *_: got.append(payload))
         await a.publish("x", b"1")
         for _ in range(50):
             if got:
@@ -75,7 +75,7 @@ def test_a_peer_that_goes_away_is_forgotten(tmp_path: Path) -> None:
         await a.open()
         await b.open()
         got: list[bytes] = []
-        b.subscribe(lambda name, payload, metadata: got.append(payload))
+        b.subscribe(lambda name, payload, *_: got.append(payload))
         await a.publish("x", b"1")
         for _ in range(100):
             if got:
@@ -86,8 +86,8 @@ def test_a_peer_that_goes_away_is_forgotten(tmp_path: Path) -> None:
         c = MachineBus(directory)
         await c.open()
         received: list[bytes] = []
-        a.subscribe(lambda name, payload, metadata: received.append(payload))
-        c.subscribe(lambda name, payload, metadata: received.append(payload))
+        a.subscribe(lambda name, payload, *_: received.append(payload))
+        c.subscribe(lambda name, payload, *_: received.append(payload))
         for i in range(20):
             await a.publish("x", str(i).encode(), broadcast=False)
         for _ in range(200):

@@ -10,18 +10,53 @@ from typing import Any
 
 import pytest
 import redis
+from toto.eventbus import Event, EventBus, encode_position
 from toto.exceptions import PluginError, StorageUnavailable
 from toto.testing import EventBusContract
 from toto_redis import RedisEventBus
-from toto_redis.eventbus import decode_message, encode_message
+from toto_redis.eventbus import decode_broadcast, decode_message, encode_message
 
 from tests.redis.conftest import proxied_url
 
 
-class TestRedisEventBus(EventBusContract):
+def kill_listeners(admin: redis.Redis, bus: EventBus) -> int:
+    """CLIENT KILL the connections of ``bus``'s listeners, as a network fault would end them."""
+    assert isinstance(bus, RedisEventBus)
+    killed = 0
+    for client in admin.client_list():
+        if client.get("name") == bus.client_name:
+            killed += int(admin.client_kill_filter(_id=client["id"]))
+    assert killed, f"no connection named {bus.client_name}"
+    return killed
+
+
+class RedisBusContract(EventBusContract):
+    """The contract, with reconnects made by killing a bus's listener connections on ``admin_url``."""
+
+    admin_url = ""
+
+    async def interrupt(self, bus: EventBus) -> None:
+        admin = redis.Redis.from_url(self.admin_url)
+        try:
+            kill_listeners(admin, bus)
+        finally:
+            admin.close()
+
+
+class TestRedisEventBus(RedisBusContract):
     @pytest.fixture
     def bus_factory(self, redis_url: str, prefix: str) -> Callable[[], RedisEventBus]:
+        self.admin_url = redis_url
         return lambda: RedisEventBus(url=redis_url, prefix=prefix + "events:")
+
+
+class TestRedisEventBusWithoutHistory(RedisBusContract):
+    """``redis_event_history=0``: at most once, and it says so."""
+
+    @pytest.fixture
+    def bus_factory(self, redis_url: str, prefix: str) -> Callable[[], RedisEventBus]:
+        self.admin_url = redis_url
+        return lambda: RedisEventBus(url=redis_url, prefix=prefix + "events:", history=0)
 
 
 async def receive(inbox: asyncio.Queue[tuple[str, bytes]], seconds: float = 5.0) -> tuple[str, bytes]:
@@ -31,7 +66,7 @@ async def receive(inbox: asyncio.Queue[tuple[str, bytes]], seconds: float = 5.0)
 async def opened(bus: RedisEventBus) -> asyncio.Queue[tuple[str, bytes]]:
     inbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
     await bus.open()
-    bus.subscribe(lambda name, payload, metadata: inbox.put_nowait((name, payload)))
+    bus.subscribe(lambda name, payload, *_: inbox.put_nowait((name, payload)))
     return inbox
 
 
@@ -59,17 +94,21 @@ def test_wire_messages_carry_the_payload_bytes_verbatim(redis_url: str, prefix: 
     async def main() -> None:
         raw = redis.asyncio.Redis.from_url(redis_url)
         pubsub = raw.pubsub()
-        await pubsub.subscribe(prefix + "events:broadcast")
+        await pubsub.subscribe("{" + prefix + "events:}broadcast")
         await pubsub.get_message(timeout=1)
         bus = RedisEventBus(redis_url, prefix + "events:")
         await bus.open()
         try:
-            await bus.publish("plain", payload)
+            position = await bus.publish("plain", payload)
             message = None
             while message is None or message["type"] != "message":
                 message = await pubsub.get_message(timeout=2)
-            assert message["data"] == encode_message("plain", payload)
+            assert position is not None
+            assert message["data"] == encode_position(position) + encode_message("plain", payload)
+            assert decode_broadcast(message["data"]) == Event("plain", payload, None, position)
             assert not message["data"].startswith(pickle.dumps(None)[:2])
+            history = await raw.xrange("{" + prefix + "events:}history")
+            assert history == [(f"0-{position.seq}".encode(), {b"m": encode_message("plain", payload)})]
         finally:
             await bus.close()
             await pubsub.aclose()
@@ -153,13 +192,22 @@ def test_options_pick_the_url_and_prefix(redis_url: str) -> None:
         redis_timeout = None
 
     bus = RedisEventBus.from_options(Options())
-    assert (bus.url, bus.channel, bus.queue) == ("redis://10.0.0.1:6379/3", "app:events:broadcast", "app:events:queue")
+    assert (bus.url, bus.channel, bus.queue) == (
+        "redis://10.0.0.1:6379/3",
+        "{app:events:}broadcast",
+        "app:events:queue",
+    )
+    assert (bus.meta, bus.stream) == ("{app:events:}meta", "{app:events:}history"), "one hash tag: one Cluster slot"
     Options.database_url = "sqlite:///x.db"
     assert RedisEventBus.from_options(Options()).url == "redis://127.0.0.1:6379/0"
     Options.event_url = redis_url
     Options.redis_event_prefix = "shared-events"
     bus = RedisEventBus.from_options(Options())
-    assert (bus.url, bus.channel) == (redis_url, "shared-events:broadcast")
+    assert (bus.url, bus.channel) == (redis_url, "{shared-events:}broadcast")
+    Options.redis_event_prefix = "{tagged}"
+    with pytest.raises(PluginError, match="braces"):
+        RedisEventBus.from_options(Options())
+    Options.redis_event_prefix = None
     Options.event_url = "http://example.invalid"
     with pytest.raises(PluginError, match="needs a Redis URL"):
         RedisEventBus.from_options(Options())

@@ -18,10 +18,11 @@ import contextlib
 import functools
 import itertools
 import logging
+import secrets
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from toto.eventbus import EventBus, EventCallback
+from toto.eventbus import AT_MOST_ONCE, Delivery, EventBus, EventCallback, Position
 
 if TYPE_CHECKING:
     import pluggy
@@ -32,17 +33,35 @@ log = logging.getLogger("toto.events")
 
 
 class LocalBus(EventBus):
-    """In-process bus: events reach this process only."""
+    """In-process bus: events reach this process only, in the order they were sent. Its
+    stream is this process's: a new epoch each start, no history kept."""
+
+    delivery = Delivery(
+        guarantee=AT_MOST_ONCE,
+        sequence="bus",
+        history=False,
+        reconnect="nothing to reconnect: the bus is this process, and its events end with it",
+    )
 
     def __init__(self, options: Any = None) -> None:
         self._callbacks: list[EventCallback] = []
+        self._epoch = secrets.token_hex(8)
+        self._seq = 0
 
     async def publish(
         self, name: str, payload: bytes, broadcast: bool = True, metadata: Mapping[str, str] | None = None
-    ) -> None:
+    ) -> Position | None:
+        position = None
+        if broadcast:
+            self._seq += 1
+            position = Position(self._epoch, self._seq)
         loop = asyncio.get_running_loop()
         for callback in self._callbacks:
-            loop.call_soon(callback, name, payload, dict(metadata) if metadata else None)
+            loop.call_soon(callback, name, payload, dict(metadata) if metadata else None, position)
+        return position
+
+    async def position(self) -> Position | None:
+        return Position(self._epoch, self._seq) if self._seq else None
 
     def subscribe(self, callback: EventCallback) -> None:
         self._callbacks.append(callback)
@@ -131,8 +150,9 @@ class EventManager:
             return len(self._handlers.get(name, ()))
         return sum(len(h) for h in self._handlers.values())
 
-    def send(self, name: str, args: Any, broadcast: bool = True) -> asyncio.Future[None]:
-        """Send ``args`` to every handler of ``name`` on every server (``broadcast=False``: one server)."""
+    def send(self, name: str, args: Any, broadcast: bool = True) -> asyncio.Future[Position | None]:
+        """Send ``args`` to every handler of ``name`` on every server (``broadcast=False``: one
+        server); the future answers the event's position on its bus (None for one server's)."""
         if self.bus is None or self.serializer is None:
             raise RuntimeError("the event manager is not started (the server is not running)")
         payload = self.serializer.encode(args)
@@ -152,7 +172,9 @@ class EventManager:
         if not task.cancelled() and task.exception() is not None:
             log.error("event handler for %r failed", name, exc_info=task.exception())
 
-    def _receive(self, name: str, payload: bytes, metadata: Mapping[str, str] | None = None) -> None:
+    def _receive(
+        self, name: str, payload: bytes, metadata: Mapping[str, str] | None = None, position: Position | None = None
+    ) -> None:
         received = self._received
         if received is None:
             self._dispatch(name, payload)
@@ -198,6 +220,6 @@ def _in_thread(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return run
 
 
-def _log_failed_send(name: str, future: asyncio.Future[None]) -> None:
+def _log_failed_send(name: str, future: asyncio.Future[Position | None]) -> None:
     if not future.cancelled() and future.exception() is not None:
         log.error("sending event %r failed: %s", name, future.exception())

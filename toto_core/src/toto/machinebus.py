@@ -4,6 +4,10 @@ No extra service: each process listens on its own Unix stream socket in a shared
 directory (by default beside the pidfile) and sends to every socket it finds there.
 A socket whose process died is detected by a refused connection and removed, so a
 crashed process never swallows a ``broadcast=False`` event.
+
+There is no one place that could number every event, so each process numbers its own
+broadcasts (``Delivery.sequence == "publisher"``: the epoch names the process's bus, a
+random id of each start); a peer receives them over one stream connection, in that order.
 """
 
 from __future__ import annotations
@@ -23,7 +27,21 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from toto.eventbus import MAX_METADATA, EventBus, EventCallback, decode_metadata, encode_metadata
+from toto.eventbus import (
+    AT_MOST_ONCE,
+    MAX_EPOCH,
+    MAX_METADATA,
+    Delivery,
+    Event,
+    EventBus,
+    EventCallback,
+    Position,
+    decode_metadata,
+    decode_position,
+    deliver_to,
+    encode_metadata,
+    encode_position,
+)
 
 log = logging.getLogger("toto.events")
 
@@ -31,6 +49,9 @@ _HEADER = struct.Struct("!II")  # name length, payload length
 # Set in the name length when the frame carries metadata: its length (4 bytes) follows the
 # header, and the metadata the name. A frame without metadata is what it was before.
 _HAS_METADATA = 0x80000000
+# Set in the name length when the frame carries its position (a broadcast): the encoded
+# position (toto.eventbus.encode_position) follows the header fields, before the name.
+_HAS_POSITION = 0x40000000
 _METADATA_LENGTH = struct.Struct("!I")
 _MAX_NAME = 64 * 1024
 _MAX_PAYLOAD = 256 * 1024 * 1024
@@ -64,6 +85,14 @@ def directory_from_options(options: Any) -> str:
 class MachineBus(EventBus):
     """Unix-socket bus shared by every process that uses the same directory."""
 
+    delivery = Delivery(
+        guarantee=AT_MOST_ONCE,
+        sequence="publisher",
+        history=False,
+        reconnect="a process that was not listening (starting, restarting) misses the broadcasts sent meanwhile; "
+        "a broadcast=False event goes to a live process",
+    )
+
     def __init__(self, directory: str) -> None:
         self.directory = socket_directory(directory)
         self.path = ""
@@ -74,6 +103,8 @@ class MachineBus(EventBus):
         self._listing: list[str] = []
         self._listing_mtime = -1
         self._closed = False
+        self._epoch = secrets.token_hex(8)
+        self._seq = 0
 
     @classmethod
     def from_options(cls, options: Any) -> MachineBus:
@@ -100,37 +131,46 @@ class MachineBus(EventBus):
 
     async def publish(
         self, name: str, payload: bytes, broadcast: bool = True, metadata: Mapping[str, str] | None = None
-    ) -> None:
+    ) -> Position | None:
         if self._closed:
             raise RuntimeError("the machine event bus is closed")
         encoded = name.encode("utf-8")
         if len(encoded) > _MAX_NAME or len(payload) > _MAX_PAYLOAD:
             raise ValueError(f"event {name[:80]!r} is too large for the machine bus")
+        flags, fields, extra = 0, b"", b""
+        received: dict[str, str] | None = None
         if metadata:
             extra = encode_metadata(metadata)
-            head = _HEADER.pack(len(encoded) | _HAS_METADATA, len(payload)) + _METADATA_LENGTH.pack(len(extra))
-            frame = head + encoded + extra + payload
-            received: dict[str, str] | None = dict(metadata)
-        else:
-            frame = _HEADER.pack(len(encoded), len(payload)) + encoded + payload
-            received = None
+            flags |= _HAS_METADATA
+            fields += _METADATA_LENGTH.pack(len(extra))
+            received = dict(metadata)
+        position = None
+        if broadcast:
+            # Numbered when it is sent: peers receive one sender's frames in this order.
+            self._seq += 1
+            position = Position(self._epoch, self._seq)
+            flags |= _HAS_POSITION
+            fields += encode_position(position)
+        frame = _HEADER.pack(len(encoded) | flags, len(payload)) + fields + encoded + extra + payload
         peers = self._peer_paths()
+        loop = asyncio.get_running_loop()
         if broadcast:
             for path in peers:
                 if path == self.path:
                     # Asynchronously, like a delivery from a peer: a handler never runs inside send().
-                    asyncio.get_running_loop().call_soon(self._deliver, name, payload, received)
+                    loop.call_soon(self._deliver, name, payload, received, position)
                 else:
                     await self._send(path, frame)
-            return
+            return position
         random.shuffle(peers)
         for path in peers:
             if path == self.path:
-                asyncio.get_running_loop().call_soon(self._deliver, name, payload, received)
-                return
+                loop.call_soon(self._deliver, name, payload, received, None)
+                return None
             if await self._send(path, frame):
-                return
+                return None
         log.warning("event %r was sent to one server, but no server listens in %s", name, self.directory)
+        return None
 
     async def close(self) -> None:
         if self._closed:
@@ -242,9 +282,17 @@ class MachineBus(EventBus):
                 header = await reader.readexactly(_HEADER.size)
                 name_length, payload_length = _HEADER.unpack(header)
                 metadata_length = 0
+                position = None
                 if name_length & _HAS_METADATA:
-                    name_length &= ~_HAS_METADATA
                     (metadata_length,) = _METADATA_LENGTH.unpack(await reader.readexactly(_METADATA_LENGTH.size))
+                if name_length & _HAS_POSITION:
+                    epoch_length = (await reader.readexactly(1))[0]
+                    if not 0 < epoch_length <= MAX_EPOCH:
+                        log.error("dropping a machine bus peer that sent a malformed position")
+                        return
+                    rest = await reader.readexactly(epoch_length + 8)
+                    position, _ = decode_position(bytes([epoch_length]) + rest)
+                name_length &= ~(_HAS_METADATA | _HAS_POSITION)
                 if name_length > _MAX_NAME or payload_length > _MAX_PAYLOAD or metadata_length > MAX_METADATA:
                     log.error("dropping a machine bus peer that sent an oversized frame")
                     return
@@ -256,17 +304,15 @@ class MachineBus(EventBus):
                     except ValueError:
                         log.warning("machine bus: event %r came with unreadable metadata; delivered without", name)
                 payload = await reader.readexactly(payload_length)
-                self._deliver(name, payload, metadata)
-        except (asyncio.IncompleteReadError, ConnectionError, UnicodeDecodeError, asyncio.CancelledError):
+                self._deliver(name, payload, metadata, position)
+        except (asyncio.IncompleteReadError, ConnectionError, UnicodeDecodeError, ValueError, asyncio.CancelledError):
             pass
         finally:
             writer.close()
             if task is not None:
                 self._readers.discard(task)
 
-    def _deliver(self, name: str, payload: bytes, metadata: dict[str, str] | None = None) -> None:
-        for callback in self._callbacks:
-            try:
-                callback(name, payload, metadata)
-            except Exception:
-                log.exception("event callback failed for %r", name)
+    def _deliver(
+        self, name: str, payload: bytes, metadata: dict[str, str] | None = None, position: Position | None = None
+    ) -> None:
+        deliver_to(self._callbacks, Event(name, payload, metadata, position), "machine bus")

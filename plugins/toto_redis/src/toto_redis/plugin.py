@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import toto
 
-from toto_redis.defaults import DEFAULT_PREFIX, DEFAULT_TIMEOUT
+from toto_redis.defaults import DEFAULT_EVENT_HISTORY, DEFAULT_PREFIX, DEFAULT_TIMEOUT, DEFAULT_WAIT_TIMEOUT
 
 if TYPE_CHECKING:
     from toto_redis.eventbus import RedisEventBus
@@ -56,8 +56,29 @@ def toto_add_options(options: Any) -> None:
         type=str,
     )
     options.define(
+        "redis_event_history",
+        DEFAULT_EVENT_HISTORY,
+        help="broadcasts the Redis event bus keeps in a stream, from which a server that lost its connection "
+        "(or a socket, by position) reads what it missed; 0 keeps none (then the bus is at most once)",
+        type=int,
+    )
+    options.define(
         "redis_timeout",
         DEFAULT_TIMEOUT,
         help="seconds to wait for Redis before a request fails with 1013",
+        type=float,
+    )
+    options.define(
+        "redis_wait_replicas",
+        0,
+        help="replicas that must confirm each storage write (Redis WAIT) before it is acknowledged; a write "
+        "fewer confirm within redis_wait_timeout answers 1013. 0: acknowledge at once (a failover can lose "
+        "the last writes)",
+        type=int,
+    )
+    options.define(
+        "redis_wait_timeout",
+        DEFAULT_WAIT_TIMEOUT,
+        help="seconds a storage write waits for redis_wait_replicas replicas to confirm it",
         type=float,
     )

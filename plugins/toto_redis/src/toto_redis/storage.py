@@ -8,10 +8,19 @@ Key layout under the prefix ``P`` (default ``toto:``)::
     P user_sessions:<user_id>   set   the user's session ids; expires with the user's last session
     P guard:<key>               string  a counter (``increment``) or a mark (``first_seen``), with its TTL
 
-Every write that must be atomic or must touch several keys is one Lua script, so
-each storage call is one round trip. The scripts build keys from the prefix and
-stored user ids, so they need a single Redis (or a primary with replicas), not a
-Redis Cluster.
+Every Lua script touches the one key it is given, so the same code runs on one Redis,
+a Sentinel's primary and a Redis Cluster, where a session and its user's set live in
+different slots (no key must live beside another: no hash tags). What spans two keys is
+two steps, ordered so that no state between them can be misused:
+
+- a session is written first and added to its user's set second: a session the set does
+  not name yet is one whose id nobody has been given (``store_session`` has not
+  returned), and the set never names a session that was not written;
+- a session is deleted first and taken out of the set second: a set that names a gone
+  session costs nothing (it is skipped, and swept once the set grows);
+- ``delete_user_sessions`` deletes the sessions the set named when it read it; a session
+  stored concurrently is either among them or comes after the deletion, as it would
+  with one atomic script.
 """
 
 from __future__ import annotations
@@ -19,39 +28,41 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 
-import redis.asyncio as redis_asyncio
-from toto.exceptions import PluginError
+from toto.exceptions import PluginError, StorageUnavailable
 from toto.options import option_value
 from toto.storage import AccountRecord, DuplicateAccount, SessionRecord, Storage
 from toto.storage.batching import ReadBatcher
-from toto.urls import redact_url
 
 from toto_redis.connection import (
     DEFAULT_PREFIX,
     DEFAULT_TIMEOUT,
     DEFAULT_URL,
+    EXAMPLES,
     UNREACHABLE_ERRORS,
+    close_client,
     is_redis_url,
     make_client,
     normalize_prefix,
+    redact,
     unavailable_on_fault,
+    url_kind,
 )
+from toto_redis.defaults import DEFAULT_WAIT_TIMEOUT
 
 log = logging.getLogger("toto.redis")
 
 #: What a script argument may be.
 ScriptArg = bytes | str | int | float
 
-# Push a set's expiry out to ARGV-given milliseconds, never pull it in.
+# KEYS[1] a set.  ARGV: 1 when (ms) it must live until, 2 now (ms).  Push its expiry out, never pull it in.
 _EXTEND = """
-local function extend(key, at, now)
-  local ttl = redis.call('PTTL', key)
-  if ttl == -1 or (ttl >= 0 and now + ttl < at) then
-    redis.call('PEXPIREAT', key, at)
-  end
+local ttl = redis.call('PTTL', KEYS[1])
+local at, now = tonumber(ARGV[1]), tonumber(ARGV[2])
+if ttl == -1 or (ttl >= 0 and now + ttl < at) then
+  redis.call('PEXPIREAT', KEYS[1], at)
 end
 """
 
@@ -69,47 +80,38 @@ redis.call('HSET', KEYS[1], unpack(ARGV))
 return 1
 """
 
-# KEYS[1] session, KEYS[2] new owner's set (ignored when ARGV[6] == '').
-# ARGV: 1 session id, 2 user-set key prefix, 3 session key prefix, 4 expires ms, 5 now ms,
-#       6 user id ('' = anonymous), 7 expires text, 8 state, 9 signing key ('' = none), 10 version
-_STORE_SESSION = (
-    _EXTEND
-    + """
+# KEYS[1] session.  ARGV: 1 expires ms, 2 now ms, 3 user id ('' = anonymous), 4 expires text,
+# 5 state, 6 signing key ('' = none), 7 version.  Replaces the session whole; answers its
+# previous owner (false when none).
+_STORE_SESSION = """
 local old = redis.call('HGET', KEYS[1], 'u')
-if old then redis.call('SREM', ARGV[2] .. old, ARGV[1]) end
 redis.call('DEL', KEYS[1])
-local at, now = tonumber(ARGV[4]), tonumber(ARGV[5])
-if at <= now then return 0 end
-redis.call('HSET', KEYS[1], 'e', ARGV[7], 's', ARGV[8], 'v', ARGV[10])
-if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'u', ARGV[6]) end
-if ARGV[9] ~= '' then redis.call('HSET', KEYS[1], 'k', ARGV[9]) end
-redis.call('PEXPIREAT', KEYS[1], at)
-if ARGV[6] ~= '' then
-  redis.call('SADD', KEYS[2], ARGV[1])
-  extend(KEYS[2], at, now)
-  -- Sessions that Redis expired stay in the set; sweep them once it grows.
-  if redis.call('SCARD', KEYS[2]) > 32 then
-    for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
-      if redis.call('EXISTS', ARGV[3] .. id) == 0 then redis.call('SREM', KEYS[2], id) end
-    end
-  end
-end
-return 1
+if tonumber(ARGV[1]) <= tonumber(ARGV[2]) then return old end
+redis.call('HSET', KEYS[1], 'e', ARGV[4], 's', ARGV[5], 'v', ARGV[7])
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'u', ARGV[3]) end
+if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'k', ARGV[6]) end
+redis.call('PEXPIREAT', KEYS[1], ARGV[1])
+return old
+"""
+
+# KEYS[1] the user's set.  ARGV: 1 expires ms, 2 now ms, 3 session id.  Answers the set's size.
+_INDEX_SESSION = (
+    """
+redis.call('SADD', KEYS[1], ARGV[3])
+"""
+    + _EXTEND
+    + """
+return redis.call('SCARD', KEYS[1])
 """
 )
 
-# KEYS[1] session.  ARGV: 1 expires ms, 2 expires text, 3 user-set key prefix, 4 now ms
-_TOUCH_SESSION = (
-    _EXTEND
-    + """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+# KEYS[1] session.  ARGV: 1 expires ms, 2 expires text.  Answers its owner (false: anonymous or gone).
+_TOUCH_SESSION = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
 redis.call('HSET', KEYS[1], 'e', ARGV[2])
 redis.call('PEXPIREAT', KEYS[1], ARGV[1])
-local user = redis.call('HGET', KEYS[1], 'u')
-if user then extend(ARGV[3] .. user, tonumber(ARGV[1]), tonumber(ARGV[4])) end
-return 1
+return redis.call('HGET', KEYS[1], 'u')
 """
-)
 
 # KEYS[1] session.  ARGV: 1 state, 2 the version it must have ('' = any).  Never creates a session.
 _SAVE_STATE = """
@@ -127,24 +129,15 @@ if redis.call('PTTL', KEYS[1]) == -1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]
 return value
 """
 
-# KEYS[1] session.  ARGV: 1 session id, 2 user-set key prefix
+# KEYS[1] session.  Deletes it; answers its owner (false: anonymous or gone).
 _DELETE_SESSION = """
 local user = redis.call('HGET', KEYS[1], 'u')
-if user then redis.call('SREM', ARGV[2] .. user, ARGV[1]) end
-return redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[1])
+return user
 """
 
-# KEYS[1] user's set.  ARGV: 1 session key prefix, 2 '1' when ARGV[3] is to be kept, 3 kept id
-_DELETE_USER_SESSIONS = """
-local removed = 0
-for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  if not (ARGV[2] == '1' and id == ARGV[3]) then
-    removed = removed + redis.call('DEL', ARGV[1] .. id)
-    redis.call('SREM', KEYS[1], id)
-  end
-end
-return removed
-"""
+#: A user's set is swept of the ids of sessions Redis expired once it holds more than this.
+SWEEP_ABOVE = 32
 
 
 def _encode_field(value: Any) -> str:
@@ -157,13 +150,39 @@ class RedisStorage(Storage):
 
     ``prefix`` namespaces every key, so several apps (or test runs) can share one
     Redis database without reading or deleting each other's keys.
+
+    ``wait_replicas`` (option ``redis_wait_replicas``) narrows what a failover can lose:
+    each write is followed by ``WAIT wait_replicas timeout`` on its connection, and a write
+    that fewer replicas confirm within ``wait_timeout`` seconds fails with 1013 instead of
+    being acknowledged. Redis replicates asynchronously, so without it a write the primary
+    acknowledged and had not yet sent to a replica is lost when that replica is promoted.
     """
 
-    def __init__(self, url: str = DEFAULT_URL, prefix: str = DEFAULT_PREFIX, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        prefix: str = DEFAULT_PREFIX,
+        timeout: float = DEFAULT_TIMEOUT,
+        wait_replicas: int = 0,
+        wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
+    ) -> None:
         self.url = url
         self.prefix = normalize_prefix(prefix)
         self.timeout = timeout
-        self.db: redis_asyncio.Redis | None = None
+        self.wait_replicas = int(wait_replicas)
+        self.wait_timeout = float(wait_timeout)
+        if self.wait_replicas and url_kind(url) == "cluster":
+            raise PluginError(
+                "redis_wait_replicas is not available on a Redis Cluster (WAIT counts one connection's writes, "
+                "and a Cluster client spreads them over connections to many nodes); leave it at 0"
+            )
+        if self.wait_replicas < 0 or self.wait_timeout <= 0:
+            raise PluginError(
+                f"redis_wait_replicas must be 0 or more and redis_wait_timeout more than 0 seconds, "
+                f"got {wait_replicas!r} and {wait_timeout!r}"
+            )
+        #: The client (``make_client``): a ``redis.asyncio.Redis``, or a ``RedisCluster``.
+        self.db: Any = None
         self._account = self.prefix + "account:"
         self._session = self.prefix + "session:"
         self._user_sessions = self.prefix + "user_sessions:"
@@ -174,12 +193,14 @@ class RedisStorage(Storage):
         url = option_value(options, "database_url", DEFAULT_URL)
         if not is_redis_url(url):
             raise PluginError(
-                f"database 'redis' needs a Redis URL, got database_url={url!r}; use --database_url=redis://127.0.0.1:6379/0"
+                f"database 'redis' needs a Redis URL, got database_url={redact(str(url))!r}; use {EXAMPLES}"
             )
         return cls(
             url=url,
             prefix=option_value(options, "redis_prefix", DEFAULT_PREFIX),
             timeout=float(option_value(options, "redis_timeout", DEFAULT_TIMEOUT)),
+            wait_replicas=int(option_value(options, "redis_wait_replicas", 0) or 0),
+            wait_timeout=float(option_value(options, "redis_wait_timeout", DEFAULT_WAIT_TIMEOUT)),
         )
 
     async def open(self) -> None:
@@ -188,27 +209,55 @@ class RedisStorage(Storage):
         self._create_account = client.register_script(_CREATE_ACCOUNT)
         self._update_account = client.register_script(_UPDATE_ACCOUNT)
         self._store_session = client.register_script(_STORE_SESSION)
+        self._index_session = client.register_script(_INDEX_SESSION)
+        self._extend = client.register_script(_EXTEND)
         self._touch_session = client.register_script(_TOUCH_SESSION)
         self._save_state = client.register_script(_SAVE_STATE)
         self._increment = client.register_script(_INCREMENT)
         self._delete_session = client.register_script(_DELETE_SESSION)
-        self._delete_user_sessions = client.register_script(_DELETE_USER_SESSIONS)
         if not await self.ping():
             # Serve anyway: requests answer 1013 until Redis is reachable, then recover.
             log.warning(
                 "redis storage: %s does not answer yet; requests will fail with 1013 until it does",
-                redact_url(self.url),
+                redact(self.url),
             )
 
     async def close(self) -> None:
         if self.db is not None:
-            await self.db.aclose()
+            await close_client(self.db)
 
     @property
-    def _client(self) -> redis_asyncio.Redis:
+    def _client(self) -> Any:
         if self.db is None:
             raise RuntimeError("RedisStorage.open() must be awaited before use")
         return self.db
+
+    async def _write(self, command: Callable[[Any], Awaitable[Any]]) -> Any:
+        """``await command(client)``: one write, the way every write goes (see ``_write_all``)."""
+        if not self.wait_replicas:
+            async with unavailable_on_fault("Redis storage"):
+                return await command(self._client)
+        return (await self._write_all(command))[0]
+
+    async def _write_all(self, queue: Callable[[Any], Awaitable[Any]]) -> list[Any]:
+        """Writes that ``await queue(pipeline)`` puts on one pipeline: one round trip (on a
+        Cluster, one per node). With ``wait_replicas``, WAIT follows them on the same
+        connection, so it counts the replicas that have these very writes (WAIT covers the
+        writes of its own connection), and a shortfall answers 1013."""
+        async with unavailable_on_fault("Redis storage"):
+            async with self._client.pipeline(transaction=False) as pipe:
+                await queue(pipe)
+                if self.wait_replicas:
+                    pipe.wait(self.wait_replicas, max(1, int(self.wait_timeout * 1000)))
+                results = list(await pipe.execute())
+        if self.wait_replicas:
+            confirmed = int(results.pop())
+            if confirmed < self.wait_replicas:
+                raise StorageUnavailable(
+                    f"Redis storage: {confirmed} of the {self.wait_replicas} replicas asked for confirmed a write "
+                    f"within {self.wait_timeout:g} s (redis_wait_replicas); try again shortly."
+                )
+        return results
 
     async def ping(self) -> bool:
         try:
@@ -220,8 +269,8 @@ class RedisStorage(Storage):
         args = ["p", password_hash]
         for name, value in fields.items():
             args += ["f:" + name, _encode_field(value)]
-        async with unavailable_on_fault("Redis storage"):
-            created = await self._create_account(keys=[self._account + user_id], args=args)
+        keys = [self._account + user_id]
+        created = await self._write(lambda c: self._create_account(keys=keys, args=args, client=c))
         if not created:
             raise DuplicateAccount(user_id)
 
@@ -243,26 +292,45 @@ class RedisStorage(Storage):
             args += ["f:" + name, _encode_field(value)]
         if not args:
             return
-        async with unavailable_on_fault("Redis storage"):
-            await self._update_account(keys=[self._account + user_id], args=args)
+        keys = [self._account + user_id]
+        await self._write(lambda c: self._update_account(keys=keys, args=args, client=c))
 
     async def store_session(self, record: SessionRecord) -> None:
         user = record.user_id if record.user_id is not None else ""
-        keys = [self._session + record.session_id, self._user_sessions + user]
+        expires_ms, now_ms = int(record.expires * 1000), int(time.time() * 1000)
         args: list[ScriptArg] = [
-            record.session_id,
-            self._user_sessions,
-            self._session,
-            int(record.expires * 1000),
-            int(time.time() * 1000),
+            expires_ms,
+            now_ms,
             user,
             repr(float(record.expires)),
             record.state,
             record.key or "",
             int(record.version),
         ]
+        session = [self._session + record.session_id]
+        old = await self._write(lambda c: self._store_session(keys=session, args=args, client=c))
+        if old is not None and _text(old) != user:
+            await self._write(lambda c: c.srem(self._user_sessions + _text(old), record.session_id))
+        if user and expires_ms > now_ms:
+            index = [self._user_sessions + user]
+            size = await self._write(
+                lambda c: self._index_session(keys=index, args=[expires_ms, now_ms, record.session_id], client=c)
+            )
+            if int(size) > SWEEP_ABOVE:
+                await self._sweep(index[0])
+
+    async def _sweep(self, index: str) -> None:
+        """Take the ids of sessions Redis expired out of a user's set (only ids whose session
+        is gone: a session is written before its id enters the set)."""
         async with unavailable_on_fault("Redis storage"):
-            await self._store_session(keys=keys, args=args)
+            ids = sorted(await self._client.smembers(index))
+            pipe = self._client.pipeline(transaction=False)
+            for session_id in ids:
+                pipe.exists(self._session + _text(session_id))
+            present = await pipe.execute()
+        gone = [session_id for session_id, exists in zip(ids, present) if not exists]
+        if gone:
+            await self._write(lambda c: c.srem(index, *gone))
 
     async def _read_sessions(self, keys: Sequence[str]) -> list[dict[bytes, bytes]]:
         """The session hashes of one event-loop turn, in one pipeline (see ``ReadBatcher``)."""
@@ -294,31 +362,52 @@ class RedisStorage(Storage):
         )
 
     async def touch_session(self, session_id: str, expires: float) -> None:
-        now_ms = int(time.time() * 1000)
-        args: list[ScriptArg] = [int(expires * 1000), repr(float(expires)), self._user_sessions, now_ms]
-        async with unavailable_on_fault("Redis storage"):
-            await self._touch_session(keys=[self._session + session_id], args=args)
+        expires_ms = int(expires * 1000)
+        args: list[ScriptArg] = [expires_ms, repr(float(expires))]
+        session = [self._session + session_id]
+        user = await self._write(lambda c: self._touch_session(keys=session, args=args, client=c))
+        if user:
+            # The user's set lives as long as its last session, so a logout everywhere finds it.
+            index = [self._user_sessions + _text(user)]
+            now_ms = int(time.time() * 1000)
+            await self._write(lambda c: self._extend(keys=index, args=[expires_ms, now_ms], client=c))
 
     async def save_state(self, session_id: str, state: bytes, version: int | None = None) -> int | None:
         expected = "" if version is None else int(version)
-        async with unavailable_on_fault("Redis storage"):
-            written = int(await self._save_state(keys=[self._session + session_id], args=[state, expected]))
+        keys = [self._session + session_id]
+        written = int(await self._write(lambda c: self._save_state(keys=keys, args=[state, expected], client=c)))
         return None if written < 0 else written
 
     async def increment(self, key: str, ttl: float, amount: int = 1) -> int:
         args = [int(amount), max(1, int(ttl * 1000))]
-        async with unavailable_on_fault("Redis storage"):
-            return int(await self._increment(keys=[self._guard + key], args=args))
+        keys = [self._guard + key]
+        return int(await self._write(lambda c: self._increment(keys=keys, args=args, client=c)))
 
     async def first_seen(self, key: str, ttl: float) -> bool:
-        async with unavailable_on_fault("Redis storage"):
-            return bool(await self._client.set(self._guard + key, b"1", nx=True, px=max(1, int(ttl * 1000))))
+        ttl_ms = max(1, int(ttl * 1000))
+        return bool(await self._write(lambda c: c.set(self._guard + key, b"1", nx=True, px=ttl_ms)))
 
     async def delete_session(self, session_id: str) -> None:
-        async with unavailable_on_fault("Redis storage"):
-            await self._delete_session(keys=[self._session + session_id], args=[session_id, self._user_sessions])
+        session = [self._session + session_id]
+        user = await self._write(lambda c: self._delete_session(keys=session, client=c))
+        if user:
+            await self._write(lambda c: c.srem(self._user_sessions + _text(user), session_id))
 
     async def delete_user_sessions(self, user_id: str, keep: str | None = None) -> None:
-        args = [self._session, "1" if keep is not None else "0", keep or ""]
+        index = self._user_sessions + user_id
         async with unavailable_on_fault("Redis storage"):
-            await self._delete_user_sessions(keys=[self._user_sessions + user_id], args=args)
+            ids = [_text(i) for i in await self._client.smembers(index)]
+        ending = sorted(i for i in ids if i != keep)
+        if not ending:
+            return
+
+        async def end_them(pipe: Any) -> None:
+            for session_id in ending:
+                pipe.delete(self._session + session_id)
+            pipe.srem(index, *ending)
+
+        await self._write_all(end_them)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else value

@@ -12,3 +12,6 @@ STORAGE_NAMES = {
     "mysql": "mysql",
     "mariadb": "mysql",
 }
+
+#: Broadcasts the ``postgres`` event bus keeps in its events table (``sql_event_history``).
+DEFAULT_EVENT_HISTORY = 1000

@@ -206,3 +206,17 @@ _POSTGRES_CLASSES = {
     "58": "OperationalError",  # system error (I/O)
     "XX": "InternalError",
 }
+
+
+def postgres_unreachable(error: BaseException) -> bool:
+    """Whether an error of asyncpg (used directly, as the event bus does) means "PostgreSQL
+    cannot be used right now": the network, the connection, or a server that is shutting
+    down, starting, out of resources or read-only (a standby), by SQLSTATE class as above."""
+    import asyncpg
+
+    if isinstance(error, (OSError, asyncio.TimeoutError, ConnectionError, asyncpg.InterfaceError)):
+        return True
+    if isinstance(error, asyncpg.PostgresError):
+        state = str(getattr(error, "sqlstate", "") or "")
+        return _POSTGRES_CLASSES.get(state[:2]) == "OperationalError" or state == "25006"
+    return False

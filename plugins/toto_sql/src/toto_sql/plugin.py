@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 import toto
 
-from toto_sql.defaults import DEFAULT_PREFIX, DEFAULT_TIMEOUT, STORAGE_NAMES
+from toto_sql.defaults import DEFAULT_EVENT_HISTORY, DEFAULT_PREFIX, DEFAULT_TIMEOUT, STORAGE_NAMES
 
 if TYPE_CHECKING:
+    from toto_sql.eventbus import PostgresEventBus
     from toto_sql.storage import SqlStorage
 
 
@@ -22,6 +23,17 @@ def sql_storage(options: Any) -> SqlStorage:
     from toto_sql.storage import SqlStorage
 
     return SqlStorage.from_options(options)
+
+
+def postgres_event_bus(options: Any) -> PostgresEventBus:
+    from toto_sql.eventbus import PostgresEventBus
+
+    return PostgresEventBus.from_options(options)
+
+
+@toto.hookimpl
+def toto_register_event_buses() -> dict[str, Callable[[Any], PostgresEventBus]]:
+    return {"postgres": postgres_event_bus}
 
 
 @toto.hookimpl
@@ -49,4 +61,11 @@ def toto_add_options(options: Any) -> None:
         DEFAULT_TIMEOUT,
         help="seconds to wait for the SQL database (connect, and each statement) before a request fails with 1013",
         type=float,
+    )
+    options.define(
+        "sql_event_history",
+        DEFAULT_EVENT_HISTORY,
+        help="broadcasts the postgres event bus keeps in its events table, from which a server that lost its "
+        "listening connection (or a socket, by position) reads what it missed",
+        type=int,
     )
