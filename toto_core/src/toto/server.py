@@ -157,6 +157,7 @@ class TotoServer:
             user_attempts=int(o.login_user_attempts),
             address_attempts=int(o.login_address_attempts),
             trust=float(o.login_trust),
+            address_calls=int(o.login_address_calls),
         )
         self.passwords = PasswordHasher(int(o.password_cost), int(o.password_threads), int(o.password_queue))
         self.max_batch_logins = int(o.max_batch_logins)
