@@ -357,7 +357,11 @@ def setup_logging(level: str, log_format: str = "text") -> None:
     if level == "none":
         logging.disable(logging.CRITICAL)
         return
+    from toto.redaction import RedactingFilter
+
     handler = logging.StreamHandler(sys.stderr)
+    # Whatever logs a request target (Toto, Tornado, a plugin, the application) does not write its secrets.
+    handler.addFilter(RedactingFilter())
     if log_format == "json":
         from toto.accesslog import JsonFormatter
 
