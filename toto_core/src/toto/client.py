@@ -110,8 +110,8 @@ class _ClientCore:
     type the server sent; ``accept`` asks for another type than ``serializer``'s.
 
     A call the server answers with 1013 (HTTP 503: busy or its storage unreachable; the
-    call did not run) is sent again up to ``retries`` times, after the answer's
-    ``Retry-After`` or a backoff that doubles, whichever is longer (capped at
+    call did not run) is sent again, signed anew, up to ``retries`` times, after the
+    answer's ``Retry-After`` or a backoff of 1, 2, 4... seconds, whichever is longer (capped at
     ``MAX_RETRY_DELAY``, with jitter so that clients refused together do not return
     together). ``request`` sends once: it is for raw exchanges.
     """
@@ -207,7 +207,8 @@ class _ClientCore:
             asked = float(headers.get("Retry-After") or 0)
         except ValueError:  # an HTTP date: not what Toto sends; the backoff decides
             asked = 0.0
-        delay = min(self.MAX_RETRY_DELAY, max(asked, 0.5 * 2.0**attempt))
+        # At least a second: a try signed within the second of the one before would be its replay.
+        delay = min(self.MAX_RETRY_DELAY, max(asked, 2.0**attempt))
         return delay * random.uniform(1.0, 1.5)  # noqa: S311  (jitter, no secret)
 
     def _session_key(self, envelope: dict[str, Any], session: dict[str, Any]) -> str | None:
