@@ -325,6 +325,13 @@ def define_core_options(options: Options, hmac_modes: Iterable[str] = ()) -> Non
     d("anon_session_renew", 12 * 3600.0, float, "renewal threshold of anonymous sessions")
     d("purge_interval", 60.0, float, "seconds between purges of expired sessions (storages without native expiry)")
     d("max_body_size", 10 * 1024 * 1024, int, "largest request body in bytes (larger: 413)")
+    d(
+        "max_body_values",
+        200_000,
+        int,
+        "most values (containers, keys, scalars) one request body or socket message may decode to; "
+        "counted before decoding (more: 413)",
+    )
     d("max_header_size", 64 * 1024, int, "largest request head (request line and headers) in bytes (larger: 431)")
     d("max_request_line", 16 * 1024, int, "longest request target (path and query) in bytes (longer: 414)")
     d(
