@@ -36,21 +36,30 @@ def too_many_values(limit: int) -> TotoException:
     )
 
 
+def holds_value(value: Any, found: Callable[[Any], bool]) -> bool:
+    """Whether ``found`` is true of any value inside a decoded message (lists and maps walked
+    without recursion, so any depth will do)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif found(item):
+            return True
+    return False
+
+
+def _non_finite(value: Any) -> bool:
+    return isinstance(value, float) and not math.isfinite(value)
+
+
 def holds_non_finite(value: Any) -> bool:
     """Whether a decoded message holds NaN or an infinity anywhere: what no serializer lets
     through either way, since JSON (and JavaScript's JSON.parse) cannot carry them. Formats
     that can walk a message only when its bytes may hold one."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, float):
-            if not math.isfinite(item):
-                return True
-        elif isinstance(item, list):
-            stack.extend(item)
-        elif isinstance(item, dict):
-            stack.extend(item.values())
-    return False
+    return holds_value(value, _non_finite)
 
 
 class Serializer:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgpack  # type: ignore[import-untyped]  # (no stubs or py.typed)
-from toto.serializers import Serializer, holds_non_finite, too_many_values
+from toto.serializers import Serializer, holds_non_finite, holds_value, too_many_values
 
 __all__ = ["MsgpackSerializer", "register_ext_type", "unregister_ext_type"]
 
@@ -96,17 +96,8 @@ def _stored_ext_hook(code: int, data: bytes) -> Any:
 _NON_FINITE = re.compile(rb"\xca[\x7f\xff][\x80-\xff]|\xcb[\x7f\xff][\xf0-\xff]")
 
 
-def _holds_timestamp(value: Any) -> bool:
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, msgpack.Timestamp):
-            return True
-        if isinstance(item, list):
-            stack.extend(item)
-        elif isinstance(item, dict):
-            stack.extend(item.values())
-    return False
+def _is_timestamp(value: Any) -> bool:
+    return isinstance(value, msgpack.Timestamp)
 
 
 # msgpack's type bytes 0xc0-0xdf: (bytes of the head, bytes of the length that follows it or 0,
@@ -244,7 +235,7 @@ class MsgpackSerializer(Serializer):
             raise
         if _NON_FINITE.search(data) is not None and holds_non_finite(value):
             raise ValueError("NaN and Infinity are not numbers a request may carry (JSON cannot)")
-        if not self.timestamps and _may_hold_timestamp(data) and _holds_timestamp(value):
+        if not self.timestamps and _may_hold_timestamp(data) and holds_value(value, _is_timestamp):
             raise ValueError(
                 f"msgpack extension type {TIMESTAMP_CODE} (timestamp) is not enabled on this server "
                 "(option msgpack_timestamps)"
