@@ -8,6 +8,7 @@ import asyncio
 import json
 import secrets
 import threading
+import time
 from collections import Counter
 from typing import Any
 
@@ -176,3 +177,32 @@ def test_clients_send_again_a_call_the_server_did_not_run(start_server):
         return await AsyncTotoClient(srv.url).call("busy_once", {"token": token + "-async"})
 
     assert asyncio.run(twin()) == 2
+
+
+def test_a_call_refused_as_busy_counts_against_nobody(start_server, user_id):
+    # 1013 says the call did not run: a client that sends it again must not lock itself out.
+    srv = start_server(
+        password_threads=1, password_queue=0, login_attempts=2, login_address_attempts=2, login_address_calls=3
+    )
+    srv.client().create(user_id, "pw")  # the address's first call
+    holder = threading.Thread(target=lambda: srv.client(timeout=150).call("hold_hasher", {"action": "hold"}))
+    holder.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not srv.client().call("hold_hasher", {"action": "held"}):
+            assert time.monotonic() < deadline, "the hasher's thread was never held"
+            time.sleep(0.05)
+        busy = [
+            call_from(srv.url, "127.0.0.1", "account.login", {"user_id": user_id, "password": "pw"}) for _ in range(5)
+        ]
+        busy += [
+            call_from(srv.url, "127.0.0.1", "account.create", {"user_id": f"{user_id}-{n}", "password": "pw"})
+            for n in range(3)
+        ]
+    finally:
+        srv.client().call("hold_hasher", {"action": "release"})
+        holder.join(150)
+    assert [(status, code) for status, _, code in busy] == [(503, 1013)] * 8
+    # Neither the pair's failures, nor the address's, nor its calls moved.
+    assert srv.client().login(user_id, "pw")["user_id"] == user_id
+    assert srv.client().create(f"{user_id}-after", "pw")["user_id"] == f"{user_id}-after"

@@ -7,7 +7,7 @@ import base64
 import hashlib
 import hmac
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -313,6 +313,7 @@ class LoginLimiter:
         if self.address_calls <= 0:
             return
         calls = await attempt.storage.increment(attempt.calls_key, self.window)
+        attempt.call_counted = True
         if calls > self.address_calls and not (trusted_escape and await attempt.trusted()):
             raise _too_many("Too many account calls from this address; try again later.")
 
@@ -329,6 +330,7 @@ class LoginAttempt:
         self.address_key = "login:address:" + _digest(address)
         self.calls_key = "login:calls:" + _digest(address)
         self.counted: list[str] = []
+        self.call_counted = False
 
     async def trusted(self) -> bool:
         """Whether this address signed this user in within the trust period."""
@@ -340,6 +342,20 @@ class LoginAttempt:
         if counted:
             window = self.limiter.window
             await asyncio.gather(*(self.storage.increment(key, window, -1) for key in counted))
+
+    async def checked(self, work: Awaitable[T]) -> T:
+        """Await ``work`` (the hash this attempt is for). When the hasher is too busy to run it
+        (1013: the call did not run and may be sent again), nothing stays counted, the call
+        included: a client retrying a busy server must not lock itself out."""
+        try:
+            return await work
+        except TotoException as exc:
+            if exc.code == ERROR_SERVICE_UNAVAILABLE:
+                if self.call_counted:
+                    self.call_counted = False
+                    self.counted.append(self.calls_key)
+                await self.give_back()
+            raise
 
     async def succeeded(self) -> None:
         await self.give_back()
@@ -389,7 +405,7 @@ async def create(handler: TotoHandler, parameters: Any) -> dict[str, Any]:
     server = handler.server
     address = handler.request.remote_ip or ""
     attempt = await server.login_limiter.begin_create(server.storage, address)
-    password_hash = await server.passwords.hash(password, hashing_keys(address, user_id))
+    password_hash = await attempt.checked(server.passwords.hash(password, hashing_keys(address, user_id)))
     try:
         await server.storage.create_account(user_id, password_hash, fields)
     except DuplicateAccount:
@@ -408,7 +424,7 @@ async def login(handler: TotoHandler, parameters: Any) -> dict[str, Any]:
     account = await server.storage.get_account(user_id)
     # An unknown user costs a hash too, so both failures take the same time.
     stored = account.password_hash if account else None
-    if not await server.passwords.verify(password, stored, hashing_keys(address, user_id)):
+    if not await attempt.checked(server.passwords.verify(password, stored, hashing_keys(address, user_id))):
         raise TotoException(ERROR_USER_NOT_FOUND, "Invalid user ID or password")
     await attempt.succeeded()
     await handler.create_session(user_id)
@@ -436,7 +452,9 @@ async def update(handler: TotoHandler, parameters: Any) -> dict[str, Any]:
     claimant = hashing_keys(address, session.user_id)
     attempt = await server.login_limiter.begin(server.storage, session.user_id, address)
     account = await server.storage.get_account(session.user_id)
-    if not await server.passwords.verify(password, account.password_hash if account else None, claimant):
+    if not await attempt.checked(
+        server.passwords.verify(password, account.password_hash if account else None, claimant)
+    ):
         raise TotoException(ERROR_USER_NOT_FOUND, "Invalid user ID or password")
     await attempt.succeeded()
     updated: list[str] = []

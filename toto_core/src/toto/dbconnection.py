@@ -104,7 +104,7 @@ class DBConnection:
         attempt = await server.login_limiter.begin(server.storage, user_id, self._handler.request.remote_ip or "")
         account = await server.storage.get_account(user_id)
         stored = account.password_hash if account else None
-        if not await server.passwords.verify(password, stored, self._claimant(user_id)):
+        if not await attempt.checked(server.passwords.verify(password, stored, self._claimant(user_id))):
             raise _invalid_password()
         await attempt.succeeded()
 
@@ -125,7 +125,7 @@ class DBConnection:
         async def create() -> None:
             count_password_call(self._handler)
             attempt = await server.login_limiter.begin_create(server.storage, self._handler.request.remote_ip or "")
-            password_hash = await server.passwords.hash(password, self._claimant(user_id))
+            password_hash = await attempt.checked(server.passwords.hash(password, self._claimant(user_id)))
             try:
                 await server.storage.create_account(user_id, password_hash, fields)
             except DuplicateAccount:
