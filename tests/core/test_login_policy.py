@@ -90,7 +90,7 @@ def test_password_hashes_per_process_are_bounded(start_server, user_id):
 
     def create(n: int) -> None:
         try:
-            TotoClient(srv.url, timeout=60).create(f"{user_id}-{n}", "pw")
+            TotoClient(srv.url, timeout=60, retries=0).create(f"{user_id}-{n}", "pw")
             codes.append(None)
         except TotoClientError as error:
             codes.append(error.code)
@@ -100,7 +100,8 @@ def test_password_hashes_per_process_are_bounded(start_server, user_id):
         thread.start()
     for thread in threads:
         thread.join(120)
-    assert len(codes) == 8 and set(codes) <= {None, 1014}, codes
-    assert codes.count(1014) >= 1, "eight hashes at once on one thread with no queue: some must be refused"
+    # Busy is the retryable 1013 (HTTP 503); 1014 means locked out, which nobody is here.
+    assert len(codes) == 8 and set(codes) <= {None, 1013}, codes
+    assert codes.count(1013) >= 1, "eight hashes at once on one thread with no queue: some must be refused"
     assert codes.count(None) >= 1
     assert srv.client().call("echo", {"alive": True}) == {"alive": True}

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import socket
-from collections.abc import Callable
+import stat
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from toto.exceptions import PluginError
 from toto.machinebus import MachineBus, socket_directory
 from toto.testing import EventBusContract
 
@@ -102,3 +106,73 @@ def test_a_peer_that_goes_away_is_forgotten(tmp_path: Path) -> None:
         assert os.listdir(c.directory) == []
 
     asyncio.run(main())
+
+
+def test_the_socket_directory_is_made_private(tmp_path: Path) -> None:
+    long_dir = tmp_path / ("y" * 120)  # the short fallback, in the shared temporary directory
+
+    async def main() -> None:
+        for directory in (str(tmp_path / "events"), str(long_dir)):
+            bus = MachineBus(directory)
+            await bus.open()
+            assert stat.S_IMODE(os.lstat(bus.directory).st_mode) == 0o700
+            await bus.close()
+            shutil.rmtree(bus.directory)
+
+    asyncio.run(main())
+
+
+def open_refused(directory: str) -> str:
+    async def main() -> str:
+        with pytest.raises(PluginError) as refused:
+            await MachineBus(directory).open()
+        return str(refused.value)
+
+    return asyncio.run(main())
+
+
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    """A directory with a path short enough to hold sockets itself (tmp_path's is not)."""
+    path = Path(tempfile.mkdtemp(prefix="toto-t-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_a_directory_others_can_enter_is_refused(short_dir: Path) -> None:
+    # Another local user made the (predictable) directory first, or it was made loose by hand.
+    directory = short_dir / "events"
+    directory.mkdir()
+    directory.chmod(0o777)
+    assert socket_directory(str(directory)) == str(directory)
+    message = open_refused(str(directory))
+    assert "lets other users in (mode 777" in message and "\n" not in message
+    assert not list(directory.iterdir()), "no socket was put there"
+    (short_dir / "elsewhere").mkdir(mode=0o700)
+    (short_dir / "link").symlink_to(short_dir / "elsewhere", target_is_directory=True)
+    assert "is not a directory" in open_refused(str(short_dir / "link"))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="making a directory another user owns takes root")
+def test_a_directory_of_another_user_is_refused(short_dir: Path, tmp_path: Path) -> None:
+    directory = short_dir / "events"
+    directory.mkdir(mode=0o700)
+    os.chown(directory, 65534, 65534)  # nobody
+    assert "belongs to uid 65534" in open_refused(str(directory))
+    long_dir = str(tmp_path / ("z" * 120))
+    fallback = socket_directory(long_dir)  # a predictable name in the shared temporary directory
+    os.makedirs(fallback, mode=0o700)
+    try:
+        os.chown(fallback, 65534, 65534)
+        assert "belongs to uid 65534" in open_refused(long_dir)
+    finally:
+        shutil.rmtree(fallback)
+
+
+def test_a_server_refuses_to_start_on_a_loose_directory(start_server, short_dir: Path) -> None:
+    short_dir.chmod(0o775)
+    with pytest.raises(RuntimeError) as failed:
+        start_server(event_bus="machine", event_url=str(short_dir), database="memory")
+    output = str(failed.value)
+    assert "machine event bus:" in output and "lets other users in" in output
+    assert "Traceback" not in output

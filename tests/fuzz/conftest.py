@@ -18,6 +18,8 @@ EXAMPLES = int(os.environ.get("TOTO_FUZZ_EXAMPLES", "150"))
 MEMORY_GROWTH_BOUND = 200 * 1024 * 1024
 
 SENT = Sent()
+#: What the decoding bombs did: (shape, body bytes, status, peak growth in bytes), for the summary.
+BOMB_PEAKS: list[tuple[str, int, int, int]] = []
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +50,13 @@ def fuzzed() -> Iterator[ServerProcess]:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if BOMB_PEAKS:
+        write = terminalreporter.write_line
+        write("decoding bombs: peak server memory per MiB of body")
+        write(f"  {'shape':<28} {'body':>9} {'status':>6} {'peak':>10} {'per MiB':>8}")
+        for shape, size, status, peak in sorted(BOMB_PEAKS):
+            per_mib = f"{peak / size:.1f}" if size >= 2**20 else "-"  # a few bytes: no ratio to speak of
+            write(f"  {shape:<28} {size / 2**20:>5.1f} MiB {status:>6} {peak / 2**20:>6.1f} MiB {per_mib:>8}")
     if SENT.inputs:
         terminalreporter.write_line(
             f"fuzz: {SENT.inputs} inputs sent, {SENT.tracebacks} tracebacks in the server log, "

@@ -212,8 +212,14 @@ def test_floats_json_cannot_carry_are_refused_not_echoed(wire):
         body = f'{{"method": "echo", "parameters": {{"x": {token}}}}}'.encode()
         status, headers, data = wire.send("POST", "/", {"Content-Type": "application/json"}, body)
         assert status == 400 and json.loads(data)["error"]["code"] == 1011
-    packed = msgpack.packb({"method": "echo", "parameters": {"x": math.nan}})
-    status, headers, data = wire.send(
-        "POST", "/", {"Content-Type": "application/msgpack", "Accept": "application/json"}, packed
-    )
-    check_answer(status, headers, data, "POST")
+    # Nor over msgpack or BSON (SECURITY.md): a client of another format gets what a JSON client gets.
+    for number in (math.nan, math.inf, -math.inf):
+        for content_type, body in (
+            ("application/msgpack", msgpack.packb({"method": "echo", "parameters": {"x": number}})),
+            ("application/bson", bson.encode({"method": "echo", "parameters": {"x": number}})),
+        ):
+            status, headers, data = wire.send(
+                "POST", "/", {"Content-Type": content_type, "Accept": "application/json"}, body
+            )
+            check_answer(status, headers, data, "POST")
+            assert status == 400 and json.loads(data)["error"]["code"] == 1011, (content_type, number, data)

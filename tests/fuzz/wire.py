@@ -27,12 +27,28 @@ class Sent:
     statuses: collections.Counter[int] = field(default_factory=collections.Counter)
 
 
-def rss_bytes(pid: int) -> int:
+def _status(pid: int, field: str) -> int:
     with open(f"/proc/{pid}/status") as status:
         for line in status:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS")
+    raise RuntimeError(f"no {field}")
+
+
+def rss_bytes(pid: int) -> int:
+    return _status(pid, "VmRSS")
+
+
+def reset_peak_rss(pid: int) -> int:
+    """Start measuring the peak memory of ``pid`` afresh (Linux's clear_refs); returns its memory now."""
+    with open(f"/proc/{pid}/clear_refs", "w") as clear:
+        clear.write("5")
+    return _status(pid, "VmRSS")
+
+
+def peak_rss_since(pid: int, before: int) -> int:
+    """How far the memory of ``pid`` rose above ``before`` since ``reset_peak_rss``."""
+    return _status(pid, "VmHWM") - before
 
 
 def _strict_json(data: bytes) -> Any:

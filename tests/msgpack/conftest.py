@@ -15,6 +15,7 @@ from toto.testing import unique_user as user  # noqa: F401 (the tests import it 
 
 from tests.conftest import BASIC_APP, FAST
 from tests.redis.conftest import prefix, redis_url, run_prefix  # noqa: F401  (fixtures)
+from tests.websocket.conftest import socket_server  # noqa: F401  (a fixture)
 
 EXT_APP = str(Path(__file__).parent / "app")
 

@@ -6,6 +6,7 @@ counter does not move), and the server keeps serving."""
 from __future__ import annotations
 
 import datetime
+import math
 import struct
 from decimal import Decimal
 
@@ -39,6 +40,11 @@ MALFORMED = {
     "json sent as msgpack": b'{"method": "counter.increment"}',
     "nested too deeply": call(b"\x91" * 3000 + b"\xc0"),
     "map nested too deeply": call(b"\x81\xa1k" * 1200 + b"\xc0"),
+    # What JSON cannot carry (SECURITY.md): refused as JSON refuses it.
+    "NaN": call(pack({"x": [1.5, math.nan]})),
+    "Infinity": call(pack({"x": {"y": math.inf}})),
+    "-Infinity as float32": call(b"\x81\xa1x\xca\xff\x80\x00\x00"),
+    "NaN as float32": call(b"\x81\xa1x\xca\x7f\xc0\x00\x00"),
 }
 
 OVERSIZE = {
@@ -67,7 +73,12 @@ EXTENSIONS = {
 
 @pytest.fixture(scope="module")
 def limited() -> ServerProcess:
-    options = {"password_cost": 10, "logging": "warning", "database": "memory", "max_body_size": LIMIT}
+    options = {
+        "password_cost": 10,
+        "logging": "warning",
+        "database": "memory",
+        "max_body_size": LIMIT,
+    }
     with ServerProcess(options, cwd=BASIC_APP) as srv:
         yield srv
 
@@ -119,6 +130,17 @@ def test_a_body_over_max_body_size_is_413(limited: ServerProcess) -> None:
     with pytest.raises(TotoClientError) as refused:
         client.call("echo", {"b": b"x" * LIMIT})
     assert refused.value.code == 1011 and refused.value.status == 413
+
+
+def test_a_body_of_more_values_than_max_body_values_is_413(start_server) -> None:
+    values = 500
+    client = start_server(database="memory", max_body_values=values).client(serializer="msgpack")
+    for many in ([None] * values, [[]] * values, [[None] * 9] * (values // 10)):
+        status, kind, answer = post(client, pack({"method": "echo", "parameters": {"x": many}}))
+        assert status == 413 and answer["error"]["code"] == 1011, answer
+        assert "max_body_values" in answer["error"]["value"] and kind == "application/msgpack"
+    within = [None] * (values // 2)
+    assert client.call("echo", {"x": within}) == {"x": within}
 
 
 def test_a_body_at_max_body_size_is_served(limited: ServerProcess) -> None:

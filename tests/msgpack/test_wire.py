@@ -9,6 +9,7 @@ import base64
 import hashlib
 import hmac
 import json
+import math
 import subprocess
 import sys
 
@@ -19,6 +20,7 @@ from toto.signing import decode_session_key, user_id_hmac
 from toto_msgpack import MsgpackSerializer
 
 from tests.msgpack.conftest import EXT_APP, pack, post, unpack, user
+from tests.websocket.conftest import raw_socket, run
 
 VALUES = {
     "bytes": b"\x00\xff\x80binary\n",
@@ -278,3 +280,20 @@ def test_uploaded_files_come_back_as_bytes_when_accept_asks_for_msgpack(server) 
     result = unpack(data)["result"]
     assert result["note"] == "hi"
     assert result["file"] == {"filename": "all.bin", "body": payload, "content_type": "application/octet-stream"}
+
+
+def test_nan_and_infinity_are_refused_on_sockets_too(socket_server) -> None:
+    server = socket_server()
+
+    async def scenario() -> None:
+        conn = await raw_socket(server)
+        for number in (math.nan, math.inf, -math.inf):
+            conn.write_message(pack({"id": 1, "method": "echo", "parameters": {"x": [number]}}), binary=True)
+            got = unpack(await conn.read_message())
+            assert got["id"] is None or got["id"] == 1
+            assert got["error"]["code"] == 1011 and "NaN" in got["error"]["value"], got
+        conn.write_message(pack({"id": 2, "method": "echo", "parameters": {"x": 1.5}}), binary=True)
+        assert unpack(await conn.read_message()) == {"id": 2, "result": {"x": 1.5}}
+        conn.close()
+
+    run(scenario())

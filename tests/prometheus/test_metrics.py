@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import http.client
 import json
+import secrets
+import socket
 import threading
 import time
 from typing import Any
@@ -18,12 +20,35 @@ from toto.testing.server import ServerProcess, free_port
 from tests.conftest import BASIC_APP, FAST
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+#: What the scrapes of these tests send (the servers' prometheus_token).
+TOKEN = secrets.token_urlsafe(16)
+
+
+@pytest.fixture
+def start_server(start_server):
+    """The shared ``start_server``, its metrics on the API port for scrapers with ``TOKEN``."""
+
+    def start(**options: Any) -> ServerProcess:
+        return start_server(**{"prometheus_token": TOKEN, **options})
+
+    return start
+
+
+def fetch(url: str, path: str = "/metrics", headers: dict[str, str] | None = None) -> tuple[int, Any, bytes]:
+    host, port = url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        connection.request("GET", path, headers=headers or {})
+        answer = connection.getresponse()
+        return answer.status, answer.headers, answer.read()
+    finally:
+        connection.close()
 
 
 def scrape(url: str, path: str = "/metrics") -> Samples:
     host, port = url.removeprefix("http://").split(":")
     connection = http.client.HTTPConnection(host, int(port), timeout=10)
-    connection.request("GET", path)
+    connection.request("GET", path, headers={"Authorization": f"Bearer {TOKEN}"})
     answer = connection.getresponse()
     assert answer.status == 200, answer.status
     assert answer.getheader("Content-Type", "").startswith("text/plain; version=0.0.4")
@@ -168,7 +193,7 @@ def test_metrics_on_a_port_of_their_own(start_server):
 
 def test_a_process_group_is_scraped_whole(tmp_path):
     port = free_port()
-    options = {**FAST, "database": "memory", "processes": 2, "reuse_port": True}
+    options = {**FAST, "database": "memory", "processes": 2, "reuse_port": True, "prometheus_token": TOKEN}
     with ServerProcess(options, cwd=BASIC_APP, port=port) as group:
         # New connections spread over both processes (SO_REUSEPORT); each request counts once.
         pids = {get_json(group.url, "/events/count")[1]["result"]["pid"] for _ in range(30)}
@@ -251,3 +276,45 @@ def test_requests_refused_before_they_run_are_counted(start_server):
     assert value(samples, requests, method="echo", code="") == 1
     assert sum(series(samples, requests).values()) == 4, series(samples, requests)
     assert value(samples, "toto_requests_in_flight") == 0
+
+
+def test_metrics_are_not_public_unless_the_operator_chooses(start_server):
+    # Neither a port of their own nor a token: the page, which lists every method, is not served.
+    server = start_server(database="memory", prometheus_token="", logging="info")
+    server.client().call("echo")
+    status, _, body = fetch(server.url)
+    assert status == 200 and json.loads(body)["error"]["code"] == 1001, body[:200]
+    assert b"toto_requests_total" not in body
+    assert "metrics are not served" in server.output(), "the startup log says so, and how to serve them"
+
+
+def test_on_the_api_port_only_scrapers_with_the_token_get_the_metrics(start_server):
+    server = start_server(database="memory", logging="info")
+    server.client().call("echo")
+    for headers in (
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": TOKEN},
+        {"Authorization": f"Basic {TOKEN}"},
+    ):
+        status, answer_headers, body = fetch(server.url, headers=headers)
+        assert status == 401 and answer_headers["WWW-Authenticate"].startswith("Bearer"), (headers, status)
+        assert json.loads(body)["error"]["code"] == 1004 and b"toto_" not in body
+    assert value(scrape(server.url), "toto_requests_total", method="echo", code="") == 1
+    assert "metrics on the API port at /metrics; scrapers send Authorization: Bearer" in server.output()
+    assert TOKEN not in server.output(), "the log never shows the token"
+
+
+def test_a_port_of_their_own_listens_on_loopback_unless_told(start_server):
+    # The API on every interface; the metrics, by default, on 127.0.0.1 only.
+    port = free_port()
+    server = start_server(
+        database="memory", address="0.0.0.0", prometheus_port=port, prometheus_token="", logging="info"
+    )
+    server.client().call("echo")
+    assert value(scrape(f"http://127.0.0.1:{port}"), "toto_requests_total", method="echo", code="") == 1
+    assert f"metrics on http://127.0.0.1:{port}/metrics, a port of their own" in server.output()
+    with socket.create_connection(("127.0.0.2", server.port), timeout=10):
+        pass  # the API answers on another loopback address
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.2", port), timeout=10).close()

@@ -4,6 +4,7 @@ export declare const ERROR_NOT_AUTHORIZED: 1004;
 export declare const ERROR_INVALID_SESSION_ID: 1007;
 export declare const ERROR_INVALID_RESPONSE_HMAC: 1009;
 export declare const ERROR_CLIENT: 1000;
+export declare const ERROR_SERVICE_UNAVAILABLE: 1013;
 
 export type HmacMode = "user_id" | "session_key" | "off";
 
@@ -42,6 +43,8 @@ export interface TotoClientOptions {
   store?: SessionStore;
   fetch?: typeof fetch;
   headers?: Record<string, string>;
+  /** How many times a call answered 1013 (it did not run) is sent again; default 3. */
+  retries?: number;
 }
 
 export interface SignInResult {
@@ -64,6 +67,7 @@ export declare class TotoClient {
   readonly hmacMode: HmacMode;
   store: SessionStore;
   headers: Record<string, string>;
+  retries: number;
   lastExchange: Exchange | null;
   get session(): Session | null;
   call<R = unknown, P = Record<string, unknown>>(method: string, parameters?: P): Promise<R>;

@@ -7,6 +7,9 @@ export const ERROR_NOT_AUTHORIZED = 1004;
 export const ERROR_INVALID_SESSION_ID = 1007;
 export const ERROR_INVALID_RESPONSE_HMAC = 1009;
 export const ERROR_CLIENT = 1000;
+export const ERROR_SERVICE_UNAVAILABLE = 1013;
+/** The longest wait, in seconds, between two tries of a call, whatever Retry-After says. */
+const MAX_RETRY_DELAY = 30;
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -114,14 +117,16 @@ export class TotoClient {
   /**
    * @param {string} url the server with its root, e.g. "https://api.example.com/api"
    * @param {object} [options] hmacMode ("user_id" | "session_key" | "off", as the server's hmac_mode),
-   *   store (memoryStore() or localStorageStore()), fetch (a fetch function), headers (sent on every call)
+   *   store (memoryStore() or localStorageStore()), fetch (a fetch function), headers (sent on every call),
+   *   retries (how many times a call answered 1013, which did not run, is sent again; default 3)
    */
-  constructor(url, { hmacMode = "user_id", store = memoryStore(), fetch = globalThis.fetch, headers = {} } = {}) {
+  constructor(url, { hmacMode = "user_id", store = memoryStore(), fetch = globalThis.fetch, headers = {}, retries = 3 } = {}) {
     if (!(hmacMode in SIGNERS)) throw new Error(`hmacMode must be one of ${Object.keys(SIGNERS).join(", ")}`);
     this.url = url.replace(/\/+$/, "");
     this.hmacMode = hmacMode;
     this.store = store;
     this.headers = headers;
+    this.retries = retries;
     this._fetch = fetch;
     /** The last request and answer as sent and received (the API explorer shows them). */
     this.lastExchange = null;
@@ -196,8 +201,20 @@ export class TotoClient {
   /**
    * POST `body` to `path` below the server's URL, signed when a session is stored; the answer's
    * signature is checked and its session stored. Resolves to the whole answer object.
+   * A 1013 answer (HTTP 503: the server is busy or its storage is down; the call did not run)
+   * is sent again, signed anew, up to `retries` times, after Retry-After or a backoff of 1, 2, 4...
+   * seconds (never within the second of the try before: its signature would be a replay).
    */
-  async send(path, body, { signIn = false } = {}) {
+  async send(path, body, options = {}) {
+    for (let attempt = 0; ; attempt++) {
+      const { answer, status, retryAfter } = await this._sendOnce(path, body, options);
+      if (attempt >= this.retries || status !== 503 || answer.error?.code !== ERROR_SERVICE_UNAVAILABLE) return answer;
+      const delay = Math.min(MAX_RETRY_DELAY, Math.max(Number(retryAfter) || 0, 2 ** attempt));
+      await new Promise((resolve) => setTimeout(resolve, delay * (1 + Math.random() / 2) * 1000));
+    }
+  }
+
+  async _sendOnce(path, body, { signIn = false } = {}) {
     const signer = SIGNERS[this.hmacMode];
     const session = signIn ? null : this.session;
     const text = JSON.stringify(body);
@@ -236,7 +253,7 @@ export class TotoClient {
     }
     const code = answer.error?.code;
     if (code === ERROR_NOT_AUTHORIZED || code === ERROR_INVALID_SESSION_ID) this.store.clear();
-    return answer;
+    return { answer, status: response.status, retryAfter: response.headers.get("retry-after") };
   }
 }
 

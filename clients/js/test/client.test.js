@@ -114,6 +114,29 @@ test("the session persists in a localStorage-like store across clients", { skip:
   assert.equal(storage.has("t"), false);
 });
 
+test("a call answered 1013 (it did not run) is sent again, signed anew", { skip: !SERVERS.session_key }, async () => {
+  let refusals = 0;
+  const sent = [];
+  // The first two tries meet a server that is busy, as a full password hasher answers.
+  const busy = async (input, init) => {
+    sent.push(init.headers["x-toto-hmac"]);
+    if (refusals >= 2) return fetch(input, init);
+    refusals += 1;
+    const body = JSON.stringify({ error: { code: 1013, value: "busy; retry" } });
+    return new Response(body, { status: 503, headers: { "content-type": "application/json", "retry-after": "0" } });
+  };
+  const client = new TotoClient(SERVERS.session_key, { hmacMode: "session_key", fetch: busy });
+  await client.create(newUser("retry"), "pw");
+  sent.length = 0;
+  refusals = 0;
+  assert.deepEqual(await client.call("notes.add", { title: "once" }), { count: 1 }, "it ran once");
+  assert.equal(sent.length, 3);
+  assert.equal(new Set(sent).size, 3, "every try was signed anew");
+  const impatient = new TotoClient(SERVERS.session_key, { hmacMode: "session_key", fetch: busy, retries: 0 });
+  refusals = 0;
+  await rejects(impatient.call("add", { a: 1, b: 2 }), 1013);
+});
+
 test("an expired stored session is dropped before it is sent", () => {
   const store = memoryStore();
   store.save({ session_id: "x", expires: Date.now() / 1000 - 10, user_id: "u" });

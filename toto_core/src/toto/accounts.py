@@ -7,12 +7,13 @@ import base64
 import hashlib
 import hmac
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from toto.exceptions import (
     ERROR_MISSING_PARAMS,
+    ERROR_SERVICE_UNAVAILABLE,
     ERROR_TOO_MANY_LOGINS,
     ERROR_USER_ID_EXISTS,
     ERROR_USER_NOT_FOUND,
@@ -60,45 +61,162 @@ def verify_password_sync(password: str, stored: str) -> bool:
     return hmac.compare_digest(digest, expected)
 
 
-class PasswordHasher:
-    """Hashes and checks passwords on ``concurrency`` threads of their own, with at most
-    ``queue`` more waiting; beyond that a call answers 1014 at once.
+#: Who asks for a hash: the keys it shares hashing capacity under (``hashing_keys``).
+Claimant = tuple[str, ...]
+#: The share of hashes asked for without naming a claimant (an application's own calls).
+UNNAMED: Claimant = ("unnamed",)
 
-    scrypt costs tens of milliseconds of CPU and 16 MiB by design: without a bound, a
-    burst of logins (or one batch of them) would queue seconds of work and memory
-    behind every other request of the process.
+
+def hashing_keys(address: str, user_id: str | None = None) -> Claimant:
+    """The shares of one password call: its client address and, when it names one, its account."""
+    return ("address:" + address,) if user_id is None else ("address:" + address, "account:" + user_id)
+
+
+def _busy() -> TotoException:
+    return TotoException(
+        ERROR_SERVICE_UNAVAILABLE, "The server is busy checking passwords; the call did not run: retry shortly."
+    )
+
+
+class _Turn:
+    """One password call waiting for a hashing thread."""
+
+    __slots__ = ("claimant", "future", "granted")
+
+    def __init__(self, claimant: Claimant, future: asyncio.Future[None]) -> None:
+        self.claimant = claimant
+        self.future = future
+        self.granted = False
+
+
+class PasswordHasher:
+    """Hashes and checks passwords on ``concurrency`` threads of their own, shared fairly
+    between the clients that ask, with at most ``queue`` calls waiting.
+
+    scrypt costs tens of milliseconds of CPU and 16 MiB by design, so the threads are a
+    scarce resource a flood could take whole. Each call names its claimant (its client
+    address and the account it is for, ``hashing_keys``) and capacity goes by share, not
+    by arrival:
+
+    - a free thread goes to the waiting call whose address and account have the fewest
+      hashes running, the oldest among equals; one client address alone still gets every
+      thread (nothing idles while someone waits);
+    - when the queue is full, a newcomer lighter than the heaviest claimant (running and
+      waiting, by address or account) takes the place of that claimant's newest waiting
+      call, which is answered 1013; otherwise the newcomer is.
+
+    So a flood from one address (or aimed at one account) delays others by at most about
+    one hash, and only a server whose queue is full of fair shares refuses: with 1013
+    (HTTP 503, Retry-After), the retryable "busy", never 1014, which means locked out.
+    Counting what an address may ask for over time is the login policy's job
+    (``LoginLimiter``), deployment-wide; this is one process's capacity.
     """
 
     def __init__(self, cost: int, concurrency: int, queue: int) -> None:
         self.cost = cost
         self.concurrency = max(1, concurrency)
         self.queue = max(0, queue)
-        self._pending = 0
         self._executor: ThreadPoolExecutor | None = None
         self._dummy: str | None = None
+        self._running = 0
+        #: key -> hashes running for it
+        self._running_by: dict[str, int] = {}
+        #: key -> hashes running or waiting for it
+        self._load: dict[str, int] = {}
+        self._waiting: list[_Turn] = []
 
-    async def _run(self, work: Callable[..., T], *args: Any) -> T:
-        if self._pending >= self.concurrency + self.queue:
-            raise TotoException(ERROR_TOO_MANY_LOGINS, "The server is busy checking passwords; try again shortly.")
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="toto-password")
-        self._pending += 1
+    # -- the fair share ------------------------------------------------------------
+    def _add(self, counts: dict[str, int], claimant: Claimant, amount: int) -> None:
+        for key in claimant:
+            value = counts.get(key, 0) + amount
+            if value:
+                counts[key] = value
+            else:
+                del counts[key]
+
+    def _weight(self, claimant: Claimant) -> int:
+        load = self._load
+        return max(load.get(key, 0) for key in claimant)
+
+    def _start(self, claimant: Claimant) -> None:
+        self._running += 1
+        self._add(self._running_by, claimant, 1)
+
+    async def _acquire(self, claimant: Claimant) -> None:
+        if self._running < self.concurrency and not self._waiting:
+            self._add(self._load, claimant, 1)
+            self._start(claimant)
+            return
+        if len(self._waiting) >= self.queue:
+            self._make_room(claimant)
+        turn = _Turn(claimant, asyncio.get_running_loop().create_future())
+        self._waiting.append(turn)
+        self._add(self._load, claimant, 1)
         try:
+            await turn.future
+        except BaseException:
+            if turn.granted:  # given a thread as it was cancelled: pass the thread on
+                self._release(claimant)
+            elif turn in self._waiting:
+                self._waiting.remove(turn)
+                self._add(self._load, claimant, -1)
+            raise
+
+    def _make_room(self, claimant: Claimant) -> None:
+        """A full queue: the newcomer replaces the heaviest claimant's newest waiting call, or is refused."""
+        heaviest: _Turn | None = None
+        heaviest_weight = -1
+        for turn in self._waiting:
+            weight = self._weight(turn.claimant)
+            if weight >= heaviest_weight:
+                heaviest, heaviest_weight = turn, weight
+        if heaviest is None or heaviest_weight <= self._weight(claimant) + 1:
+            raise _busy()
+        self._waiting.remove(heaviest)
+        self._add(self._load, heaviest.claimant, -1)
+        if not heaviest.future.done():  # (a cancelled one is gone already)
+            heaviest.future.set_exception(_busy())
+
+    def _release(self, claimant: Claimant) -> None:
+        self._running -= 1
+        self._add(self._running_by, claimant, -1)
+        self._add(self._load, claimant, -1)
+        while self._waiting and self._running < self.concurrency:
+            running_by = self._running_by
+            best = min(
+                range(len(self._waiting)),
+                key=lambda i: max(running_by.get(k, 0) for k in self._waiting[i].claimant),
+            )
+            turn = self._waiting.pop(best)
+            if turn.future.done():  # cancelled while it waited
+                self._add(self._load, turn.claimant, -1)
+                continue
+            turn.granted = True
+            self._start(turn.claimant)
+            turn.future.set_result(None)
+
+    async def _run(self, claimant: Claimant, work: Callable[..., T], *args: Any) -> T:
+        await self._acquire(claimant)
+        try:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="toto-password")
             return await asyncio.get_running_loop().run_in_executor(self._executor, work, *args)
         finally:
-            self._pending -= 1
+            self._release(claimant)
 
-    async def hash(self, password: str) -> str:
-        return await self._run(hash_password_sync, password, self.cost)
+    # -- the API -----------------------------------------------------------------------
+    async def hash(self, password: str, claimant: Claimant = UNNAMED) -> str:
+        """A new salted hash of ``password``; ``claimant`` names whose share it takes (``hashing_keys``)."""
+        return await self._run(claimant, hash_password_sync, password, self.cost)
 
-    async def verify(self, password: str, stored: str | None) -> bool:
+    async def verify(self, password: str, stored: str | None, claimant: Claimant = UNNAMED) -> bool:
         """Whether ``password`` matches ``stored``; None (an unknown user) costs the same and is False."""
         if stored is None:
             if self._dummy is None:
-                self._dummy = await self.hash("dummy password")
-            await self._run(verify_password_sync, password, self._dummy)
+                self._dummy = await self.hash("dummy password", claimant)
+            await self._run(claimant, verify_password_sync, password, self._dummy)
             return False
-        return await self._run(verify_password_sync, password, stored)
+        return await self._run(claimant, verify_password_sync, password, stored)
 
 
 def _password(parameters: dict[str, Any], name: str = "password") -> str:
@@ -132,21 +250,34 @@ class LoginLimiter:
       ids (``address_attempts``): slower backstops against guessing from many addresses
       and against trying many users from one. Over them, only an address that signed
       this user in within ``trust`` seconds gets through, so an attacker's failures
-      never lock out the right password from a client that did not fail.
+      never lock out the right password from a client that did not fail. A create that
+      finds its user id taken (1006) tells its client that the account exists, so it
+      counts as a failure of its address too, and the oracle is as slow as guessing.
+    - Per address, every password call, successful or not (``address_calls``): creates,
+      logins and updates cost a hash each, so one address may ask for that many per
+      window and no more (a login from an address trusted for its user still passes).
     """
 
     def __init__(
-        self, attempts: int, window: float, user_attempts: int = 100, address_attempts: int = 100, trust: float = 0
+        self,
+        attempts: int,
+        window: float,
+        user_attempts: int = 100,
+        address_attempts: int = 100,
+        trust: float = 0,
+        address_calls: int = 0,
     ) -> None:
         self.attempts = attempts
         self.window = window
         self.user_attempts = user_attempts
         self.address_attempts = address_attempts
         self.trust = trust
+        self.address_calls = address_calls
 
     async def begin(self, storage: Storage, user_id: str, address: str) -> LoginAttempt:
         """Count one attempt of ``user_id`` from ``address``, or raise 1014 when it is over a limit."""
         attempt = LoginAttempt(self, storage, user_id, address)
+        await self._count_call(attempt, trusted_escape=True)
         if self.attempts <= 0:
             return attempt
         window = self.window
@@ -160,10 +291,31 @@ class LoginLimiter:
         over = (self.user_attempts > 0 and by_user > self.user_attempts) or (
             self.address_attempts > 0 and by_address > self.address_attempts
         )
-        if over and not (self.trust > 0 and await storage.increment(attempt.trust_key, self.trust, 0) > 0):
+        if over and not await attempt.trusted():
             await attempt.give_back()  # refused before any password was tried: it is no failure
             raise _too_many()
         return attempt
+
+    async def begin_create(self, storage: Storage, address: str) -> LoginAttempt:
+        """Count one account.create from ``address`` (a call, and a failure of the address until
+        ``give_back``), or raise 1014 when it is over a limit."""
+        attempt = LoginAttempt(self, storage, "", address)
+        await self._count_call(attempt, trusted_escape=False)
+        if self.attempts <= 0 or self.address_attempts <= 0:
+            return attempt
+        attempt.counted.append(attempt.address_key)
+        if await storage.increment(attempt.address_key, self.window) > self.address_attempts:
+            await attempt.give_back()
+            raise _too_many()
+        return attempt
+
+    async def _count_call(self, attempt: LoginAttempt, trusted_escape: bool) -> None:
+        if self.address_calls <= 0:
+            return
+        calls = await attempt.storage.increment(attempt.calls_key, self.window)
+        attempt.call_counted = True
+        if calls > self.address_calls and not (trusted_escape and await attempt.trusted()):
+            raise _too_many("Too many account calls from this address; try again later.")
 
 
 class LoginAttempt:
@@ -176,7 +328,14 @@ class LoginAttempt:
         self.trust_key = "login:trust:" + _digest(user_id, address)
         self.user_key = "login:user:" + _digest(user_id)
         self.address_key = "login:address:" + _digest(address)
+        self.calls_key = "login:calls:" + _digest(address)
         self.counted: list[str] = []
+        self.call_counted = False
+
+    async def trusted(self) -> bool:
+        """Whether this address signed this user in within the trust period."""
+        trust = self.limiter.trust
+        return trust > 0 and await self.storage.increment(self.trust_key, trust, 0) > 0
 
     async def give_back(self) -> None:
         counted, self.counted = self.counted, []
@@ -184,14 +343,28 @@ class LoginAttempt:
             window = self.limiter.window
             await asyncio.gather(*(self.storage.increment(key, window, -1) for key in counted))
 
+    async def checked(self, work: Awaitable[T]) -> T:
+        """Await ``work`` (the hash this attempt is for). When the hasher is too busy to run it
+        (1013: the call did not run and may be sent again), nothing stays counted, the call
+        included: a client retrying a busy server must not lock itself out."""
+        try:
+            return await work
+        except TotoException as exc:
+            if exc.code == ERROR_SERVICE_UNAVAILABLE:
+                if self.call_counted:
+                    self.call_counted = False
+                    self.counted.append(self.calls_key)
+                await self.give_back()
+            raise
+
     async def succeeded(self) -> None:
         await self.give_back()
         if self.limiter.trust > 0 and self.limiter.attempts > 0:
             await self.storage.increment(self.trust_key, self.limiter.trust)
 
 
-def _too_many() -> TotoException:
-    return TotoException(ERROR_TOO_MANY_LOGINS, "Too many failed logins; try again later.")
+def _too_many(reason: str = "Too many failed logins; try again later.") -> TotoException:
+    return TotoException(ERROR_TOO_MANY_LOGINS, reason)
 
 
 def count_password_call(handler: Any) -> None:
@@ -230,11 +403,14 @@ async def create(handler: TotoHandler, parameters: Any) -> dict[str, Any]:
     fields = _fields(parameters)
     count_password_call(handler)
     server = handler.server
-    password_hash = await server.passwords.hash(password)
+    address = handler.request.remote_ip or ""
+    attempt = await server.login_limiter.begin_create(server.storage, address)
+    password_hash = await attempt.checked(server.passwords.hash(password, hashing_keys(address, user_id)))
     try:
         await server.storage.create_account(user_id, password_hash, fields)
     except DuplicateAccount:
         raise TotoException(ERROR_USER_ID_EXISTS, "User ID already in use.") from None
+    await attempt.give_back()
     await handler.create_session(user_id)
     return _session_answer(handler)
 
@@ -243,10 +419,12 @@ async def login(handler: TotoHandler, parameters: Any) -> dict[str, Any]:
     parameters, user_id, password = _credentials(parameters)
     count_password_call(handler)
     server = handler.server
-    attempt = await server.login_limiter.begin(server.storage, user_id, handler.request.remote_ip or "")
+    address = handler.request.remote_ip or ""
+    attempt = await server.login_limiter.begin(server.storage, user_id, address)
     account = await server.storage.get_account(user_id)
     # An unknown user costs a hash too, so both failures take the same time.
-    if not await server.passwords.verify(password, account.password_hash if account else None):
+    stored = account.password_hash if account else None
+    if not await attempt.checked(server.passwords.verify(password, stored, hashing_keys(address, user_id))):
         raise TotoException(ERROR_USER_NOT_FOUND, "Invalid user ID or password")
     await attempt.succeeded()
     await handler.create_session(user_id)
@@ -270,15 +448,19 @@ async def update(handler: TotoHandler, parameters: Any) -> dict[str, Any]:
     password = _password(parameters)
     fields = _fields(parameters)
     count_password_call(handler)
-    attempt = await server.login_limiter.begin(server.storage, session.user_id, handler.request.remote_ip or "")
+    address = handler.request.remote_ip or ""
+    claimant = hashing_keys(address, session.user_id)
+    attempt = await server.login_limiter.begin(server.storage, session.user_id, address)
     account = await server.storage.get_account(session.user_id)
-    if not await server.passwords.verify(password, account.password_hash if account else None):
+    if not await attempt.checked(
+        server.passwords.verify(password, account.password_hash if account else None, claimant)
+    ):
         raise TotoException(ERROR_USER_NOT_FOUND, "Invalid user ID or password")
     await attempt.succeeded()
     updated: list[str] = []
     new_hash = None
     if "new_password" in parameters:
-        new_hash = await server.passwords.hash(_password(parameters, "new_password"))
+        new_hash = await server.passwords.hash(_password(parameters, "new_password"), claimant)
         updated.append("password")
     updated.extend(sorted(fields))
     if new_hash is not None or fields:

@@ -7,13 +7,16 @@ installed scheme, a plugin's included), verify response signatures (a bad one ra
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import http.client
+import random
+import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 
 from toto.auth import Authenticator
-from toto.exceptions import ERROR_MALFORMED_REQUEST, PluginError, TotoException
+from toto.exceptions import ERROR_MALFORMED_REQUEST, ERROR_SERVICE_UNAVAILABLE, PluginError, TotoException
 from toto.serializers import JsonSerializer, Serializer
 
 if TYPE_CHECKING:
@@ -105,7 +108,16 @@ class _ClientCore:
     ``serializer`` is the wire format of requests, by name (``json``, ``msgpack``),
     content type or ``Serializer`` instance. Answers are read in whatever installed
     type the server sent; ``accept`` asks for another type than ``serializer``'s.
+
+    A call the server answers with 1013 (HTTP 503: busy or its storage unreachable; the
+    call did not run) is sent again, signed anew, up to ``retries`` times, after the
+    answer's ``Retry-After`` or a backoff of 1, 2, 4... seconds, whichever is longer (capped at
+    ``MAX_RETRY_DELAY``, with jitter so that clients refused together do not return
+    together). ``request`` sends once: it is for raw exchanges.
     """
+
+    #: The longest wait between two tries of a call, whatever Retry-After says.
+    MAX_RETRY_DELAY = 30.0
 
     def __init__(
         self,
@@ -114,6 +126,7 @@ class _ClientCore:
         serializer: str | Serializer = "json",
         timeout: float = 10.0,
         accept: str | None = None,
+        retries: int = 3,
     ) -> None:
         self.authenticator = find_authenticator(hmac_mode)
         parts = urlsplit(url)
@@ -126,6 +139,7 @@ class _ClientCore:
         self.content_type = self.serializer.content_types[0]
         self.accept = accept or self.content_type
         self.timeout = timeout
+        self.retries = retries
         self.session: dict[str, Any] | None = None
 
     # -- building requests ------------------------------------------------------------
@@ -181,6 +195,21 @@ class _ClientCore:
             key = self._session_key(envelope, session)
             self.session = dict(session, key=key) if key else dict(session)
         return envelope
+
+    def _retry_delay(self, attempt: int, status: int, headers: Any, envelope: dict[str, Any]) -> float | None:
+        """Seconds to wait before sending a call again, or None when its answer is final."""
+        error = envelope.get("error")
+        if attempt >= self.retries or status != 503 or not isinstance(error, dict):
+            return None
+        if error.get("code") != ERROR_SERVICE_UNAVAILABLE:
+            return None
+        try:
+            asked = float(headers.get("Retry-After") or 0)
+        except ValueError:  # an HTTP date: not what Toto sends; the backoff decides
+            asked = 0.0
+        # At least a second: a try signed within the second of the one before would be its replay.
+        delay = min(self.MAX_RETRY_DELAY, max(asked, 2.0**attempt))
+        return delay * random.uniform(1.0, 1.5)  # noqa: S311  (jitter, no secret)
 
     def _session_key(self, envelope: dict[str, Any], session: dict[str, Any]) -> str | None:
         """The session-key-mode key of the answer's session: new from a login, else the one kept."""
@@ -248,8 +277,9 @@ class TotoClient(_ClientCore):
         serializer: str | Serializer = "json",
         timeout: float = 10.0,
         accept: str | None = None,
+        retries: int = 3,
     ) -> None:
-        super().__init__(url, hmac_mode, serializer, timeout, accept)
+        super().__init__(url, hmac_mode, serializer, timeout, accept, retries)
         self._conn: http.client.HTTPConnection | None = None
 
     def _connection(self) -> http.client.HTTPConnection:
@@ -296,8 +326,15 @@ class TotoClient(_ClientCore):
         raise AssertionError("unreachable")
 
     def _exchange(self, body: bytes, path: str = "/", http_method: str = "POST") -> tuple[dict[str, Any], int]:
-        status, headers, data = self.request(body, path, method=http_method)
-        return self._decode(status, headers, data), status
+        attempt = 0
+        while True:
+            status, headers, data = self.request(body, path, method=http_method)  # signed anew each time
+            envelope = self._decode(status, headers, data)
+            delay = self._retry_delay(attempt, status, headers, envelope)
+            if delay is None:
+                return envelope, status
+            time.sleep(delay)
+            attempt += 1
 
     def call(self, method: str, parameters: Any = None) -> Any:
         envelope, status = self._exchange(self._body(method, parameters))
@@ -356,8 +393,15 @@ class AsyncTotoClient(_ClientCore):
         return response.code, response.headers, response.body or b""
 
     async def _exchange(self, body: bytes, path: str = "/", http_method: str = "POST") -> tuple[dict[str, Any], int]:
-        status, headers, data = await self.request(body, path, method=http_method)
-        return self._decode(status, headers, data), status
+        attempt = 0
+        while True:
+            status, headers, data = await self.request(body, path, method=http_method)  # signed anew each time
+            envelope = self._decode(status, headers, data)
+            delay = self._retry_delay(attempt, status, headers, envelope)
+            if delay is None:
+                return envelope, status
+            await asyncio.sleep(delay)
+            attempt += 1
 
     async def call(self, method: str, parameters: Any = None) -> Any:
         envelope, status = await self._exchange(self._body(method, parameters))

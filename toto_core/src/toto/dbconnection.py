@@ -16,7 +16,7 @@ import string
 from collections.abc import Awaitable, Callable, Generator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from toto.accounts import RESERVED_FIELDS, count_password_call
+from toto.accounts import RESERVED_FIELDS, count_password_call, hashing_keys
 from toto.exceptions import ERROR_INVALID_USER_ID, ERROR_USER_ID_EXISTS, ERROR_USER_NOT_FOUND, TotoException
 from toto.storage import DuplicateAccount
 from toto.storage.checks import check_account_fields, normalize_user_id
@@ -92,6 +92,9 @@ class DBConnection:
         handler._work.append(pending)
         return pending
 
+    def _claimant(self, user_id: str) -> tuple[str, ...]:
+        return hashing_keys(self._handler.request.remote_ip or "", user_id)
+
     async def _check_password(self, user_id: str, password: Any) -> None:
         server = self._handler.server
         if not isinstance(password, str) or not password:
@@ -100,7 +103,8 @@ class DBConnection:
             count_password_call(self._handler)
         attempt = await server.login_limiter.begin(server.storage, user_id, self._handler.request.remote_ip or "")
         account = await server.storage.get_account(user_id)
-        if not await server.passwords.verify(password, account.password_hash if account else None):
+        stored = account.password_hash if account else None
+        if not await attempt.checked(server.passwords.verify(password, stored, self._claimant(user_id))):
             raise _invalid_password()
         await attempt.succeeded()
 
@@ -120,11 +124,13 @@ class DBConnection:
 
         async def create() -> None:
             count_password_call(self._handler)
-            password_hash = await server.passwords.hash(password)
+            attempt = await server.login_limiter.begin_create(server.storage, self._handler.request.remote_ip or "")
+            password_hash = await attempt.checked(server.passwords.hash(password, self._claimant(user_id)))
             try:
                 await server.storage.create_account(user_id, password_hash, fields)
             except DuplicateAccount:
                 raise TotoException(ERROR_USER_ID_EXISTS, "User ID already in use.") from None
+            await attempt.give_back()
             self._created.add(user_id)
 
         return self._queue(create)
@@ -152,7 +158,8 @@ class DBConnection:
             await self._check_password(user_id, password)
             if not isinstance(new_password, str) or not new_password:
                 raise TotoException(ERROR_USER_NOT_FOUND, "Invalid new password")
-            await server.storage.update_account(user_id, password_hash=await server.passwords.hash(new_password))
+            new_hash = await server.passwords.hash(new_password, self._claimant(user_id))
+            await server.storage.update_account(user_id, password_hash=new_hash)
             current = self._handler.session
             keep = current.session_id if current is not None and current.user_id == user_id else None
             await server.storage.delete_user_sessions(user_id, keep=keep)
@@ -169,7 +176,8 @@ class DBConnection:
             if await server.storage.get_account(user_id) is None:
                 raise TotoException(ERROR_USER_NOT_FOUND, "Invalid user ID")
             new_password = "".join(secrets.choice(alphabet) for _ in range(16))
-            await server.storage.update_account(user_id, password_hash=await server.passwords.hash(new_password))
+            new_hash = await server.passwords.hash(new_password, self._claimant(user_id))
+            await server.storage.update_account(user_id, password_hash=new_hash)
             await server.storage.delete_user_sessions(user_id)
             return new_password
 

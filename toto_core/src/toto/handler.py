@@ -42,6 +42,7 @@ from toto.http import Request, Route
 from toto.lookup import Method
 from toto.origins import callable_by_get
 from toto.plugins import install_hint
+from toto.redaction import redact_target
 from toto.seed import SeedHandler
 
 if TYPE_CHECKING:
@@ -904,7 +905,7 @@ class TotoHandler(SeedHandler):
         try:
             body = serializer.encode(payload)
         except (TypeError, ValueError, OverflowError, RecursionError) as exc:
-            log.error("answer of %s could not be serialized: %s", self.request.uri, exc)
+            log.error("answer of %s could not be serialized: %s", self._where(), exc)
             payload = {"error": {"code": ERROR_SERVER, "value": "The result could not be serialized."}}
             if session is not None:
                 payload["session"] = session.to_response()
@@ -919,11 +920,13 @@ class TotoHandler(SeedHandler):
     def _answer_error(self, exc: TotoException) -> None:
         self._error = exc
         if exc.code == ERROR_SERVICE_UNAVAILABLE:
-            log.warning("%s %s: %s", self.request.method, self.request.uri, exc.value)
+            log.warning("%s: %s", self._where(), exc.value)
+            # The call did not run: a client may send it again, after this long (PROTOCOL.md section 7).
+            self._headers["Retry-After"] = "1"
         self._answer({"error": exc.to_dict()}, exc.status)
 
     def _where(self) -> str:
-        return f"{self.request.method} {self.request.uri}"
+        return f"{self.request.method} {redact_target(self.request.uri)}"
 
     def _unexpected(self, exc: BaseException) -> TotoException:
         return error_for(exc, self._where(), self.server.debug, log)
@@ -987,7 +990,7 @@ class TotoHandler(SeedHandler):
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         if isinstance(value, asyncio.CancelledError):
             return
-        log.error("uncaught exception in %s %s", self.request.method, self.request.uri, exc_info=(typ, value, tb))
+        log.error("uncaught exception in %s", self._where(), exc_info=(typ, value, tb))
 
 
 class BatchEntry:

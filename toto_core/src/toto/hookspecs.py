@@ -72,7 +72,10 @@ def toto_register_serializers() -> list[Serializer]:
     Serializers with ``safe_for_state = True`` may also be chosen by the
     ``state_serializer`` option to store session state and event payloads, which
     are read back with their ``decode_state`` (no wire limits: stored data is
-    never refused).
+    never refused). ``decode`` holds the wire bound every serializer states,
+    ``max_values`` (the ``max_body_values`` option, set by ``configure``): a
+    message of more values is refused with 413 before it is decoded
+    (``SerializerContract`` checks it).
     """
 
 

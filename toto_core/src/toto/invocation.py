@@ -30,6 +30,7 @@ from toto.exceptions import (
     TotoException,
 )
 from toto.exceptions import __all__ as _error_names
+from toto.redaction import redact_target
 from toto.tasks import TaskQueue
 
 __all__ = [
@@ -297,7 +298,9 @@ def error_redirect(redirect_map: Mapping[Any, str], default: str | None = None) 
             if url is None:
                 return False
             if getattr(handler.server, "debug", False):
-                log.error("redirecting to %s after an error in %s", url, handler.request.uri, exc_info=exc)
+                log.error(
+                    "redirecting to %s after an error in %s", url, redact_target(handler.request.uri), exc_info=exc
+                )
             handler.redirect(url)
             return True
 

@@ -21,6 +21,7 @@ import os
 import random
 import secrets
 import socket
+import stat
 import struct
 import tempfile
 import time
@@ -42,6 +43,7 @@ from toto.eventbus import (
     encode_metadata,
     encode_position,
 )
+from toto.exceptions import PluginError
 
 log = logging.getLogger("toto.events")
 
@@ -69,6 +71,31 @@ def socket_directory(directory: str) -> str:
         return directory
     digest = hashlib.sha256(directory.encode()).hexdigest()[:20]
     return os.path.join(tempfile.gettempdir(), f"toto-{os.getuid()}-{digest}")
+
+
+def private_directory(directory: str) -> None:
+    """Make ``directory`` (mode 0700), or check that the one there is this user's alone.
+
+    Every process sends its events to every socket in the directory, so whoever can add a
+    socket there reads them, and whoever can replace one sends in a process's name. The
+    short fallback directory is a predictable name in the shared temporary directory,
+    which another local user could create first: a directory that is a link, belongs to
+    another user or lets others in is refused, never used.
+    """
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    found = os.lstat(directory)
+    problem = None
+    if not stat.S_ISDIR(found.st_mode):
+        problem = "is not a directory (a link?)"
+    elif found.st_uid != os.getuid():
+        problem = f"belongs to uid {found.st_uid}, not to this user (uid {os.getuid()})"
+    elif found.st_mode & 0o077:
+        problem = f"lets other users in (mode {stat.S_IMODE(found.st_mode):o}; chmod 700 it)"
+    if problem is not None:
+        raise PluginError(
+            f"machine event bus: {directory} {problem}: other local users could read or send this server's events; "
+            "remove it or name another directory with event_url"
+        )
 
 
 def directory_from_options(options: Any) -> str:
@@ -111,7 +138,7 @@ class MachineBus(EventBus):
         return cls(directory_from_options(options))
 
     async def open(self) -> None:
-        os.makedirs(self.directory, mode=0o700, exist_ok=True)
+        private_directory(self.directory)
         name = f"{os.getpid()}-{secrets.token_hex(6)}"
         self.path = os.path.join(self.directory, name + _SUFFIX)
         # Listen under a name peers ignore, then rename: a peer never sees a socket

@@ -325,6 +325,13 @@ def define_core_options(options: Options, hmac_modes: Iterable[str] = ()) -> Non
     d("anon_session_renew", 12 * 3600.0, float, "renewal threshold of anonymous sessions")
     d("purge_interval", 60.0, float, "seconds between purges of expired sessions (storages without native expiry)")
     d("max_body_size", 10 * 1024 * 1024, int, "largest request body in bytes (larger: 413)")
+    d(
+        "max_body_values",
+        200_000,
+        int,
+        "most values (containers, keys, scalars) one request body or socket message may decode to; "
+        "counted before decoding (more: 413)",
+    )
     d("max_header_size", 64 * 1024, int, "largest request head (request line and headers) in bytes (larger: 431)")
     d("max_request_line", 16 * 1024, int, "longest request target (path and query) in bytes (longer: 414)")
     d(
@@ -373,12 +380,26 @@ def define_core_options(options: Options, hmac_modes: Iterable[str] = ()) -> Non
         "login_address_attempts",
         100,
         int,
-        "failed logins per address for all user ids within login_window; beyond, trusted addresses only (0: off)",
+        "failed logins (and creates that found the user id taken) per address for all user ids within "
+        "login_window; beyond, trusted addresses only (0: off)",
+    )
+    d(
+        "login_address_calls",
+        300,
+        int,
+        "account.create/login/update calls per client address within login_window, successful or not; "
+        "beyond, 1014 (logins from an address trusted for the user still pass; 0: no limit)",
     )
     d("login_trust", 30 * 24 * 3600.0, float, "seconds an address that signed a user in stays trusted for that user")
     d("max_batch_logins", 1, int, "most account.login/create/update calls in one request (a batch)")
     d("password_threads", max(1, os.cpu_count() or 1), int, "password hashes computed at once per process")
-    d("password_queue", 16, int, "password hashes waiting per process; beyond, logins answer 1014 at once")
+    d(
+        "password_queue",
+        128,
+        int,
+        "password hashes waiting per process, shared fairly by client address and account; "
+        "beyond, 1013 (HTTP 503, Retry-After: busy, retry)",
+    )
     d("max_batch", 100, int, "most calls in one batch request")
     d("health_path", "_health", str, "path below root of the health check (readiness; /live: liveness); empty: off")
     d("health_timeout", 2.0, float, "seconds the health check waits for the storage and the event bus")

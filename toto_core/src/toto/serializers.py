@@ -1,4 +1,4 @@
-"""Wire serializers: the interface and the core's JSON serializer."""
+"""Wire serializers: the interface, the bound on what a message may decode to, and the core's JSON serializer."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from collections.abc import Callable
 from enum import Enum
 from typing import Any, ClassVar
 from uuid import UUID
+
+from toto.exceptions import ERROR_MALFORMED_REQUEST, TotoException
 
 try:
     import orjson
@@ -21,22 +23,74 @@ else:
     _use_orjson = all(orjson.dumps(value) == repr(value).encode() for value in _SAMPLES)
 
 
+#: ``max_body_values``' default: the values one request body or socket message may decode to.
+MAX_VALUES = 200_000
+
+
+def too_many_values(limit: int) -> TotoException:
+    """What ``decode`` raises for a message of more than ``limit`` values (413, 1011)."""
+    return TotoException(
+        ERROR_MALFORMED_REQUEST,
+        f"Request body too large once decoded: more than {limit} values (max_body_values)",
+        status=413,
+    )
+
+
+def holds_value(value: Any, found: Callable[[Any], bool]) -> bool:
+    """Whether ``found`` is true of any value inside a decoded message (lists and maps walked
+    without recursion, so any depth will do)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif found(item):
+            return True
+    return False
+
+
+def _non_finite(value: Any) -> bool:
+    return isinstance(value, float) and not math.isfinite(value)
+
+
+def holds_non_finite(value: Any) -> bool:
+    """Whether a decoded message holds NaN or an infinity anywhere: what no serializer lets
+    through either way, since JSON (and JavaScript's JSON.parse) cannot carry them. Formats
+    that can walk a message only when its bytes may hold one."""
+    return holds_value(value, _non_finite)
+
+
 class Serializer:
     """Turns response objects into bytes and request bytes into objects.
 
-    ``decode`` reads request bodies: it raises ``ValueError`` (or ``RecursionError``)
-    for malformed or refused input, which the core answers with 400/1011, or
-    ``TotoException`` for a more specific answer. ``safe_for_state`` marks
+    ``decode`` reads request bodies and socket messages: it raises ``ValueError`` (or
+    ``RecursionError``) for malformed or refused input, which the core answers with
+    400/1011, or ``TotoException`` for a more specific answer. ``safe_for_state`` marks
     serializers that can never run code while decoding, so they may store session
     state and event payloads; those are read back with ``decode_state``.
+
+    A few bytes can say "a million empty maps", so ``decode`` holds what a message may
+    expand to: a message of more than ``max_values`` values (containers, map keys and
+    scalars alike, counted from the bytes before they are decoded) is refused with
+    ``too_many_values`` (413, 1011), and a message that declares more than it holds is
+    refused before anything is allocated for it. Every serializer states this bound;
+    ``toto.testing.SerializerContract`` checks it with bombs of its own encoding and
+    the memory its ``decode`` takes. Nesting is bounded by each decoder (about 1,000
+    levels) and refused as 1011.
     """
 
     name: ClassVar[str] = ""
     content_types: ClassVar[tuple[str, ...]] = ()
     safe_for_state: ClassVar[bool] = True
+    #: The most values one decoded message may hold (``configure`` sets it from ``max_body_values``).
+    max_values: int = MAX_VALUES
 
     def configure(self, options: Any) -> None:
-        """Called once at startup with the server options (limits, flags)."""
+        """Called once at startup with the server options (limits, flags); a subclass that
+        overrides it calls this one too."""
+        self.max_values = int(options.get("max_body_values", MAX_VALUES))
 
     def encode(self, obj: Any) -> bytes:
         raise NotImplementedError
@@ -154,6 +208,48 @@ else:
     _encode, _decode, _decode_state = _stdlib_encode, _stdlib_decode, _stdlib_decode_state
 
 
+# Strings with their escapes: what the precise count of JSON values leaves out.
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+
+
+def json_values_bound(data: bytes) -> int:
+    """At most how many values (keys included) the JSON text ``data`` holds, from its bytes.
+
+    Every value but the first of a container follows a comma, every object value a
+    colon, the first of a container its bracket: so commas, colons and opening brackets,
+    plus the root, bound the count (an empty container counts twice, and punctuation
+    inside strings counts too: ``_json_within`` takes both back out when it matters).
+    """
+    count = data.count
+    return count(b",") + count(b":") + count(b"[") + count(b"{") + 1
+
+
+def _json_within(data: bytes, limit: int) -> None:
+    # A value takes a byte at least: a body shorter than the limit cannot exceed it.
+    if len(data) <= limit:
+        return
+    bound = json_values_bound(data)
+    if bound <= limit:
+        return
+    # Each string is a value itself, so a body of more strings than the limit (quotes
+    # that no backslash escapes, two a string) is refused unread.
+    if (data.count(b'"') - data.count(b'\\"')) // 2 > limit:
+        raise too_many_values(limit)
+    # The exact count: empty containers once, and no punctuation from inside strings.
+    count = data.count
+    bound -= count(b"[]") + count(b"{}")
+    for match in _JSON_STRING.finditer(data):
+        start, end = match.span()
+        bound -= (
+            count(b",", start, end) + count(b":", start, end) + count(b"[", start, end) + count(b"{", start, end)
+            - count(b"[]", start, end) - count(b"{}", start, end)
+        )  # fmt: skip
+        if bound <= limit:
+            return
+    if bound > limit:
+        raise too_many_values(limit)
+
+
 class JsonSerializer(Serializer):
     """JSON, ASCII-only on output so clients that hash UTF-16 code units agree (compat).
 
@@ -170,5 +266,8 @@ class JsonSerializer(Serializer):
 
     # The codec's functions themselves: no extra call per request.
     encode = staticmethod(_encode)
-    decode = staticmethod(_decode)  # type: ignore[assignment]
     decode_state = staticmethod(_decode_state)  # type: ignore[assignment]
+
+    def decode(self, data: bytes) -> Any:
+        _json_within(data, self.max_values)
+        return _decode(data)

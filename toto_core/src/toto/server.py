@@ -160,6 +160,7 @@ class TotoServer:
             user_attempts=int(o.login_user_attempts),
             address_attempts=int(o.login_address_attempts),
             trust=float(o.login_trust),
+            address_calls=int(o.login_address_calls),
         )
         self.passwords = PasswordHasher(int(o.password_cost), int(o.password_threads), int(o.password_queue))
         self.max_batch_logins = int(o.max_batch_logins)
@@ -359,7 +360,11 @@ def setup_logging(level: str, log_format: str = "text") -> None:
     if level == "none":
         logging.disable(logging.CRITICAL)
         return
+    from toto.redaction import RedactingFilter
+
     handler = logging.StreamHandler(sys.stderr)
+    # Whatever logs a request target (Toto, Tornado, a plugin, the application) does not write its secrets.
+    handler.addFilter(RedactingFilter())
     if log_format == "json":
         from toto.accesslog import JsonFormatter
 

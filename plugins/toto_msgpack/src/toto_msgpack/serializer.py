@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import msgpack  # type: ignore[import-untyped]  # (no stubs or py.typed)
-from toto.serializers import Serializer
+from toto.serializers import Serializer, holds_non_finite, holds_value, too_many_values
 
 __all__ = ["MsgpackSerializer", "register_ext_type", "unregister_ext_type"]
 
@@ -89,17 +91,70 @@ def _stored_ext_hook(code: int, data: bytes) -> Any:
     return codec.decode(data)
 
 
-def _holds_timestamp(value: Any) -> bool:
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, msgpack.Timestamp):
-            return True
-        if isinstance(item, list):
-            stack.extend(item)
-        elif isinstance(item, dict):
-            stack.extend(item.values())
-    return False
+# A float32 (0xca) or float64 (0xcb) whose exponent bits are all set: NaN or an infinity.
+# Bytes that match may be inside a string too, so a match only starts the walk below.
+_NON_FINITE = re.compile(rb"\xca[\x7f\xff][\x80-\xff]|\xcb[\x7f\xff][\xf0-\xff]")
+
+
+def _is_timestamp(value: Any) -> bool:
+    return isinstance(value, msgpack.Timestamp)
+
+
+# msgpack's type bytes 0xc0-0xdf: (bytes of the head, bytes of the length that follows it or 0,
+# values it opens per unit of that length). Fixed-size values have no length; -1: never valid (0xc1).
+_U8, _U16, _U32 = struct.Struct(">B"), struct.Struct(">H"), struct.Struct(">I")
+_HEADS: dict[int, tuple[int, struct.Struct | None, int]] = {
+    0xC0: (1, None, 0), 0xC2: (1, None, 0), 0xC3: (1, None, 0),
+    0xC4: (2, _U8, 0), 0xC5: (3, _U16, 0), 0xC6: (5, _U32, 0),  # bin: skip the length
+    0xC7: (3, _U8, 0), 0xC8: (4, _U16, 0), 0xC9: (6, _U32, 0),  # ext: length, type byte
+    0xCA: (5, None, 0), 0xCB: (9, None, 0),
+    0xCC: (2, None, 0), 0xCD: (3, None, 0), 0xCE: (5, None, 0), 0xCF: (9, None, 0),
+    0xD0: (2, None, 0), 0xD1: (3, None, 0), 0xD2: (5, None, 0), 0xD3: (9, None, 0),
+    0xD4: (3, None, 0), 0xD5: (4, None, 0), 0xD6: (6, None, 0), 0xD7: (10, None, 0), 0xD8: (18, None, 0),
+    0xD9: (2, _U8, 0), 0xDA: (3, _U16, 0), 0xDB: (5, _U32, 0),  # str: skip the length
+    0xDC: (3, _U16, 1), 0xDD: (5, _U32, 1),  # array: as many values
+    0xDE: (3, _U16, 2), 0xDF: (5, _U32, 2),  # map: a key and a value each
+}  # fmt: skip
+
+
+def msgpack_values(data: bytes, limit: int) -> int:
+    """How many values the msgpack ``data`` holds (map keys included), counted from its
+    type bytes without decoding anything; once more than ``limit`` are held or declared,
+    any number above it. Malformed input is left to the decoder, which refuses it."""
+    position, end = 0, len(data)
+    counted = 0
+    pending = 1  # values declared and not yet read
+    while pending and position < end:
+        if counted + pending > limit:
+            return counted + pending
+        byte = data[position]
+        counted += 1
+        pending -= 1
+        if byte < 0x80 or byte >= 0xE0:  # fixint
+            position += 1
+        elif byte < 0x90:  # fixmap
+            pending += 2 * (byte & 0x0F)
+            position += 1
+        elif byte < 0xA0:  # fixarray
+            pending += byte & 0x0F
+            position += 1
+        elif byte < 0xC0:  # fixstr
+            position += 1 + (byte & 0x1F)
+        else:
+            head = _HEADS.get(byte)
+            if head is None or position + head[0] > end:
+                return counted  # 0xc1 or a cut head: the decoder's error
+            size, length, per = head
+            if length is None:
+                position += size
+                continue
+            (count,) = length.unpack_from(data, position + 1)
+            if per:
+                pending += per * count
+                position += size
+            else:
+                position += size + count
+    return counted
 
 
 def _hashable(value: Any) -> Any:
@@ -117,9 +172,11 @@ class MsgpackSerializer(Serializer):
     with 400/1011: malformed or truncated input, bytes after the object, nesting
     deeper than msgpack's stack, a string, binary, array, map or extension whose
     declared length is more than the body could hold (or more than
-    ``max_body_size``), map keys other than str/bytes, and extension types not
-    enabled. ``decode_state`` reads what the deployment stored itself and refuses
-    none of that, so no stored session is lost when options change.
+    ``max_body_size``), more than ``max_values`` values (413), NaN and Infinity (as
+    JSON refuses them; ``encode`` does not write them either), map keys other than
+    str/bytes, and extension types not enabled. ``decode_state`` reads what the
+    deployment stored itself and refuses none of that, so no stored session is lost
+    when options change.
     """
 
     name = "msgpack"
@@ -133,11 +190,14 @@ class MsgpackSerializer(Serializer):
         self.timestamps = timestamps
 
     def configure(self, options: Any) -> None:
+        super().configure(options)
         self.max_size = int(options.max_body_size)
         self.timestamps = bool(options.get("msgpack_timestamps", False))
 
     def encode(self, obj: Any) -> bytes:
         data: bytes = msgpack.packb(obj, use_bin_type=True, datetime=self.timestamps, default=_encode_default)
+        if _NON_FINITE.search(data) is not None and holds_non_finite(obj):
+            raise ValueError("NaN and Infinity are not sent (JSON cannot carry them)")
         return data
 
     def decode(self, data: bytes) -> Any:
@@ -146,6 +206,9 @@ class MsgpackSerializer(Serializer):
         # more elements than it has bytes; a few bytes claiming millions are refused.
         size = len(data)
         limit = size if self.max_size is None else min(size, self.max_size)
+        # Every value takes a byte at least: only a longer body can hold too many.
+        if size > self.max_values and msgpack_values(data, self.max_values) > self.max_values:
+            raise too_many_values(self.max_values)
         try:
             value = msgpack.unpackb(
                 data,
@@ -170,7 +233,9 @@ class MsgpackSerializer(Serializer):
             if str(exc).startswith("Unpack failed"):  # the C unpacker's wording for truncated input
                 raise ValueError("truncated msgpack: a value needs more bytes than the body has") from None
             raise
-        if not self.timestamps and _may_hold_timestamp(data) and _holds_timestamp(value):
+        if _NON_FINITE.search(data) is not None and holds_non_finite(value):
+            raise ValueError("NaN and Infinity are not numbers a request may carry (JSON cannot)")
+        if not self.timestamps and _may_hold_timestamp(data) and holds_value(value, _is_timestamp):
             raise ValueError(
                 f"msgpack extension type {TIMESTAMP_CODE} (timestamp) is not enabled on this server "
                 "(option msgpack_timestamps)"

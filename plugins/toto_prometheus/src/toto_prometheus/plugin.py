@@ -6,6 +6,7 @@ starts (``toto_prometheus.metrics``), in each process of a group after the fork.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import os
 from typing import TYPE_CHECKING, Any
@@ -61,25 +62,69 @@ def toto_add_options(options: Any) -> None:
         "prometheus_port",
         0,
         int,
-        "serve the metrics on this port of their own (every process of a group shares it); "
-        "0: on the server's own port, at prometheus_path below root",
+        "serve the metrics on this port of their own (every process of a group shares it), at prometheus_address; "
+        "0: on the API port, and only with prometheus_token",
         group=group,
     )
     options.define(
-        "prometheus_address", "", str, "address of prometheus_port (empty: the server's address)", group=group
+        "prometheus_address",
+        "127.0.0.1",
+        str,
+        "address of prometheus_port (an internal interface; empty: the server's address)",
+        group=group,
+    )
+    options.define(
+        "prometheus_token",
+        "",
+        str,
+        "a secret the scraper sends as 'Authorization: Bearer <token>' (needed to serve the metrics on the API port)",
+        group=group,
     )
     options.define("prometheus_path", "metrics", str, "path of the metrics page", group=group)
 
 
+def where(server: Any) -> str:
+    """Where this server's metrics are and who may read them, in one line (logged at startup).
+
+    The page lists every method's name and traffic, so it is not public by default: it is
+    served on a port of its own (``prometheus_port``, on ``prometheus_address``, loopback
+    unless told otherwise), or on the API port to scrapers that send ``prometheus_token``,
+    or not at all.
+    """
+    o = server.options
+    path = "/" + str(o.prometheus_path).strip("/")
+    token = "; scrapers send Authorization: Bearer <prometheus_token>" if o.prometheus_token else ""
+    if int(o.prometheus_port):
+        address = o.prometheus_address or o.address or "0.0.0.0"
+        return (
+            f"toto-prometheus: metrics on http://{address}:{int(o.prometheus_port)}{path}, a port of their own{token}"
+        )
+    if o.prometheus_token:
+        return f"toto-prometheus: metrics on the API port at {path}{token}"
+    return (
+        "toto-prometheus: metrics are not served (they list every method): set prometheus_port "
+        "(a port of their own, on prometheus_address) or prometheus_token (on the API port, with a bearer token)"
+    )
+
+
 @hookimpl
 def toto_register_routes(server: Any) -> list[Route]:
-    if int(server.options.prometheus_port):
+    if int(server.options.prometheus_port) or not server.options.prometheus_token:
         return []
     return [Route(str(server.options.prometheus_path), _page(server), name="prometheus metrics")]
 
 
 def _page(server: Any) -> Any:
+    token = str(server.options.prometheus_token)
+    expected = f"Bearer {token}".encode()
+
     async def page(request: Request) -> Response:
+        if token:
+            sent = (request.headers.get("Authorization") or "").encode("utf-8", "surrogateescape")
+            if not hmac.compare_digest(sent, expected):
+                answer = Response.json({"error": {"code": 1004, "value": "Metrics need the prometheus_token."}}, 401)
+                answer.headers["WWW-Authenticate"] = 'Bearer realm="toto-prometheus"'
+                return answer
         body = await metrics_of(server).scrape()
         return Response(200, body, {"Content-Type": CONTENT_TYPE, "Cache-Control": "no-store"})
 
@@ -100,6 +145,10 @@ def toto_startup(server: Any) -> None:
     port = int(server.options.prometheus_port)
     if port:
         _serve_own_port(server, port)
+    if port or server.options.prometheus_token:
+        log.info("%s", where(server))
+    else:
+        log.warning("%s", where(server))
 
 
 def _serve_own_port(server: Any, port: int) -> None:
@@ -112,6 +161,7 @@ def _serve_own_port(server: Any, port: int) -> None:
     class MetricsHandler(web.RequestHandler):
         async def get(self) -> None:
             answer = await page(Request("GET", self.request.path, self.request.query, self.request.headers))
+            self.set_status(answer.status)
             for name, value in answer.headers.items():
                 self.set_header(name, value)
             self.finish(answer.body)
@@ -123,7 +173,6 @@ def _serve_own_port(server: Any, port: int) -> None:
     metrics_server = HTTPServer(web.Application([(path, MetricsHandler)]))
     metrics_server.add_sockets(sockets)
     server.prometheus_server = metrics_server
-    log.info("toto-prometheus: metrics on http://%s:%d%s", address or "0.0.0.0", port, path)
 
 
 @hookimpl

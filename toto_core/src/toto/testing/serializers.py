@@ -14,6 +14,9 @@ would configure it::
 
 from __future__ import annotations
 
+import math
+import tracemalloc
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -38,8 +41,54 @@ ENVELOPES: list[dict[str, Any]] = [
 ]  # fmt: skip
 
 
+#: The bound the bomb tests set (``Serializer.max_values``), small so that they run quickly.
+BOMB_LIMIT = 10_000
+#: Decoding bombs: n -> a message of about n values, few bytes each once encoded.
+BOMBS: dict[str, Callable[[int], Any]] = {
+    "empty maps": lambda n: [{} for _ in range(n)],
+    "empty lists": lambda n: [[] for _ in range(n)],
+    "short strings": lambda n: ["ab"] * n,
+    "nulls": lambda n: [None] * n,
+    "small numbers": lambda n: [7] * n,
+    "one wide map": lambda n: {f"k{i}": i for i in range(n // 2)},
+    "lists of lists": lambda n: [[[0] * 9] for _ in range(n // 10)],
+}
+#: Bytes a refused bomb's decode may allocate, per byte of the message and per value of the bound.
+BOMB_BYTES_PER_BYTE, BOMB_BYTES_PER_VALUE = 2, 200
+
+
 class SerializerContract:
     """Subclass with a ``serializer`` fixture returning the ``Serializer`` under test."""
+
+    @pytest.mark.parametrize("shape", list(BOMBS))
+    def test_decoding_bombs_are_refused_before_they_are_allocated(self, serializer: Serializer, shape: str) -> None:
+        """A message of many more values than ``max_values`` is refused (413, 1011) with
+        memory bounded by the message and the bound, never by what it would decode to."""
+        assert isinstance(serializer.max_values, int) and serializer.max_values > 0, "it states its bound"
+        serializer.max_values = BOMB_LIMIT
+        data = serializer.encode({"method": "echo", "parameters": {"x": BOMBS[shape](100 * BOMB_LIMIT)}})
+        tracemalloc.start()
+        try:
+            with pytest.raises(TotoException) as refused:
+                serializer.decode(data)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert (refused.value.code, refused.value.status) == (ERROR_MALFORMED_REQUEST, 413), refused.value
+        bound = BOMB_BYTES_PER_BYTE * len(data) + BOMB_BYTES_PER_VALUE * BOMB_LIMIT
+        assert peak <= bound, f"decoding {len(data)} bytes took {peak} bytes before refusing them (bound {bound})"
+
+    @pytest.mark.parametrize("shape", list(BOMBS))
+    def test_messages_within_the_bound_are_decoded(self, serializer: Serializer, shape: str) -> None:
+        serializer.max_values = BOMB_LIMIT
+        message = {"method": "echo", "parameters": {"x": BOMBS[shape](BOMB_LIMIT // 2)}}
+        assert serializer.decode(serializer.encode(message)) == message
+
+    @pytest.mark.parametrize("number", [math.nan, math.inf, -math.inf], ids=repr)
+    def test_nan_and_infinity_are_never_written(self, serializer: Serializer, number: float) -> None:
+        # JSON cannot carry them: a client of another format must not get what a JSON client cannot.
+        with pytest.raises(UNENCODABLE):
+            serializer.encode({"result": {"x": [1, number]}})
 
     def test_it_names_itself_and_its_content_types(self, serializer: Serializer) -> None:
         assert serializer.name and serializer.name == serializer.name.strip().lower()

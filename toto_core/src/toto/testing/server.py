@@ -91,10 +91,13 @@ class ServerProcess:
             return f.read()
 
     def client(self, **kw: Any) -> TotoClient:
-        return TotoClient(self.url, **kw)
+        """A client of this server that sends each call once (``retries=0`` unless given), so
+        that a test sees every answer the server gives, a retryable 1013 included."""
+        return TotoClient(self.url, **{"retries": 0, **kw})
 
     def async_client(self, **kw: Any) -> AsyncTotoClient:
-        return AsyncTotoClient(self.url, **kw)
+        """The asyncio twin of ``client``, sending each call once unless ``retries`` is given."""
+        return AsyncTotoClient(self.url, **{"retries": 0, **kw})
 
     def stop(self, timeout: float = 10.0) -> int | None:
         if self.proc is None:
