@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import time
 import uuid
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 import redis
 from toto.testing import Backend, TcpProxy
+from toto.testing.server import free_port
 from toto_redis import RedisStorage
 
 REDIS_HOST = os.environ.get("TOTO_TEST_REDIS_HOST", "127.0.0.1")
@@ -117,12 +117,6 @@ def backend(redis_url: str, run_prefix: str) -> Backend:
         database=(REDIS_HOST, REDIS_PORT),
         namespace=lambda: f"{run_prefix}{uuid.uuid4().hex[:8]}:",
     )
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class PrivateRedis:

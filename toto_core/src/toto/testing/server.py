@@ -12,9 +12,41 @@ from typing import Any
 
 from toto.client import AsyncTotoClient, TotoClient
 
+_LOW, _HIGH = 22000, 32000  # below the kernel's ephemeral range (32768 and up on Linux)
+_cursor: list[int] = []
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True
+
 
 def free_port() -> int:
-    with socket.socket() as s:
+    """A port free now, for a server about to bind it.
+
+    Ports are taken below the kernel's ephemeral range, so no outgoing connection (of
+    this test or any other) takes one, or its neighbours, before the server binds it;
+    under pytest-xdist each worker draws from a slice of its own, and one process walks its
+    slice in steps of four, so a server group's ``port + 1`` is free as well and two calls
+    in a row never answer the same port.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    count = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1))
+    index = int(worker[2:]) if worker[2:].isdigit() else 0
+    size = (_HIGH - _LOW) // count
+    low = _LOW + (index % count) * size
+    if not _cursor:
+        _cursor.append((os.getpid() * 4) % size)
+    for _ in range(size // 4):
+        _cursor[0] = (_cursor[0] + 4) % (size - 4)
+        port = low + _cursor[0]
+        if _bindable(port):
+            return port
+    with socket.socket() as s:  # the slice is full: fall back to one the kernel picks
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
