@@ -11,6 +11,7 @@ that keeps none says so (``Replay.complete`` is False: there is a gap). The cont
 from __future__ import annotations
 
 import abc
+import asyncio
 import json
 import logging
 import struct
@@ -258,6 +259,35 @@ def decode_position(data: bytes, offset: int = 0) -> tuple[Position, int]:
     epoch = data[offset + 1 : offset + 1 + length].decode("ascii")
     (seq,) = _SEQ.unpack_from(data, offset + 1 + length)
     return Position(epoch, seq), end
+
+
+class Reconnects:
+    """One listening loop's bookkeeping between a lost connection and the next try: a wait
+    that doubles from ``first`` to ``most`` seconds, a warning when the connection is lost
+    (each time, or only the first of a run with ``warn_each=False``) and one when it is back.
+    Every bus plugin's listener uses it, so they all back off and log alike."""
+
+    def __init__(self, logger: logging.Logger, first: float = 0.1, most: float = 2.0) -> None:
+        self.log = logger
+        self.first = first
+        self.most = most
+        self.delay = first
+        self.lost = False
+
+    def back(self, message: str, *args: object) -> None:
+        """The connection works: log ``message`` if it had been lost, and wait little next time."""
+        if self.lost:
+            self.log.warning(message, *args)
+        self.lost = False
+        self.delay = self.first
+
+    async def lost_it(self, error: BaseException, message: str, *args: object, warn_each: bool = True) -> None:
+        """The connection failed with ``error``: log ``message`` with it, then wait before the next try."""
+        if warn_each or not self.lost:
+            self.log.warning(message + " (%s: %s); reconnecting", *args, type(error).__name__, error)
+        self.lost = True
+        await asyncio.sleep(self.delay)
+        self.delay = min(self.delay * 2, self.most)
 
 
 def deliver_to(callbacks: list[EventCallback], event: Event, bus: str) -> None:

@@ -48,6 +48,7 @@ from toto.eventbus import (
     EventBus,
     EventCallback,
     Position,
+    Reconnects,
     Replay,
     StreamFollower,
     decode_event,
@@ -337,8 +338,7 @@ class RedisEventBus(EventBus):
         await self._follower.receive(event)
 
     async def _listen_broadcasts(self) -> None:
-        lost = False
-        delay = 0.1
+        reconnects = Reconnects(log)
         data, subscribed = ("smessage", "ssubscribe") if self.sharded else ("message", "subscribe")
         while not self._closing:
             client = pubsub = None
@@ -361,10 +361,7 @@ class RedisEventBus(EventBus):
                         if kind == data:
                             await self._receive_broadcast(message["data"])
                         elif kind == subscribed:
-                            if lost:
-                                log.warning("redis event bus: resubscribed to %s on %s", self.channel, redact(self.url))
-                                lost = False
-                            delay = 0.1
+                            reconnects.back("redis event bus: resubscribed to %s on %s", self.channel, redact(self.url))
                             self._listening = True
                             assert self._subscribed is not None
                             self._subscribed.set()
@@ -383,16 +380,9 @@ class RedisEventBus(EventBus):
                 self._listening = False
                 if self._closing:
                     break
-                lost = True
-                log.warning(
-                    "redis event bus: lost the subscription to %s on %s (%s: %s); reconnecting",
-                    self.channel,
-                    redact(self.url),
-                    type(error).__name__,
-                    error,
+                await reconnects.lost_it(
+                    error, "redis event bus: lost the subscription to %s on %s", self.channel, redact(self.url)
                 )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
             finally:
                 if pubsub is not None:
                     await _quietly(pubsub.aclose())
@@ -403,8 +393,7 @@ class RedisEventBus(EventBus):
         client = make_client(
             self.url, self.timeout, blocking_seconds=POLL_SECONDS, retries=0, client_name=self.client_name
         )
-        lost = False
-        delay = 0.1
+        reconnects = Reconnects(log)
         try:
             while not self._closing:
                 try:
@@ -412,22 +401,11 @@ class RedisEventBus(EventBus):
                 except asyncio.CancelledError:
                     raise
                 except Exception as error:  # a broken connection, or anything else: start over
-                    if not lost:
-                        log.warning(
-                            "redis event bus: lost the queue %s on %s (%s: %s); reconnecting",
-                            self.queue,
-                            redact(self.url),
-                            type(error).__name__,
-                            error,
-                        )
-                    lost = True
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 2.0)
+                    await reconnects.lost_it(
+                        error, "redis event bus: lost the queue %s on %s", self.queue, redact(self.url), warn_each=False
+                    )
                     continue
-                if lost:
-                    log.warning("redis event bus: listening to the queue %s again", self.queue)
-                    lost = False
-                    delay = 0.1
+                reconnects.back("redis event bus: listening to the queue %s again", self.queue)
                 if popped is not None:
                     self._deliver_unicast(cast(bytes, popped[1]))
         finally:

@@ -38,6 +38,7 @@ from toto.eventbus import (
     EventBus,
     EventCallback,
     Position,
+    Reconnects,
     Replay,
     StreamFollower,
     decode_event,
@@ -289,8 +290,7 @@ class PostgresEventBus(EventBus):
     async def _listen(self) -> None:
         import asyncpg
 
-        lost = False
-        delay = 0.1
+        reconnects = Reconnects(log)
         while not self._closing:
             conn = None
             notices: asyncio.Queue[tuple[str, str] | None] = asyncio.Queue()
@@ -310,10 +310,7 @@ class PostgresEventBus(EventBus):
                 self._listening = True
                 assert self._subscribed is not None
                 self._subscribed.set()
-                if lost:
-                    log.warning("postgres event bus: listening again on %s", self.where)
-                    lost = False
-                delay = 0.1
+                reconnects.back("postgres event bus: listening again on %s", self.where)
                 # What came while this server was not listening is in the tables.
                 await self._follower.catch_up()
                 await self._take_queued()
@@ -338,15 +335,7 @@ class PostgresEventBus(EventBus):
                 self._listening = False
                 if self._closing:
                     break
-                lost = True
-                log.warning(
-                    "postgres event bus: lost the listening connection to %s (%s: %s); reconnecting",
-                    self.where,
-                    type(error).__name__,
-                    error,
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+                await reconnects.lost_it(error, "postgres event bus: lost the listening connection to %s", self.where)
             finally:
                 if conn is not None:
                     conn.terminate()
