@@ -10,6 +10,7 @@ its hold, the heal, then the load again until every worker has answers again; th
 from __future__ import annotations
 
 import signal
+from collections import Counter
 import sys
 import threading
 import time
@@ -84,6 +85,8 @@ class Fault:
     hold: float
     #: The host whose server the fault restarts (its events are not counted for the fault).
     restarts: str | None = None
+    #: The fault can cut calls in flight (a server or its link): some get no answer at all.
+    cuts_calls: bool = False
 
 
 def kill_server(rig: Rig) -> None:
@@ -155,13 +158,13 @@ def nothing(rig: Rig, _: Any) -> None:
 
 
 FAULTS = [
-    Fault("SIGKILL a server", "redis", kill_server, restart_server, 3, restarts="h1"),
-    Fault("a server's link down 5 s", "redis", link_down, link_up, 5),
-    Fault("20% packet loss on a host 8 s", "redis", loss_on, loss_off, 8),
-    Fault("200 ms delay on a link 6 s", "redis", delay_on, delay_off, 6),
+    Fault("SIGKILL a server", "redis", kill_server, restart_server, 3, restarts="h1", cuts_calls=True),
+    Fault("a server's link down 5 s", "redis", link_down, link_up, 5, cuts_calls=True),
+    Fault("20% packet loss on a host 8 s", "redis", loss_on, loss_off, 8, cuts_calls=True),
+    Fault("200 ms delay on a link 6 s", "redis", delay_on, delay_off, 6, cuts_calls=True),
     Fault("SIGKILL the Redis primary", "redis", kill_redis_primary, rejoin_redis, 0),
     Fault("SIGSTOP the Redis primary 5 s", "redis", stop_redis, continue_redis, 5),
-    Fault("SIGKILL a server", "postgres+nats", kill_server, restart_server, 3, restarts="h1"),
+    Fault("SIGKILL a server", "postgres+nats", kill_server, restart_server, 3, restarts="h1", cuts_calls=True),
     Fault("restart PostgreSQL", "postgres+nats", restart_postgres, nothing, 0),
     Fault("restart NATS", "postgres+nats", restart_nats, nothing, 0),
     Fault("restart PostgreSQL", "postgres", restart_postgres, nothing, 0),
@@ -180,6 +183,7 @@ class Run:
             worker.sign_in(create=True)
         self.subscriber = Subscriber({host: rig.server_url(host) for host in TOTO_HOSTS}, threading.Event())
         self.subscriber.start()
+        self.ended_before: Counter[str] = Counter()
 
     def close(self) -> None:
         self.subscriber.stop.set()
@@ -196,6 +200,7 @@ class Run:
     def measure(self, fault: Fault) -> Figures:
         rig = self.rig
         figures = Figures(fault.name, self.stack, login_limit=LOGIN_LIMIT, servers=len(TOTO_HOSTS))
+        figures.cuts_calls = fault.cuts_calls
         figures.contract = CONTRACTS[self.stack]
         replay = Replay(rig.lb_url)
         logins_before = sum(w.forced_logins for w in self.workers)
@@ -221,6 +226,10 @@ class Run:
         ended = time.monotonic()
         figures.writes_lost = sum(w.check_writes() for w in self.workers)
         figures.forced_logins = sum(w.forced_logins for w in self.workers) - logins_before
+        ended_by: Counter[str] = sum((w.ended_by for w in self.workers), Counter())
+        if figures.forced_logins:
+            figures.notes.append(f"sessions ended by: {dict(ended_by - self.ended_before)}")
+        self.ended_before = ended_by
 
         samples = [s for w in self.workers for s in w.samples if begun <= s.at <= ended]
         figures.calls = len(samples)

@@ -25,17 +25,25 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from toto.client import TotoClient, TotoClientError
-from toto.exceptions import ERROR_INVALID_SESSION_ID, ERROR_NOT_AUTHORIZED, ERROR_USER_NOT_FOUND
+from toto.exceptions import (
+    ERROR_INVALID_SESSION_ID,
+    ERROR_NOT_AUTHORIZED,
+    ERROR_SERVICE_UNAVAILABLE,
+    ERROR_USER_ID_EXISTS,
+    ERROR_USER_NOT_FOUND,
+)
 from toto.testing import unique_user
 
 ENDED = (ERROR_NOT_AUTHORIZED, ERROR_INVALID_SESSION_ID)
-#: A transport failure (connection refused or reset, a timeout): no envelope came back.
+#: No envelope came back (a timeout, a reset, HAProxy's 502/504 page): the call may or may not have run.
 NO_ANSWER = -1
 PASSWORD = "a long secret"
 
 
 def code_of(error: BaseException) -> int:
     if isinstance(error, TotoClientError) and isinstance(error.code, int):
+        if getattr(error, "status", None) in (502, 504):
+            return NO_ANSWER
         return error.code
     return NO_ANSWER
 
@@ -63,13 +71,18 @@ class Worker:
         self.seq = 0
         self.last_count = 0
         self.forced_logins = 0
+        #: The answers that ended a session (what forced each new login).
+        self.ended_by: Counter[str] = Counter()
         self.lost = 0
         self.calls = 0
         self.failure: BaseException | None = None
         self.lock = threading.Lock()
 
     def sign_in(self, create: bool = False, seconds: float = 60) -> None:
+        """Create the account (``create``) or sign in again, retrying what the deployment could not
+        take (1013, no answer) until ``seconds`` pass; any other refusal fails the worker."""
         deadline = time.monotonic() + seconds
+        answers: list[int] = []
         while True:
             try:
                 if create:
@@ -77,11 +90,17 @@ class Worker:
                 else:
                     self.client.login(self.user, PASSWORD)
                 return
-            except (TotoClientError, OSError) as error:
-                if create and isinstance(error, TotoClientError) and error.code not in (NO_ANSWER, 1013):
+            except (TotoClientError, OSError, http.client.HTTPException) as error:
+                self.client.close()
+                code = code_of(error)
+                answers.append(code)
+                if code == ERROR_USER_ID_EXISTS and create:
                     create = False  # the create ran though its answer was lost: the account exists
-                if time.monotonic() > deadline:
-                    raise
+                elif code not in (NO_ANSWER, ERROR_SERVICE_UNAVAILABLE) or time.monotonic() > deadline:
+                    raise AssertionError(
+                        f"{self.name_} ({self.user}) could not sign in again: answers {answers}, "
+                        f"its session ended by {dict(self.ended_by)}, last count {self.last_count}"
+                    ) from error
                 time.sleep(0.2)
 
     def _timed(self, method: str, parameters: Any = None) -> tuple[Any, int]:
@@ -110,6 +129,7 @@ class Worker:
         if code in ENDED:
             with self.lock:
                 self.forced_logins += 1
+                self.ended_by[f"{code} ({'publish' if self.calls % 4 == 0 else 'increment'})"] += 1
             self.sign_in()
             self.last_count = 0
         return code
@@ -267,10 +287,11 @@ class Figures:
     servers: int = 3
     error_window: float = 0.0
     p99_ms: float = 0.0
+    cuts_calls: bool = False
     notes: list[str] = field(default_factory=list)
 
     def row(self) -> list[str]:
-        errors = ", ".join(f"{'none' if c == NO_ANSWER else c}: {n}" for c, n in sorted(self.codes.items()) if c)
+        errors = ", ".join(f"{'no answer' if c == NO_ANSWER else c}: {n}" for c, n in sorted(self.codes.items()) if c)
         return [
             self.fault,
             self.stack,

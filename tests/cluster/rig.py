@@ -9,7 +9,8 @@ NATS (JetStream), every one a real process of this machine's Debian packages in 
 
 HAProxy (the machine's namespace, 127.0.0.1) checks ``/_health`` every 0.5 s; h1's backend
 address is a ``TcpProxy`` in front of h1, so that the delay fault slows that one link. When no
-server is healthy HAProxy answers 503 with a 1013 envelope (its ``errorfile``), as Toto would.
+server is healthy HAProxy answers 503 with a 1013 envelope (its ``errorfile``), as Toto would
+(the call did not run); a 502 or 504 (a server gone mid-call) is HAProxy's own page.
 Every wait is on a condition with a deadline.
 """
 
@@ -250,6 +251,8 @@ class Postgres:
                 ["runuser", "-u", "postgres", "--", str(PG_BIN / "initdb"), "-A", "trust", "-U", "postgres", "-D", str(self.data)],
                 check=True, capture_output=True, timeout=120,
             )  # fmt: skip
+            with open(self.data / "pg_hba.conf", "a") as hba:
+                hba.write(f"host all all {self.address.rsplit('.', 1)[0]}.0/24 trust\n")
         self.process = NsProcess(
             self.rig.lan,
             DATA,
@@ -317,9 +320,9 @@ defaults
     retries 2
     retry-on conn-failure
     option redispatch
+    # 503: no server took the call, so it did not run: the protocol's 1013. A 502 or 504 (a
+    # server went away or went silent mid-call) keeps HAProxy's own page: the call may have run.
     errorfile 503 {errorfile}
-    errorfile 502 {errorfile}
-    errorfile 504 {errorfile}
 frontend toto
     bind 127.0.0.1:{port}
     default_backend servers
@@ -371,6 +374,10 @@ class Rig:
             "event_init_module": "cluster_feed",
             "password_cost": 10,
             "login_attempts": LOGIN_LIMIT,
+            # Every client comes through one address here (HAProxy's): the per-address limits,
+            # meant for many addresses, would soon refuse the whole load.
+            "login_address_calls": 0,
+            "login_address_attempts": 0,
             "hmac_mode": "session_key",
             "drain_timeout": 2,
             **self.options,

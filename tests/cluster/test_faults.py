@@ -43,16 +43,17 @@ def check(rows: list[Figures]) -> None:
         assert f.servers_counted >= 2, f"{where}: events counted on {f.servers_counted} servers"
         assert f.replays_accepted == 0, f"{where}: a captured request ran again"
         assert 0 < f.login_checked <= LOGIN_LIMIT, f"{where}: {f.login_checked} passwords checked, limit {LOGIN_LIMIT}"
-        others = set(f.codes) - {0, 1013}
+        others = set(f.codes) - {0, 1013, NO_ANSWER}
         assert not others, f"{where}: answers other than results and 1013: {f.codes}"
-        assert NO_ANSWER not in f.codes, f"{where}: calls without an answer"
+        if not f.cuts_calls:
+            assert NO_ANSWER not in f.codes, f"{where}: calls without an answer (the servers must answer 1013 in time)"
         assert not f.notes, f"{where}: {f.notes}"
 
 
 def test_short_fault_run() -> None:
     """SIGKILL a server, then SIGKILL the Redis primary (Sentinel fails over), under load."""
     rows = run_faults(SHORT, ("redis",), lambda f: None)
-    assert [f.fault for f in rows] == [f.fault for f in SHORT]
+    assert [f.fault for f in rows] == [f.name for f in SHORT]
     assert rows[1].codes[1013] > 0, "calls while Redis had no primary must have answered 1013"
     check(rows)
 
