@@ -10,10 +10,10 @@ its hold, the heal, then the load again until every worker has answers again; th
 from __future__ import annotations
 
 import signal
-from collections import Counter
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any

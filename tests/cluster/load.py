@@ -303,7 +303,7 @@ class Figures:
             f"on {self.servers_counted}",
             self.contract,
             str(self.replays_accepted),
-            f"{self.login_checked} (L={self.login_limit}, N×L={self.servers * self.login_limit})",
+            f"{self.login_checked} (L={self.login_limit}, NxL={self.servers * self.login_limit})",
             f"{self.error_window:.1f}",
             f"{self.p99_ms:.0f}",
         ]

@@ -35,7 +35,7 @@ from typing import Any
 import redis
 from toto.testing import TcpProxy
 
-from tests.cluster.net import GATEWAY, Lan
+from tests.cluster.net import Lan
 
 APP = Path(__file__).parent / "app"
 TOTO_HOSTS = ["h1", "h2", "h3"]
@@ -79,7 +79,7 @@ def reachable(host: str, port: int) -> bool:
 
 def healthy(url: str) -> bool:
     try:
-        with urllib.request.urlopen(url + "/_health", timeout=2) as answer:
+        with urllib.request.urlopen(url + "/_health", timeout=2) as answer:  # noqa: S310 - http:// of the suite
             return bool(answer.status == 200)
     except OSError:
         return False
@@ -150,7 +150,19 @@ class Redis:
     def _node(self, port: int, replica_of: int | None) -> NsProcess:
         directory = self.rig.root / f"redis-{port}"
         directory.mkdir(exist_ok=True)
-        argv = ["redis-server", "--port", str(port), "--bind", self.address, "--save", "", "--appendonly", "no", "--protected-mode", "no"]
+        argv = [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            self.address,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "no",
+        ]
         argv += ["--dir", str(directory), "--min-replicas-to-write", "1", "--min-replicas-max-lag", "5"]
         if replica_of is not None:
             argv += ["--replicaof", self.address, str(replica_of)]
@@ -210,7 +222,9 @@ class Redis:
         return True
 
     def wait_settled(self, seconds: float) -> None:
-        wait_for(self._settled, seconds, "Redis did not settle (a primary, its replica in sync, three Sentinels)", self.logs)
+        wait_for(
+            self._settled, seconds, "Redis did not settle (a primary, its replica in sync, three Sentinels)", self.logs
+        )
 
     def rejoin(self, port: int) -> None:
         """Start a killed node again as the current primary's replica."""
@@ -248,7 +262,8 @@ class Postgres:
             self.data.mkdir()
             os.chown(self.data, owner.pw_uid, owner.pw_gid)
             subprocess.run(
-                ["runuser", "-u", "postgres", "--", str(PG_BIN / "initdb"), "-A", "trust", "-U", "postgres", "-D", str(self.data)],
+                ["runuser", "-u", "postgres", "--", str(PG_BIN / "initdb"),
+                 "-A", "trust", "-U", "postgres", "-D", str(self.data)],
                 check=True, capture_output=True, timeout=120,
             )  # fmt: skip
             with open(self.data / "pg_hba.conf", "a") as hba:
@@ -346,7 +361,8 @@ class Rig:
     def __init__(self, lan: Lan) -> None:
         self.lan = lan
         self.root = Path(tempfile.mkdtemp(prefix="toto-cluster-"))
-        os.chmod(self.root, 0o755)
+        # The private PostgreSQL runs as the postgres user: it must reach its directory in here.
+        os.chmod(self.root, 0o755)  # noqa: S103 - a test directory of root's, read-only to others
         self.redis = Redis(self)
         self.postgres = Postgres(self)
         self.nats = Nats(self)

@@ -104,7 +104,9 @@ def servers(tmp_path: Path) -> Iterator[tuple[list[int], list[subprocess.Popen[b
         for port in ports:
             log = open(tmp_path / f"toto-{port}.log", "wb")
             procs.append(
-                subprocess.Popen(exec_start(port, conf, *overrides), cwd=BASIC_APP, stdout=log, stderr=subprocess.STDOUT)
+                subprocess.Popen(
+                    exec_start(port, conf, *overrides), cwd=BASIC_APP, stdout=log, stderr=subprocess.STDOUT
+                )
             )
             log.close()
         for port, proc in zip(ports, procs):
@@ -127,7 +129,8 @@ def nginx(tmp_path: Path, servers: tuple[list[int], list[subprocess.Popen[bytes]
     https, http = free_ports(2)
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(tmp_path / "key.pem"), "-out", str(tmp_path / "cert.pem")],
+         "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(tmp_path / "key.pem"), "-out", str(tmp_path / "cert.pem")],
         check=True, capture_output=True, timeout=60,
     )  # fmt: skip
     site = (
@@ -179,11 +182,14 @@ http {{
 
 
 def test_nginx_in_front_of_two_servers(
-    nginx: int, servers: tuple[list[int], list[subprocess.Popen[bytes]]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    nginx: int,
+    servers: tuple[list[int], list[subprocess.Popen[bytes]]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "cert.pem"))  # trust the test's certificate
     url = f"https://127.0.0.1:{nginx}"
-    with urllib.request.urlopen(url + "/_health", timeout=10) as health:
+    with urllib.request.urlopen(url + "/_health", timeout=10) as health:  # noqa: S310 - https://127.0.0.1
         assert health.status == 200, "nginx passes /_health to a server"
 
     client = TotoClient(url, hmac_mode="session_key", retries=0)
