@@ -35,15 +35,22 @@ from tests.cluster.rig import LOGIN_LIMIT, TOTO_HOSTS, Rig, Timeout, wait_for
 WORKERS = 6
 
 
+#: The Redis stack without the knob: writes are acknowledged by the primary alone.
+NO_WAIT = "redis, no WAIT"
+
+
 def stack_options(rig: Rig, stack: str) -> dict[str, Any]:
-    if stack == "redis":
+    if stack in ("redis", NO_WAIT):
+        wait = stack == "redis"
+        # The knob's other half is Redis's own: a primary without a replica refuses writes.
+        rig.redis.min_replicas_to_write(1 if wait else 0)
         return {
             "database": "redis",
             "database_url": rig.redis.url(),
             "event_bus": "redis",
-            "redis_prefix": "cluster:",
+            "redis_prefix": "cluster:" if wait else "cluster-nowait:",
             "redis_timeout": 1.0,
-            "redis_wait_replicas": 1,
+            "redis_wait_replicas": 1 if wait else 0,
         }
     if stack == "postgres+nats":
         return {
@@ -70,6 +77,7 @@ def stack_options(rig: Rig, stack: str) -> dict[str, Any]:
 #: starts a new epoch, a gap the bus logs.
 CONTRACTS = {
     "redis": "at-least-once, bus order",
+    NO_WAIT: "at-least-once, bus order",
     "postgres+nats": "at-least-once, bus order",
     "postgres": "at-least-once, bus order",
 }
@@ -164,6 +172,7 @@ FAULTS = [
     Fault("200 ms delay on a link 6 s", "redis", delay_on, delay_off, 6, cuts_calls=True),
     Fault("SIGKILL the Redis primary", "redis", kill_redis_primary, rejoin_redis, 0),
     Fault("SIGSTOP the Redis primary 5 s", "redis", stop_redis, continue_redis, 5),
+    Fault("SIGKILL the Redis primary", NO_WAIT, kill_redis_primary, rejoin_redis, 0),
     Fault("SIGKILL a server", "postgres+nats", kill_server, restart_server, 3, restarts="h1", cuts_calls=True),
     Fault("restart PostgreSQL", "postgres+nats", restart_postgres, nothing, 0),
     Fault("restart NATS", "postgres+nats", restart_nats, nothing, 0),
@@ -308,7 +317,7 @@ def main() -> int:
     return 0
 
 
-__all__ = ["FAULTS", "NO_ANSWER", "SHORT", "main", "run_faults"]
+__all__ = ["FAULTS", "NO_ANSWER", "NO_WAIT", "SHORT", "main", "run_faults"]
 
 if __name__ == "__main__":
     sys.exit(main())

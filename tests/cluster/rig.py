@@ -143,6 +143,7 @@ class Redis:
     def __init__(self, rig: Rig) -> None:
         self.rig = rig
         self.address = rig.lan.hosts[DATA]
+        self.min_replicas = 1
         self.nodes = {6379: self._node(6379, None), 6380: self._node(6380, 6379)}
         self.sentinels = [26379, 26380, 26381]
         self.sentinel_procs: list[NsProcess] = []
@@ -163,7 +164,8 @@ class Redis:
             "--protected-mode",
             "no",
         ]
-        argv += ["--dir", str(directory), "--min-replicas-to-write", "1", "--min-replicas-max-lag", "5"]
+        argv += ["--dir", str(directory), "--min-replicas-to-write", str(self.min_replicas)]
+        argv += ["--min-replicas-max-lag", "5"]
         if replica_of is not None:
             argv += ["--replicaof", self.address, str(replica_of)]
         return NsProcess(self.rig.lan, DATA, argv, directory / "redis.log")
@@ -191,6 +193,13 @@ class Redis:
                 NsProcess(self.rig.lan, DATA, ["redis-server", str(config), "--sentinel"], directory / "log").start()
             )
         self.wait_settled(60)
+
+    def min_replicas_to_write(self, replicas: int) -> None:
+        """``min-replicas-to-write`` on both nodes, now and when one is started again."""
+        self.min_replicas = replicas
+        for port in self.nodes:
+            with contextlib.closing(self.client(port)) as client:
+                client.config_set("min-replicas-to-write", replicas)
 
     def primary_port(self) -> int:
         for port in self.sentinels:
@@ -271,7 +280,9 @@ class Postgres:
         self.process = NsProcess(
             self.rig.lan,
             DATA,
-            ["runuser", "-u", "postgres", "--", str(PG_BIN / "postgres"), "-D", str(self.data),
+            # setpriv execs postgres itself (runuser would fork and keep our signals from it).
+            ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups",
+             str(PG_BIN / "postgres"), "-D", str(self.data),
              "-c", f"listen_addresses={self.address}", "-c", "port=5432",
              "-c", f"unix_socket_directories={self.data}", "-c", "max_connections=200"],
             self.rig.root / "pg.log",
@@ -282,6 +293,9 @@ class Postgres:
         """A fast shutdown (what ``pg_ctl restart -m fast`` does), then start again."""
         assert self.process is not None
         self.process.stop(signal.SIGINT, 60)
+        wait_for(
+            lambda: not reachable(self.address, 5432), 30, "PostgreSQL still listens after its shutdown", self.logs
+        )
         self.start()
 
     def logs(self) -> str:
@@ -313,6 +327,9 @@ class Nats:
     def restart(self) -> None:
         assert self.process is not None
         self.process.stop(signal.SIGTERM, 20)
+        wait_for(
+            lambda: not reachable(self.address, 4222), 30, "nats-server still listens after its shutdown", self.logs
+        )
         self.start()
 
     def logs(self) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.faults import FAULTS, NO_ANSWER, SHORT, run_faults
+from tests.cluster.faults import FAULTS, NO_ANSWER, NO_WAIT, SHORT, run_faults
 from tests.cluster.load import Figures, table
 from tests.cluster.net import NetworkUnavailable, check_can_make_networks
 from tests.cluster.rig import LOGIN_LIMIT
@@ -37,7 +37,8 @@ def check(rows: list[Figures]) -> None:
     print("\n" + table(rows))
     for f in rows:
         where = f"{f.fault} ({f.stack})"
-        assert f.writes_lost == 0, f"{where}: {f.writes_lost} acknowledged session writes lost"
+        if f.stack != NO_WAIT:  # without redis_wait_replicas Redis may lose what the replica lacked
+            assert f.writes_lost == 0, f"{where}: {f.writes_lost} acknowledged session writes lost"
         assert f.forced_logins == 0, f"{where}: {f.forced_logins} sessions ended by the fault"
         assert (f.events_lost, f.events_duplicated, f.events_reordered) == (0, 0, 0), f"{where}: events {f.row()[6]}"
         assert f.servers_counted >= 2, f"{where}: events counted on {f.servers_counted} servers"
