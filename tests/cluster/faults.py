@@ -9,6 +9,7 @@ its hold, the heal, then the load again until every worker has answers again; th
 
 from __future__ import annotations
 
+import re
 import signal
 import sys
 import threading
@@ -193,6 +194,9 @@ class Run:
         self.subscriber = Subscriber({host: rig.server_url(host) for host in TOTO_HOSTS}, threading.Event())
         self.subscriber.start()
         self.ended_before: Counter[str] = Counter()
+        wait_for(
+            lambda: len(self.subscriber.snapshot()[0]) == len(TOTO_HOSTS), 30, "the subscriber reached every server"
+        )
 
     def close(self) -> None:
         self.subscriber.stop.set()
@@ -273,8 +277,10 @@ class Run:
         figures.replays_accepted = replay.accepted([rig.server_url(h) for h in TOTO_HOSTS])
         figures.login_checked = login_limit_checked(rig.lb_url, 3 * LOGIN_LIMIT)
         for host, server in rig.servers.items():
-            if "Traceback" in server.output(200000):
-                figures.notes.append(f"a traceback in {host}'s log")
+            log = server.output(400000)
+            if "Traceback" in log:
+                raised = re.findall(r"^\S*(?:Error|Exception)\b.*$", log, re.M)
+                figures.notes.append(f"a traceback in {host}'s log: {raised[-3:]}")
         return figures
 
 
