@@ -44,7 +44,10 @@ def check(rows: list[Figures]) -> None:
         assert f.servers_counted >= 2, f"{where}: events counted on {f.servers_counted} servers"
         assert f.replays_accepted == 0, f"{where}: a captured request ran again"
         assert 0 < f.login_checked <= LOGIN_LIMIT, f"{where}: {f.login_checked} passwords checked, limit {LOGIN_LIMIT}"
-        others = set(f.codes) - {0, 1013, NO_ANSWER}
+        # 1018 (the session changed meanwhile, retry) is the protocol's answer when a save's first
+        # attempt reached Redis but its reply was lost on a bad link, and the retry found it done.
+        allowed = {0, 1013, NO_ANSWER, 1018} if f.cuts_calls else {0, 1013}
+        others = set(f.codes) - allowed
         assert not others, f"{where}: answers other than results and 1013: {f.codes}"
         if not f.cuts_calls:
             assert NO_ANSWER not in f.codes, f"{where}: calls without an answer (the servers must answer 1013 in time)"
