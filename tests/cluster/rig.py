@@ -46,6 +46,8 @@ SERVICE = "toto"
 DOWN_AFTER_MS = 1000
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
+#: Where the logs of the last run are kept (servers, Redis, Sentinels, PostgreSQL, NATS, HAProxy).
+LOGS = Path(tempfile.gettempdir()) / "toto-cluster-logs"
 #: The login limit of every server (``login_attempts``): one limit for the deployment, not three.
 LOGIN_LIMIT = 5
 
@@ -194,6 +196,10 @@ class Redis:
             )
         self.wait_settled(60)
 
+    def failovers(self) -> int:
+        """How many times the Sentinels switched the primary so far (one Sentinel's log)."""
+        return self.sentinel_procs[0].output(10**7).count("+switch-master") if self.sentinel_procs else 0
+
     def min_replicas_to_write(self, replicas: int) -> None:
         """``min-replicas-to-write`` on both nodes, now and when one is started again."""
         self.min_replicas = replicas
@@ -206,6 +212,14 @@ class Redis:
             with contextlib.closing(self.client(port)) as client, contextlib.suppress(redis.RedisError, OSError):
                 return int(client.sentinel_get_master_addr_by_name(SERVICE)[1])
         raise Timeout("no Sentinel answers")
+
+    def all_name_another_primary(self, old: int) -> bool:
+        """Every Sentinel names a primary other than ``old``, the same one."""
+        named = set()
+        for port in self.sentinels:
+            with contextlib.closing(self.client(port)) as client:
+                named.add(int(client.sentinel_get_master_addr_by_name(SERVICE)[1]))
+        return len(named) == 1 and old not in named
 
     def primary(self) -> NsProcess:
         return self.nodes[self.primary_port()]
@@ -490,4 +504,9 @@ class Rig:
         self.nats.stop()
         self.postgres.stop()
         self.redis.stop()
+        # The logs of the last run stay for a reader (a failed run names them); the data goes.
+        shutil.rmtree(LOGS, ignore_errors=True)
+        LOGS.mkdir(parents=True)
+        for log in [*self.root.glob("*.log"), *self.root.glob("*/*.log"), *self.root.glob("*/log")]:
+            shutil.copy(log, LOGS / "-".join(log.relative_to(self.root).parts))
         shutil.rmtree(self.root, ignore_errors=True)
