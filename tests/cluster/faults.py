@@ -282,7 +282,8 @@ class Run:
         )
         switched = rig.redis.failovers() - failovers
         if switched != (1 if fault.inject in (kill_redis_primary, stop_redis) else 0):
-            figures.notes.append(f"the Sentinels switched the primary {switched} times during this fault")
+            # A loaded machine can stall Redis past down-after-milliseconds: the figures must hold anyway.
+            figures.info.append(f"the Sentinels switched the primary {switched} times during this fault")
         figures.replays_accepted = replay.accepted([rig.server_url(h) for h in TOTO_HOSTS])
         figures.login_checked = login_limit_checked(rig.lb_url, 3 * LOGIN_LIMIT)
         for host, server in rig.servers.items():
@@ -327,7 +328,7 @@ def main() -> int:
     print(f"\nThe fault table ({time.monotonic() - started:.0f} s):\n")
     print(table(rows))
     for row in rows:
-        for note in row.notes:
+        for note in row.notes + row.info:
             print(f"- {row.fault} ({row.stack}): {note}")
     return 0
 

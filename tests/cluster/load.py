@@ -288,6 +288,8 @@ class Figures:
     error_window: float = 0.0
     p99_ms: float = 0.0
     cuts_calls: bool = False
+    #: What happened besides the fault and is no failure of Toto's (printed, not asserted).
+    info: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     def row(self) -> list[str]:

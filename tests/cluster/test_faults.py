@@ -36,6 +36,9 @@ def networks() -> None:
 def check(rows: list[Figures]) -> None:
     print("\n" + table(rows))
     for f in rows:
+        for line in f.info + f.notes:
+            print(f"- {f.fault} ({f.stack}): {line}")
+    for f in rows:
         where = f"{f.fault} ({f.stack})"
         if f.stack != NO_WAIT:  # without redis_wait_replicas Redis may lose what the replica lacked
             assert f.writes_lost == 0, f"{where}: {f.writes_lost} acknowledged session writes lost"
