@@ -32,7 +32,7 @@ from toto.storage import AccountRecord, DuplicateAccount, SessionRecord, Storage
 from toto.storage.batching import ReadBatcher
 
 from toto_sql.defaults import DEFAULT_PREFIX, DEFAULT_TIMEOUT
-from toto_sql.lanes import Lane, Lanes, change, fetch, wrap_error
+from toto_sql.lanes import Lane, Lanes, change, fetch, postgres_unreachable, wrap_error
 from toto_sql.schema import COMPONENT, MAX_GUARD_KEY, SCHEMA_VERSION, Tables, make_tables
 from toto_sql.urls import Family, describe, resolve
 
@@ -339,6 +339,12 @@ class SqlStorage(Storage):
                     return f"SQLite error: {error.orig}"
                 return None
             if error.connection_invalidated or isinstance(error, (sa_exc.OperationalError, sa_exc.InterfaceError)):
+                return "unreachable"
+            # SQLAlchemy's asyncpg adapter raises a bare DBAPIError for a server that refuses
+            # connections while it shuts down or starts (SQLSTATE 57P03): asyncpg's own error,
+            # the adapter's cause, says what it is.
+            cause = getattr(error.orig, "__cause__", None)
+            if self.family.backend == "postgresql" and cause is not None and postgres_unreachable(cause):
                 return "unreachable"
             return None
         if isinstance(error, sa_exc.TimeoutError):

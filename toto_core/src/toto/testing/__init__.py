@@ -30,7 +30,7 @@ tools they use, for Toto's own plugins and third-party ones alike.
   client that sends frames exactly as built): subclass with a ``socket_face`` fixture that
   starts a server with given options and returns its address.
 - Tools: ``ServerProcess`` (``toto.testing.server``) runs a real server,
-  ``TcpProxy`` (``toto.testing.proxy``) cuts, black-holes or freezes a database's
+  ``TcpProxy`` (``toto.testing.proxy``) cuts, black-holes, freezes or slows a database's
   connections, ``run_storages(body, *stores)`` and ``session_record(...)`` write a
   backend's own storage tests, ``assert_unavailable_in_time`` and
   ``assert_storage_unavailable_in_time`` check an outage against ``OUTAGE_BOUND``, and

@@ -8,7 +8,8 @@ other processes) can use it alike::
         proxy.cut()        # drop every connection; new ones are closed at once
         proxy.blackhole()  # drop every connection; new ones are accepted and never answered
         proxy.freeze()     # keep every connection open but pass nothing either way (a silent network)
-        proxy.restore()    # forward again
+        proxy.delay(0.2)   # forward, each chunk 0.2 s late in either direction (a slow link)
+        proxy.restore()    # forward again, without delay
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ class TcpProxy:
         self.host = host
         self.port = 0
         self.mode = FORWARD
+        #: Seconds each forwarded chunk waits before it is passed on (``delay``).
+        self.latency = 0.0
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="tcp-proxy", daemon=True)
         self._server: asyncio.base_events.Server | None = None
@@ -73,7 +76,15 @@ class TcpProxy:
         self._set_mode(FREEZE)
 
     def restore(self) -> None:
+        self.latency = 0.0
         self._set_mode(FORWARD)
+
+    def delay(self, seconds: float) -> None:
+        """Forward, holding every chunk ``seconds`` in either direction (``restore`` ends it)."""
+        if seconds < 0:
+            raise ValueError("a delay is 0 seconds or more")
+        self._set_mode(FORWARD)
+        self.latency = seconds
 
     def _set_mode(self, mode: str) -> None:
         async def apply() -> None:
@@ -132,6 +143,8 @@ class TcpProxy:
                     continue  # swallowed: the other side hears nothing, and nothing is closed
                 if self.mode != FORWARD:
                     break
+                if self.latency:
+                    await asyncio.sleep(self.latency)
                 writer.write(data)
                 await writer.drain()
         writer.transport.abort()

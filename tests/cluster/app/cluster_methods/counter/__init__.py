@@ -1,0 +1,1 @@
+"""A counter kept in the session state."""
