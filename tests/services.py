@@ -42,6 +42,12 @@ PACKAGES = [
     ("chromium", "/usr/bin/chromium"),  # tests/browser drive a headless browser against the server
     ("nodejs", "/usr/bin/node"),  # tests/explorer/test_js_client.py runs clients/js under node --test
     ("npm", "/usr/bin/npm"),  # the README's toto-client example installs clients/js with npm
+    ("haproxy", "/usr/sbin/haproxy"),  # tests/cluster: the load balancer in front of three hosts
+    ("nginx", "/usr/sbin/nginx"),  # tests/cluster/test_production.py: the documented nginx site
+    ("systemd", "/usr/bin/systemd-analyze"),  # tests/cluster/test_production.py: the documented unit
+    ("iptables", "/usr/sbin/iptables"),  # tests/cluster: packet loss on a link
+    ("iproute2", "/usr/sbin/ip"),  # tests/cluster: network namespaces
+    ("nats-server", "/usr/sbin/nats-server"),  # tests/cluster: a private NATS it may restart
 ]
 
 

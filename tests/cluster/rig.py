@@ -44,7 +44,12 @@ TOTO_PORT = 8080
 SERVICE = "toto"
 #: Sentinel's ``down-after-milliseconds``.
 DOWN_AFTER_MS = 1000
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
+#: The newest PostgreSQL server binaries Debian installed (the private server's initdb, postgres).
+PG_BIN = max(
+    Path("/usr/lib/postgresql").glob("*/bin"),
+    key=lambda p: int(p.parent.name),
+    default=Path("/usr/lib/postgresql/15/bin"),
+)
 NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
 #: Where the logs of the last run are kept (servers, Redis, Sentinels, PostgreSQL, NATS, HAProxy).
 LOGS = Path(tempfile.gettempdir()) / "toto-cluster-logs"
