@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from tornado.websocket import websocket_connect
-from toto.signing import decode_session_key, session_key_request_hmac, user_id_hmac
+from toto.signing import NONCE, decode_session_key, session_key_request_hmac, user_id_hmac
 from toto.testing.server import ServerProcess
 
 from tests.browser.test_cors_browser import CHROMIUM, CHROMIUM_FLAGS, Chromium
@@ -214,8 +214,9 @@ def test_explorer_click_through(mode: str) -> None:
         assert sent["headers"]["x-toto-hmac"] == user_id_hmac(user.lower(), body)
     elif mode == "session_key":
         key = decode_session_key(seen["login"]["key"])
-        stamp = sent["headers"]["x-toto-timestamp"]
-        assert sent["headers"]["x-toto-hmac"] == session_key_request_hmac(key, "POST", "/notes/add", stamp, body)
+        stamp, nonce = sent["headers"]["x-toto-timestamp"], sent["headers"]["x-toto-nonce"]
+        assert NONCE.match(nonce), nonce
+        assert sent["headers"]["x-toto-hmac"] == session_key_request_hmac(key, "POST", "/notes/add", stamp, body, nonce)
     else:
         assert "x-toto-hmac" not in call["request_headers"]
     assert ("x-toto-hmac" in call["response_headers"]) == (mode != "off")

@@ -127,6 +127,24 @@ def test_failed_start_says_why(tmp_path: Path) -> None:
     assert not (tmp_path / "toto.pid").exists()
 
 
+def test_start_on_a_port_another_program_listens_on_fails(tmp_path: Path) -> None:
+    # Something answers on the port, so polling it would take that program for the server:
+    # --start waits for the server's own word that it listens, and gets the log's error line.
+    port = free_ports(1)
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", port))
+        other.listen()
+        result = start(tmp_path, port)
+    assert result.returncode == 1, result.stdout
+    assert "started" not in result.stdout
+    line = result.stderr.strip()
+    assert line.startswith("toto: error: the server exited while starting:"), line
+    assert "Address already in use" in line and len(line.splitlines()) == 1
+    assert not (tmp_path / "toto.pid").exists()
+    stopped = stop(tmp_path)
+    assert stopped.returncode == 1 and "no server is running" in stopped.stderr
+
+
 def test_group_restarts_a_dead_child_and_stops_whole(tmp_path: Path, cleanup: Any) -> None:
     port = free_ports(2)
     started = start(tmp_path, port, "--processes=2")

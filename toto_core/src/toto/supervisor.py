@@ -60,6 +60,8 @@ class Group:
         try:
             for index in range(self.count):
                 self._spawn(index)
+            # Each child tells --start it listens; the pipe ends when all of them are gone.
+            self.server.report_ready(None)
             self._supervise()
         finally:
             self._cleanup()
