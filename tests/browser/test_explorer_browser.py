@@ -181,6 +181,14 @@ async def click_through(page: DevTools, mode: str, user: str) -> dict[str, Any]:
     await page.click("#call")
     await page.wait("document.querySelector('#error-message').textContent.includes('1003')", "the refused call")
     seen["refused"] = await page.text("#error-message")
+    assert await page.text("#status") == "HTTP 200" and "1003" in await page.text("#answer")
+
+    # Parameters that are not JSON never leave the page: the answer and status of the call
+    # before must not stay on screen as if they were this one's.
+    await page.type("#parameters", '{"a": 1,')
+    await page.click("#call")
+    await page.wait("document.querySelector('#error-message').textContent.includes('not JSON')", "the JSON error")
+    seen["not json"] = {name: await page.text(f"#{name}") for name in ("status", "answer", "response-headers")}
     await page.screenshot(RESULTS / f"explorer-{mode}.png")
     return seen
 
@@ -225,4 +233,5 @@ def test_explorer_click_through(mode: str) -> None:
     assert batch["call1"] == {"result": 5}
     assert batch["call2"]["result"] == [{"title": "from the explorer", "tags": ["page"], "priority": "low"}]
     assert seen["refused"] == "error 1003: \"Invalid parameter 'a': expected int, got str\""
+    assert seen["not json"] == {"status": "", "answer": "", "response-headers": ""}
     assert (RESULTS / f"explorer-{mode}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
