@@ -121,3 +121,24 @@ def test_the_async_twin(basic_app: None) -> None:
 def test_pytest_does_not_collect_the_clients() -> None:
     # Imported into a test module, a class named Test* would be collected (and warned about).
     assert TestClient.__test__ is False and AsyncTestClient.__test__ is False
+
+
+def test_a_second_client_of_the_same_server_has_its_own_session(basic_app: None) -> None:
+    with TestClient(method_module="methods", database="memory", password_cost=10) as ann:
+        bob = ann.client()
+        ann.create("ann", "secret-pass")
+        bob.create("bob", "secret-pass")
+        assert (ann.call("whoami"), bob.call("whoami")) == ({"user_id": "ann"}, {"user_id": "bob"})
+        bob.close()  # closes nothing of the server: ann goes on
+        assert ann.call("whoami") == {"user_id": "ann"}
+
+    async def scenario() -> None:
+        async with AsyncTestClient(method_module="methods", database="memory", password_cost=10) as cat:
+            dan = cat.client()
+            await cat.create("cat", "secret-pass")
+            with pytest.raises(TotoClientError):
+                await dan.call("whoami")
+            await dan.login("cat", "secret-pass")
+            assert await dan.call("whoami") == {"user_id": "cat"}
+
+    asyncio.run(scenario())

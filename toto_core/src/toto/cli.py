@@ -6,6 +6,7 @@ Every subcommand has ``--help``; every error is one line on stderr and a non-zer
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import contextlib
 import json
 import os
@@ -93,7 +94,9 @@ def new_command(argv: list[str]) -> int:
         raise
     print(f"Created {args.name} from the {args.template} template. Next:")
     print(f"  cd {args.name} && toto serve toto.conf")
-    print("  python -m pytest tests    # its own tests")
+    if importlib.util.find_spec("pytest") is None:
+        print("  python -m pip install pytest    # the tests need it (pyproject.toml lists it), and it is not installed")
+    print("  python -m pytest    # its own tests, in process (toto.testing.TestClient)")
     return 0
 
 

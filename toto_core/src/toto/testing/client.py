@@ -21,6 +21,7 @@ unless ``retries`` is given, so a test sees every answer.
 
 ``TestClient`` is blocking and runs the server on an event loop of its own thread;
 ``AsyncTestClient`` runs it on the caller's loop (``async with AsyncTestClient(...)``).
+``client.client()`` is another client of the same server, with a session of its own.
 WebSockets are not served in memory: use ``ServerProcess`` for them. Servers share the
 process's event manager, so run one in-process server at a time.
 """
@@ -179,6 +180,18 @@ class AsyncTestClient(AsyncTotoClient):
             retries=retries,
         )
 
+    def client(self, **kw: Any) -> AsyncTestClient:
+        """Another client of the same in-process server, with a session of its own."""
+        other = AsyncTestClient.__new__(AsyncTestClient)
+        other.app_server, other.server = self.app_server, self.server
+        AsyncTotoClient.__init__(
+            other,
+            self.app_server.url,
+            hmac_mode=_client_mode(self.app_server, kw.pop("client_hmac_mode", None)),
+            **{"retries": 0, **kw},
+        )
+        return other
+
     async def __aenter__(self) -> AsyncTestClient:
         await self.app_server.start()
         return self
@@ -230,6 +243,21 @@ class TestClient(TotoClient):
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+        self._owner: TestClient | None = None
+
+    def client(self, **kw: Any) -> TestClient:
+        """Another client of the same in-process server, with a session of its own (a second
+        user, say); ``client_hmac_mode``, ``serializer``, ``accept`` and ``retries`` as above."""
+        other = TestClient.__new__(TestClient)
+        other.app_server, other.server = self.app_server, self.server
+        TotoClient.__init__(
+            other,
+            self.app_server.url,
+            hmac_mode=_client_mode(self.app_server, kw.pop("client_hmac_mode", None)),
+            **{"retries": 0, **kw},
+        )
+        other._loop, other._thread, other._owner = None, None, self
+        return other
 
     def __enter__(self) -> TestClient:
         self.start()
@@ -240,7 +268,7 @@ class TestClient(TotoClient):
 
     def start(self) -> None:
         """Start the server on an event loop of its own thread (``with`` does it)."""
-        if self._loop is not None:
+        if self._loop is not None or self._owner is not None:
             return
         loop = self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=loop.run_forever, name="toto-test-client", daemon=True)
@@ -265,10 +293,11 @@ class TestClient(TotoClient):
             self._loop = self._thread = None
 
     def _run(self, work: Coroutine[Any, Any, T]) -> T:
-        if self._loop is None:
+        loop = self._owner._loop if self._owner is not None else self._loop
+        if loop is None:
             work.close()
             raise RuntimeError("the TestClient is not started: use `with TestClient(...) as client:`")
-        return asyncio.run_coroutine_threadsafe(work, self._loop).result()
+        return asyncio.run_coroutine_threadsafe(work, loop).result()
 
     def request(
         self,
