@@ -77,9 +77,10 @@ def test_the_real_pipeline_checks_signatures(basic_app: None, mode: str) -> None
         assert status == 200 and json.loads(answer)["error"]["code"] in (1008, 1015)
         assert answer_headers["Content-Type"].startswith("application/json")
     # A client signing in another mode than the server's cannot verify the answers: 1009.
-    with TestClient(method_module="methods", database="memory", hmac_mode="session_key", client_hmac_mode="user_id") as c:
+    options = {"method_module": "methods", "database": "memory", "hmac_mode": "session_key"}
+    with TestClient(client_hmac_mode="user_id", **options) as mismatched:
         with pytest.raises(TotoClientError) as caught:
-            c.create("mismatch", "secret-pass")
+            mismatched.create("mismatch", "secret-pass")
         assert caught.value.code == 1009
 
 

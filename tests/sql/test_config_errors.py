@@ -5,7 +5,6 @@ like any other); a database server that is merely down still lets the server sta
 from __future__ import annotations
 
 import pytest
-
 from toto.client import TotoClientError
 from toto.testing import health_turns
 

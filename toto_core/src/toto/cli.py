@@ -6,8 +6,8 @@ Every subcommand has ``--help``; every error is one line on stderr and a non-zer
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import contextlib
+import importlib.util
 import json
 import os
 import re
@@ -95,7 +95,7 @@ def new_command(argv: list[str]) -> int:
     print(f"Created {args.name} from the {args.template} template. Next:")
     print(f"  cd {args.name} && toto serve toto.conf")
     if importlib.util.find_spec("pytest") is None:
-        print("  python -m pip install pytest    # the tests need it (pyproject.toml lists it), and it is not installed")
+        print("  python -m pip install pytest    # the tests need it (pyproject.toml lists it); not installed here")
     print("  python -m pytest    # its own tests, in process (toto.testing.TestClient)")
     return 0
 

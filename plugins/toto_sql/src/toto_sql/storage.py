@@ -765,4 +765,3 @@ def configuration_error(error: BaseException) -> str | None:
 def _first_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
-

@@ -87,7 +87,11 @@ class InProcessServer:
                 started.set_result(message.get("message") if message["type"].endswith("failed") else None)
 
         self._lifespan = asyncio.ensure_future(self.app({"type": "lifespan"}, receive, send))
-        self._lifespan.add_done_callback(lambda task: started.done() or started.set_result("the server stopped"))
+        def ended(task: asyncio.Task[None]) -> None:
+            if not started.done():
+                started.set_result("the server stopped")
+
+        self._lifespan.add_done_callback(ended)
         failure = await started
         if failure is not None:
             raise RuntimeError(f"the Toto server did not start: {failure}")
@@ -210,7 +214,8 @@ class AsyncTestClient(AsyncTotoClient):
     ) -> tuple[int, Any, bytes]:
         """Send raw bytes; returns (status, headers, body) without checking anything."""
         target, all_headers = self._prepare(method, path, body, content_type, headers, sign)
-        return await self.app_server.request(method, target, all_headers, body if method not in ("GET", "HEAD") else b"")
+        sent = body if method not in ("GET", "HEAD") else b""
+        return await self.app_server.request(method, target, all_headers, sent)
 
     async def connect(self, path: str = "websocket", binary: bool = False) -> Any:
         raise TypeError("AsyncTestClient serves HTTP in memory only; test WebSockets with toto.testing.ServerProcess")
