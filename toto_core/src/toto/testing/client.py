@@ -87,6 +87,7 @@ class InProcessServer:
                 started.set_result(message.get("message") if message["type"].endswith("failed") else None)
 
         self._lifespan = asyncio.ensure_future(self.app({"type": "lifespan"}, receive, send))
+
         def ended(task: asyncio.Task[None]) -> None:
             if not started.done():
                 started.set_result("the server stopped")
