@@ -4,7 +4,9 @@ detached with a pidfile (``toto.pidfile``).
 ``TotoServer.run()`` comes here. The options that steer it:
 
 - ``--start`` detaches (double fork and ``setsid``), writes ``pidfile`` and sends all
-  output to ``log_file``; the launching command returns once the server answers.
+  output to ``log_file``; the launching command returns once every server process has
+  written its port to the readiness pipe (``TotoServer.report_ready``), and fails with
+  the log's error line when they all end first.
 - ``--stop`` sends SIGTERM to the server of ``pidfile``, waits up to ``stop_timeout``,
   then SIGKILLs what is left, and removes the pidfiles. ``--restart`` is both.
 - ``--processes=N`` (0: one per CPU) forks N servers on ports ``port``, ``port+1``, ...,
