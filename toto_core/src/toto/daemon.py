@@ -315,5 +315,6 @@ def _error_line(path: str, start: int) -> str:
             lines = [line.strip() for line in f.read().decode("utf-8", "replace").splitlines() if line.strip()]
     except OSError:
         return ""
+    ours = [line for line in lines if line.startswith("toto: error:")]  # the reason, in one line
     marked = [line for line in lines if "error" in line.lower()]
-    return (marked or lines or [""])[-1]
+    return (ours or marked or lines or [""])[-1]

@@ -244,17 +244,15 @@ class TotoServer:
             o.http,
         )
 
-    def report_ready(self, line: str | None) -> None:
+    def report_ready(self, line: str) -> None:
         """Write ``line`` (a port that listens) to the readiness pipe, if any, and close this
-        process's end of it; ``None`` only closes it (a ``--processes`` parent once its
-        children have it)."""
+        process's end of it."""
         fd, self.ready_fd = self.ready_fd, None
         if fd is None:
             return
         try:
-            if line is not None:
-                os.write(fd, line.encode("ascii") + b"\n")
-        except OSError:  # the launching command gave up waiting: nothing to tell
+            os.write(fd, line.encode("ascii") + b"\n")
+        except OSError:  # the launching command has its answer already, or gave up waiting
             pass
         finally:
             os.close(fd)
