@@ -317,4 +317,4 @@ def _error_line(path: str, start: int) -> str:
         return ""
     ours = [line for line in lines if line.startswith("toto: error:")]  # the reason, in one line
     marked = [line for line in lines if "error" in line.lower()]
-    return (ours or marked or lines or [""])[-1]
+    return (ours or marked or lines or [""])[-1].removeprefix("toto: error: ")
