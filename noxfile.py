@@ -175,9 +175,28 @@ def demo(session: nox.Session) -> None:
     specs = ["-e", "./toto_core"]
     if (ROOT / "plugins/toto_sql").exists():
         specs += ["-e", "./plugins/toto_sql[sqlite]"]
-    session.install(*specs)
+    # The packages are editable, so only their metadata (dependencies, entry points) or the
+    # pins call for a new install; otherwise the venv of the last start serves as it is.
+    stamp = Path(session.virtualenv.location) / ".toto-demo-installed"
+    wanted = demo_fingerprint(specs)
+    if stamp.exists() and stamp.read_text() == wanted:
+        session.log("reusing the demo's packages (the checkout's packages did not change)")
+    else:
+        session.install(*specs)
+        stamp.write_text(wanted)
     session.chdir("examples/demo")
     session.run("python", "app.py", *session.posargs)
+
+
+def demo_fingerprint(specs: list[str]) -> str:
+    """What the demo's install depends on: the specs, the pins and each package's pyproject.toml."""
+    import hashlib
+
+    digest = hashlib.sha256("\n".join(specs).encode())
+    for path in (CONSTRAINTS, ROOT / "toto_core/pyproject.toml", ROOT / "plugins/toto_sql/pyproject.toml"):
+        if path.exists():
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 @nox.session

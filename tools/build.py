@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""Build a wheel and an sdist of every Toto distribution into dist/ (``nox -s build``).
+"""Build a wheel and an sdist of every Toto distribution into dist/ (``nox -s build``), and the
+JavaScript client's npm tarball (``npm pack`` of clients/js) when npm is installed.
 
 ``python tools/build.py [OUTDIR]`` with the ``build`` package installed. Until the
-distributions are on PyPI, a folder of their wheels is how they are installed as
-released: ``pip install --find-links dist toto-core toto-redis``.
+distributions are on PyPI and npm, a folder of them is how they are installed as
+released: ``pip install --find-links dist toto-core toto-redis`` and
+``npm install ./dist/toto-client-0.1.0.tgz``.
 """
 
 from __future__ import annotations
@@ -37,10 +39,30 @@ def build(outdir: Path) -> list[Path]:
     return sorted(outdir.iterdir())
 
 
+def pack_js_client(outdir: Path) -> Path | None:
+    """``npm pack`` of clients/js into ``outdir``: the tarball (None without npm)."""
+    npm = shutil.which("npm")
+    if npm is None:
+        return None
+    before = set(outdir.glob("toto-client-*.tgz"))
+    subprocess.run(
+        [npm, "pack", "--silent", "--pack-destination", str(outdir)],
+        cwd=ROOT / "clients" / "js",
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    made = sorted(set(outdir.glob("toto-client-*.tgz")) - before) or sorted(outdir.glob("toto-client-*.tgz"))
+    return made[-1] if made else None
+
+
 def main() -> int:
-    outdir = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "dist"
-    for made in build(outdir.resolve()):
-        print(made.relative_to(ROOT) if made.is_relative_to(ROOT) else made)
+    outdir = (Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "dist").resolve()
+    made = build(outdir)
+    tarball = pack_js_client(outdir)
+    if tarball is None:
+        print("npm is not installed: the JavaScript client's tarball was not made", file=sys.stderr)
+    for path in sorted([*made, *([tarball] if tarball else [])]):
+        print(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
     return 0
 
 

@@ -8,6 +8,7 @@ repository root: ``python3 tools/nox.py -s tests``.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import venv
@@ -28,8 +29,19 @@ def main() -> int:
         venv.EnvBuilder(with_pip=True, clear=True).create(TOOLS)
         subprocess.run([str(BIN / "python"), "-m", "pip", "install", "-q", "nox==2026.10.20"], check=True)
     os.chdir(ROOT)
-    return subprocess.call([str(nox), *sys.argv[1:]])
+    child = subprocess.Popen([str(nox), *sys.argv[1:]])
+    while True:
+        try:
+            code = child.wait()
+        except KeyboardInterrupt:
+            # Ctrl-C reached nox and what it runs too (one process group): let them finish
+            # and report, with no traceback of this wrapper on top.
+            continue
+        return 130 if code == -signal.SIGINT else code
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    try:
+        raise SystemExit(main())
+    except KeyboardInterrupt:  # during the first run's setup
+        raise SystemExit(130) from None

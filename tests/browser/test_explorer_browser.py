@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from tornado.websocket import websocket_connect
-from toto.signing import decode_session_key, session_key_request_hmac, user_id_hmac
+from toto.signing import NONCE, decode_session_key, session_key_request_hmac, user_id_hmac
 from toto.testing.server import ServerProcess
 
 from tests.browser.test_cors_browser import CHROMIUM, CHROMIUM_FLAGS, Chromium
@@ -181,6 +181,14 @@ async def click_through(page: DevTools, mode: str, user: str) -> dict[str, Any]:
     await page.click("#call")
     await page.wait("document.querySelector('#error-message').textContent.includes('1003')", "the refused call")
     seen["refused"] = await page.text("#error-message")
+    assert await page.text("#status") == "HTTP 200" and "1003" in await page.text("#answer")
+
+    # Parameters that are not JSON never leave the page: the answer and status of the call
+    # before must not stay on screen as if they were this one's.
+    await page.type("#parameters", '{"a": 1,')
+    await page.click("#call")
+    await page.wait("document.querySelector('#error-message').textContent.includes('not JSON')", "the JSON error")
+    seen["not json"] = {name: await page.text(f"#{name}") for name in ("status", "answer", "response-headers")}
     await page.screenshot(RESULTS / f"explorer-{mode}.png")
     return seen
 
@@ -214,8 +222,9 @@ def test_explorer_click_through(mode: str) -> None:
         assert sent["headers"]["x-toto-hmac"] == user_id_hmac(user.lower(), body)
     elif mode == "session_key":
         key = decode_session_key(seen["login"]["key"])
-        stamp = sent["headers"]["x-toto-timestamp"]
-        assert sent["headers"]["x-toto-hmac"] == session_key_request_hmac(key, "POST", "/notes/add", stamp, body)
+        stamp, nonce = sent["headers"]["x-toto-timestamp"], sent["headers"]["x-toto-nonce"]
+        assert NONCE.match(nonce), nonce
+        assert sent["headers"]["x-toto-hmac"] == session_key_request_hmac(key, "POST", "/notes/add", stamp, body, nonce)
     else:
         assert "x-toto-hmac" not in call["request_headers"]
     assert ("x-toto-hmac" in call["response_headers"]) == (mode != "off")
@@ -224,4 +233,5 @@ def test_explorer_click_through(mode: str) -> None:
     assert batch["call1"] == {"result": 5}
     assert batch["call2"]["result"] == [{"title": "from the explorer", "tags": ["page"], "priority": "low"}]
     assert seen["refused"] == "error 1003: \"Invalid parameter 'a': expected int, got str\""
+    assert seen["not json"] == {"status": "", "answer": "", "response-headers": ""}
     assert (RESULTS / f"explorer-{mode}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

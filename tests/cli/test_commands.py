@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -107,15 +108,21 @@ def test_new_project_passes_its_own_tests(tmp_path: Path, template: str) -> None
         assert (project / path).exists(), path
     assert "myproject" in (project / "README.md").read_text()
     assert not list(project.rglob("*.py-tpl"))
+    assert '"pytest' in (project / "pyproject.toml").read_text()  # the tests' one need is listed
+    assert "python -m pytest" in made.stdout
+    # Right after `toto new`, as its README says: python -m pytest (tests/ in process, TestClient).
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"}
     tested = subprocess.run(
-        [sys.executable, "-m", "pytest", "tests", "-q", "-p", "no:cacheprovider"],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
         cwd=project,
         capture_output=True,
         text=True,
         timeout=300,
+        env=env,
     )
     assert tested.returncode == 0, tested.stdout + tested.stderr
     assert "3 passed" in tested.stdout
+    assert "ServerProcess" not in (project / "tests" / "test_app.py").read_text()
     exists = one_line_error(toto("new", "myproject", cwd=str(tmp_path)))
     assert "already exists" in exists
 

@@ -14,7 +14,7 @@ import pytest
 from toto.client import TotoClient
 
 from tests.conftest import BASIC_APP
-from tests.operations import alive, free_ports, http_args, toto, wait_until_answers
+from tests.operations import alive, free_ports, http_args, toto, toto_command, wait_until_answers
 
 BASE = ["--address=127.0.0.1", "--database=memory", "--method_module=methods"]
 
@@ -125,6 +125,63 @@ def test_failed_start_says_why(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "exited while starting" in result.stderr and "Address already in use" in result.stderr
     assert not (tmp_path / "toto.pid").exists()
+
+
+def test_start_on_a_port_another_program_listens_on_fails(tmp_path: Path) -> None:
+    # Something answers on the port, so polling it would take that program for the server:
+    # --start waits for the server's own word that it listens, and gets the log's error line.
+    port = free_ports(1)
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", port))
+        other.listen()
+        result = start(tmp_path, port)
+    assert result.returncode == 1, result.stdout
+    assert "started" not in result.stdout
+    line = result.stderr.strip()
+    assert line.startswith("toto: error: the server exited while starting:"), line
+    assert "Address already in use" in line and len(line.splitlines()) == 1
+    assert not (tmp_path / "toto.pid").exists()
+    stopped = stop(tmp_path)
+    assert stopped.returncode == 1 and "no server is running" in stopped.stderr
+
+
+def test_a_group_child_that_cannot_bind_at_first_is_restarted_and_start_waits_for_it(
+    tmp_path: Path, cleanup: Any
+) -> None:
+    # Port+1 is taken while the group starts (another program's connection, say): child 1
+    # dies, the parent restarts it, and --start reports success once both listen.
+    port = free_ports(2)
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", port + 1))
+    command = subprocess.Popen(
+        [
+            *toto_command(),
+            "serve",
+            "--start",
+            "--processes=2",
+            f"--port={port}",
+            f"--pidfile={tmp_path / 'toto.pid'}",
+            *BASE,
+            *http_args(),
+        ],
+        cwd=BASIC_APP,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        log = tmp_path / "toto.log"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and "Address already in use" not in (log.read_text() if log.exists() else ""):
+            time.sleep(0.05)
+    finally:
+        blocker.close()
+    out, err = command.communicate(timeout=120)
+    assert command.returncode == 0, err
+    assert "started" in out
+    for p in (port, port + 1):
+        assert TotoClient(f"http://127.0.0.1:{p}").call("echo", {"p": p}) == {"p": p}
+    assert stop(tmp_path).returncode == 0
 
 
 def test_group_restarts_a_dead_child_and_stops_whole(tmp_path: Path, cleanup: Any) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 
 import pytest
 from toto.client import TotoClientError
@@ -128,6 +129,19 @@ def test_body_at_the_limit_is_accepted(start_server):
 def test_method_names_that_reach_outside_are_1001(server, name):
     status, data = answer(server, json.dumps({"method": name}).encode())
     assert status == 200 and data["error"]["code"] == 1001
+
+
+def test_a_method_module_without_invoke_is_1001_and_the_log_says_why_once(start_server):
+    srv = start_server()
+    for _ in range(3):
+        status, data = answer(srv, json.dumps({"method": "helpers"}).encode())
+        assert status == 200 and data["error"]["code"] == 1001
+    deadline = time.monotonic() + 10
+    while "defines no invoke" not in srv.output() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    lines = [line for line in srv.output().splitlines() if "defines no invoke" in line]
+    assert len(lines) == 1, srv.output()
+    assert "methods.helpers" in lines[0] and "helpers.py" in lines[0] and "1001" in lines[0]
 
 
 @pytest.mark.parametrize("path", ["/__init__", "/os/system", "/..%2Fx", "/etc/passwd", "/with_os/os"])

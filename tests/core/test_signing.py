@@ -92,14 +92,19 @@ def test_session_key_mode_round_trip(key_server, user_id):
     assert c.call("whoami") == {"user_id": user_id}
 
 
-def _signed(c: TotoClient, method: str, stamp: int, body: bytes, target: str = "/") -> dict[str, str]:
+def _signed(
+    c: TotoClient, method: str, stamp: int, body: bytes, target: str = "/", nonce: str | None = None
+) -> dict[str, str]:
     key = decode_session_key(c.session["key"])
-    return {
+    headers = {
         "x-toto-session-id": c.session["session_id"],
         "x-toto-timestamp": str(stamp),
-        "x-toto-hmac": session_key_request_hmac(key, method, target, str(stamp), body),
+        "x-toto-hmac": session_key_request_hmac(key, method, target, str(stamp), body, nonce),
         "Content-Type": "application/json",
     }
+    if nonce is not None:
+        headers["x-toto-nonce"] = nonce
+    return headers
 
 
 def test_session_key_replay_is_1015(key_server, user_id):
@@ -114,13 +119,55 @@ def test_session_key_replay_is_1015(key_server, user_id):
     assert c.call("state.get", {"keys": ["count"]}) == {"count": 1}
 
 
-def test_client_repeats_an_identical_call_without_replay_errors(key_server, user_id):
-    # The same body to the same target inside one second would sign to the same bytes;
-    # the client must stamp the repeats so that none is refused as a replay.
+def test_400_identical_calls_in_a_second_are_all_answered(key_server, user_id):
+    # The same call on one session 400 times, all stamped with the same second: each
+    # carries its own x-toto-nonce, so none is a replay.
     c = key_server.client(hmac_mode="session_key")
     c.create(user_id, "pw")
-    answers = [c.call("counter.increment") for _ in range(20)]
-    assert answers == list(range(1, 21))
+    body = json.dumps({"method": "echo", "parameters": {}}).encode()
+    stamp = int(time.time())
+    for n in range(400):
+        headers = _signed(c, "POST", stamp, body, nonce=f"nonce-{n:012d}")
+        status, _, answer = c.request(body, headers=headers, sign=False)
+        assert status == 200 and "error" not in json.loads(answer), (n, answer)
+
+
+def test_the_client_sends_identical_calls_without_replay_errors(key_server, user_id):
+    # The client once stamped each repeat a second later than the one before, so 400
+    # identical calls ran past the 300 s window ("Signature expired"); a nonce per call
+    # keeps every stamp at the current second.
+    c = key_server.client(hmac_mode="session_key")
+    c.create(user_id, "pw")
+    assert all(c.call("echo") == {} for _ in range(400))
+    assert [c.call("counter.increment") for _ in range(5)] == [1, 2, 3, 4, 5]
+
+
+def test_a_replayed_nonce_and_signature_is_1015(key_server, user_id):
+    c = key_server.client(hmac_mode="session_key")
+    c.create(user_id, "pw")
+    body = json.dumps({"method": "counter.increment"}).encode()
+    stamp = int(time.time())
+    first = _signed(c, "POST", stamp, body, nonce="n" * 16)
+    assert json.loads(c.request(body, headers=first, sign=False)[2])["result"] == 1
+    assert json.loads(c.request(body, headers=first, sign=False)[2])["error"]["code"] == 1015
+    # The same call with another nonce in the same second is a new request.
+    second = _signed(c, "POST", stamp, body, nonce="m" * 16)
+    assert json.loads(c.request(body, headers=second, sign=False)[2])["result"] == 2
+    # The nonce is signed: swapping it under the same signature is a wrong signature.
+    forged = dict(first, **{"x-toto-nonce": "o" * 16})
+    assert json.loads(c.request(body, headers=forged, sign=False)[2])["error"]["code"] == 1008
+    assert c.call("state.get", {"keys": ["count"]}) == {"count": 2}
+
+
+@pytest.mark.parametrize("nonce", ["short", "x" * 65, "has space in it!!", "ünïcödé-nonce-text"])
+def test_a_malformed_nonce_is_1008(key_server, user_id, nonce):
+    c = key_server.client(hmac_mode="session_key")
+    c.create(user_id, "pw")
+    body = json.dumps({"method": "counter.increment"}).encode()
+    headers = _signed(c, "POST", int(time.time()), body, nonce=nonce.encode("utf-8").decode("latin-1"))
+    status, _, answer = c.request(body, headers=headers, sign=False)
+    assert status == 200 and json.loads(answer)["error"]["code"] == 1008
+    assert c.call("state.get", {"keys": ["count"]}) == {"count": None}
 
 
 @pytest.mark.parametrize("skew", [-400, 400])

@@ -16,6 +16,9 @@ def test_describe_is_off_by_default(start_server):
     for path in ("/openapi.json", "/_explorer", "/_explorer/toto-client.js"):
         status, _, body = http(server.url + path)
         assert status == 200 and json.loads(body)["error"]["code"] == 1001, (path, body)
+    # The log says how to turn them on, once.
+    hints = [line for line in server.output().splitlines() if "start the server with --describe" in line]
+    assert len(hints) == 1, server.output()
 
 
 def test_describe_lists_every_method_and_nothing_else(described: ServerProcess):

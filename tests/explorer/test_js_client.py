@@ -32,7 +32,7 @@ def test_node_test_runner(start_server):
     assert run.returncode == 0, run.stdout[-8000:] + run.stderr[-2000:]
     assert "# fail 0" in run.stdout and "# skipped 0" in run.stdout, run.stdout[-3000:]
     passed = int(run.stdout.split("# pass ", 1)[1].split()[0])
-    assert passed == 14, run.stdout[-3000:]  # every test in clients/js/test ran
+    assert passed == 17, run.stdout[-3000:]  # every test in clients/js/test ran
 
 
 def test_the_explorer_serves_the_same_client_file(described):

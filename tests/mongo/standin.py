@@ -32,7 +32,10 @@ class StandIn:
     ``ttl_sweep_seconds`` is how often its TTL monitor runs (mongod: 60 s).
     """
 
-    def __init__(self, directory: Path, sync_on_commit: bool = False, ttl_sweep_seconds: float = 1.0) -> None:
+    def __init__(
+        self, directory: Path, sync_on_commit: bool = False, ttl_sweep_seconds: float = 1.0, auth: bool = False
+    ) -> None:
+        self.auth = auth  # SCRAM required (no user exists, so every credential is refused)
         self.directory = directory
         self.data = directory / "data"
         self.log = directory / "secantus.log"
@@ -48,6 +51,8 @@ class StandIn:
         command = [sys.executable, __file__, str(self.port), str(self.data), str(self.ttl_sweep_seconds)]
         if self.sync_on_commit:
             command.append("--sync-on-commit")
+        if self.auth:
+            command.append("--auth")
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
         deadline = time.monotonic() + timeout
@@ -90,7 +95,7 @@ class StandIn:
             return ""
 
 
-def serve(port: int, data: str, ttl_sweep_seconds: float, sync_on_commit: bool) -> None:
+def serve(port: int, data: str, ttl_sweep_seconds: float, sync_on_commit: bool, auth: bool) -> None:
     from secantus import SecantusDBServer
 
     server = SecantusDBServer(
@@ -99,6 +104,7 @@ def serve(port: int, data: str, ttl_sweep_seconds: float, sync_on_commit: bool) 
         storage_path=data,
         ttl_sweep_seconds=ttl_sweep_seconds,
         sync_on_commit=sync_on_commit,
+        require_auth=auth,
     )
     server.start()
     print(f"SecantusDB listening on 127.0.0.1:{port}, data in {data}", flush=True)
@@ -114,4 +120,6 @@ def serve(port: int, data: str, ttl_sweep_seconds: float, sync_on_commit: bool) 
 
 
 if __name__ == "__main__":
-    serve(int(sys.argv[1]), sys.argv[2], float(sys.argv[3]), "--sync-on-commit" in sys.argv[4:])
+    serve(
+        int(sys.argv[1]), sys.argv[2], float(sys.argv[3]), "--sync-on-commit" in sys.argv[4:], "--auth" in sys.argv[4:]
+    )

@@ -219,3 +219,15 @@ def test_toto_core_and_toto_sql_with_sqlite_serve_on_the_embedded_default(
 def redis_url() -> str:
     ensure_machine_redis()
     return "redis://127.0.0.1:6379/0"
+
+
+def test_the_build_packs_the_js_client_as_npm_would_publish_it(tmp_path: Path) -> None:
+    import tarfile
+
+    tarball = toto_build.pack_js_client(tmp_path)
+    assert tarball is not None, "npm is missing: run `python tests/services.py` (installs nodejs and npm)"
+    version = json.loads((ROOT / "clients" / "js" / "package.json").read_text())["version"]
+    assert tarball.name == f"toto-client-{version}.tgz"
+    with tarfile.open(tarball) as packed:
+        names = set(packed.getnames())
+    assert {"package/package.json", "package/src/toto-client.js", "package/src/toto-client.d.ts"} <= names

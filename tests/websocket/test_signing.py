@@ -86,6 +86,38 @@ def test_session_key_mode_signs_every_message_and_refuses_replays(socket_server)
     run(scenario())
 
 
+def test_session_key_nonce_tells_identical_calls_apart(socket_server) -> None:
+    server = socket_server(hmac_mode="session_key")
+    session = server.client(hmac_mode="session_key").create("nonced", "secret-pass")
+    key, stamp = session["key"], int(time.time())
+
+    async def scenario() -> None:
+        conn = await raw_socket(server, headers={"x-toto-session-id": session["session_id"]})
+        call = {"id": 1, "method": "whoami", "parameters": {}}
+        # The same call, the same second, two nonces: two calls, both answered.
+        for nonce in ("first-nonce-0001", "second-nonce-002"):
+            conn.write_message(session_key_frame(key, dict(call, nonce=nonce), stamp))
+            assert await answer(conn) == {"id": 1, "result": {"user_id": "nonced"}}
+        # The same nonce again is the same signed text: a replay.
+        conn.write_message(session_key_frame(key, dict(call, nonce="first-nonce-0001"), stamp))
+        assert (await answer(conn))["error"]["code"] == 1015
+        # A nonce not of the protocol's form is refused like a bad signature.
+        conn.write_message(session_key_frame(key, dict(call, nonce="short"), stamp))
+        assert (await answer(conn))["error"]["code"] == 1008
+
+    run(scenario())
+
+    async def client_frames() -> None:
+        client = server.async_client(hmac_mode="session_key")
+        await client.login("nonced", "secret-pass")
+        async with await client.connect() as sock:
+            frames = [json.loads(sock.encode({"id": 7, "method": "whoami"})) for _ in range(2)]
+            assert frames[0]["nonce"] != frames[1]["nonce"] and len(frames[0]["nonce"]) >= 16
+            assert await asyncio.gather(*(sock.call("whoami") for _ in range(5))) == [{"user_id": "nonced"}] * 5
+
+    run(client_frames())
+
+
 def test_off_mode_the_session_id_alone(socket_server) -> None:
     server = socket_server(hmac_mode="off")
     session = server.client(hmac_mode="off").create("plain", "secret-pass")

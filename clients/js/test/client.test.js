@@ -44,6 +44,7 @@ for (const [mode, url] of Object.entries(SERVERS)) {
     assert.equal(sent["x-toto-session-id"], login.session_id);
     assert.equal("x-toto-hmac" in sent, mode !== "off");
     assert.equal("x-toto-timestamp" in sent, mode === "session_key");
+    assert.equal("x-toto-nonce" in sent, mode === "session_key");
     assert.equal("x-toto-hmac" in client.lastExchange.response.headers, mode !== "off");
 
     await rejects(client.call("add", { a: 1, b: "2" }), 1003);
@@ -60,6 +61,13 @@ for (const [mode, url] of Object.entries(SERVERS)) {
     assert.deepEqual(await client.logout(), { authenticated: false });
     assert.equal(client.session, null);
     await rejects(client.call("notes.list"), 1004);
+  });
+
+  test(`${mode}: identical calls at once are all answered (a fresh nonce each)`, { skip: !url }, async () => {
+    const client = new TotoClient(url, { hmacMode: mode });
+    await client.create(newUser(mode), "pw");
+    const answers = await Promise.all(Array.from({ length: 50 }, () => client.call("add", { a: 1, b: 2 })));
+    assert.deepEqual(answers, Array(50).fill(3));
   });
 
   test(`${mode}: a bad login is 1005 and keeps no session`, { skip: !url }, async () => {

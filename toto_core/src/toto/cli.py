@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import os
 import re
@@ -93,7 +94,9 @@ def new_command(argv: list[str]) -> int:
         raise
     print(f"Created {args.name} from the {args.template} template. Next:")
     print(f"  cd {args.name} && toto serve toto.conf")
-    print("  python -m pytest tests    # its own tests")
+    if importlib.util.find_spec("pytest") is None:
+        print("  python -m pip install pytest    # the tests need it (pyproject.toml lists it); not installed here")
+    print("  python -m pytest    # its own tests, in process (toto.testing.TestClient)")
     return 0
 
 

@@ -207,7 +207,7 @@ class _ClientCore:
             asked = float(headers.get("Retry-After") or 0)
         except ValueError:  # an HTTP date: not what Toto sends; the backoff decides
             asked = 0.0
-        # At least a second: a try signed within the second of the one before would be its replay.
+        # At least a second, then doubling: the server said it cannot take the call right now.
         delay = min(self.MAX_RETRY_DELAY, max(asked, 2.0**attempt))
         return delay * random.uniform(1.0, 1.5)  # noqa: S311  (jitter, no secret)
 

@@ -4,7 +4,9 @@ detached with a pidfile (``toto.pidfile``).
 ``TotoServer.run()`` comes here. The options that steer it:
 
 - ``--start`` detaches (double fork and ``setsid``), writes ``pidfile`` and sends all
-  output to ``log_file``; the launching command returns once the server answers.
+  output to ``log_file``; the launching command returns once every server process has
+  written its port to the readiness pipe (``TotoServer.report_ready``), and fails with
+  the log's error line when they all end first.
 - ``--stop`` sends SIGTERM to the server of ``pidfile``, waits up to ``stop_timeout``,
   then SIGKILLs what is left, and removes the pidfiles. ``--restart`` is both.
 - ``--processes=N`` (0: one per CPU) forks N servers on ports ``port``, ``port+1``, ...,
@@ -25,6 +27,7 @@ import contextlib
 import errno
 import logging
 import os
+import select
 import signal
 import socket
 import sys
@@ -206,6 +209,10 @@ def start(server: TotoServer) -> None:
         raise DaemonError(f"cannot write {exc.filename}: {exc.strerror}") from None
     if not os.access(os.path.dirname(o.pidfile), os.W_OK):
         raise DaemonError(f"cannot write pidfile {o.pidfile}: its directory is not writable")
+    log_start = os.path.getsize(o.log_file)
+    # The readiness pipe: the first child writes the daemon's pid, and every server process
+    # writes its port once it listens (``TotoServer.ready_fd``). Polling the port instead
+    # would take another program listening there for the server.
     ready_read, ready_write = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -217,14 +224,11 @@ def start(server: TotoServer) -> None:
         if second:
             os.write(ready_write, f"{second}\n".encode())
             os._exit(0)
-        os.close(ready_write)
+        server.ready_fd = ready_write
         _daemon_main(server)  # never returns
     os.close(ready_write)
     os.waitpid(first, 0)
-    with os.fdopen(ready_read) as pipe:
-        text = pipe.read().strip()
-    pid = int(text) if text.isdigit() else 0
-    _wait_until_serving(server, pid)
+    _wait_until_serving(server, ready_read, log_start)
 
 
 def _daemon_main(server: TotoServer) -> None:
@@ -265,28 +269,52 @@ def listen_ports(server: TotoServer) -> list[int]:
     return [int(o.port)] if o.reuse_port else [int(o.port) + i for i in range(count)]
 
 
-def _wait_until_serving(server: TotoServer, pid: int, timeout: float = 60.0) -> None:
+def _wait_until_serving(server: TotoServer, ready: int, log_start: int, timeout: float = 60.0) -> None:
+    """Read the readiness pipe until every port is listening; the pipe's end (every server
+    process gone) or the timeout is a failure, reported with the log's error line."""
     o = server.options
-    host = o.address if o.address not in ("", "0.0.0.0", "::") else "127.0.0.1"
-    waiting = set(listen_ports(server))
+    waiting = {str(port) for port in listen_ports(server)}
     deadline = time.monotonic() + timeout
-    while waiting and time.monotonic() < deadline:
-        if not pid or not process_alive(pid):
-            raise DaemonError(f"the server exited while starting; see {o.log_file}:\n{_tail(o.log_file)}")
-        for port in list(waiting):
-            with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
-                waiting.discard(port)
-        if waiting:
-            time.sleep(0.05)
-    if waiting:
-        raise DaemonError(f"the server (pid {pid}) did not listen within {timeout:g}s; see {o.log_file}")
+    pid = 0
+    buffer = b""
+    with os.fdopen(ready, "rb", buffering=0) as pipe:
+        while waiting:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([pipe], [], [], left)[0]:
+                _stop_failed_start(pid)
+                raise DaemonError(f"the server (pid {pid}) did not listen within {timeout:g}s; see {o.log_file}")
+            chunk = pipe.read(4096)
+            if not chunk:
+                _stop_failed_start(pid)  # a --processes parent may still be restarting its children
+                why = _error_line(o.log_file, log_start) or "no error in the log"
+                raise DaemonError(f"the server exited while starting: {why} (see {o.log_file})")
+            buffer += chunk
+            *lines, rest = buffer.split(b"\n")
+            buffer = rest
+            for line in lines:
+                if not pid:
+                    pid = int(line) if line.isdigit() else 0
+                else:
+                    waiting.discard(line.decode("ascii", "replace"))
     ports = ", ".join(map(str, listen_ports(server)))
     print(f"toto: started (pid {pid}, port {ports}, pidfile {o.pidfile}, log {o.log_file})")
 
 
-def _tail(path: str, lines: int = 15) -> str:
+def _stop_failed_start(pid: int) -> None:
+    """A server that never said it listens is not left running behind a failed --start."""
+    if pid and process_alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+
+
+def _error_line(path: str, start: int) -> str:
+    """The last error line this start wrote to the log (else its last line)."""
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return "".join(f.readlines()[-lines:]).rstrip()
+        with open(path, "rb") as f:
+            f.seek(start)
+            lines = [line.strip() for line in f.read().decode("utf-8", "replace").splitlines() if line.strip()]
     except OSError:
         return ""
+    ours = [line for line in lines if line.startswith("toto: error:")]  # the reason, in one line
+    marked = [line for line in lines if "error" in line.lower()]
+    return (ours or marked or lines or [""])[-1].removeprefix("toto: error: ")

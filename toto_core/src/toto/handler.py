@@ -601,7 +601,7 @@ class TotoHandler(SeedHandler):
         await self.get(path)
 
     def options(self, path: str) -> None:
-        allowed = {"x-toto-hmac", "x-toto-session-id", "x-toto-timestamp", "content-type", "origin"}
+        allowed = {"x-toto-hmac", "x-toto-nonce", "x-toto-session-id", "x-toto-timestamp", "content-type", "origin"}
         requested = self.request.headers.get("Access-Control-Request-Headers")
         if requested:
             allowed.update(h.strip().lower() for h in requested.split(",") if h.strip())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import re
 import sys
 from types import ModuleType
@@ -13,6 +14,10 @@ from toto.validation import build_validator, declared_types
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)*\Z")
 _BUILTIN_ROOT = "toto.methods"
+#: What ``describe`` serves: asked for while it is off, the log says how to turn it on.
+_DESCRIBE_ONLY = re.compile(r"(_explorer([./].*)?|openapi\.json|toto\.describe)\Z", re.S)
+
+log = logging.getLogger("toto.lookup")
 
 
 class Method:
@@ -81,9 +86,13 @@ class MethodLookup:
     def __init__(self, root: str, builtin_accounts: bool = True, describe: bool = False) -> None:
         self.root = root
         self.builtin_accounts = builtin_accounts
+        self.describe = describe
         #: Name prefixes the core serves from ``toto.methods`` when the app has no such module.
         self.builtin_prefixes = ("account.",) * builtin_accounts + ("toto.",) * describe
         self._cache: dict[str, Method] = {}
+        #: Method modules without ``invoke`` and the describe hint, each logged once (a finite set:
+        #: only modules that exist below the method package are added).
+        self._explained: set[str] = set()
         try:
             importlib.import_module(root)
         except ImportError as exc:
@@ -96,6 +105,7 @@ class MethodLookup:
         if name is None or name == "":
             raise TotoException(ERROR_MISSING_METHOD, "Missing method.")
         if not isinstance(name, str) or len(name) > 200 or not _NAME.match(name):
+            self._hint_describe(name)
             raise invalid(name)
         module = self._import(self.root, name)
         if module is None:
@@ -103,6 +113,7 @@ class MethodLookup:
         if module is None and name.startswith(self.builtin_prefixes):
             module = self._import(_BUILTIN_ROOT, name)
         if module is None:
+            self._hint_describe(name)
             raise invalid(name)
         method = Method(name, module)
         self._cache[name] = method
@@ -128,8 +139,18 @@ class MethodLookup:
             return None
         return current
 
-    @staticmethod
-    def _import(root: str, name: str) -> ModuleType | None:
+    def _hint_describe(self, name: Any) -> None:
+        if self.describe or not isinstance(name, str) or "describe" in self._explained:
+            return
+        if _DESCRIBE_ONLY.match(name):
+            self._explained.add("describe")
+            log.warning(
+                "%r was asked for, but the API explorer, openapi.json and toto.describe are off: "
+                "start the server with --describe (describe=true in its configuration file) to serve them",
+                name[:60],
+            )
+
+    def _import(self, root: str, name: str) -> ModuleType | None:
         full = f"{root}.{name}"
         module = sys.modules.get(full)
         if module is None:
@@ -141,6 +162,17 @@ class MethodLookup:
                 if exc.name is not None and (full == exc.name or full.startswith(exc.name + ".")):
                     return None
                 raise
-        if module.__name__ != full or not callable(getattr(module, "invoke", None)):
+        if module.__name__ != full:
+            return None
+        if not callable(getattr(module, "invoke", None)):
+            if root == self.root and full not in self._explained:
+                self._explained.add(full)
+                where = getattr(module, "__file__", None) or full
+                log.warning(
+                    "%s (%s) defines no invoke(handler, parameters) function, so calls to %r answer 1001",
+                    full,
+                    where,
+                    name,
+                )
             return None
         return module

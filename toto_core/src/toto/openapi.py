@@ -44,7 +44,9 @@ _SIGNING = {
     "user_id": "base64(HMAC-SHA1(key = the session's user_id as UTF-8, message = the exact body bytes)); "
     "answers that carry a session are signed the same way",
     "session_key": "base64(HMAC-SHA256(key = the session's key, HTTP verb + '\\n' + path and query + '\\n' + "
-    "x-toto-timestamp + '\\n' + body)); answers are signed over x-toto-timestamp + '\\n' + body",
+    "x-toto-timestamp + '\\n' + x-toto-nonce + '\\n' + body)), the nonce fresh for every request (16 to 64 of "
+    "A-Z a-z 0-9 _ -; a request without x-toto-nonce leaves out its line); answers are signed over "
+    "x-toto-timestamp + '\\n' + body",
 }
 _STATUS_ERRORS = {
     "400": "malformed request (1011)",

@@ -31,6 +31,7 @@ from urllib.parse import quote
 
 from toto.exceptions import PluginError
 from toto.options import OptionError, Options
+from toto.plugins import install_command
 
 if TYPE_CHECKING:
     from toto.serializers import Serializer
@@ -209,7 +210,7 @@ def apply_serializer_switches(options: Options, serializers: MutableMapping[str,
         if enabled is None:
             continue
         if enabled and not any(t in serializers for t in types):
-            raise OptionError(f"--{option} needs the {plugin} plugin: pip install {plugin}")
+            raise OptionError(f"--{option} needs the {plugin} plugin: {install_command(plugin)}")
         if not enabled:
             for content_type in types:
                 serializers.pop(content_type, None)

@@ -91,6 +91,9 @@ class TotoServer:
         self._background: list[asyncio.Task[Any]] = []
         #: Requests being served; a draining shutdown waits for it to empty (``drain``).
         self.in_flight: set[Any] = set()
+        #: The write end of ``toto serve --start``'s readiness pipe (``toto.daemon``): the port
+        #: is written there once this process listens, so --start reports success only then.
+        self.ready_fd: int | None = None
         #: Writes the per-request line; None when ``access_log`` is off or info is not logged.
         self.access_log: Any = None
         #: With ``describe``: the method catalogue, the answer of ``toto.describe`` and the OpenAPI document.
@@ -229,6 +232,7 @@ class TotoServer:
             return
         self.transport = make_transport(self, application)
         await self.transport.listen(sockets)
+        self.report_ready(str(o.port))
         shown = o.address or "0.0.0.0"
         log.info(
             "Toto listening on http://%s:%s (database: %s, hmac_mode: %s, event loop: %s, http: %s)",
@@ -239,6 +243,19 @@ class TotoServer:
             self.event_loop,
             o.http,
         )
+
+    def report_ready(self, line: str) -> None:
+        """Write ``line`` (a port that listens) to the readiness pipe, if any, and close this
+        process's end of it."""
+        fd, self.ready_fd = self.ready_fd, None
+        if fd is None:
+            return
+        try:
+            os.write(fd, line.encode("ascii") + b"\n")
+        except OSError:  # the launching command has its answer already, or gave up waiting
+            pass
+        finally:
+            os.close(fd)
 
     async def stop(self) -> None:
         """Fail the readiness check and keep serving for ``drain_delay`` seconds (so a load

@@ -5,7 +5,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import threading
+import re
+import secrets
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
@@ -31,8 +32,23 @@ def decode_session_key(key: str) -> bytes:
     return base64.urlsafe_b64decode(key + "=" * (-len(key) % 4))
 
 
-def session_key_request_hmac(key: bytes, method: str, target: str, timestamp: str, body: bytes) -> str:
-    message = b"\n".join((method.encode("ascii"), target.encode("latin-1"), timestamp.encode("ascii"), body))
+#: What PROTOCOL.md section 4 allows as ``x-toto-nonce`` (and a socket call's ``"nonce"``).
+NONCE = re.compile(r"[A-Za-z0-9_-]{16,64}\Z")
+
+
+def new_nonce() -> str:
+    """A fresh nonce: 128 random bits as 22 base64url characters."""
+    return secrets.token_urlsafe(16)
+
+
+def session_key_request_hmac(
+    key: bytes, method: str, target: str, timestamp: str, body: bytes, nonce: str | None = None
+) -> str:
+    """The request signature; without ``nonce`` the older form that has no nonce line."""
+    parts = [method.encode("ascii"), target.encode("latin-1"), timestamp.encode("ascii")]
+    if nonce is not None:
+        parts.append(nonce.encode("latin-1"))
+    message = b"\n".join((*parts, body))
     return base64.b64encode(hmac.new(key, message, hashlib.sha256).digest()).decode("ascii")
 
 
@@ -143,16 +159,17 @@ class UserIdSigning(Authenticator):
 
 
 class SessionKeySigning(Authenticator):
-    """HMAC-SHA256 with a per-session random key over method, target, timestamp and body."""
+    """HMAC-SHA256 with a per-session random key over method, target, timestamp, nonce and body.
+
+    The nonce (``x-toto-nonce``) makes two identical calls two different requests; a
+    request without one is checked in the older form without the nonce line.
+    """
 
     expose_headers = ("x-toto-hmac", "x-toto-timestamp")
     uses_session_key = True
 
     def __init__(self, window: float = 300.0) -> None:
         self.window = window
-        # Client half: signatures sent lately (signature -> timestamp), see sign_request.
-        self._sent: dict[str, int] = {}
-        self._sent_lock = threading.Lock()
 
     def add_options(self, options: Options) -> None:
         options.define("signature_window", self.window, float, "session_key mode: accepted clock skew in seconds")
@@ -167,8 +184,11 @@ class SessionKeySigning(Authenticator):
         request = handler.request
         given = request.headers.get("x-toto-hmac")
         stamp = request.headers.get("x-toto-timestamp", "")
+        nonce = request.headers.get("x-toto-nonce")
         if not given or not session.key:
             raise _invalid_hmac()
+        if nonce is not None and not NONCE.match(nonce):
+            raise TotoException(ERROR_INVALID_HMAC, "Malformed x-toto-nonce: 16 to 64 characters of A-Z a-z 0-9 _ -")
         now = time.time()
         try:
             sent_at = int(stamp)
@@ -176,7 +196,9 @@ class SessionKeySigning(Authenticator):
             raise TotoException(ERROR_SIGNATURE_EXPIRED, "Missing or malformed x-toto-timestamp") from None
         if abs(now - sent_at) > self.window:
             raise TotoException(ERROR_SIGNATURE_EXPIRED, "Signature expired: check the client's clock")
-        expected = session_key_request_hmac(decode_session_key(session.key), request.method, request.uri, stamp, body)
+        expected = session_key_request_hmac(
+            decode_session_key(session.key), request.method, request.uri, stamp, body, nonce
+        )
         given = given.strip()
         if not hmac.compare_digest(expected.encode("ascii"), given.encode("latin-1", "replace")):
             raise _invalid_hmac()
@@ -194,20 +216,10 @@ class SessionKeySigning(Authenticator):
         key = session.get("key")
         if not key:
             return {}
-        secret = decode_session_key(key)
-        now = int(time.time())
-        # The server refuses a signature it saw inside its window (1015), so a request
-        # identical to one sent in the same second is stamped a second later instead.
-        with self._sent_lock:
-            if len(self._sent) > 1024:
-                self._sent = {sig: at for sig, at in self._sent.items() if at >= now - 2 * self.window}
-            stamp = now
-            signature = session_key_request_hmac(secret, method, target, str(stamp), body)
-            while signature in self._sent:
-                stamp += 1
-                signature = session_key_request_hmac(secret, method, target, str(stamp), body)
-            self._sent[signature] = stamp
-        return {"x-toto-timestamp": str(stamp), "x-toto-hmac": signature}
+        stamp = str(int(time.time()))
+        nonce = new_nonce()
+        signature = session_key_request_hmac(decode_session_key(key), method, target, stamp, body, nonce)
+        return {"x-toto-timestamp": stamp, "x-toto-nonce": nonce, "x-toto-hmac": signature}
 
     def verify_response(self, session: ClientSession, headers: Mapping[str, str], body: bytes) -> None:
         key = session.get("key")

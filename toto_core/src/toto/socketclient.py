@@ -21,7 +21,7 @@ from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 from toto.exceptions import ERROR_MALFORMED_REQUEST, TotoException
 from toto.serializers import JsonSerializer
-from toto.signing import decode_session_key, user_id_hmac
+from toto.signing import decode_session_key, new_nonce, user_id_hmac
 
 if TYPE_CHECKING:
     from toto.client import AsyncTotoClient
@@ -147,7 +147,8 @@ class TotoSocket:
         key = session.get("key") if session else None
         signing = session is not None and mode in ("user_id", "session_key") and (mode == "user_id" or key)
         if signing and mode == "session_key":
-            message = dict(message, timestamp=int(time.time()))
+            # The nonce makes two identical calls two messages: the server refuses a signature twice (1015).
+            message = dict(message, timestamp=int(time.time()), nonce=new_nonce())
         data = self._serializer.encode(message)
         if not signing:
             return data if self.binary else data.decode("utf-8")

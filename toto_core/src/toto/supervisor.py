@@ -58,6 +58,9 @@ class Group:
         shown = f"port {ports[0]} (shared)" if o.reuse_port else f"ports {ports[0]}-{ports[-1]}"
         log.info("starting %d server processes on %s", self.count, shown)
         try:
+            # Each child (a restarted one too) tells --start it listens through the readiness pipe
+            # it inherits. The parent keeps its end open: a child that failed to bind (its port
+            # taken for a moment) is restarted, and --start fails only when the group gives up.
             for index in range(self.count):
                 self._spawn(index)
             self._supervise()

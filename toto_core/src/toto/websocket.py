@@ -50,7 +50,7 @@ from toto.exceptions import (
 )
 from toto.frames import FrameWatch, UnfinishedMessages, frame_reading_followed
 from toto.lookup import Method, MethodLookup
-from toto.signing import NoSigning, SessionKeySigning, UserIdSigning, decode_session_key, user_id_hmac
+from toto.signing import NONCE, NoSigning, SessionKeySigning, UserIdSigning, decode_session_key, user_id_hmac
 
 if TYPE_CHECKING:
     from toto.server import TotoServer
@@ -574,6 +574,9 @@ class TotoSocketHandler(WebSocketHandler):
             raise TotoException(ERROR_INVALID_HMAC, "Invalid request HMAC")
         if not isinstance(stamp, int) or isinstance(stamp, bool):
             raise TotoException(ERROR_SIGNATURE_EXPIRED, "Missing or malformed timestamp (integer unix seconds)")
+        nonce = request.get("nonce")  # optional; inside the signed text, so it needs no check of its own but its form
+        if nonce is not None and not (isinstance(nonce, str) and NONCE.match(nonce)):
+            raise TotoException(ERROR_INVALID_HMAC, "Malformed nonce: 16 to 64 characters of A-Z a-z 0-9 _ -")
         now = time.time()
         if abs(now - stamp) > self.hub.window:
             raise TotoException(ERROR_SIGNATURE_EXPIRED, "Signature expired: check the client's clock")

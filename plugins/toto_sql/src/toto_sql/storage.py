@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -96,6 +97,8 @@ class SqlStorage(Storage):
         self._schema_lock = asyncio.Lock()
         self._schema_ready = False
         self._fault: str | None = None
+        #: While ``open`` runs, a configuration error is its to report (one line, the server stops).
+        self._opening = False
         self._load_many: dict[int, Any] = {}
         self._session_reads: ReadBatcher[str, Any] = ReadBatcher(self._load_sessions)
 
@@ -162,14 +165,23 @@ class SqlStorage(Storage):
         self.db = self._make_engine(self.timeout)
         in_memory = self._sqlite and (not self.url.database or self.url.database == ":memory:")
         self._lanes = Lanes(self._engine, 1 if in_memory else LANES_SQLITE if self._sqlite else LANES, self.timeout)
+        self._opening = True
         try:
             await self._ensure_schema()
-        except StorageUnavailable:
-            # Serve anyway: requests answer 1013 until the database answers, then the tables are made.
-            log.warning("sql storage: %s does not answer yet; requests answer 1013 until it does", self.where())
-        except BaseException:  # tables newer than this release: the server stops, its connections first
+        except BaseException as error:
+            wrong = configuration_error(error)
+            if wrong is None and isinstance(error, StorageUnavailable):
+                # Serve anyway: requests answer 1013 until the database answers, then the tables are made.
+                log.warning("sql storage: %s does not answer yet; requests answer 1013 until it does", self.where())
+                return
+            # A database or role that does not exist, refused credentials, tables newer than this
+            # release: waiting will not help, so the server stops (its connections first).
             await self.close()
+            if wrong is not None:
+                raise PluginError(f"sql storage: {self.where()}: {wrong}; check database_url") from None
             raise
+        finally:
+            self._opening = False
 
     async def close(self) -> None:
         if self._lanes is not None:
@@ -361,6 +373,8 @@ class SqlStorage(Storage):
         return folder_ok and (not os.path.exists(path) or os.access(path, os.W_OK))
 
     def _report(self, fault: str, error: BaseException) -> None:
+        if self._opening and configuration_error(error) is not None:
+            return
         if fault != self._fault:
             cause = getattr(error, "orig", None) or error
             log.error(
@@ -722,3 +736,38 @@ def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
         log.warning("sql storage: could not switch SQLite to WAL mode: %s", error)
     finally:
         cursor.close()
+
+
+#: SQLSTATEs of a PostgreSQL that answers but refuses the URL's database or role.
+_POSTGRES_REFUSALS = {"3D000", "28000", "28P01"}
+#: MySQL and MariaDB error numbers of the same: access denied (to the server, to the
+#: database) and unknown database.
+_MYSQL_REFUSALS = {1044, 1045, 1049, 1698}
+
+
+def configuration_error(error: BaseException) -> str | None:
+    """The database's own words when ``error`` says the URL names a database or a role that
+    does not exist or credentials it refuses (a configuration mistake); else None."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [error]
+    while todo:
+        found = todo.pop()
+        if found is None or id(found) in seen:
+            continue
+        seen.add(id(found))
+        args = getattr(found, "args", ())
+        if args and isinstance(args[0], int) and args[0] in _MYSQL_REFUSALS:
+            text = str(args[1]) if len(args) > 1 else _first_line(found)
+            quoted = re.fullmatch(r"\(\d+, ['\"](.*)['\"]\)", text)  # asyncmy repeats the number
+            return quoted.group(1) if quoted else text
+        state = getattr(found, "sqlstate", None) or getattr(found, "pgcode", None)
+        if isinstance(state, str) and state in _POSTGRES_REFUSALS:
+            return _first_line(found)
+        orig = getattr(found, "orig", None)
+        todo.extend((found.__cause__, found.__context__, orig if isinstance(orig, BaseException) else None))
+    return None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

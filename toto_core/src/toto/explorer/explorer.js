@@ -53,14 +53,18 @@ function showExchange() {
   $("response-headers").textContent = show(exchange.response.headers);
 }
 
+// Each action starts from a clean slate: an answer left on screen by an earlier call (its
+// "HTTP 200" above all) would read as the answer of one that never went out (invalid JSON).
 async function run(action) {
   $("error-message").textContent = "";
+  for (const id of ["status", "answer", "request-headers", "response-headers"]) $(id).textContent = "";
+  const before = client && client.lastExchange;
   try {
     await action();
   } catch (error) {
     $("error-message").textContent = error instanceof TotoError ? `error ${error.code}: ${JSON.stringify(error.value)}` : String(error);
   }
-  showExchange();
+  if (client && client.lastExchange !== before) showExchange();
   showSession();
 }
 

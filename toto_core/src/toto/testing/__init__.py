@@ -29,6 +29,9 @@ tools they use, for Toto's own plugins and third-party ones alike.
   deadlines, unfinished messages per process, slow readers, tried with ``RawSocket``, a
   client that sends frames exactly as built): subclass with a ``socket_face`` fixture that
   starts a server with given options and returns its address.
+- ``TestClient`` and ``AsyncTestClient`` (``toto.testing.client``): an application's own
+  tests call its methods in process (no port, no subprocess) through the real request path,
+  with ``TotoClient``'s interface.
 - Tools: ``ServerProcess`` (``toto.testing.server``) runs a real server,
   ``TcpProxy`` (``toto.testing.proxy``) cuts, black-holes, freezes or slows a database's
   connections, ``run_storages(body, *stores)`` and ``session_record(...)`` write a
@@ -42,6 +45,7 @@ what it makes.
 """
 
 from toto.testing.backend import Backend, BackendContract, unique_namespace
+from toto.testing.client import AsyncTestClient, TestClient
 from toto.testing.contract import EventBusContract, StorageContract, run_storages, session_record
 from toto.testing.deployment import DeploymentContract, check_servers_share_accounts_and_sessions, unique_user
 from toto.testing.guards import GuardContract
@@ -55,6 +59,7 @@ from toto.testing.transport import TransportContract
 
 __all__ = [
     "OUTAGE_BOUND",
+    "AsyncTestClient",
     "Backend",
     "BackendContract",
     "DeploymentContract",
@@ -66,6 +71,7 @@ __all__ = [
     "SocketContract",
     "StorageContract",
     "TcpProxy",
+    "TestClient",
     "TransportContract",
     "assert_storage_unavailable_in_time",
     "assert_unavailable_in_time",

@@ -98,6 +98,7 @@ class ASGIApp:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.server.stop()
+                self.bodies.stop()  # its timer task, on a loop that may run on (an in-process TestClient's)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
