@@ -19,10 +19,7 @@ the map's last entry and the signature covers the map without it.
 from __future__ import annotations
 
 import asyncio
-import base64
 import fnmatch
-import hashlib
-import hmac
 import importlib
 import logging
 import re
@@ -34,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from tornado import web
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
+from toto.auth import Authenticator
 from toto.calls import connection_gone, error_for, fail_invocation, resolve_batch, respond
 from toto.events import EventManager
 from toto.exceptions import (
@@ -43,16 +41,16 @@ from toto.exceptions import (
     ERROR_NOT_AUTHORIZED,
     ERROR_SERVER,
     ERROR_SERVICE_UNAVAILABLE,
-    ERROR_SIGNATURE_EXPIRED,
     ERROR_UNSUPPORTED_CONTENT_TYPE,
     PluginError,
     TotoException,
 )
 from toto.frames import FrameWatch, UnfinishedMessages, frame_reading_followed
 from toto.lookup import Method, MethodLookup
-from toto.signing import NoSigning, SessionKeySigning, UserIdSigning, decode_session_key, user_id_hmac
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
     from toto.server import TotoServer
     from toto.sessions import Session
 
@@ -78,10 +76,11 @@ _SESSION_ID = re.compile(r"[A-Za-z0-9_\-]{1,128}\Z")
 
 def text_signed_part(frame: str) -> tuple[str, bytes] | None:
     """(hmac, signed bytes) of a text frame ending in ``,"hmac":"<base64>"}``, else None."""
-    found = _TEXT_HMAC.search(frame)
+    start = frame.rfind(',"hmac":"')
+    found = _TEXT_HMAC.match(frame, start) if start >= 0 else None
     if found is None:
         return None
-    return found.group(1), (frame[: found.start()] + "}").encode("utf-8")
+    return found.group(1), (frame[:start] + "}").encode("utf-8")
 
 
 def _map_header(count: int) -> bytes:
@@ -119,12 +118,6 @@ def sign_binary(unsigned: bytes, count: int, signature: str) -> bytes:
     ``"hmac": signature`` appended as its last entry (the client half of the rule above)."""
     head = _map_header(count)
     return _map_header(count + 1) + unsigned[len(head) :] + _msgpack_str("hmac") + _msgpack_str(signature)
-
-
-def session_key_message_hmac(key: bytes, timestamp: str, signed: bytes) -> str:
-    """base64(HMAC-SHA256(key, timestamp + "\\n" + the message without its hmac))."""
-    digest = hmac.new(key, timestamp.encode("ascii") + b"\n" + signed, hashlib.sha256).digest()
-    return base64.b64encode(digest).decode("ascii")
 
 
 def _function(path: str, option: str) -> Callable[..., Any] | None:
@@ -167,17 +160,8 @@ class SocketHub:
         self.event_patterns = [p.strip() for p in str(o.socket_events).split(",") if p.strip()]
         #: allow_origin, parsed once for CORS and sockets (toto.origins).
         self.origins = server.origins
-        auth = server.authenticator
-        self.mode = (
-            "session_key"
-            if isinstance(auth, SessionKeySigning)
-            else ("user_id" if auth.enabled else "off")  # hmac_enabled=False checks nothing, as over HTTP
-            if isinstance(auth, UserIdSigning)
-            else "off"
-            if isinstance(auth, NoSigning)
-            else "unsupported"
-        )
-        self.window = float(getattr(auth, "window", 300.0))
+        #: The hmac_mode's authenticator: its message half checks every call naming a session.
+        self.authenticator: Authenticator = server.authenticator
         self.sockets: set[TotoSocketHandler] = set()
         if not frame_reading_followed():
             raise PluginError(
@@ -536,7 +520,9 @@ class TotoSocketHandler(WebSocketHandler):
                 raise TotoException(ERROR_INVALID_SESSION_ID, "Invalid session")
             return
         try:
-            await self._verify(session, request, raw)
+            pending = self._verify(call, session, request, raw)
+            if pending is not None:
+                await pending
         except TotoException as exc:
             sessions.release(session)
             if not required:
@@ -554,35 +540,13 @@ class TotoSocketHandler(WebSocketHandler):
         call.opened_with = session
         self.had_session = True
 
-    async def _verify(self, session: Session, request: dict[str, Any], raw: str | bytes) -> None:
-        mode = self.hub.mode
-        if mode == "off":
-            return
-        if mode == "unsupported":
-            raise TotoException(ERROR_INVALID_HMAC, "This server's hmac_mode does not sign socket messages.")
+    def _verify(
+        self, call: SocketCall, session: Session, request: dict[str, Any], raw: str | bytes
+    ) -> Awaitable[None] | None:
+        """The authenticator's message half on the frame's signed bytes and its ``hmac`` member."""
         found = binary_signed_part(raw, request) if isinstance(raw, bytes) else text_signed_part(raw)
-        if found is None:
-            raise TotoException(ERROR_INVALID_HMAC, "Invalid request HMAC")
-        given, signed = found
-        if mode == "user_id":
-            expected = user_id_hmac(session.user_id, signed)
-            if not hmac.compare_digest(expected.encode("ascii"), given.encode("utf-8")):
-                raise TotoException(ERROR_INVALID_HMAC, "Invalid request HMAC")
-            return
-        stamp = request.get("timestamp")
-        if not session.key:
-            raise TotoException(ERROR_INVALID_HMAC, "Invalid request HMAC")
-        if not isinstance(stamp, int) or isinstance(stamp, bool):
-            raise TotoException(ERROR_SIGNATURE_EXPIRED, "Missing or malformed timestamp (integer unix seconds)")
-        now = time.time()
-        if abs(now - stamp) > self.hub.window:
-            raise TotoException(ERROR_SIGNATURE_EXPIRED, "Signature expired: check the client's clock")
-        expected = session_key_message_hmac(decode_session_key(session.key), str(stamp), signed)
-        if not hmac.compare_digest(expected.encode("ascii"), given.encode("utf-8")):
-            raise TotoException(ERROR_INVALID_HMAC, "Invalid request HMAC")
-        # The deployment-wide replay guard HTTP uses (the storage's first_seen).
-        if not await self.server.storage.first_seen("sig:" + given, stamp + self.hub.window - now + 1):
-            raise TotoException(ERROR_SIGNATURE_EXPIRED, "Signature already used")
+        given, signed = found if found is not None else (None, b"")
+        return self.hub.authenticator.verify_message(call, session, request, signed, given)
 
     async def _check_session_loop(self, interval: float) -> None:
         """Close the socket once the session it ran calls with is gone (logout elsewhere, expiry)."""
