@@ -26,7 +26,7 @@ class AccessLog:
 
     def record(self, handler: TotoHandler, closed: bool = False) -> None:
         request = handler.request
-        methods = handler._active_methods
+        methods = handler.active_methods
         if methods:
             name = methods[0].name if len(methods) == 1 else ",".join(m.name for m in methods)
         elif handler._route is not None:

@@ -69,7 +69,7 @@ def respond(target: Any, result: Any, error: Any, where: str, debug: bool, logge
     reply = target._reply
     if reply is None:
         reply = asyncio.get_running_loop().create_future()
-        target.__dict__["_reply"] = reply
+        target._reply = reply
     if reply.done():
         return
     if error is None:

@@ -3,9 +3,10 @@
 A transport (``toto.transports``: Tornado's HTTP server by default, an ASGI or RSGI server
 with ``--http``) parses HTTP and gives each request to ``TotoApplication.begin`` as a
 request object (``handler.request``, the shape of Tornado's ``HTTPServerRequest`` on every
-transport) and a ``ResponseWriter`` (how the answer's bytes leave). Everything between is
-here, and reads top to bottom: size limits -> parse -> resolve method -> load session ->
-verify signature -> invoke -> save state -> serialize -> sign -> write.
+transport) and a ``ResponseWriter`` (how the answer's bytes leave). This is HTTP's face of
+the one call sequence (``toto.pipeline``, which socket messages run too): size limits ->
+parse -> resolve method -> ``pipeline.open_session`` (the authenticator's request half) ->
+``pipeline.invoke`` / ``run_batch`` -> save state -> serialize -> sign -> write.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from urllib.parse import unquote_to_bytes
 
 from tornado import httputil
 
-from toto.calls import connection_gone, error_for, fail_invocation, resolve_batch, respond
+from toto import pipeline
+from toto.calls import connection_gone, error_for, resolve_batch, respond
 from toto.events import EventManager
 from toto.exceptions import (
     ERROR_INVALID_SESSION_ID,
@@ -43,10 +45,11 @@ from toto.lookup import Method
 from toto.origins import callable_by_get
 from toto.plugins import install_hint
 from toto.redaction import redact_target
-from toto.seed import SeedHandler
+from toto.seed import _NO_DEFAULT, SeedHandler
 
 if TYPE_CHECKING:
-    from toto.dbconnection import Pending
+    from toto.context import CallContext
+    from toto.dbconnection import DBConnection, Pending
     from toto.server import TotoServer
     from toto.sessions import Session
     from toto.websocket import SocketHub
@@ -227,7 +230,7 @@ class TotoHandler(SeedHandler):
     #: With request hooks: when this request started, until toto_request_finished is called.
     _observed_since: float | None = None
     #: Parameters came as query or form text, so typed methods may read "1" as 1 (toto.validation).
-    _text_parameters = False
+    text_parameters = False
     #: The request was signed as toto.js signs (True), as UTF-8 (False), or not checked (None).
     _toto_js: bool | None = None
     #: Storage calls seed code made without awaiting them (toto.dbconnection); None until one is made.
@@ -270,16 +273,16 @@ class TotoHandler(SeedHandler):
         self._refused = False
         self._response_serializer = server.default_serializer
         self._response_type: str | None = None  # the content type as the client named it
-        self._active_methods: list[Method] = []
+        self.active_methods: list[Method] = []
         self._reply: asyncio.Future[Any] | None = None
-        self._locked_session: Session | None = None
+        self.locked_session: Session | None = None
         #: Why the session the request named is not this request's (1007, 1008, 1015).
-        self._session_error: TotoException | None = None
+        self.session_error: TotoException | None = None
         #: The session cookie named the request's session (so its end clears the cookie).
         self._cookie_named = False
         # What toto_request_finished reports: the method called, a batch's size, the error answered.
-        self._called: str | None = None
-        self._batch_size: int | None = None
+        self.called: str | None = None
+        self.batch_size: int | None = None
         self._error: TotoException | None = None
         server.in_flight.add(self)
 
@@ -350,11 +353,7 @@ class TotoHandler(SeedHandler):
         """A request answered before it runs (404, 405, 413, 431...) still reaches the request
         hooks, so metrics and traces see what was refused."""
         if self.server.request_hooks and self._observed_since is None:
-            self._observed_since = time.perf_counter()
-            try:
-                self.server.hook.toto_request_started(handler=self)
-            except Exception:
-                log.exception("a toto_request_started hook failed")
+            self._observed_since = pipeline.observe_started(self)
 
     async def _execute(self) -> None:
         """Run the request's HTTP verb, between the request hooks when plugins implement them."""
@@ -364,11 +363,7 @@ class TotoHandler(SeedHandler):
             await self._serve()
 
     async def _execute_observed(self) -> None:
-        started = self._observed_since = time.perf_counter()
-        try:
-            self.server.hook.toto_request_started(handler=self)
-        except Exception:
-            log.exception("a toto_request_started hook failed")
+        started = self._observed_since = pipeline.observe_started(self)
         try:
             await self._serve()
         finally:
@@ -376,21 +371,8 @@ class TotoHandler(SeedHandler):
                 self._report_finished(499, started)
 
     def _report_finished(self, status: int, started: float) -> None:
-        """toto_request_finished, called once the answer is decided and before its bytes go out,
-        so what plugins count survives a process that dies right after answering."""
         self._observed_since = None
-        error = self._error
-        try:
-            self.server.hook.toto_request_finished(
-                handler=self,
-                method=self._called,
-                batch=self._batch_size,
-                status=status,
-                error=None if error is None else error.to_dict(),
-                seconds=time.perf_counter() - started,
-            )
-        except Exception:
-            log.exception("a toto_request_finished hook failed")
+        pipeline.observe_finished(self, status, self._error, started)
 
     async def _serve(self) -> None:
         """Anything that escapes the verb is a 500 in the protocol's shape."""
@@ -549,7 +531,7 @@ class TotoHandler(SeedHandler):
                     raise TotoException(ERROR_MALFORMED_REQUEST, f"Malformed form body: {_brief(exc)}") from None
                 parameters = _arguments(arguments)
                 self._form_arguments = arguments
-                self._text_parameters = True
+                self.text_parameters = True
                 for name, uploads in files.items():
                     entries = [
                         {"filename": f.filename, "body": f.body, "content_type": f.content_type} for f in uploads
@@ -589,7 +571,7 @@ class TotoHandler(SeedHandler):
     async def get(self, path: str) -> None:
         try:
             self._pick_response_serializer(None)
-            self._text_parameters = True
+            self.text_parameters = True
             await self._call_one(path, None, _arguments(self.request.query_arguments), b"")
         except TotoException as exc:
             self._answer_error(exc)
@@ -640,13 +622,12 @@ class TotoHandler(SeedHandler):
 
     # -- sessions -----------------------------------------------------------------------
     async def _open_session(self, body: bytes, session_id: str | None = None) -> None:
-        """Load the session the request names (or ``session_id``), check its signature and take its lock.
+        """Open the session the request names (or ``session_id``) as ``pipeline.open_session``
+        does for every face, checked by the authenticator's request half.
 
-        A session that is unknown, expired or badly signed leaves ``handler.session``
-        None: a public method runs without it, and ``_refuse_unauthenticated`` answers
-        an @authenticated method with the reason (1007, 1008). A request that names no
-        session costs no storage round trip. The session cookie names one only when
-        ``_cookie_allowed`` and the request may use it (``CookieSessions.session_id``)."""
+        A request that names no session costs no storage round trip. The session cookie
+        names one only when ``_cookie_allowed`` and the request may use it
+        (``CookieSessions.session_id``)."""
         server = self.server
         named = session_id is not None
         if not named:
@@ -658,33 +639,13 @@ class TotoHandler(SeedHandler):
             if not session_id:
                 return
             self._cookie_named = True
-        session = await server.sessions.load(session_id)
-        if session is None:
-            self._session_error = TotoException(ERROR_INVALID_SESSION_ID, "Invalid session")
-            return
-        self._locked_session = session
+        authenticator = server.authenticator
         # A session named by a parameter (@authenticated_with_parameter) from a link, which
         # can send neither body nor headers, where the scheme allows it (Authenticator.unsigned_links).
-        unsigned_link = named and not body and "x-toto-hmac" not in self.request.headers
-        if not (unsigned_link and server.authenticator.unsigned_links):
-            try:
-                checked = server.authenticator.verify_request(self, session, body)
-                if checked is not None:
-                    await checked
-            except TotoException as exc:
-                if exc.code == ERROR_SERVICE_UNAVAILABLE:
-                    raise
-                self._close_session()
-                self._session_error = exc
-                return
-        await server.sessions.renew(session)
-        await server.sessions.lock(session)
-        self.session = session
-
-    def _refuse_unauthenticated(self, method: Method) -> None:
-        """An @authenticated method whose named session failed to load or verify is not run."""
-        if method.authenticated and self._session_error is not None and self.session is None:
-            raise self._session_error
+        if named and not body and authenticator.unsigned_links and "x-toto-hmac" not in self.request.headers:
+            await pipeline.open_session(self, session_id, None)
+        else:
+            await pipeline.open_session(self, session_id, authenticator.verify_request, body)
 
     def create_session(
         self, user_id: str | None = None, password: str | None = None, verify_password: bool = True
@@ -696,7 +657,7 @@ class TotoHandler(SeedHandler):
         write (and the password check when ``password`` is given) finishes before the
         answer goes out, and its failure is the answer."""
         session = self.db_connection.create_session(user_id, password, verify_password)
-        self._close_session()
+        self.release_session()
         self.session = session
         return session
 
@@ -704,19 +665,19 @@ class TotoHandler(SeedHandler):
         """Make ``session_id`` this request's session (``retrieve_session``): None when it is
         unknown or expired, as the original's; 1008 when the request's signature does not
         match it, as the original checked with ``hmac_enabled``."""
-        self._close_session()
+        self.release_session()
         self.session = None
-        self._session_error = None
+        self.session_error = None
         await self._open_session(self.request.body or b"", session_id)
-        error = self._session_error
+        error = self.session_error
         if self.session is None and error is not None and error.code != ERROR_INVALID_SESSION_ID:
             raise error
         return self.session
 
-    def _close_session(self) -> None:
-        session = self._locked_session
+    def release_session(self) -> None:
+        session = self.locked_session
         if session is not None:
-            self._locked_session = None
+            self.locked_session = None
             self.server.sessions.release(session)
 
     # -- invoking -----------------------------------------------------------------------
@@ -730,7 +691,7 @@ class TotoHandler(SeedHandler):
 
     async def _call_one(self, path: str, body_method: Any, parameters: Any, body: bytes) -> None:
         method = self.server.methods.resolve(self._method_name(path, body_method))
-        self._called = method.name
+        self.called = method.name
         if self.request.method in ("GET", "HEAD") and not callable_by_get(method.name):
             self.set_header("Allow", "POST")
             raise TotoException(ERROR_VERB_NOT_ALLOWED, f"{method.name} is served by POST only, never by GET.")
@@ -739,134 +700,45 @@ class TotoHandler(SeedHandler):
             self._cookie_allowed = False
         await self._open_session(body)
         try:
-            result = self._invoke(method, self, parameters)
-            if isinstance(result, _Pending):
+            result = pipeline.invoke(self, self, method, parameters)
+            if isinstance(result, pipeline.Waiting):
                 result = await result.awaitable
             if result is _RAW:
                 return
             if self.session is not None:
                 await self.session.flush()
         finally:
-            self._close_session()
+            self.release_session()
         payload = {} if result is None else {"result": result}
         self._answer(payload)
 
     async def _call_batch(self, batch: Any, body: bytes) -> None:
         methods: dict[str, Method | TotoException] = resolve_batch(self.server.methods, batch, self.server.max_batch)
-        self._batch_size = len(batch)
+        self.batch_size = len(batch)
         await self._open_session(body)
         try:
-            # Entries run concurrently. A plain function cannot interleave with anything,
-            # so _invoke runs it right here; only entries that wait on something get a task.
-            answers: dict[str, dict[str, Any]] = {}
-            waiting: dict[str, Awaitable[dict[str, Any]]] = {}
-            for key in batch:
-                method = methods[key]
-                if isinstance(method, TotoException):
-                    answers[key] = {"error": method.to_dict()}
-                    continue
-                try:
-                    result = self._invoke(method, BatchEntry(self, key), batch[key].get("parameters", {}))
-                except Exception as exc:  # a TotoException, or a toto_before_invoke hook that failed
-                    answers[key] = {"error": self._unexpected(exc).to_dict()}
-                    continue
-                if isinstance(result, _Pending):
-                    waiting[key] = _entry_answer(result.awaitable)
-                else:
-                    answers[key] = {"result": result}
-            if waiting:
-                for key, answer in zip(waiting, await asyncio.gather(*waiting.values())):
-                    answers[key] = answer
+            answers = await pipeline.run_batch(self, methods, batch, lambda key: BatchEntry(self, key))
             if self.session is not None:
                 await self.session.flush()
         finally:
-            self._close_session()
-        self._answer({"batch": {key: answers[key] for key in batch}})
+            self.release_session()
+        self._answer({"batch": answers})
 
-    async def _settle(self) -> None:
-        """Wait for the storage calls seed code made without awaiting them (toto.dbconnection):
-        the first failure that no code awaited becomes the call's error."""
-        while self._work:
-            work, self._work = self._work, None
-            for pending in work:
-                try:
-                    await pending.settled()
-                except BaseException:
-                    created = self.session._creation if self.session is not None else None
-                    task = created.task if created is not None else None
-                    if task is not None and task.done() and (task.cancelled() or task.exception() is not None):
-                        self.session = None  # the answer must not name a session that was never stored
-                    raise
-
-    def _invoke(self, method: Method, target: Any, parameters: Any) -> Any:
-        """The one invocation path: run ``method`` for ``target`` (this handler or a batch
-        entry) up to its first wait, between toto_before_invoke and toto_after_invoke.
-
-        A method that answered without waiting (a plain function) gives its result now:
-        no coroutine, no task. One that waits gives ``_Pending`` of its result. Failures
-        are raised (now or by the awaitable) as TotoException, from ``invocation_error``."""
-        if self._session_error is not None:
-            self._refuse_unauthenticated(method)
-        if self.server.invoke_hooks:
-            self.server.hook.toto_before_invoke(handler=target, method=method.name, parameters=parameters)
-        self._active_methods.append(method)
-        try:
-            if method.validate is not None:
-                parameters = method.validate(parameters, self._text_parameters)
-            result = method.invoke(target, parameters)
-            if not method.plain or self._work or (result is not None and hasattr(result, "__await__")):
-                return self._pending(method, target, result)
-            if result is None:
-                reply = target._reply
-                if reply is not None:
-                    if not reply.done():
-                        return self._pending(method, target, result)
-                    result = reply.result()
-        except Exception as exc:
-            fail_invocation(self.server, target, method.name, exc, self._where(), log)
-        if self.server.invoke_hooks:
-            self.server.hook.toto_after_invoke(handler=target, method=method.name, result=result, error=None)
-        return result
-
-    def _pending(self, method: Method, target: Any, result: Any) -> _Pending:
-        """A method that waits: from now on the transport watches for the client going away."""
+    def waiting(self) -> None:
+        """A method waits: from now on the transport watches for the client going away."""
         if not self._watching and not self._finished:
             self._watching = True
             self._writer.watch(self.on_connection_close)
-        return _Pending(self._invoke_rest(method, target, result))
 
-    async def _invoke_rest(self, method: Method, target: Any, result: Any) -> Any:
-        """The part of ``_invoke`` after a method's first wait."""
-        try:
-            if result is not None and hasattr(result, "__await__"):
-                result = await result
-            if result is None:
-                reply = target._reply
-                if reply is not None and reply.done():
-                    result = reply.result()
-                elif method.callback_style:
-                    # Callback style: the method answers later through respond().
-                    # The session lock is not held while waiting (long polls).
-                    if target is self and self.session is not None:
-                        await self.session.flush()
-                        self._close_session()
-                    if reply is None:
-                        reply = target._reply = asyncio.get_running_loop().create_future()
-                    result = await reply
-                elif reply is not None:
-                    result = await reply
-            if self._work:
-                await self._settle()
-        except Exception as exc:
-            fail_invocation(self.server, target, method.name, exc, self._where(), log)
-        if self.server.invoke_hooks:
-            self.server.hook.toto_after_invoke(handler=target, method=method.name, result=result, error=None)
-        return result
+    async def before_callback(self, target: CallContext) -> None:
+        if target is self and self.session is not None:
+            await self.session.flush()
+            self.release_session()
 
     # -- answering ----------------------------------------------------------------------
     def respond(self, result: Any = None, error: Any = None) -> None:
         """Answer a callback-style call: ``result``, or ``error`` (a TotoException or any exception)."""
-        respond(self, result, error, self._where(), self.server.debug, log)
+        respond(self, result, error, self.where(), self.server.debug, log)
 
     def respond_raw(self, body: bytes | str, content_type: str, finish: bool = True) -> None:
         """Write ``body`` as is with ``content_type``, bypassing the Toto envelope (and signing)."""
@@ -897,7 +769,7 @@ class TotoHandler(SeedHandler):
             payload["session"] = session.to_response()
         if self.server.cookies is not None:
             # The cookie's session ended here: signed out, or unknown or expired (1007).
-            error = self._session_error
+            error = self.session_error
             ended = self._cookie_named and (error is None or error.code == ERROR_INVALID_SESSION_ID)
             self.server.cookies.answer(self, session, ended)
         self._payload = payload
@@ -905,7 +777,7 @@ class TotoHandler(SeedHandler):
         try:
             body = serializer.encode(payload)
         except (TypeError, ValueError, OverflowError, RecursionError) as exc:
-            log.error("answer of %s could not be serialized: %s", self._where(), exc)
+            log.error("answer of %s could not be serialized: %s", self.where(), exc)
             payload = {"error": {"code": ERROR_SERVER, "value": "The result could not be serialized."}}
             if session is not None:
                 payload["session"] = session.to_response()
@@ -920,16 +792,16 @@ class TotoHandler(SeedHandler):
     def _answer_error(self, exc: TotoException) -> None:
         self._error = exc
         if exc.code == ERROR_SERVICE_UNAVAILABLE:
-            log.warning("%s: %s", self._where(), exc.value)
+            log.warning("%s: %s", self.where(), exc.value)
             # The call did not run: a client may send it again, after this long (PROTOCOL.md section 7).
             self._headers["Retry-After"] = "1"
         self._answer({"error": exc.to_dict()}, exc.status)
 
-    def _where(self) -> str:
+    def where(self) -> str:
         return f"{self.request.method} {redact_target(self.request.uri)}"
 
     def _unexpected(self, exc: BaseException) -> TotoException:
-        return error_for(exc, self._where(), self.server.debug, log)
+        return error_for(exc, self.where(), self.server.debug, log)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         # Transport-level errors (404, 405, unexpected failures) in the protocol's shape, never a page.
@@ -972,7 +844,7 @@ class TotoHandler(SeedHandler):
         if self._closed:
             return
         self._closed = True
-        connection_gone(self, self._active_methods, log)
+        connection_gone(self, self.active_methods, log)
         self.on_finish()
 
     def on_finish(self) -> None:
@@ -985,49 +857,119 @@ class TotoHandler(SeedHandler):
             for sig in self.registered_event_handlers:
                 manager.remove_handler(sig)
             self.registered_event_handlers.clear()
-        self._close_session()
+        self.release_session()
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         if isinstance(value, asyncio.CancelledError):
             return
-        log.error("uncaught exception in %s", self._where(), exc_info=(typ, value, tb))
+        log.error("uncaught exception in %s", self.where(), exc_info=(typ, value, tb))
 
 
 class BatchEntry:
-    """Stands in for the handler inside one batch entry, so ``respond`` answers that entry."""
+    """One entry of an HTTP batch as its method sees it (a ``CallContext``): its own
+    ``respond``; the request's session, server, storage and seed surface."""
+
+    __slots__ = ("_reply", "handler", "request_key")
 
     def __init__(self, handler: TotoHandler, request_key: str) -> None:
-        self.__dict__["handler"] = handler
-        self.__dict__["request_key"] = request_key
-        self.__dict__["_reply"] = None
+        #: The batch's request (where ``account.*`` count password checks per request).
+        self.handler = handler
+        self.request_key = request_key
+        self._reply: asyncio.Future[Any] | None = None
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.handler, name)
+    @property
+    def session(self) -> Session | None:
+        return self.handler.session
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in self.__dict__:
-            self.__dict__[name] = value
-        else:
-            setattr(self.handler, name, value)
+    @session.setter
+    def session(self, session: Session | None) -> None:
+        # A method that signs out (handler.session = None) ends the batch's session.
+        self.handler.session = session
+
+    @property
+    def headers_only(self) -> bool:
+        return self.handler.headers_only
+
+    @property
+    def server(self) -> TotoServer:
+        return self.handler.server
+
+    @property
+    def request(self) -> httputil.HTTPServerRequest:
+        return self.handler.request
+
+    @property
+    def connection(self) -> Any:
+        return self.handler.connection
+
+    @property
+    def db(self) -> Any:
+        return self.handler.db
+
+    @property
+    def db_connection(self) -> DBConnection:
+        return self.handler.db_connection
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return self.handler.settings
+
+    @property
+    def transaction_id(self) -> Any:
+        return self.handler.transaction_id
 
     def respond(self, result: Any = None, error: Any = None) -> None:
         handler = self.handler
-        respond(self, result, error, handler._where(), handler.server.debug, log)
+        respond(self, result, error, handler.where(), handler.server.debug, log)
 
     def respond_raw(self, body: Any, content_type: str, finish: bool = True) -> None:
         raise TotoException(ERROR_SERVER, "respond_raw cannot answer one entry of a batch")
 
     raw_respond = respond_raw
 
+    def create_session(
+        self, user_id: str | None = None, password: str | None = None, verify_password: bool = True
+    ) -> Session:
+        return self.handler.create_session(user_id, password, verify_password)
 
-class _Pending:
-    """What ``_invoke`` gives for a method that waits: the awaitable of its result (a
-    wrapper, so a result that is itself awaitable is never mistaken for one)."""
+    def retrieve_session(self, session_id: str | None = None) -> asyncio.Future[Session | None]:
+        return self.handler.retrieve_session(session_id)
 
-    __slots__ = ("awaitable",)
+    def register_event_handler(
+        self, event_name: str, handler: Any, run_on_main_loop: bool = True, deregister_on_finish: bool = False
+    ) -> Any:
+        return self.handler.register_event_handler(event_name, handler, run_on_main_loop, deregister_on_finish)
 
-    def __init__(self, awaitable: Awaitable[Any]) -> None:
-        self.awaitable = awaitable
+    def deregister_event_handler(self, sig: Any) -> None:
+        self.handler.deregister_event_handler(sig)
+
+    # The seed surface (toto.seed), on the batch's request.
+    def get_argument(self, name: str, default: Any = _NO_DEFAULT, strip: bool = True) -> Any:
+        return self.handler.get_argument(name, default, strip)
+
+    def get_arguments(self, name: str, strip: bool = True) -> list[str]:
+        return self.handler.get_arguments(name, strip)
+
+    def get_cookie(self, name: str, default: str | None = None) -> str | None:
+        return self.handler.get_cookie(name, default)
+
+    def get_secure_cookie(self, name: str, value: str | None = None, max_age_days: float = 31) -> bytes | None:
+        return self.handler.get_secure_cookie(name, value, max_age_days)
+
+    def set_cookie(self, name: str, value: str | bytes, *args: Any, **kwargs: Any) -> None:
+        self.handler.set_cookie(name, value, *args, **kwargs)
+
+    def set_secure_cookie(self, name: str, value: str | bytes, *args: Any, **kwargs: Any) -> None:
+        self.handler.set_secure_cookie(name, value, *args, **kwargs)
+
+    def clear_cookie(self, name: str, path: str = "/", domain: str | None = None) -> None:
+        self.handler.clear_cookie(name, path, domain)
+
+    def set_header(self, name: str, value: Any) -> None:
+        self.handler.set_header(name, value)
+
+    def add_header(self, name: str, value: Any) -> None:
+        self.handler.add_header(name, value)
 
 
 _done: asyncio.Future[None] | None = None
@@ -1045,14 +987,6 @@ def _awaitable(sent: Any) -> Awaitable[None]:
         done = _done = loop.create_future()
         done.set_result(None)
     return done
-
-
-async def _entry_answer(pending: Awaitable[Any]) -> dict[str, Any]:
-    """A waiting batch entry's answer: its result, or the error ``_invoke`` raised for it."""
-    try:
-        return {"result": await pending}
-    except TotoException as exc:
-        return {"error": exc.to_dict()}
 
 
 def _quality(params: str) -> float:

@@ -31,8 +31,10 @@ from typing import TYPE_CHECKING, Any
 from tornado import web
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
+from toto import pipeline
 from toto.auth import Authenticator
-from toto.calls import connection_gone, error_for, fail_invocation, resolve_batch, respond
+from toto.calls import connection_gone, error_for, resolve_batch, respond
+from toto.dbconnection import DBConnection
 from toto.events import EventManager
 from toto.exceptions import (
     ERROR_INVALID_HMAC,
@@ -49,8 +51,8 @@ from toto.frames import FrameWatch, UnfinishedMessages, frame_reading_followed
 from toto.lookup import Method, MethodLookup
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable
-
+    from toto.context import CallContext
+    from toto.dbconnection import Pending
     from toto.server import TotoServer
     from toto.sessions import Session
 
@@ -231,7 +233,7 @@ class TotoSocketHandler(WebSocketHandler):
         self.tasks: set[asyncio.Task[Any]] = set()
         #: Calls not answered yet (socket_max_calls counts these).
         self.running = 0
-        self.calls: set[SocketCall] = set()
+        self.calls: set[SocketCall | SocketBatchEntry] = set()
         self.subscriptions: dict[str, tuple[str, int]] = {}
         self.registered_event_handlers: list[Any] = []
         self.queued = 0
@@ -421,14 +423,9 @@ class TotoSocketHandler(WebSocketHandler):
         msg_id = request.get("id")
         server = self.server
         observed = server.request_hooks
-        call = SocketCall(self, request)
+        call = SocketCall(self, request, raw)
         self.calls.add(call)
-        started = time.perf_counter()
-        if observed:
-            try:
-                server.hook.toto_request_started(handler=call)
-            except Exception:
-                log.exception("a toto_request_started hook failed")
+        started = pipeline.observe_started(call) if observed else 0.0
         error: TotoException | None = None
         try:
             if "batch" in request:
@@ -445,22 +442,13 @@ class TotoSocketHandler(WebSocketHandler):
             answer = {"error": error.to_dict()}
         finally:
             self.calls.discard(call)
-            call.release()
+            call.release_session()
             self.running -= 1
         if error is not None and error.code == ERROR_SERVICE_UNAVAILABLE:
             log.warning("socket call %s: %s", call.called, error.value)
         if observed:
-            try:
-                server.hook.toto_request_finished(
-                    handler=call,
-                    method=call.called,
-                    batch=call.batch_size,
-                    status=200,
-                    error=None if error is None else error.to_dict(),
-                    seconds=time.perf_counter() - started,
-                )
-            except Exception:
-                log.exception("a toto_request_finished hook failed")
+            # The status the same answer carries over HTTP (PROTOCOL.md section 7).
+            pipeline.observe_finished(call, 200 if error is None else error.status, error, started)
         self.send({"id": msg_id, **answer}, binary)
         if call.close_reason is not None:
             self.close(CLOSE_POLICY, call.close_reason)
@@ -473,80 +461,53 @@ class TotoSocketHandler(WebSocketHandler):
             return {"result": self._subscribe(name, parameters)}
         method = self.hub.methods.resolve(name)
         call.called = method.name
-        await self._open_session(call, request, raw, _requires_session(method))
-        result = await call.invoke(method, parameters)
+        await self._open_session(call, method.authenticated)
+        result = await pipeline.invoke_async(call, call, method, parameters)
         await call.settle()
         return {"result": result}
 
     async def _batch(self, call: SocketCall, request: dict[str, Any], raw: str | bytes) -> dict[str, Any]:
         batch = request["batch"]
-        server = self.server
-        methods: dict[str, Method | TotoException] = resolve_batch(self.hub.methods, batch, server.max_batch)
+        methods: dict[str, Method | TotoException] = resolve_batch(self.hub.methods, batch, self.server.max_batch)
         call.batch_size = len(batch)
-        required = any(isinstance(m, Method) and _requires_session(m) for m in methods.values())
-        await self._open_session(call, request, raw, required)
+        await self._open_session(call, any(isinstance(m, Method) and m.authenticated for m in methods.values()))
+        entries: list[SocketBatchEntry] = []
 
-        async def run(key: str) -> dict[str, Any]:
-            method = methods[key]
-            if isinstance(method, TotoException):
-                return {"error": method.to_dict()}
-            entry = SocketBatchEntry(call)
-            self.calls.add(entry)
-            try:
-                return {"result": await entry.invoke(method, batch[key].get("parameters", {}))}
-            except Exception as exc:  # a TotoException, or a toto_before_invoke hook that failed
-                return {"error": self._unexpected(exc, method.name).to_dict()}
-            finally:
-                self.calls.discard(entry)
+        def entry(key: str) -> SocketBatchEntry:
+            made = SocketBatchEntry(call)
+            entries.append(made)
+            self.calls.add(made)
+            return made
 
-        answers = await asyncio.gather(*(run(key) for key in batch))
+        try:
+            answers = await pipeline.run_batch(call, methods, batch, entry)
+        finally:
+            self.calls.difference_update(entries)
         await call.settle()
-        return {"batch": dict(zip(batch, answers))}
+        return {"batch": answers}
 
     # -- sessions and signatures ----------------------------------------------------------------
-    async def _open_session(self, call: SocketCall, request: dict[str, Any], raw: str | bytes, required: bool) -> None:
+    async def _open_session(self, call: SocketCall, required: bool) -> None:
         """Give ``call`` the socket's session when it exists and the message is signed for
-        it. A method that asks for a session (``@authenticated``) gets 1007 / 1008 / 1015
-        instead of running without; one that does not runs with ``session = None``."""
+        it (``pipeline.open_session``, checked by the authenticator's message half). A
+        message whose methods ask for a session (``@authenticated``) gets 1007 / 1008 / 1015
+        instead of running without (a bad signature closes the socket); one that does not
+        runs with ``session = None``."""
         session_id = self.session_id
         if not session_id:
             return
-        sessions = self.server.sessions
-        session = await sessions.load(session_id)
-        if session is None:
-            if self.had_session:
-                call.close_reason = "session ended"
-            if required:
-                raise TotoException(ERROR_INVALID_SESSION_ID, "Invalid session")
+        await call.open_session(session_id)
+        if call.session is not None:
+            call.opened_with = call.session
+            self.had_session = True
             return
-        try:
-            pending = self._verify(call, session, request, raw)
-            if pending is not None:
-                await pending
-        except TotoException as exc:
-            sessions.release(session)
-            if not required:
-                return
-            if exc.code == ERROR_INVALID_HMAC:
+        error = call.session_error
+        if error is not None and error.code == ERROR_INVALID_SESSION_ID and self.had_session:
+            call.close_reason = "session ended"
+        if required and error is not None:
+            if error.code == ERROR_INVALID_HMAC:
                 call.close_reason = "bad signature"
-            raise
-        except BaseException:
-            sessions.release(session)
-            raise
-        call.locked = session
-        await sessions.renew(session)
-        await sessions.lock(session)
-        call.session = session
-        call.opened_with = session
-        self.had_session = True
-
-    def _verify(
-        self, call: SocketCall, session: Session, request: dict[str, Any], raw: str | bytes
-    ) -> Awaitable[None] | None:
-        """The authenticator's message half on the frame's signed bytes and its ``hmac`` member."""
-        found = binary_signed_part(raw, request) if isinstance(raw, bytes) else text_signed_part(raw)
-        given, signed = found if found is not None else (None, b"")
-        return self.hub.authenticator.verify_message(call, session, request, signed, given)
+            raise error
 
     async def _check_session_loop(self, interval: float) -> None:
         """Close the socket once the session it ran calls with is gone (logout elsewhere, expiry)."""
@@ -682,69 +643,79 @@ def _is_scalar(value: Any) -> bool:
     return value is None or isinstance(value, (str, int, float, bool))
 
 
-def _requires_session(method: Method) -> bool:
-    """A method that asks for a session (``@authenticated``) is refused without a valid one."""
-    return bool(getattr(method.invoke, "authenticated", False))
-
-
 # -- what methods receive as ``handler`` ---------------------------------------------------------
 
 
 class SocketCall:
-    """The ``handler`` of one socket call: ``session``, ``connection`` (``.db``), ``server``,
-    ``request`` (the handshake's), ``socket``, ``respond``, ``register_event_handler``,
-    ``create_session``. Event handlers registered here live as long as the socket."""
+    """One socket message's call, as its method sees it (a ``CallContext``) and as the
+    pipeline runs it (a ``pipeline.Call``): ``session``, ``connection`` (``.db``),
+    ``server``, ``request`` (the handshake's), ``socket``, ``respond``,
+    ``register_event_handler``, ``create_session``, ``db_connection``,
+    ``retrieve_session``. Event handlers registered here live as long as the socket."""
 
-    def __init__(self, socket: TotoSocketHandler, message: dict[str, Any]) -> None:
+    text_parameters = False
+    headers_only = False
+    _work: list[Pending[Any]] | None = None
+    _db_connection: DBConnection | None = None
+
+    def __init__(self, socket: TotoSocketHandler, message: dict[str, Any], raw: str | bytes) -> None:
         self.socket = socket
         self.server = socket.server
         self.connection = socket.connection
         self.request = socket.request
         self.message = message
+        self.raw = raw
         self.session: Session | None = None
-        self.headers_only = False
+        self.session_error: TotoException | None = None
+        self.locked_session: Session | None = None
         self.called: str | None = None
         self.batch_size: int | None = None
         self.close_reason: str | None = None
-        self.locked: Session | None = None
         self.opened_with: Session | None = None
+        self.active_methods: list[Method] = []
         self._reply: asyncio.Future[Any] | None = None
-        self._active: list[Method] = []
 
     @property
     def _finished(self) -> bool:
         return self.socket.closed
 
-    async def invoke(self, method: Method, parameters: Any) -> Any:
-        server = self.server
-        hooks = server.invoke_hooks
-        if hooks:
-            server.hook.toto_before_invoke(handler=self, method=method.name, parameters=parameters)
-        self._active.append(method)
-        try:
-            if method.validate is not None:
-                parameters = method.validate(parameters, False)
-            result = method.invoke(self, parameters)
-            if result is not None and hasattr(result, "__await__"):
-                result = await result
-            if result is None:
-                reply = self._reply
-                if reply is not None and reply.done():
-                    result = reply.result()
-                elif method.callback_style:
-                    # Answers later through respond(); the session lock is not held meanwhile.
-                    await self.settle()
-                    self.release()
-                    if reply is None:
-                        reply = self._reply = asyncio.get_running_loop().create_future()
-                    result = await reply
-        except Exception as exc:
-            fail_invocation(server, self, method.name, exc, _where(method.name), log)
-        finally:
-            self._active.remove(method)
-        if hooks:
-            server.hook.toto_after_invoke(handler=self, method=method.name, result=result, error=None)
-        return result
+    @property
+    def db(self) -> Any:
+        return self.socket.db
+
+    @property
+    def db_connection(self) -> DBConnection:
+        """The original's account and session calls (``toto.dbconnection``), as over HTTP."""
+        if self._db_connection is None:
+            self._db_connection = DBConnection(self)  # type: ignore[arg-type]
+        return self._db_connection
+
+    # -- what the pipeline asks of its call -----------------------------------------------------
+    def where(self) -> str:
+        return _where(self.called)
+
+    def waiting(self) -> None:
+        """The socket's close already tells every running call (``connection_closed``)."""
+
+    async def before_callback(self, target: CallContext) -> None:
+        if target is self:
+            await self.settle()
+            self.release_session()
+
+    def release_session(self) -> None:
+        locked = self.locked_session
+        if locked is not None:
+            self.locked_session = None
+            self.server.sessions.release(locked)
+
+    async def open_session(self, session_id: str) -> None:
+        """``pipeline.open_session`` checked by the authenticator's message half on this
+        message's signed bytes and its ``hmac`` member."""
+        raw, message = self.raw, self.message
+        found = binary_signed_part(raw, message) if isinstance(raw, bytes) else text_signed_part(raw)
+        given, signed = found if found is not None else (None, b"")
+        verify = self.socket.hub.authenticator.verify_message
+        await pipeline.open_session(self, session_id, verify, message, signed, given)
 
     async def settle(self) -> None:
         """Persist the session's state; follow a login (the socket takes the new session)
@@ -761,12 +732,7 @@ class SocketCall:
             socket.session_id = None
             self.close_reason = "session ended"
 
-    def release(self) -> None:
-        locked = self.locked
-        if locked is not None:
-            self.locked = None
-            self.server.sessions.release(locked)
-
+    # -- what methods receive ---------------------------------------------------------------------
     def respond(self, result: Any = None, error: Any = None) -> None:
         respond(self, result, error, _where(self.called), self.server.debug, log)
 
@@ -775,12 +741,37 @@ class SocketCall:
 
     raw_respond = respond_raw
 
-    async def create_session(self, user_id: str | None = None) -> Session:
-        server = self.server
-        session = await server.sessions.create(user_id, server.authenticator.uses_session_key)
-        self.release()
+    def create_session(
+        self, user_id: str | None = None, password: str | None = None, verify_password: bool = True
+    ) -> Session:
+        """A new session, the call's (and the socket's once the call ends), made as over
+        HTTP: usable at once from sync code, awaitable from async code."""
+        session = self.db_connection.create_session(user_id, password, verify_password)
+        self.release_session()
         self.session = session
         return session
+
+    def retrieve_session(self, session_id: str | None = None) -> asyncio.Future[Session | None]:
+        """The call's session, or (``session_id``) the session it names made the call's, checked
+        against this message's signature as the socket's own session is
+        (``@authenticated_with_parameter``): None when unknown or expired, 1008 when badly signed."""
+        if session_id is None:
+            done: asyncio.Future[Session | None] = asyncio.get_running_loop().create_future()
+            done.set_result(self.session)
+            return done
+        return asyncio.ensure_future(self._open_named_session(session_id))
+
+    async def _open_named_session(self, session_id: str) -> Session | None:
+        self.release_session()
+        self.session = None
+        self.session_error = None
+        await self.open_session(session_id)
+        # The call's session, not the socket's: the next call names its own again (as a link's over HTTP).
+        self.opened_with = self.session
+        error = self.session_error
+        if self.session is None and error is not None and error.code != ERROR_INVALID_SESSION_ID:
+            raise error
+        return self.session
 
     def register_event_handler(
         self, event_name: str, handler: Any, run_on_main_loop: bool = True, deregister_on_finish: bool = False
@@ -799,31 +790,81 @@ class SocketCall:
             handlers.remove(sig)
 
     def connection_closed(self) -> None:
-        connection_gone(self, self._active, log)
+        connection_gone(self, self.active_methods, log)
 
 
-class SocketBatchEntry(SocketCall):
-    """One entry of a socket batch: its own ``respond``; the batch's session and socket."""
+class SocketBatchEntry:
+    """One entry of a socket batch as its method sees it (a ``CallContext``): its own
+    ``respond``; the batch's session, socket and storage."""
+
+    __slots__ = ("_reply", "handler")
 
     def __init__(self, batch: SocketCall) -> None:
-        super().__init__(batch.socket, batch.message)
-        self.handler = batch  # where account.* count password checks per message
-        self.session = batch.session
-        self.opened_with = batch.opened_with
+        #: The batch's call (where ``account.*`` count password checks per message).
+        self.handler = batch
+        self._reply: asyncio.Future[Any] | None = None
 
-    async def create_session(self, user_id: str | None = None) -> Session:
-        session = await self.handler.create_session(user_id)
-        self.session = session
-        return session
+    @property
+    def session(self) -> Session | None:
+        return self.handler.session
 
-    async def settle(self) -> None:
-        pass
+    @session.setter
+    def session(self, session: Session | None) -> None:
+        # A method that signs out (handler.session = None) ends the batch's session.
+        self.handler.session = session
 
-    def release(self) -> None:
-        pass
+    @property
+    def headers_only(self) -> bool:
+        return False
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        # A method that sets handler.session (logout) sets the batch's.
-        if name == "session" and "handler" in self.__dict__:
-            self.__dict__["handler"].session = value
-        object.__setattr__(self, name, value)
+    @property
+    def server(self) -> TotoServer:
+        return self.handler.server
+
+    @property
+    def request(self) -> Any:
+        return self.handler.request
+
+    @property
+    def connection(self) -> Any:
+        return self.handler.connection
+
+    @property
+    def socket(self) -> TotoSocketHandler:
+        return self.handler.socket
+
+    @property
+    def db(self) -> Any:
+        return self.handler.db
+
+    @property
+    def db_connection(self) -> DBConnection:
+        return self.handler.db_connection
+
+    def respond(self, result: Any = None, error: Any = None) -> None:
+        respond(self, result, error, self.handler.where(), self.handler.server.debug, log)
+
+    def respond_raw(self, body: Any, content_type: str, finish: bool = True) -> None:
+        raise TotoException(ERROR_SERVER, "respond_raw answers HTTP requests only, not socket calls")
+
+    raw_respond = respond_raw
+
+    def create_session(
+        self, user_id: str | None = None, password: str | None = None, verify_password: bool = True
+    ) -> Session:
+        return self.handler.create_session(user_id, password, verify_password)
+
+    def retrieve_session(self, session_id: str | None = None) -> asyncio.Future[Session | None]:
+        return self.handler.retrieve_session(session_id)
+
+    def register_event_handler(
+        self, event_name: str, handler: Any, run_on_main_loop: bool = True, deregister_on_finish: bool = False
+    ) -> Any:
+        return self.handler.register_event_handler(event_name, handler, run_on_main_loop, deregister_on_finish)
+
+    def deregister_event_handler(self, sig: Any) -> None:
+        self.handler.deregister_event_handler(sig)
+
+    def connection_closed(self) -> None:
+        """The socket closed: a reply this entry's method still owes is cancelled."""
+        connection_gone(self, (), log)
