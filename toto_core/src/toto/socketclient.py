@@ -145,14 +145,9 @@ class TotoSocket:
             message = auth.prepare_message(session, message)
         data = self._serializer.encode(message)
         signature = auth.sign_message(session, message, data) if session is not None else None
-        if signature is None:
-            return data if self.binary else data.decode("utf-8")
-        if self.binary:
-            from toto.websocket import sign_binary
-
-            return sign_binary(data, len(message), signature)
-        text = data.decode("utf-8")
-        return text[:-1] + ',"hmac":"' + signature + '"}'
+        if signature is not None:
+            data = self._serializer.add_signature(data, message, signature)
+        return data if self.binary else data.decode("utf-8")
 
     async def _send(self, message: dict[str, Any]) -> dict[str, Any]:
         if self.close_code is not None:

@@ -10,10 +10,10 @@ Per message: parse -> (session-naming message: remember the id) -> resolve the m
 load and check the session as over HTTP -> invoke -> answer ``{"id", "result"|"error"}``.
 Calls run as tasks of their own, so answers may come out of order.
 
-Signed calls (see README "WebSockets" for the exact bytes): the frame is the call's JSON
-text with ``,"hmac":"<base64>"}`` in place of its closing ``}``; the signature covers the
-text before that (with the ``}`` put back). Binary (msgpack) frames: the ``hmac`` entry is
-the map's last entry and the signature covers the map without it.
+Signed calls (see README "WebSockets" for the exact bytes): the frame's serializer finds
+the ``hmac`` member and the bytes it covers (``Serializer.split_signature``: JSON text
+ending in ``,"hmac":"<base64>"}``; toto-msgpack's map whose last entry is ``hmac``), and
+the hmac_mode's authenticator checks them (``Authenticator.verify_message``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import fnmatch
 import importlib
 import logging
 import re
-import struct
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -53,6 +52,7 @@ from toto.lookup import Method, MethodLookup
 if TYPE_CHECKING:
     from toto.context import CallContext
     from toto.dbconnection import Pending
+    from toto.serializers import Serializer
     from toto.server import TotoServer
     from toto.sessions import Session
 
@@ -71,55 +71,6 @@ UNSUBSCRIBE = "toto.unsubscribe"
 _closing: set[asyncio.Future[Any]] = set()
 _TEXT_HMAC = re.compile(r',"hmac":"([A-Za-z0-9+/=]*)"\}\Z')
 _SESSION_ID = re.compile(r"[A-Za-z0-9_\-]{1,128}\Z")
-
-
-# -- the signed bytes of a message ------------------------------------------------------------
-
-
-def text_signed_part(frame: str) -> tuple[str, bytes] | None:
-    """(hmac, signed bytes) of a text frame ending in ``,"hmac":"<base64>"}``, else None."""
-    start = frame.rfind(',"hmac":"')
-    found = _TEXT_HMAC.match(frame, start) if start >= 0 else None
-    if found is None:
-        return None
-    return found.group(1), (frame[:start] + "}").encode("utf-8")
-
-
-def _map_header(count: int) -> bytes:
-    if count < 16:
-        return bytes((0x80 | count,))
-    if count < 1 << 16:
-        return b"\xde" + struct.pack(">H", count)
-    return b"\xdf" + struct.pack(">I", count)
-
-
-def _msgpack_str(text: str) -> bytes:
-    data = text.encode("utf-8")
-    if len(data) < 32:
-        return bytes((0xA0 | len(data),)) + data
-    if len(data) < 256:
-        return b"\xd9" + bytes((len(data),)) + data
-    return b"\xda" + struct.pack(">H", len(data)) + data
-
-
-def binary_signed_part(frame: bytes, message: dict[str, Any]) -> tuple[str, bytes] | None:
-    """(hmac, signed bytes) of a msgpack frame whose last entry is ``"hmac": <str>``: the
-    signed bytes are the map without that entry (its header counting one entry fewer)."""
-    given = message.get("hmac")
-    if not isinstance(given, str) or list(message)[-1] != "hmac":
-        return None
-    tail = _msgpack_str("hmac") + _msgpack_str(given)
-    head = _map_header(len(message))
-    if not frame.startswith(head) or not frame.endswith(tail):
-        return None
-    return given, _map_header(len(message) - 1) + frame[len(head) : len(frame) - len(tail)]
-
-
-def sign_binary(unsigned: bytes, count: int, signature: str) -> bytes:
-    """The frame of a msgpack map of ``count`` entries (encoded as ``unsigned``) with
-    ``"hmac": signature`` appended as its last entry (the client half of the rule above)."""
-    head = _map_header(count)
-    return _map_header(count + 1) + unsigned[len(head) :] + _msgpack_str("hmac") + _msgpack_str(signature)
 
 
 def _function(path: str, option: str) -> Callable[..., Any] | None:
@@ -164,6 +115,10 @@ class SocketHub:
         self.origins = server.origins
         #: The hmac_mode's authenticator: its message half checks every call naming a session.
         self.authenticator: Authenticator = server.authenticator
+        #: The formats of text and binary frames (``Serializer.frames``); no binary one: binary frames are refused.
+        self.text_serializer = server.default_serializer
+        installed = {id(s): s for s in server.serializers.values()}.values()
+        self.binary_serializer = next((s for s in installed if s.frames == "binary"), None)
         self.sockets: set[TotoSocketHandler] = set()
         if not frame_reading_followed():
             raise PluginError(
@@ -364,7 +319,7 @@ class TotoSocketHandler(WebSocketHandler):
             self.frames.end()  # complete: no longer an unfinished message (toto.frames)
         binary = isinstance(message, bytes)
         try:
-            request, raw = self._parse(message)
+            request, data, serializer = self._parse(message)
         except TotoException as exc:
             self.send({"id": None, "error": exc.to_dict()}, binary)
             return
@@ -393,20 +348,21 @@ class TotoSocketHandler(WebSocketHandler):
             self.send({"id": msg_id, "error": error.to_dict()}, binary)
             return
         self.running += 1  # until its answer is sent (the task itself ends a moment later)
-        task = asyncio.ensure_future(self._serve(request, raw, binary))
+        task = asyncio.ensure_future(self._serve(request, data, serializer, binary))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    def _parse(self, message: str | bytes) -> tuple[dict[str, Any], str | bytes]:
+    def _parse(self, message: str | bytes) -> tuple[dict[str, Any], bytes, Serializer]:
         if isinstance(message, bytes):
-            serializer = self.server.serializers.get("application/msgpack")
-            if serializer is None:
+            found = self.hub.binary_serializer
+            if found is None:
                 raise TotoException(
                     ERROR_UNSUPPORTED_CONTENT_TYPE, "Binary messages are msgpack: install toto-msgpack on the server."
                 )
+            serializer = found
             data = message
         else:
-            serializer = self.server.default_serializer
+            serializer = self.hub.text_serializer
             data = message.encode("utf-8")
         try:
             request = serializer.decode(data)
@@ -417,21 +373,21 @@ class TotoSocketHandler(WebSocketHandler):
             raise TotoException(ERROR_MALFORMED_REQUEST, f"Malformed message: {text[:200]}") from None
         if not isinstance(request, dict):
             raise TotoException(ERROR_MALFORMED_REQUEST, "A message must be an object.")
-        return request, message
+        return request, data, serializer
 
-    async def _serve(self, request: dict[str, Any], raw: str | bytes, binary: bool) -> None:
+    async def _serve(self, request: dict[str, Any], data: bytes, serializer: Serializer, binary: bool) -> None:
         msg_id = request.get("id")
         server = self.server
         observed = server.request_hooks
-        call = SocketCall(self, request, raw)
+        call = SocketCall(self, request, data, serializer)
         self.calls.add(call)
         started = pipeline.observe_started(call) if observed else 0.0
         error: TotoException | None = None
         try:
             if "batch" in request:
-                answer = await self._batch(call, request, raw)
+                answer = await self._batch(call, request)
             else:
-                answer = await self._call(call, request, raw)
+                answer = await self._call(call, request)
         except TotoException as exc:
             error = exc
             answer = {"error": exc.to_dict()}
@@ -453,7 +409,7 @@ class TotoSocketHandler(WebSocketHandler):
         if call.close_reason is not None:
             self.close(CLOSE_POLICY, call.close_reason)
 
-    async def _call(self, call: SocketCall, request: dict[str, Any], raw: str | bytes) -> dict[str, Any]:
+    async def _call(self, call: SocketCall, request: dict[str, Any]) -> dict[str, Any]:
         name = request.get("method")
         parameters = request.get("parameters", {})
         if name in (SUBSCRIBE, UNSUBSCRIBE):
@@ -466,7 +422,7 @@ class TotoSocketHandler(WebSocketHandler):
         await call.settle()
         return {"result": result}
 
-    async def _batch(self, call: SocketCall, request: dict[str, Any], raw: str | bytes) -> dict[str, Any]:
+    async def _batch(self, call: SocketCall, request: dict[str, Any]) -> dict[str, Any]:
         batch = request["batch"]
         methods: dict[str, Method | TotoException] = resolve_batch(self.hub.methods, batch, self.server.max_batch)
         call.batch_size = len(batch)
@@ -574,9 +530,9 @@ class TotoSocketHandler(WebSocketHandler):
             self.close(CLOSE_TRY_AGAIN, "slow consumer: too many messages waiting")
             self._abort_soon()
             return
-        serializer = self.server.serializers.get("application/msgpack") if binary else None
+        serializer = self.hub.binary_serializer if binary else None
         if serializer is None:
-            serializer, binary = self.server.default_serializer, False
+            serializer, binary = self.hub.text_serializer, False
         try:
             data = serializer.encode(payload)
         except (TypeError, ValueError, OverflowError, RecursionError) as exc:
@@ -658,13 +614,15 @@ class SocketCall:
     _work: list[Pending[Any]] | None = None
     _db_connection: DBConnection | None = None
 
-    def __init__(self, socket: TotoSocketHandler, message: dict[str, Any], raw: str | bytes) -> None:
+    def __init__(self, socket: TotoSocketHandler, message: dict[str, Any], data: bytes, serializer: Serializer) -> None:
         self.socket = socket
         self.server = socket.server
         self.connection = socket.connection
         self.request = socket.request
         self.message = message
-        self.raw = raw
+        #: The message's bytes, and the format they were read in.
+        self.data = data
+        self.serializer = serializer
         self.session: Session | None = None
         self.session_error: TotoException | None = None
         self.locked_session: Session | None = None
@@ -711,8 +669,8 @@ class SocketCall:
     async def open_session(self, session_id: str) -> None:
         """``pipeline.open_session`` checked by the authenticator's message half on this
         message's signed bytes and its ``hmac`` member."""
-        raw, message = self.raw, self.message
-        found = binary_signed_part(raw, message) if isinstance(raw, bytes) else text_signed_part(raw)
+        message = self.message
+        found = self.serializer.split_signature(self.data, message)
         given, signed = found if found is not None else (None, b"")
         verify = self.socket.hub.authenticator.verify_message
         await pipeline.open_session(self, session_id, verify, message, signed, given)
