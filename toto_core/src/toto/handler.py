@@ -140,7 +140,7 @@ class ResponseWriter(Protocol):
 
 class TotoApplication:
     """The server's request path, shared by every transport: ``begin`` each request, feed it
-    its body (``handler.data_received``), then ``handler._execute()``.
+    its body (``handler.data_received``), then ``handler.execute()``.
 
     Response headers every answer carries (Date, CORS) are built once a second, not
     once a request.
@@ -295,9 +295,9 @@ class TotoHandler(SeedHandler):
             except ValueError:
                 size = -1
             if size < 0:
-                self._refuse(400, TotoException(ERROR_MALFORMED_REQUEST, "Malformed Content-Length"))
+                self.refuse(400, TotoException(ERROR_MALFORMED_REQUEST, "Malformed Content-Length"))
             elif size > self.server.max_body_size:
-                self._refuse(413, self._too_large())
+                self.refuse(413, self._too_large())
 
     def _refuse_head(self) -> None:
         """414 for a request target over ``max_request_line``, else 431 for headers over
@@ -305,13 +305,13 @@ class TotoHandler(SeedHandler):
         server = self.server
         if len(self.request.uri or "") > server.max_request_line:
             limit = server.max_request_line
-            self._refuse(
+            self.refuse(
                 414,
                 TotoException(ERROR_MALFORMED_REQUEST, f"Request target longer than max_request_line ({limit} bytes)"),
             )
         else:
             limit = server.max_header_size
-            self._refuse(
+            self.refuse(
                 431,
                 TotoException(ERROR_MALFORMED_REQUEST, f"Request headers larger than max_header_size ({limit} bytes)"),
             )
@@ -326,11 +326,11 @@ class TotoHandler(SeedHandler):
         self._size += len(chunk)
         if self._size > self.server.max_body_size:
             self._chunks.clear()
-            self._refuse(413, self._too_large())
+            self.refuse(413, self._too_large())
             return
         self._chunks.append(chunk)
 
-    def _refuse(self, status: int, error: TotoException) -> None:
+    def refuse(self, status: int, error: TotoException) -> None:
         """Answer before the body is read; Tornado then closes the connection instead of reading on."""
         self._refused = True
         self._error = error
@@ -355,7 +355,12 @@ class TotoHandler(SeedHandler):
         if self.server.request_hooks and self._observed_since is None:
             self._observed_since = pipeline.observe_started(self)
 
-    async def _execute(self) -> None:
+    @property
+    def finished(self) -> bool:
+        """The answer is written (a refusal before the body, too): a face stops feeding it."""
+        return self._finished
+
+    async def execute(self) -> None:
         """Run the request's HTTP verb, between the request hooks when plugins implement them."""
         if self._route is None and self.server.request_hooks:
             await self._execute_observed()

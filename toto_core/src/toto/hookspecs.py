@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from toto.auth import Authenticator
     from toto.context import CallContext
     from toto.eventbus import EventBus
-    from toto.http import Route
+    from toto.http import Route, TransportSpec
     from toto.options import Options
     from toto.serializers import Serializer
     from toto.server import TotoServer
@@ -111,6 +111,17 @@ def toto_register_routes(server: TotoServer) -> list[Route]:
     with a function of a ``toto.http.Request`` that returns a ``toto.http.Response``
     (or an awaitable of one). A route wins over a method of the same name; two
     plugins offering one path is a startup error that names both.
+    """
+
+
+@hookspec
+def toto_register_transports() -> dict[str, TransportSpec]:
+    """Offer HTTP faces (``--http``): ``{name: toto.http.TransportSpec}``.
+
+    Called once at startup (and by ``toto serve --help`` for the choices). The installed
+    names are the choices of the ``http`` option; the core registers ``tornado``,
+    ``granian`` and ``uvicorn`` through this hook too. A face only frames: it hands each
+    request to the one request path (see ``toto.http.TransportSpec``).
     """
 
 

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from toto.cookies import define_cookie_options
-from toto.transports import TRANSPORTS
 
 if TYPE_CHECKING:
     from toto.auth import Authenticator
@@ -289,18 +288,22 @@ def read_options(
         apply_seed_options(options)
 
 
-def define_all_options(options: Options, pm: Any, authenticators: Mapping[str, Authenticator]) -> None:
+def define_all_options(
+    options: Options, pm: Any, authenticators: Mapping[str, Authenticator], transports: Iterable[str] = ()
+) -> None:
     """Every option a server knows: the core's, each installed signing scheme's (the
-    ``hmac_mode`` choices are the installed schemes) and each plugin's."""
-    define_core_options(options, hmac_modes=sorted(authenticators))
+    ``hmac_mode`` choices are the installed schemes; the ``http`` choices the installed
+    transports) and each plugin's."""
+    define_core_options(options, hmac_modes=sorted(authenticators), transports=transports)
     for authenticator in {id(a): a for a in authenticators.values()}.values():
         authenticator.add_options(options)
     pm.hook.toto_add_options(options=options)
 
 
-def define_core_options(options: Options, hmac_modes: Iterable[str] = ()) -> None:
+def define_core_options(options: Options, hmac_modes: Iterable[str] = (), transports: Iterable[str] = ()) -> None:
     """The core's options; every one is shown by ``--help``. ``hmac_modes`` are the
-    installed signing schemes (``toto_register_authenticators``)."""
+    installed signing schemes (``toto_register_authenticators``), ``transports`` the
+    installed HTTP faces (``toto_register_transports``)."""
     d = options.define
     d("port", 8888, port_number, "TCP port to serve on (0: any free port, shown in the log)")
     d("address", "", str, "address to bind (empty: all interfaces)")
@@ -410,7 +413,7 @@ def define_core_options(options: Options, hmac_modes: Iterable[str] = ()) -> Non
         str,
         "HTTP server: tornado (also serves WebSockets), granian (RSGI, fastest: toto-core[granian]) "
         "or uvicorn (ASGI: toto-core[uvicorn])",
-        choices=TRANSPORTS,
+        choices=list(transports) or None,
     )
     d("xheaders", False, bool, "trust X-Real-Ip / X-Forwarded-For from a proxy in front")
     d(

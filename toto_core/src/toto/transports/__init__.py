@@ -35,11 +35,6 @@ if TYPE_CHECKING:
     from toto.handler import TotoApplication, TotoHandler
     from toto.server import TotoServer
 
-#: ``--http`` choices, each also the module that must be importable for it.
-TRANSPORTS = ("tornado", "granian", "uvicorn")
-#: What toto-core's extra of each installs (from PyPI, whatever way toto-core was installed).
-REQUIREMENTS = {"granian": "'granian>=2.8,<3'", "uvicorn": "'uvicorn[standard]>=0.30'"}
-
 
 class Transport(Protocol):
     async def listen(self, sockets: list[socket.socket] | None) -> None: ...
@@ -52,27 +47,17 @@ class Transport(Protocol):
 def check_transport(server: TotoServer) -> None:
     """At startup, before anything is opened: the transport is installed and can serve the options."""
     name = server.options.http
-    if importlib.util.find_spec(name) is None:
-        raise PluginError(
-            f"--http={name} is not installed here: pip install {REQUIREMENTS[name]} (the toto-core[{name}] extra)"
-        )
-    if name != "tornado" and server.options.use_web_sockets:
-        raise PluginError(f"use_web_sockets needs --http=tornado (--http={name} serves HTTP calls only)")
+    face = server.transports[name]
+    if face.module is not None and importlib.util.find_spec(face.module) is None:
+        raise PluginError(f"--http={name} is not installed here: pip install {face.install}")
+    if not face.sockets and server.options.use_web_sockets:
+        serving = "|".join(n for n, f in server.transports.items() if f.sockets)
+        raise PluginError(f"use_web_sockets needs --http={serving} (--http={name} serves HTTP calls only)")
 
 
 def make_transport(server: TotoServer, application: TotoApplication) -> Any:
-    name = server.options.http
-    if name == "granian":
-        from toto.transports.rsgi import GranianTransport
-
-        return GranianTransport(server, application)
-    if name == "uvicorn":
-        from toto.transports.asgi import UvicornTransport
-
-        return UvicornTransport(server, application)
-    from toto.transports.tornado import TornadoTransport
-
-    return TornadoTransport(server, application)
+    """The ``--http`` face, made by its factory (``toto_register_transports``)."""
+    return server.transports[server.options.http].make(server, application)
 
 
 class QueuedWriter:
@@ -384,20 +369,20 @@ async def exchange(
     was refused, did not arrive whole, or the client went away), run it, send what is left of
     the answer. A request whose client went away ends here, whatever it was waiting for."""
     try:
-        if not handler._finished:
+        if not handler.finished:
             try:
                 run = await bodies.read(read_body())
             except asyncio.TimeoutError:
-                handler._refuse(408, TotoException(ERROR_MALFORMED_REQUEST, "The request body came too slowly"))
+                handler.refuse(408, TotoException(ERROR_MALFORMED_REQUEST, "The request body came too slowly"))
                 run = False
-            if run and not handler._finished:
+            if run and not handler.finished:
                 try:
-                    await handler._execute()
+                    await handler.execute()
                 except asyncio.CancelledError:
                     if not writer.closed:
                         raise
                     return  # the client went away and its call was cancelled (toto.calls.connection_gone)
-            elif not handler._finished:
+            elif not handler.finished:
                 return  # gone before its body arrived whole: there is no one to answer
         if not writer.ended or writer.queue:
             await writer.pump()

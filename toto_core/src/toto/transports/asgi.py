@@ -135,7 +135,7 @@ async def read_body(handler: TotoHandler, receive: Receive) -> bool:
         chunk = message.get("body")
         if chunk:
             handler.data_received(chunk)
-            if handler._finished:
+            if handler.finished:
                 return False
         if not message.get("more_body"):
             return True

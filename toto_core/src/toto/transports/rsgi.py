@@ -111,14 +111,14 @@ async def _read_body(handler: TotoHandler, protocol: Any, sized: bool) -> bool:
             ended = True
             continue
         handler.data_received(chunk)
-        if handler._finished:
+        if handler.finished:
             return False
     return True
 
 
 def _broken(handler: TotoHandler) -> bool:
     """A body that did not arrive whole never runs: 400 (1011), to a client that may be gone."""
-    handler._refuse(400, TotoException(ERROR_MALFORMED_REQUEST, "The request body did not arrive whole."))
+    handler.refuse(400, TotoException(ERROR_MALFORMED_REQUEST, "The request body did not arrive whole."))
     return False
 
 
