@@ -9,8 +9,6 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from toto.cookies import define_cookie_options
-
 if TYPE_CHECKING:
     from toto.auth import Authenticator
 
@@ -353,7 +351,12 @@ def define_core_options(options: Options, hmac_modes: Iterable[str] = (), transp
     d("method_select", "both", str, "where the method name may come from", choices=("both", "url", "parameter"))
     d("root", "/", str, "URL path the API is mounted under")
     d("allow_origin", "*", str, "Access-Control-Allow-Origin value (with use_cookies: a list of origins)")
-    define_cookie_options(options)
+    # The session cookie (toto.cookies reads them).
+    d("use_cookies", False, bool, "also carry the session id in a signed HttpOnly cookie (needs cookie_secret)")
+    d("cookie_secret", "", str, "secret that signs cookies (use_cookies, handler.set_secure_cookie)")
+    d("secure_cookies", False, bool, "mark cookies Secure: browsers send them over HTTPS only")
+    d("cookie_domain", "", str, "Domain of the session cookie (empty: the host that answered)")
+    d("cookie_samesite", "Lax", str, "SameSite of the session cookie", choices=("Lax", "Strict", "None"))
     d("debug", False, bool, "send tracebacks in error answers and reload nothing else; never in production")
     d("logging", "info", str, "log level", choices=("debug", "info", "warning", "error", "none"))
     d(
