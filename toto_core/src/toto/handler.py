@@ -234,7 +234,7 @@ class TotoHandler(SeedHandler):
     #: The request was signed as toto.js signs (True), as UTF-8 (False), or not checked (None).
     _toto_js: bool | None = None
     #: Storage calls seed code made without awaiting them (toto.dbconnection); None until one is made.
-    _work: list[Pending[Any]] | None = None
+    pending_work: list[Pending[Any]] | None = None
     #: A form post's fields (``get_argument`` reads them with the query's).
     _form_arguments: dict[str, list[bytes]] | None = None
 
@@ -666,7 +666,7 @@ class TotoHandler(SeedHandler):
         self.session = session
         return session
 
-    async def _open_named_session(self, session_id: str) -> Session | None:
+    async def open_named_session(self, session_id: str) -> Session | None:
         """Make ``session_id`` this request's session (``retrieve_session``): None when it is
         unknown or expired, as the original's; 1008 when the request's signature does not
         match it, as the original checked with ``hmac_enabled``."""

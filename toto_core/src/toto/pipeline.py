@@ -56,7 +56,7 @@ class Call(Protocol):
     #: The methods running for the call (their ``on_connection_close`` when the client goes away).
     active_methods: list[Method]
     #: Storage calls seed code made without awaiting them (``toto.dbconnection``).
-    _work: list[Pending[Any]] | None
+    pending_work: list[Pending[Any]] | None
     #: The method called (None for a batch), and a batch's size: what request hooks report.
     called: str | None
     batch_size: int | None
@@ -169,7 +169,7 @@ def invoke(call: Call, target: CallContext, method: Method, parameters: Any) -> 
         if method.validate is not None:
             parameters = method.validate(parameters, call.text_parameters)
         result = method.invoke(target, parameters)
-        if not method.plain or call._work or (result is not None and hasattr(result, "__await__")):
+        if not method.plain or call.pending_work or (result is not None and hasattr(result, "__await__")):
             call.waiting()
             return Waiting(_invoke_rest(call, target, method, result))
         if result is None:
@@ -210,7 +210,7 @@ async def _invoke_rest(call: Call, target: CallContext, method: Method, result: 
                 result = await reply
             elif reply is not None:
                 result = await reply
-        if call._work:
+        if call.pending_work:
             await settle_work(call)
     except Exception as exc:
         fail_invocation(call.server, target, method.name, exc, call.where(), log)
@@ -222,13 +222,13 @@ async def _invoke_rest(call: Call, target: CallContext, method: Method, result: 
 async def settle_work(call: Call) -> None:
     """Wait for the storage calls seed code made without awaiting them (toto.dbconnection):
     the first failure that no code awaited becomes the call's error."""
-    while call._work:
-        work, call._work = call._work, None
+    while call.pending_work:
+        work, call.pending_work = call.pending_work, None
         for pending in work:
             try:
                 await pending.settled()
             except BaseException:
-                created = call.session._creation if call.session is not None else None
+                created = call.session.creation if call.session is not None else None
                 task = created.task if created is not None else None
                 if task is not None and task.done() and (task.cancelled() or task.exception() is not None):
                     call.session = None  # the answer must not name a session that was never stored

@@ -611,7 +611,7 @@ class SocketCall:
 
     text_parameters = False
     headers_only = False
-    _work: list[Pending[Any]] | None = None
+    pending_work: list[Pending[Any]] | None = None
     _db_connection: DBConnection | None = None
 
     def __init__(self, socket: TotoSocketHandler, message: dict[str, Any], data: bytes, serializer: Serializer) -> None:
@@ -717,9 +717,9 @@ class SocketCall:
             done: asyncio.Future[Session | None] = asyncio.get_running_loop().create_future()
             done.set_result(self.session)
             return done
-        return asyncio.ensure_future(self._open_named_session(session_id))
+        return asyncio.ensure_future(self.open_named_session(session_id))
 
-    async def _open_named_session(self, session_id: str) -> Session | None:
+    async def open_named_session(self, session_id: str) -> Session | None:
         self.release_session()
         self.session = None
         self.session_error = None
