@@ -84,7 +84,7 @@ class TransportSpec:
     ``application.begin(request, writer, application.method_path(path), head_size)``,
     feeds the body to ``handler.data_received`` unless ``handler.finished``, runs
     ``await handler.execute()`` and writes what the ``writer`` (``start``, ``send``,
-    ``watch``: ``toto.handler.ResponseWriter``) is given. ``module``: an importable
+    ``watch``: ``toto.response.ResponseWriter``) is given. ``module``: an importable
     module the face needs, checked at startup (``install`` says how to get it);
     ``sockets``: it also serves ``use_web_sockets``.
     """

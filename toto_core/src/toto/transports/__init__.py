@@ -27,7 +27,7 @@ from tornado.httputil import HTTPFile, HTTPHeaders, HTTPServerRequest, split_hos
 from tornado.netutil import is_valid_ip
 
 from toto.exceptions import ERROR_MALFORMED_REQUEST, PluginError, TotoException
-from toto.handler import canonical_header
+from toto.response import canonical_header
 
 if TYPE_CHECKING:
     import socket

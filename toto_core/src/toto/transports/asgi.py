@@ -26,7 +26,8 @@ from toto.transports.guards import (
 )
 
 if TYPE_CHECKING:
-    from toto.handler import ResponseHeaders, TotoApplication, TotoHandler
+    from toto.handler import TotoApplication, TotoHandler
+    from toto.response import ResponseHeaders
     from toto.server import TotoServer
 
 log = logging.getLogger("toto.server")

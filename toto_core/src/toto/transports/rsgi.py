@@ -23,7 +23,8 @@ from toto.transports import BodyTimeouts, QueuedWriter, build_request, collect_h
 from toto.transports.guards import head_read_limit
 
 if TYPE_CHECKING:
-    from toto.handler import ResponseHeaders, TotoApplication, TotoHandler
+    from toto.handler import TotoApplication, TotoHandler
+    from toto.response import ResponseHeaders
     from toto.server import TotoServer
 
 log = logging.getLogger("toto.server")

@@ -11,7 +11,7 @@ SERVED_BY = "toto-example-transport"
 
 
 class Writer:
-    """How the answer's bytes leave (``toto.handler.ResponseWriter``); the body ends with the connection."""
+    """How the answer's bytes leave (``toto.response.ResponseWriter``); the body ends with the connection."""
 
     def __init__(self, stream):
         self.stream = stream
