@@ -15,15 +15,17 @@ from collections.abc import Awaitable, Callable, Generator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from toto.transports import BodyTimeouts, QueuedWriter, build_request, collect_headers, exchange
 from toto.transports.guards import (
     CONNECTIONS_FULL,
     HEAD_TOO_LARGE,
     MALFORMED_REQUEST,
     TARGET_TOO_LONG,
+    BodyTimeouts,
     ConnectionDeadlines,
     head_read_limit,
 )
+from toto.transports.queued import QueuedWriter, exchange
+from toto.transports.request import build_request, collect_headers
 
 if TYPE_CHECKING:
     from toto.handler import TotoApplication, TotoHandler

@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from toto.exceptions import ERROR_MALFORMED_REQUEST, TotoException
-from toto.transports import BodyTimeouts, QueuedWriter, build_request, collect_headers, exchange
-from toto.transports.guards import head_read_limit
+from toto.transports.guards import BodyTimeouts, head_read_limit
+from toto.transports.queued import QueuedWriter, exchange
+from toto.transports.request import build_request, collect_headers
 
 if TYPE_CHECKING:
     from toto.handler import TotoApplication, TotoHandler

@@ -5,7 +5,7 @@ import asyncio
 
 from toto import hookimpl
 from toto.http import TransportSpec
-from toto.transports import build_request, collect_headers
+from toto.transports.request import build_request, collect_headers
 
 SERVED_BY = "toto-example-transport"
 
