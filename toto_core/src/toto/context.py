@@ -25,8 +25,8 @@ class CallContext(Protocol):
     #: The session the call runs with (None: none, or it failed to load or verify); a method
     #: that signs in or out sets it (``create_session``; ``None`` after a logout).
     session: Session | None
-    #: The call's reply while a callback-style method has not answered (``toto.calls.respond``).
-    _reply: asyncio.Future[Any] | None
+    #: The call's reply while a callback-style method has not answered (``respond`` settles it).
+    pending_reply: asyncio.Future[Any] | None
 
     @property
     def headers_only(self) -> bool:

@@ -208,7 +208,7 @@ class TotoHandler(HttpResponse, SeedHandler):
         self._response_serializer = server.default_serializer
         self._response_type: str | None = None  # the content type as the client named it
         self.active_methods: list[Method] = []
-        self._reply: asyncio.Future[Any] | None = None
+        self.pending_reply: asyncio.Future[Any] | None = None
         self.locked_session: Session | None = None
         #: Why the session the request named is not this request's (1007, 1008, 1015).
         self.session_error: TotoException | None = None
@@ -288,6 +288,18 @@ class TotoHandler(HttpResponse, SeedHandler):
         hooks, so metrics and traces see what was refused."""
         if self.server.request_hooks and self._observed_since is None:
             self._observed_since = pipeline.observe_started(self)
+
+    @property
+    def payload(self) -> dict[str, Any] | None:
+        """The answer's envelope once written (the access log reads its error codes)."""
+        return self._payload
+
+    def called_name(self) -> str:
+        """What the request asked for, as the access log names it when no method ran: a
+        route's ``/path``, else the method name its path gives (``-`` for none)."""
+        if self._route is not None:
+            return "/" + self._route.path
+        return self._path.strip("/").replace("/", ".") or "-"
 
     @property
     def finished(self) -> bool:
@@ -596,9 +608,9 @@ class TotoHandler(HttpResponse, SeedHandler):
             self.write(body)
         if finish:
             self.finish()
-            reply = self._reply
+            reply = self.pending_reply
             if reply is None:
-                reply = self._reply = asyncio.get_running_loop().create_future()
+                reply = self.pending_reply = asyncio.get_running_loop().create_future()
             if not reply.done():
                 reply.set_result(_RAW)
 
@@ -718,13 +730,13 @@ class BatchEntry:
     """One entry of an HTTP batch as its method sees it (a ``CallContext``): its own
     ``respond``; the request's session, server, storage and seed surface."""
 
-    __slots__ = ("_reply", "handler", "request_key")
+    __slots__ = ("handler", "pending_reply", "request_key")
 
     def __init__(self, handler: TotoHandler, request_key: str) -> None:
         #: The batch's request (where ``account.*`` count password checks per request).
         self.handler = handler
         self.request_key = request_key
-        self._reply: asyncio.Future[Any] | None = None
+        self.pending_reply: asyncio.Future[Any] | None = None
 
     @property
     def session(self) -> Session | None:

@@ -173,7 +173,7 @@ def invoke(call: Call, target: CallContext, method: Method, parameters: Any) -> 
             call.waiting()
             return Waiting(_invoke_rest(call, target, method, result))
         if result is None:
-            reply = target._reply
+            reply = target.pending_reply
             if reply is not None:
                 if not reply.done():
                     call.waiting()
@@ -200,13 +200,13 @@ async def _invoke_rest(call: Call, target: CallContext, method: Method, result: 
         if result is not None and hasattr(result, "__await__"):
             result = await result
         if result is None:
-            reply = target._reply
+            reply = target.pending_reply
             if reply is not None and reply.done():
                 result = reply.result()
             elif method.callback_style:
                 await call.before_callback(target)
                 if reply is None:
-                    reply = target._reply = asyncio.get_running_loop().create_future()
+                    reply = target.pending_reply = asyncio.get_running_loop().create_future()
                 result = await reply
             elif reply is not None:
                 result = await reply

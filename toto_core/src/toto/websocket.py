@@ -631,7 +631,7 @@ class SocketCall:
         self.close_reason: str | None = None
         self.opened_with: Session | None = None
         self.active_methods: list[Method] = []
-        self._reply: asyncio.Future[Any] | None = None
+        self.pending_reply: asyncio.Future[Any] | None = None
 
     @property
     def _finished(self) -> bool:
@@ -755,12 +755,12 @@ class SocketBatchEntry:
     """One entry of a socket batch as its method sees it (a ``CallContext``): its own
     ``respond``; the batch's session, socket and storage."""
 
-    __slots__ = ("_reply", "handler")
+    __slots__ = ("handler", "pending_reply")
 
     def __init__(self, batch: SocketCall) -> None:
         #: The batch's call (where ``account.*`` count password checks per message).
         self.handler = batch
-        self._reply: asyncio.Future[Any] | None = None
+        self.pending_reply: asyncio.Future[Any] | None = None
 
     @property
     def session(self) -> Session | None:
