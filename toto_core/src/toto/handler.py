@@ -45,6 +45,8 @@ from toto.response import HttpResponse, ResponseHeaders, ResponseWriter
 from toto.seed import _NO_DEFAULT, SeedHandler
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
     from toto.context import CallContext
     from toto.dbconnection import DBConnection, Pending
     from toto.server import TotoServer
@@ -482,31 +484,30 @@ class TotoHandler(HttpResponse, SeedHandler):
             self._response_type = best_type
 
     # -- sessions -----------------------------------------------------------------------
-    async def _open_session(self, body: bytes, session_id: str | None = None) -> None:
-        """Open the session the request names (or ``session_id``) as ``pipeline.open_session``
-        does for every face, checked by the authenticator's request half.
+    def _open_session(self, body: bytes, session_id: str | None = None) -> Awaitable[None] | None:
+        """``pipeline.open_session`` of the session the request names (or ``session_id``),
+        checked by the authenticator's request half; None when it names none.
 
-        A request that names no session costs no storage round trip. The session cookie
-        names one only when ``_cookie_allowed`` and the request may use it
-        (``CookieSessions.session_id``)."""
+        A request that names no session costs no storage round trip (and no coroutine).
+        The session cookie names one only when ``_cookie_allowed`` and the request may use
+        it (``CookieSessions.session_id``)."""
         server = self.server
         named = session_id is not None
         if not named:
             session_id = self.request.headers.get("x-toto-session-id")
         if not session_id:
             if server.cookies is None or not self._cookie_allowed:
-                return
+                return None
             session_id = server.cookies.session_id(self)
             if not session_id:
-                return
+                return None
             self._cookie_named = True
         authenticator = server.authenticator
         # A session named by a parameter (@authenticated_with_parameter) from a link, which
         # can send neither body nor headers, where the scheme allows it (Authenticator.unsigned_links).
         if named and not body and authenticator.unsigned_links and "x-toto-hmac" not in self.request.headers:
-            await pipeline.open_session(self, session_id, None)
-        else:
-            await pipeline.open_session(self, session_id, authenticator.verify_request, body)
+            return pipeline.open_session(self, session_id, None)
+        return pipeline.open_session(self, session_id, authenticator.verify_request, body)
 
     def create_session(
         self, user_id: str | None = None, password: str | None = None, verify_password: bool = True
@@ -529,7 +530,9 @@ class TotoHandler(HttpResponse, SeedHandler):
         self.release_session()
         self.session = None
         self.session_error = None
-        await self._open_session(self.request.body or b"", session_id)
+        opening = self._open_session(self.request.body or b"", session_id)
+        if opening is not None:
+            await opening
         error = self.session_error
         if self.session is None and error is not None and error.code != ERROR_INVALID_SESSION_ID:
             raise error
@@ -559,7 +562,9 @@ class TotoHandler(HttpResponse, SeedHandler):
         if method.jsonp is not None and isinstance(parameters, dict) and parameters.get(method.jsonp):
             # A JSONP answer is script any site may include: it never runs with the cookie's session.
             self._cookie_allowed = False
-        await self._open_session(body)
+        opening = self._open_session(body)
+        if opening is not None:
+            await opening
         try:
             result = pipeline.invoke(self, self, method, parameters)
             if isinstance(result, pipeline.Waiting):
@@ -576,7 +581,9 @@ class TotoHandler(HttpResponse, SeedHandler):
     async def _call_batch(self, batch: Any, body: bytes) -> None:
         methods: dict[str, Method | TotoException] = resolve_batch(self.server.methods, batch, self.server.max_batch)
         self.batch_size = len(batch)
-        await self._open_session(body)
+        opening = self._open_session(body)
+        if opening is not None:
+            await opening
         try:
             answers = await pipeline.run_batch(self, methods, batch, lambda key: BatchEntry(self, key))
             if self.session is not None:

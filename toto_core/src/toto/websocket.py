@@ -50,6 +50,8 @@ from toto.frames import FrameWatch, UnfinishedMessages, frame_reading_followed
 from toto.lookup import Method, MethodLookup
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
     from toto.context import CallContext
     from toto.dbconnection import Pending
     from toto.serializers import Serializer
@@ -666,14 +668,14 @@ class SocketCall:
             self.locked_session = None
             self.server.sessions.release(locked)
 
-    async def open_session(self, session_id: str) -> None:
+    def open_session(self, session_id: str) -> Awaitable[None]:
         """``pipeline.open_session`` checked by the authenticator's message half on this
         message's signed bytes and its ``hmac`` member."""
         message = self.message
         found = self.serializer.split_signature(self.data, message)
         given, signed = found if found is not None else (None, b"")
         verify = self.socket.hub.authenticator.verify_message
-        await pipeline.open_session(self, session_id, verify, message, signed, given)
+        return pipeline.open_session(self, session_id, verify, message, signed, given)
 
     async def settle(self) -> None:
         """Persist the session's state; follow a login (the socket takes the new session)
