@@ -6,9 +6,11 @@ request delegate (``toto.transports.tornado``) hands an upgrade request for that
 small Tornado ``web.Application`` whose only handler is ``TotoSocketHandler``; everything
 else stays on Toto's own HTTP path.
 
-Per message: parse -> (session-naming message: remember the id) -> resolve the method ->
-load and check the session as over HTTP -> invoke -> answer ``{"id", "result"|"error"}``.
-Calls run as tasks of their own, so answers may come out of order.
+The socket face of the one call sequence (``toto.pipeline``, which HTTP requests run too).
+Per message: parse (the frame's serializer) -> (session-naming message: remember the id)
+-> resolve the method -> ``pipeline.open_session`` (the authenticator's message half) ->
+``pipeline.invoke`` / ``run_batch`` -> follow a login or logout -> answer ``{"id",
+"result"|"error"}``. Calls run as tasks of their own, so answers may come out of order.
 
 Signed calls (see README "WebSockets" for the exact bytes): the frame's serializer finds
 the ``hmac`` member and the bytes it covers (``Serializer.split_signature``: JSON text
