@@ -26,6 +26,7 @@ EXAMPLE_PLUGINS = (
     "toto_example_clash",
     "toto_example_route",
     "toto_example_signing",
+    "toto_example_transport",
     "toto_example_typo",
 )
 

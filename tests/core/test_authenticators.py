@@ -8,9 +8,11 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from toto.auth import Authenticator
 from toto.client import TotoClient, TotoClientError
 from toto.exceptions import ERROR_INVALID_RESPONSE_HMAC, TotoException
 
@@ -141,3 +143,19 @@ def test_the_core_schemes_are_found_the_same_way() -> None:
     assert isinstance(find_authenticator("off"), NoSigning)
     with pytest.raises(ValueError, match=r"hmac_mode 'sha1' is not installed \(installed: .*off, session_key, user_id"):
         find_authenticator("sha1")
+
+
+def test_a_scheme_without_a_message_half_refuses_socket_calls(example_signing) -> None:
+    """A scheme written for HTTP alone never lets a socket call use a session unchecked: the
+    interface's default message half refuses (1008), whatever the frame carries."""
+
+    class HttpOnly(example_signing.ExampleSigning):
+        verify_message = Authenticator.verify_message
+        sign_message = Authenticator.sign_message
+
+    session: Any = SimpleNamespace(session_id="s" * 22, user_id="ada", key=None)
+    for signature in (None, "AAAA"):
+        with pytest.raises(TotoException) as caught:
+            HttpOnly().verify_message(None, session, {"id": 1, "method": "whoami"}, b"{}", signature)
+        assert caught.value.code == 1008
+    assert HttpOnly().sign_message({"session_id": "s"}, {}, b"{}") is None, "and its client sends calls unsigned"

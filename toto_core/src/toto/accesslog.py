@@ -26,17 +26,15 @@ class AccessLog:
 
     def record(self, handler: TotoHandler, closed: bool = False) -> None:
         request = handler.request
-        methods = handler._active_methods
+        methods = handler.active_methods
         if methods:
             name = methods[0].name if len(methods) == 1 else ",".join(m.name for m in methods)
-        elif handler._route is not None:
-            name = "/" + handler._route.path
         else:
-            name = handler._path.strip("/").replace("/", ".") or "-"
+            name = handler.called_name()
         session = handler.session
         user = session.user_id if session is not None else None
         status = 499 if closed else handler.get_status()  # 499: the client closed the connection first
-        codes = _error_codes(handler._payload)
+        codes = _error_codes(handler.payload)
         duration = request.request_time() * 1000.0
         log.info(
             "%s %s %s %d %s %.2fms %s",

@@ -2,7 +2,9 @@
 
 A scheme has two halves that must agree: the server half verifies requests and signs
 answers, the client half (used by ``toto.client``) signs requests and verifies
-answers. A plugin offers a scheme through ``toto_register_authenticators``; once
+answers. Each half serves both faces of a call: an HTTP request (headers over the
+exact body) and a socket message (an ``"hmac"`` member over the exact frame without
+it, PROTOCOL.md section 9). A plugin offers a scheme through ``toto_register_authenticators``; once
 installed, ``--hmac_mode=<its name>`` selects it on the server, and
 ``TotoClient(url, hmac_mode=<its name>)`` on the client.
 """
@@ -11,6 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
+
+from toto.exceptions import ERROR_INVALID_HMAC, TotoException
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable
@@ -27,9 +31,13 @@ ClientSession = Mapping[str, Any]
 class Authenticator:
     """Signs and checks the requests and answers of one ``hmac_mode``.
 
-    Server half: ``verify_request`` and ``sign_response``. Client half: ``sign_request``
-    and ``verify_response``. ``add_options`` and ``configure`` let a scheme have options
-    of its own. The base class signs nothing and checks nothing (``hmac_mode=off``).
+    Server half: ``verify_request`` and ``sign_response`` (HTTP), ``verify_message``
+    (socket calls). Client half: ``sign_request`` and ``verify_response`` (HTTP),
+    ``prepare_message`` and ``sign_message`` (socket calls). ``add_options`` and
+    ``configure`` let a scheme have options of its own. Over HTTP the base class signs
+    nothing and checks nothing (``hmac_mode=off``); on sockets it refuses every call that
+    needs a session until the scheme says how it checks them (``verify_message``), so a
+    scheme written for HTTP alone never lets unsigned socket calls through.
     """
 
     #: Response headers the browser must be allowed to read (CORS expose list).
@@ -62,6 +70,19 @@ class Authenticator:
     def sign_response(self, handler: TotoHandler, session: Session, body: bytes) -> None:
         """Set the signature headers of a response that carries ``session``."""
 
+    def verify_message(
+        self, call: Any, session: Session, message: Mapping[str, Any], signed: bytes, signature: str | None
+    ) -> Awaitable[None] | None:
+        """Raise ``TotoException`` (1008, or 1015 for an expired or replayed signature)
+        when a socket call naming ``session`` is not signed by its holder.
+
+        ``message`` is the decoded call; ``signature`` its ``"hmac"`` member (None when it
+        has none) and ``signed`` the exact bytes it covers: the frame without that member
+        (README "WebSockets"). ``call`` is the call being served (``call.server`` reaches
+        the storage). Like ``verify_request``, a check that needs the storage returns an
+        awaitable that raises instead."""
+        raise TotoException(ERROR_INVALID_HMAC, "This server's hmac_mode does not sign socket messages.")
+
     # -- the client half ----------------------------------------------------------------
     def sign_request(self, session: ClientSession, method: str, target: str, body: bytes) -> dict[str, str]:
         """The headers that sign a request of ``session``: HTTP ``method``, request
@@ -71,3 +92,14 @@ class Authenticator:
     def verify_response(self, session: ClientSession, headers: Mapping[str, str], body: bytes) -> None:
         """Raise ``TotoException`` with code 1009 when an answer carrying ``session`` is not
         signed for it (``headers`` are the answer's, looked up case-insensitively)."""
+
+    def prepare_message(self, session: ClientSession, message: dict[str, Any]) -> dict[str, Any]:
+        """The socket call ``message`` of ``session`` with any member the signature needs
+        inside the signed text (``session_key``: ``timestamp``); the base class adds none."""
+        return message
+
+    def sign_message(self, session: ClientSession, message: Mapping[str, Any], signed: bytes) -> str | None:
+        """The ``"hmac"`` member (base64) of the socket call ``message`` (as
+        ``prepare_message`` left it) of ``session``, whose frame without that member is
+        ``signed``; None sends the call unsigned (the base class)."""
+        return None

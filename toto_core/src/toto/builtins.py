@@ -7,7 +7,7 @@ from typing import Any
 from toto import hookimpl
 from toto.auth import Authenticator
 from toto.events import LocalBus
-from toto.http import Route
+from toto.http import Route, TransportSpec
 from toto.machinebus import MachineBus
 from toto.serializers import JsonSerializer, Serializer
 from toto.signing import NoSigning, SessionKeySigning, UserIdSigning
@@ -32,6 +32,33 @@ def toto_register_event_buses() -> dict[str, Any]:
 @hookimpl
 def toto_register_authenticators() -> dict[str, Authenticator]:
     return {"user_id": UserIdSigning(), "session_key": SessionKeySigning(), "off": NoSigning()}
+
+
+@hookimpl
+def toto_register_transports() -> dict[str, TransportSpec]:
+    return {
+        "tornado": TransportSpec(_tornado, sockets=True),
+        "granian": TransportSpec(_granian, "granian", "'granian>=2.8,<3' (the toto-core[granian] extra)"),
+        "uvicorn": TransportSpec(_uvicorn, "uvicorn", "'uvicorn[standard]>=0.30' (the toto-core[uvicorn] extra)"),
+    }
+
+
+def _tornado(server: Any, application: Any) -> Any:
+    from toto.transports.tornado import TornadoTransport
+
+    return TornadoTransport(server, application)
+
+
+def _granian(server: Any, application: Any) -> Any:
+    from toto.transports.rsgi import GranianTransport
+
+    return GranianTransport(server, application)
+
+
+def _uvicorn(server: Any, application: Any) -> Any:
+    from toto.transports.asgi import UvicornTransport
+
+    return UvicornTransport(server, application)
 
 
 @hookimpl

@@ -62,14 +62,14 @@ def resolve_batch(lookup: Any, batch: Any, max_batch: int) -> dict[str, Any]:
 
 
 def respond(target: Any, result: Any, error: Any, where: str, debug: bool, logger: logging.Logger = log) -> None:
-    """``handler.respond(result, error)`` for any target with a ``_reply`` slot (a request,
+    """``handler.respond(result, error)`` for any target with a ``pending_reply`` slot (a request,
     a batch entry, a socket call): settles the call's reply once; later answers are ignored.
     ``error`` may be a TotoException, any exception (``error_for``), a ``{code, value}``
     dict or a value answered as 1000."""
-    reply = target._reply
+    reply = target.pending_reply
     if reply is None:
         reply = asyncio.get_running_loop().create_future()
-        target.__dict__["_reply"] = reply
+        target.pending_reply = reply
     if reply.done():
         return
     if error is None:
@@ -91,6 +91,6 @@ def connection_gone(target: Any, methods: Any, logger: logging.Logger = log) -> 
                 method.on_close(target)
             except Exception:
                 logger.exception("on_connection_close of %s failed", method.name)
-    reply = target._reply
+    reply = target.pending_reply
     if reply is not None and not reply.done():
         reply.cancel()

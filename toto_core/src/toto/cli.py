@@ -174,6 +174,7 @@ def _describe_plugin(pm: Any, plugin: Any) -> dict[str, Any]:
         ("storage", offered("toto_register_storage")),
         ("event buses", offered("toto_register_event_buses")),
         ("hmac modes", authenticators),
+        ("transports", offered("toto_register_transports")),
     ):
         if value:
             registers[kind] = sorted(value)

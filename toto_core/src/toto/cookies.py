@@ -34,20 +34,10 @@ if TYPE_CHECKING:
     from tornado.httputil import HTTPServerRequest
 
     from toto.handler import TotoHandler
-    from toto.options import Options
     from toto.origins import AllowedOrigins
     from toto.sessions import Session
 
 SESSION_COOKIE = "toto-session-id"
-
-
-def define_cookie_options(options: Options) -> None:
-    d = options.define
-    d("use_cookies", False, bool, "also carry the session id in a signed HttpOnly cookie (needs cookie_secret)")
-    d("cookie_secret", "", str, "secret that signs cookies (use_cookies, handler.set_secure_cookie)")
-    d("secure_cookies", False, bool, "mark cookies Secure: browsers send them over HTTPS only")
-    d("cookie_domain", "", str, "Domain of the session cookie (empty: the host that answered)")
-    d("cookie_samesite", "Lax", str, "SameSite of the session cookie", choices=("Lax", "Strict", "None"))
 
 
 def cookie_secret(options: Any) -> bytes:

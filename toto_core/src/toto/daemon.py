@@ -91,7 +91,8 @@ def stop_command(argv: list[str]) -> None:
     options = Options()
     try:
         pm = get_plugin_manager()
-        define_all_options(options, pm, merge_named(pm, "toto_register_authenticators"))
+        transports = merge_named(pm, "toto_register_transports")
+        define_all_options(options, pm, merge_named(pm, "toto_register_authenticators"), transports)
         read_options(options, argv)
     except (OptionError, PluginError) as exc:
         exit_with_error(str(exc))

@@ -75,9 +75,9 @@ class DBConnection:
     # -- ordering ----------------------------------------------------------------------
     def _queue(self, work: Callable[[], Awaitable[T]]) -> Pending[T]:
         handler = self._handler
-        if handler._work is None:
-            handler._work = []
-        previous = handler._work[-1] if handler._work else None
+        if handler.pending_work is None:
+            handler.pending_work = []
+        previous = handler.pending_work[-1] if handler.pending_work else None
 
         async def run() -> T:
             if previous is not None:
@@ -89,7 +89,7 @@ class DBConnection:
             return await work()
 
         pending: Pending[T] = Pending(asyncio.ensure_future(run()))
-        handler._work.append(pending)
+        handler.pending_work.append(pending)
         return pending
 
     def _claimant(self, user_id: str) -> tuple[str, ...]:
@@ -194,7 +194,7 @@ class DBConnection:
         handler = self._handler
         server = handler.server
         session = server.sessions.new(user_id, server.authenticator.uses_session_key)
-        record = session._record
+        record = session.record
         check = password is not None and verify_password and record.user_id is not None
 
         async def store() -> None:
@@ -204,8 +204,7 @@ class DBConnection:
             await server.storage.store_session(record)
 
         pending = self._queue(store)
-        session._creation = pending
-        session._pending = pending.task
+        session.stored_by(pending)
         return session
 
     def retrieve_session(self, session_id: str) -> Pending[Session | None]:

@@ -3,29 +3,27 @@
 A transport (``toto.transports``: Tornado's HTTP server by default, an ASGI or RSGI server
 with ``--http``) parses HTTP and gives each request to ``TotoApplication.begin`` as a
 request object (``handler.request``, the shape of Tornado's ``HTTPServerRequest`` on every
-transport) and a ``ResponseWriter`` (how the answer's bytes leave). Everything between is
-here, and reads top to bottom: size limits -> parse -> resolve method -> load session ->
-verify signature -> invoke -> save state -> serialize -> sign -> write.
+transport) and a ``ResponseWriter`` (how the answer's bytes leave). This is HTTP's face of
+the one call sequence (``toto.pipeline``, which socket messages run too): size limits ->
+parse -> resolve method -> ``pipeline.open_session`` (the authenticator's request half) ->
+``pipeline.invoke`` / ``run_batch`` -> save state -> serialize -> sign -> write.
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime
 import inspect
-import json
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable
 from email.utils import formatdate
-from http.client import responses
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
 
 from tornado import httputil
 
-from toto.calls import connection_gone, error_for, fail_invocation, resolve_batch, respond
+from toto import pipeline
+from toto.calls import connection_gone, error_for, resolve_batch, respond
 from toto.events import EventManager
 from toto.exceptions import (
     ERROR_INVALID_SESSION_ID,
@@ -43,10 +41,14 @@ from toto.lookup import Method
 from toto.origins import callable_by_get
 from toto.plugins import install_hint
 from toto.redaction import redact_target
-from toto.seed import SeedHandler
+from toto.response import HttpResponse, ResponseHeaders, ResponseWriter
+from toto.seed import _NO_DEFAULT, SeedHandler
 
 if TYPE_CHECKING:
-    from toto.dbconnection import Pending
+    from collections.abc import Awaitable
+
+    from toto.context import CallContext
+    from toto.dbconnection import DBConnection, Pending
     from toto.server import TotoServer
     from toto.sessions import Session
     from toto.websocket import SocketHub
@@ -55,7 +57,6 @@ log = logging.getLogger("toto.request")
 
 _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 _RAW = object()  # marks a response already written by respond_raw
-_UNSAFE_HEADER = re.compile(r"[\x00-\x1f]")
 
 
 def _text(value: bytes) -> str:
@@ -73,71 +74,9 @@ def _arguments(arguments: dict[str, list[bytes]]) -> dict[str, Any]:
 # -- serving HTTP ---------------------------------------------------------------------------
 
 
-class ResponseHeaders(dict):  # type: ignore[type-arg]
-    """Response headers by canonical name, in the shape ``HTTP1Connection.write_headers`` reads.
-
-    Built by copying a ready dict, which is cheaper than ``HTTPHeaders``; headers added
-    with ``add_header`` (several values of one name) follow the others.
-    """
-
-    extra: list[tuple[str, str]] | None = None
-
-    def get_all(self) -> Any:
-        if self.extra:
-            return [*self.items(), *self.extra]
-        return self.items()
-
-
-_canonical_names: dict[str, str] = {}
-
-
-def canonical_header(name: str) -> str:
-    """``content-type`` -> ``Content-Type`` (cached; header names are case-insensitive)."""
-    found = _canonical_names.get(name)
-    if found is None:
-        found = "-".join(part.capitalize() for part in name.split("-"))
-        if len(_canonical_names) < 1000:
-            _canonical_names[name] = found
-    return found
-
-
-def header_value(value: Any) -> str:
-    if isinstance(value, str):
-        text = value
-    elif isinstance(value, bytes):
-        text = value.decode("latin-1")
-    elif isinstance(value, int):
-        return str(value)
-    elif isinstance(value, datetime.datetime):
-        return httputil.format_timestamp(value)
-    else:
-        raise TypeError(f"Unsupported header value {value!r}")
-    if _UNSAFE_HEADER.search(text):
-        raise ValueError("Unsafe header value: control characters are not allowed")
-    return text
-
-
-class ResponseWriter(Protocol):
-    """What a transport gives the request path to send one answer (``toto.transports``).
-
-    ``start`` sends the status line, headers and the first bytes of the body (nothing
-    of the body for HEAD: the path passes ``b""`` then); ``last`` says the answer ends
-    there. ``send`` sends more of a body that was started without ``last`` (``flush``).
-    Both return what to await for the bytes to leave, or None when nothing need be.
-    ``watch(callback)``: call ``callback`` once if the client goes away before the answer
-    ends (None: stop watching); the path asks only of answers that wait on something.
-    """
-
-    def start(self, status: int, reason: str, headers: ResponseHeaders, chunk: bytes, last: bool) -> Any: ...
-
-    def send(self, chunk: bytes, last: bool) -> Any: ...
-
-    def watch(self, callback: Callable[[], None] | None) -> None: ...
-
-
 class TotoApplication:
     """The server's request path, shared by every transport: ``begin`` each request, feed it
-    its body (``handler.data_received``), then ``handler._execute()``.
+    its body (``handler.data_received``), then ``handler.execute()``.
 
     Response headers every answer carries (Date, CORS) are built once a second, not
     once a request.
@@ -208,7 +147,7 @@ class TotoApplication:
         return handler
 
 
-class TotoHandler(SeedHandler):
+class TotoHandler(HttpResponse, SeedHandler):
     """Serves one Toto request. Methods receive it as ``handler``.
 
     Useful to methods: ``handler.session``, ``handler.connection.db``,
@@ -227,11 +166,11 @@ class TotoHandler(SeedHandler):
     #: With request hooks: when this request started, until toto_request_finished is called.
     _observed_since: float | None = None
     #: Parameters came as query or form text, so typed methods may read "1" as 1 (toto.validation).
-    _text_parameters = False
+    text_parameters = False
     #: The request was signed as toto.js signs (True), as UTF-8 (False), or not checked (None).
     _toto_js: bool | None = None
     #: Storage calls seed code made without awaiting them (toto.dbconnection); None until one is made.
-    _work: list[Pending[Any]] | None = None
+    pending_work: list[Pending[Any]] | None = None
     #: A form post's fields (``get_argument`` reads them with the query's).
     _form_arguments: dict[str, list[bytes]] | None = None
 
@@ -270,16 +209,16 @@ class TotoHandler(SeedHandler):
         self._refused = False
         self._response_serializer = server.default_serializer
         self._response_type: str | None = None  # the content type as the client named it
-        self._active_methods: list[Method] = []
-        self._reply: asyncio.Future[Any] | None = None
-        self._locked_session: Session | None = None
+        self.active_methods: list[Method] = []
+        self.pending_reply: asyncio.Future[Any] | None = None
+        self.locked_session: Session | None = None
         #: Why the session the request named is not this request's (1007, 1008, 1015).
-        self._session_error: TotoException | None = None
+        self.session_error: TotoException | None = None
         #: The session cookie named the request's session (so its end clears the cookie).
         self._cookie_named = False
         # What toto_request_finished reports: the method called, a batch's size, the error answered.
-        self._called: str | None = None
-        self._batch_size: int | None = None
+        self.called: str | None = None
+        self.batch_size: int | None = None
         self._error: TotoException | None = None
         server.in_flight.add(self)
 
@@ -292,9 +231,9 @@ class TotoHandler(SeedHandler):
             except ValueError:
                 size = -1
             if size < 0:
-                self._refuse(400, TotoException(ERROR_MALFORMED_REQUEST, "Malformed Content-Length"))
+                self.refuse(400, TotoException(ERROR_MALFORMED_REQUEST, "Malformed Content-Length"))
             elif size > self.server.max_body_size:
-                self._refuse(413, self._too_large())
+                self.refuse(413, self._too_large())
 
     def _refuse_head(self) -> None:
         """414 for a request target over ``max_request_line``, else 431 for headers over
@@ -302,13 +241,13 @@ class TotoHandler(SeedHandler):
         server = self.server
         if len(self.request.uri or "") > server.max_request_line:
             limit = server.max_request_line
-            self._refuse(
+            self.refuse(
                 414,
                 TotoException(ERROR_MALFORMED_REQUEST, f"Request target longer than max_request_line ({limit} bytes)"),
             )
         else:
             limit = server.max_header_size
-            self._refuse(
+            self.refuse(
                 431,
                 TotoException(ERROR_MALFORMED_REQUEST, f"Request headers larger than max_header_size ({limit} bytes)"),
             )
@@ -323,11 +262,11 @@ class TotoHandler(SeedHandler):
         self._size += len(chunk)
         if self._size > self.server.max_body_size:
             self._chunks.clear()
-            self._refuse(413, self._too_large())
+            self.refuse(413, self._too_large())
             return
         self._chunks.append(chunk)
 
-    def _refuse(self, status: int, error: TotoException) -> None:
+    def refuse(self, status: int, error: TotoException) -> None:
         """Answer before the body is read; Tornado then closes the connection instead of reading on."""
         self._refused = True
         self._error = error
@@ -350,13 +289,26 @@ class TotoHandler(SeedHandler):
         """A request answered before it runs (404, 405, 413, 431...) still reaches the request
         hooks, so metrics and traces see what was refused."""
         if self.server.request_hooks and self._observed_since is None:
-            self._observed_since = time.perf_counter()
-            try:
-                self.server.hook.toto_request_started(handler=self)
-            except Exception:
-                log.exception("a toto_request_started hook failed")
+            self._observed_since = pipeline.observe_started(self)
 
-    async def _execute(self) -> None:
+    @property
+    def payload(self) -> dict[str, Any] | None:
+        """The answer's envelope once written (the access log reads its error codes)."""
+        return self._payload
+
+    def called_name(self) -> str:
+        """What the request asked for, as the access log names it when no method ran: a
+        route's ``/path``, else the method name its path gives (``-`` for none)."""
+        if self._route is not None:
+            return "/" + self._route.path
+        return self._path.strip("/").replace("/", ".") or "-"
+
+    @property
+    def finished(self) -> bool:
+        """The answer is written (a refusal before the body, too): a face stops feeding it."""
+        return self._finished
+
+    async def execute(self) -> None:
         """Run the request's HTTP verb, between the request hooks when plugins implement them."""
         if self._route is None and self.server.request_hooks:
             await self._execute_observed()
@@ -364,11 +316,7 @@ class TotoHandler(SeedHandler):
             await self._serve()
 
     async def _execute_observed(self) -> None:
-        started = self._observed_since = time.perf_counter()
-        try:
-            self.server.hook.toto_request_started(handler=self)
-        except Exception:
-            log.exception("a toto_request_started hook failed")
+        started = self._observed_since = pipeline.observe_started(self)
         try:
             await self._serve()
         finally:
@@ -376,21 +324,8 @@ class TotoHandler(SeedHandler):
                 self._report_finished(499, started)
 
     def _report_finished(self, status: int, started: float) -> None:
-        """toto_request_finished, called once the answer is decided and before its bytes go out,
-        so what plugins count survives a process that dies right after answering."""
         self._observed_since = None
-        error = self._error
-        try:
-            self.server.hook.toto_request_finished(
-                handler=self,
-                method=self._called,
-                batch=self._batch_size,
-                status=status,
-                error=None if error is None else error.to_dict(),
-                seconds=time.perf_counter() - started,
-            )
-        except Exception:
-            log.exception("a toto_request_finished hook failed")
+        pipeline.observe_finished(self, status, self._error, started)
 
     async def _serve(self) -> None:
         """Anything that escapes the verb is a 500 in the protocol's shape."""
@@ -440,96 +375,6 @@ class TotoHandler(SeedHandler):
             self.set_header(name, value)
         self.finish(response.body)
 
-    # -- writing (the RequestHandler calls raw answers use) -----------------------------
-    def set_header(self, name: str, value: Any) -> None:
-        self._headers[canonical_header(name)] = header_value(value)
-
-    def add_header(self, name: str, value: Any) -> None:
-        headers = self._headers
-        if headers.extra is None:
-            headers.extra = []
-        headers.extra.append((canonical_header(name), header_value(value)))
-
-    def clear_header(self, name: str) -> None:
-        self._headers.pop(canonical_header(name), None)
-
-    def set_status(self, status_code: int, reason: str | None = None) -> None:
-        self._status_code = status_code
-        self._reason = reason if reason is not None else responses.get(status_code, "Unknown")
-
-    def get_status(self) -> int:
-        return self._status_code
-
-    def write(self, chunk: bytes | str | dict[str, Any]) -> None:
-        if self._finished:
-            raise RuntimeError("Cannot write() after finish()")
-        if isinstance(chunk, dict):
-            chunk = json.dumps(chunk).replace("</", "<\\/")
-            self._headers["Content-Type"] = "application/json; charset=UTF-8"
-        if isinstance(chunk, str):
-            chunk = chunk.encode("utf-8")
-        elif not isinstance(chunk, (bytes, bytearray, memoryview)):
-            raise TypeError(f"write() only accepts bytes, str and dict, not {type(chunk).__name__}")
-        self._write_buffer.append(bytes(chunk))
-
-    def flush(self) -> Awaitable[None]:
-        """Send what was written so far (the headers first; then the body is chunked)."""
-        return _awaitable(self._send(False))
-
-    def _send(self, last: bool) -> Any:
-        buffer = self._write_buffer
-        chunk = buffer[0] if len(buffer) == 1 else b"".join(buffer)
-        self._write_buffer = []
-        head = self.request.method == "HEAD"
-        if not self._headers_written:
-            self._headers_written = True
-            return self._writer.start(self._status_code, self._reason, self._headers, b"" if head else chunk, last)
-        if head and not last:
-            return None
-        return self._writer.send(b"" if head else chunk, last)
-
-    def finish(self, chunk: bytes | str | dict[str, Any] | None = None) -> Awaitable[None]:
-        """End the response (writing ``chunk`` first)."""
-        if self._finished:
-            raise RuntimeError("finish() called twice")
-        if chunk is not None:
-            self.write(chunk)
-        if not self._headers_written:
-            status = self._status_code
-            if status in (204, 304) or 100 <= status < 200:
-                if self._write_buffer:
-                    raise RuntimeError(f"Cannot send body with status code HTTP{status}")
-                for name in ("Content-Encoding", "Content-Language", "Content-Type"):
-                    self._headers.pop(name, None)
-            elif "Content-Length" not in self._headers:
-                self._headers["Content-Length"] = str(sum(len(part) for part in self._write_buffer))
-        if self._observed_since is not None:
-            self._report_finished(self._status_code, self._observed_since)
-        if self._watching:
-            self._watching = False
-            self._writer.watch(None)
-        sent = self._send(True)
-        self._finished = True
-        self.on_finish()
-        return _awaitable(sent)
-
-    def clear(self) -> None:
-        """Forget the headers, body and status written so far."""
-        self._headers = ResponseHeaders(self.application.default_headers())
-        self._write_buffer = []
-        self._status_code = 200
-        self._reason = "OK"
-
-    def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
-        """Answer ``status_code`` in the protocol's error shape (see ``write_error``)."""
-        if self._headers_written:
-            if not self._finished:
-                self.finish()
-            return
-        self.clear()
-        self.set_status(status_code, kwargs.get("reason"))
-        self.write_error(status_code, **kwargs)
-
     # -- HTTP verbs ---------------------------------------------------------------------
     async def post(self, path: str) -> None:
         if self._finished:
@@ -549,7 +394,7 @@ class TotoHandler(SeedHandler):
                     raise TotoException(ERROR_MALFORMED_REQUEST, f"Malformed form body: {_brief(exc)}") from None
                 parameters = _arguments(arguments)
                 self._form_arguments = arguments
-                self._text_parameters = True
+                self.text_parameters = True
                 for name, uploads in files.items():
                     entries = [
                         {"filename": f.filename, "body": f.body, "content_type": f.content_type} for f in uploads
@@ -589,7 +434,7 @@ class TotoHandler(SeedHandler):
     async def get(self, path: str) -> None:
         try:
             self._pick_response_serializer(None)
-            self._text_parameters = True
+            self.text_parameters = True
             await self._call_one(path, None, _arguments(self.request.query_arguments), b"")
         except TotoException as exc:
             self._answer_error(exc)
@@ -639,52 +484,30 @@ class TotoHandler(SeedHandler):
             self._response_type = best_type
 
     # -- sessions -----------------------------------------------------------------------
-    async def _open_session(self, body: bytes, session_id: str | None = None) -> None:
-        """Load the session the request names (or ``session_id``), check its signature and take its lock.
+    def _open_session(self, body: bytes, session_id: str | None = None) -> Awaitable[None] | None:
+        """``pipeline.open_session`` of the session the request names (or ``session_id``),
+        checked by the authenticator's request half; None when it names none.
 
-        A session that is unknown, expired or badly signed leaves ``handler.session``
-        None: a public method runs without it, and ``_refuse_unauthenticated`` answers
-        an @authenticated method with the reason (1007, 1008). A request that names no
-        session costs no storage round trip. The session cookie names one only when
-        ``_cookie_allowed`` and the request may use it (``CookieSessions.session_id``)."""
+        A request that names no session costs no storage round trip (and no coroutine).
+        The session cookie names one only when ``_cookie_allowed`` and the request may use
+        it (``CookieSessions.session_id``)."""
         server = self.server
         named = session_id is not None
         if not named:
             session_id = self.request.headers.get("x-toto-session-id")
         if not session_id:
             if server.cookies is None or not self._cookie_allowed:
-                return
+                return None
             session_id = server.cookies.session_id(self)
             if not session_id:
-                return
+                return None
             self._cookie_named = True
-        session = await server.sessions.load(session_id)
-        if session is None:
-            self._session_error = TotoException(ERROR_INVALID_SESSION_ID, "Invalid session")
-            return
-        self._locked_session = session
+        authenticator = server.authenticator
         # A session named by a parameter (@authenticated_with_parameter) from a link, which
         # can send neither body nor headers, where the scheme allows it (Authenticator.unsigned_links).
-        unsigned_link = named and not body and "x-toto-hmac" not in self.request.headers
-        if not (unsigned_link and server.authenticator.unsigned_links):
-            try:
-                checked = server.authenticator.verify_request(self, session, body)
-                if checked is not None:
-                    await checked
-            except TotoException as exc:
-                if exc.code == ERROR_SERVICE_UNAVAILABLE:
-                    raise
-                self._close_session()
-                self._session_error = exc
-                return
-        await server.sessions.renew(session)
-        await server.sessions.lock(session)
-        self.session = session
-
-    def _refuse_unauthenticated(self, method: Method) -> None:
-        """An @authenticated method whose named session failed to load or verify is not run."""
-        if method.authenticated and self._session_error is not None and self.session is None:
-            raise self._session_error
+        if named and not body and authenticator.unsigned_links and "x-toto-hmac" not in self.request.headers:
+            return pipeline.open_session(self, session_id, None)
+        return pipeline.open_session(self, session_id, authenticator.verify_request, body)
 
     def create_session(
         self, user_id: str | None = None, password: str | None = None, verify_password: bool = True
@@ -696,27 +519,29 @@ class TotoHandler(SeedHandler):
         write (and the password check when ``password`` is given) finishes before the
         answer goes out, and its failure is the answer."""
         session = self.db_connection.create_session(user_id, password, verify_password)
-        self._close_session()
+        self.release_session()
         self.session = session
         return session
 
-    async def _open_named_session(self, session_id: str) -> Session | None:
+    async def open_named_session(self, session_id: str) -> Session | None:
         """Make ``session_id`` this request's session (``retrieve_session``): None when it is
         unknown or expired, as the original's; 1008 when the request's signature does not
         match it, as the original checked with ``hmac_enabled``."""
-        self._close_session()
+        self.release_session()
         self.session = None
-        self._session_error = None
-        await self._open_session(self.request.body or b"", session_id)
-        error = self._session_error
+        self.session_error = None
+        opening = self._open_session(self.request.body or b"", session_id)
+        if opening is not None:
+            await opening
+        error = self.session_error
         if self.session is None and error is not None and error.code != ERROR_INVALID_SESSION_ID:
             raise error
         return self.session
 
-    def _close_session(self) -> None:
-        session = self._locked_session
+    def release_session(self) -> None:
+        session = self.locked_session
         if session is not None:
-            self._locked_session = None
+            self.locked_session = None
             self.server.sessions.release(session)
 
     # -- invoking -----------------------------------------------------------------------
@@ -730,143 +555,58 @@ class TotoHandler(SeedHandler):
 
     async def _call_one(self, path: str, body_method: Any, parameters: Any, body: bytes) -> None:
         method = self.server.methods.resolve(self._method_name(path, body_method))
-        self._called = method.name
+        self.called = method.name
         if self.request.method in ("GET", "HEAD") and not callable_by_get(method.name):
             self.set_header("Allow", "POST")
             raise TotoException(ERROR_VERB_NOT_ALLOWED, f"{method.name} is served by POST only, never by GET.")
         if method.jsonp is not None and isinstance(parameters, dict) and parameters.get(method.jsonp):
             # A JSONP answer is script any site may include: it never runs with the cookie's session.
             self._cookie_allowed = False
-        await self._open_session(body)
+        opening = self._open_session(body)
+        if opening is not None:
+            await opening
         try:
-            result = self._invoke(method, self, parameters)
-            if isinstance(result, _Pending):
+            result = pipeline.invoke(self, self, method, parameters)
+            if isinstance(result, pipeline.Waiting):
                 result = await result.awaitable
             if result is _RAW:
                 return
             if self.session is not None:
                 await self.session.flush()
         finally:
-            self._close_session()
+            self.release_session()
         payload = {} if result is None else {"result": result}
         self._answer(payload)
 
     async def _call_batch(self, batch: Any, body: bytes) -> None:
         methods: dict[str, Method | TotoException] = resolve_batch(self.server.methods, batch, self.server.max_batch)
-        self._batch_size = len(batch)
-        await self._open_session(body)
+        self.batch_size = len(batch)
+        opening = self._open_session(body)
+        if opening is not None:
+            await opening
         try:
-            # Entries run concurrently. A plain function cannot interleave with anything,
-            # so _invoke runs it right here; only entries that wait on something get a task.
-            answers: dict[str, dict[str, Any]] = {}
-            waiting: dict[str, Awaitable[dict[str, Any]]] = {}
-            for key in batch:
-                method = methods[key]
-                if isinstance(method, TotoException):
-                    answers[key] = {"error": method.to_dict()}
-                    continue
-                try:
-                    result = self._invoke(method, BatchEntry(self, key), batch[key].get("parameters", {}))
-                except Exception as exc:  # a TotoException, or a toto_before_invoke hook that failed
-                    answers[key] = {"error": self._unexpected(exc).to_dict()}
-                    continue
-                if isinstance(result, _Pending):
-                    waiting[key] = _entry_answer(result.awaitable)
-                else:
-                    answers[key] = {"result": result}
-            if waiting:
-                for key, answer in zip(waiting, await asyncio.gather(*waiting.values())):
-                    answers[key] = answer
+            answers = await pipeline.run_batch(self, methods, batch, lambda key: BatchEntry(self, key))
             if self.session is not None:
                 await self.session.flush()
         finally:
-            self._close_session()
-        self._answer({"batch": {key: answers[key] for key in batch}})
+            self.release_session()
+        self._answer({"batch": answers})
 
-    async def _settle(self) -> None:
-        """Wait for the storage calls seed code made without awaiting them (toto.dbconnection):
-        the first failure that no code awaited becomes the call's error."""
-        while self._work:
-            work, self._work = self._work, None
-            for pending in work:
-                try:
-                    await pending.settled()
-                except BaseException:
-                    created = self.session._creation if self.session is not None else None
-                    task = created.task if created is not None else None
-                    if task is not None and task.done() and (task.cancelled() or task.exception() is not None):
-                        self.session = None  # the answer must not name a session that was never stored
-                    raise
-
-    def _invoke(self, method: Method, target: Any, parameters: Any) -> Any:
-        """The one invocation path: run ``method`` for ``target`` (this handler or a batch
-        entry) up to its first wait, between toto_before_invoke and toto_after_invoke.
-
-        A method that answered without waiting (a plain function) gives its result now:
-        no coroutine, no task. One that waits gives ``_Pending`` of its result. Failures
-        are raised (now or by the awaitable) as TotoException, from ``invocation_error``."""
-        if self._session_error is not None:
-            self._refuse_unauthenticated(method)
-        if self.server.invoke_hooks:
-            self.server.hook.toto_before_invoke(handler=target, method=method.name, parameters=parameters)
-        self._active_methods.append(method)
-        try:
-            if method.validate is not None:
-                parameters = method.validate(parameters, self._text_parameters)
-            result = method.invoke(target, parameters)
-            if not method.plain or self._work or (result is not None and hasattr(result, "__await__")):
-                return self._pending(method, target, result)
-            if result is None:
-                reply = target._reply
-                if reply is not None:
-                    if not reply.done():
-                        return self._pending(method, target, result)
-                    result = reply.result()
-        except Exception as exc:
-            fail_invocation(self.server, target, method.name, exc, self._where(), log)
-        if self.server.invoke_hooks:
-            self.server.hook.toto_after_invoke(handler=target, method=method.name, result=result, error=None)
-        return result
-
-    def _pending(self, method: Method, target: Any, result: Any) -> _Pending:
-        """A method that waits: from now on the transport watches for the client going away."""
+    def waiting(self) -> None:
+        """A method waits: from now on the transport watches for the client going away."""
         if not self._watching and not self._finished:
             self._watching = True
             self._writer.watch(self.on_connection_close)
-        return _Pending(self._invoke_rest(method, target, result))
 
-    async def _invoke_rest(self, method: Method, target: Any, result: Any) -> Any:
-        """The part of ``_invoke`` after a method's first wait."""
-        try:
-            if result is not None and hasattr(result, "__await__"):
-                result = await result
-            if result is None:
-                reply = target._reply
-                if reply is not None and reply.done():
-                    result = reply.result()
-                elif method.callback_style:
-                    # Callback style: the method answers later through respond().
-                    # The session lock is not held while waiting (long polls).
-                    if target is self and self.session is not None:
-                        await self.session.flush()
-                        self._close_session()
-                    if reply is None:
-                        reply = target._reply = asyncio.get_running_loop().create_future()
-                    result = await reply
-                elif reply is not None:
-                    result = await reply
-            if self._work:
-                await self._settle()
-        except Exception as exc:
-            fail_invocation(self.server, target, method.name, exc, self._where(), log)
-        if self.server.invoke_hooks:
-            self.server.hook.toto_after_invoke(handler=target, method=method.name, result=result, error=None)
-        return result
+    async def before_callback(self, target: CallContext) -> None:
+        if target is self and self.session is not None:
+            await self.session.flush()
+            self.release_session()
 
     # -- answering ----------------------------------------------------------------------
     def respond(self, result: Any = None, error: Any = None) -> None:
         """Answer a callback-style call: ``result``, or ``error`` (a TotoException or any exception)."""
-        respond(self, result, error, self._where(), self.server.debug, log)
+        respond(self, result, error, self.where(), self.server.debug, log)
 
     def respond_raw(self, body: bytes | str, content_type: str, finish: bool = True) -> None:
         """Write ``body`` as is with ``content_type``, bypassing the Toto envelope (and signing)."""
@@ -875,9 +615,9 @@ class TotoHandler(SeedHandler):
             self.write(body)
         if finish:
             self.finish()
-            reply = self._reply
+            reply = self.pending_reply
             if reply is None:
-                reply = self._reply = asyncio.get_running_loop().create_future()
+                reply = self.pending_reply = asyncio.get_running_loop().create_future()
             if not reply.done():
                 reply.set_result(_RAW)
 
@@ -897,7 +637,7 @@ class TotoHandler(SeedHandler):
             payload["session"] = session.to_response()
         if self.server.cookies is not None:
             # The cookie's session ended here: signed out, or unknown or expired (1007).
-            error = self._session_error
+            error = self.session_error
             ended = self._cookie_named and (error is None or error.code == ERROR_INVALID_SESSION_ID)
             self.server.cookies.answer(self, session, ended)
         self._payload = payload
@@ -905,7 +645,7 @@ class TotoHandler(SeedHandler):
         try:
             body = serializer.encode(payload)
         except (TypeError, ValueError, OverflowError, RecursionError) as exc:
-            log.error("answer of %s could not be serialized: %s", self._where(), exc)
+            log.error("answer of %s could not be serialized: %s", self.where(), exc)
             payload = {"error": {"code": ERROR_SERVER, "value": "The result could not be serialized."}}
             if session is not None:
                 payload["session"] = session.to_response()
@@ -920,16 +660,16 @@ class TotoHandler(SeedHandler):
     def _answer_error(self, exc: TotoException) -> None:
         self._error = exc
         if exc.code == ERROR_SERVICE_UNAVAILABLE:
-            log.warning("%s: %s", self._where(), exc.value)
+            log.warning("%s: %s", self.where(), exc.value)
             # The call did not run: a client may send it again, after this long (PROTOCOL.md section 7).
             self._headers["Retry-After"] = "1"
         self._answer({"error": exc.to_dict()}, exc.status)
 
-    def _where(self) -> str:
+    def where(self) -> str:
         return f"{self.request.method} {redact_target(self.request.uri)}"
 
     def _unexpected(self, exc: BaseException) -> TotoException:
-        return error_for(exc, self._where(), self.server.debug, log)
+        return error_for(exc, self.where(), self.server.debug, log)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         # Transport-level errors (404, 405, unexpected failures) in the protocol's shape, never a page.
@@ -972,7 +712,7 @@ class TotoHandler(SeedHandler):
         if self._closed:
             return
         self._closed = True
-        connection_gone(self, self._active_methods, log)
+        connection_gone(self, self.active_methods, log)
         self.on_finish()
 
     def on_finish(self) -> None:
@@ -985,74 +725,119 @@ class TotoHandler(SeedHandler):
             for sig in self.registered_event_handlers:
                 manager.remove_handler(sig)
             self.registered_event_handlers.clear()
-        self._close_session()
+        self.release_session()
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         if isinstance(value, asyncio.CancelledError):
             return
-        log.error("uncaught exception in %s", self._where(), exc_info=(typ, value, tb))
+        log.error("uncaught exception in %s", self.where(), exc_info=(typ, value, tb))
 
 
 class BatchEntry:
-    """Stands in for the handler inside one batch entry, so ``respond`` answers that entry."""
+    """One entry of an HTTP batch as its method sees it (a ``CallContext``): its own
+    ``respond``; the request's session, server, storage and seed surface."""
+
+    __slots__ = ("handler", "pending_reply", "request_key")
 
     def __init__(self, handler: TotoHandler, request_key: str) -> None:
-        self.__dict__["handler"] = handler
-        self.__dict__["request_key"] = request_key
-        self.__dict__["_reply"] = None
+        #: The batch's request (where ``account.*`` count password checks per request).
+        self.handler = handler
+        self.request_key = request_key
+        self.pending_reply: asyncio.Future[Any] | None = None
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.handler, name)
+    @property
+    def session(self) -> Session | None:
+        return self.handler.session
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in self.__dict__:
-            self.__dict__[name] = value
-        else:
-            setattr(self.handler, name, value)
+    @session.setter
+    def session(self, session: Session | None) -> None:
+        # A method that signs out (handler.session = None) ends the batch's session.
+        self.handler.session = session
+
+    @property
+    def headers_only(self) -> bool:
+        return self.handler.headers_only
+
+    @property
+    def server(self) -> TotoServer:
+        return self.handler.server
+
+    @property
+    def request(self) -> httputil.HTTPServerRequest:
+        return self.handler.request
+
+    @property
+    def connection(self) -> Any:
+        return self.handler.connection
+
+    @property
+    def db(self) -> Any:
+        return self.handler.db
+
+    @property
+    def db_connection(self) -> DBConnection:
+        return self.handler.db_connection
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return self.handler.settings
+
+    @property
+    def transaction_id(self) -> Any:
+        return self.handler.transaction_id
 
     def respond(self, result: Any = None, error: Any = None) -> None:
         handler = self.handler
-        respond(self, result, error, handler._where(), handler.server.debug, log)
+        respond(self, result, error, handler.where(), handler.server.debug, log)
 
     def respond_raw(self, body: Any, content_type: str, finish: bool = True) -> None:
         raise TotoException(ERROR_SERVER, "respond_raw cannot answer one entry of a batch")
 
     raw_respond = respond_raw
 
+    def create_session(
+        self, user_id: str | None = None, password: str | None = None, verify_password: bool = True
+    ) -> Session:
+        return self.handler.create_session(user_id, password, verify_password)
 
-class _Pending:
-    """What ``_invoke`` gives for a method that waits: the awaitable of its result (a
-    wrapper, so a result that is itself awaitable is never mistaken for one)."""
+    def retrieve_session(self, session_id: str | None = None) -> asyncio.Future[Session | None]:
+        return self.handler.retrieve_session(session_id)
 
-    __slots__ = ("awaitable",)
+    def register_event_handler(
+        self, event_name: str, handler: Any, run_on_main_loop: bool = True, deregister_on_finish: bool = False
+    ) -> Any:
+        return self.handler.register_event_handler(event_name, handler, run_on_main_loop, deregister_on_finish)
 
-    def __init__(self, awaitable: Awaitable[Any]) -> None:
-        self.awaitable = awaitable
+    def deregister_event_handler(self, sig: Any) -> None:
+        self.handler.deregister_event_handler(sig)
 
+    # The seed surface (toto.seed), on the batch's request.
+    def get_argument(self, name: str, default: Any = _NO_DEFAULT, strip: bool = True) -> Any:
+        return self.handler.get_argument(name, default, strip)
 
-_done: asyncio.Future[None] | None = None
+    def get_arguments(self, name: str, strip: bool = True) -> list[str]:
+        return self.handler.get_arguments(name, strip)
 
+    def get_cookie(self, name: str, default: str | None = None) -> str | None:
+        return self.handler.get_cookie(name, default)
 
-def _awaitable(sent: Any) -> Awaitable[None]:
-    """What ``flush`` and ``finish`` return: the transport's awaitable, or one already done
-    (one per event loop, shared: a done future can be awaited any number of times)."""
-    global _done
-    if sent is not None:
-        return sent  # type: ignore[no-any-return]
-    loop = asyncio.get_running_loop()
-    done = _done
-    if done is None or done.get_loop() is not loop:
-        done = _done = loop.create_future()
-        done.set_result(None)
-    return done
+    def get_secure_cookie(self, name: str, value: str | None = None, max_age_days: float = 31) -> bytes | None:
+        return self.handler.get_secure_cookie(name, value, max_age_days)
 
+    def set_cookie(self, name: str, value: str | bytes, *args: Any, **kwargs: Any) -> None:
+        self.handler.set_cookie(name, value, *args, **kwargs)
 
-async def _entry_answer(pending: Awaitable[Any]) -> dict[str, Any]:
-    """A waiting batch entry's answer: its result, or the error ``_invoke`` raised for it."""
-    try:
-        return {"result": await pending}
-    except TotoException as exc:
-        return {"error": exc.to_dict()}
+    def set_secure_cookie(self, name: str, value: str | bytes, *args: Any, **kwargs: Any) -> None:
+        self.handler.set_secure_cookie(name, value, *args, **kwargs)
+
+    def clear_cookie(self, name: str, path: str = "/", domain: str | None = None) -> None:
+        self.handler.clear_cookie(name, path, domain)
+
+    def set_header(self, name: str, value: Any) -> None:
+        self.handler.set_header(name, value)
+
+    def add_header(self, name: str, value: Any) -> None:
+        self.handler.add_header(name, value)
 
 
 def _quality(params: str) -> float:

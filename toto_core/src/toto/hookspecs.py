@@ -26,9 +26,9 @@ import pluggy
 
 if TYPE_CHECKING:
     from toto.auth import Authenticator
+    from toto.context import CallContext
     from toto.eventbus import EventBus
-    from toto.handler import TotoHandler
-    from toto.http import Route
+    from toto.http import Route, TransportSpec
     from toto.options import Options
     from toto.serializers import Serializer
     from toto.server import TotoServer
@@ -115,6 +115,17 @@ def toto_register_routes(server: TotoServer) -> list[Route]:
 
 
 @hookspec
+def toto_register_transports() -> dict[str, TransportSpec]:
+    """Offer HTTP faces (``--http``): ``{name: toto.http.TransportSpec}``.
+
+    Called once at startup (and by ``toto serve --help`` for the choices). The installed
+    names are the choices of the ``http`` option; the core registers ``tornado``,
+    ``granian`` and ``uvicorn`` through this hook too. A face only frames: it hands each
+    request to the one request path (see ``toto.http.TransportSpec``).
+    """
+
+
+@hookspec
 def toto_add_options(options: Options) -> None:
     """Define plugin options with ``options.define(name, default, help=..., type=...)``.
 
@@ -136,8 +147,9 @@ def toto_shutdown(server: TotoServer) -> None:
 
 
 @hookspec
-def toto_before_invoke(handler: TotoHandler, method: str, parameters: Any) -> None:
-    """Called before each method invocation (each entry of a batch too).
+def toto_before_invoke(handler: CallContext, method: str, parameters: Any) -> None:
+    """Called before each method invocation (each entry of a batch too), over HTTP and on
+    sockets alike; ``handler`` is what the method receives (``toto.context.CallContext``).
 
     Only called when at least one plugin implements it, so it costs nothing
     otherwise. Raising ``TotoException`` refuses the call with that error.
@@ -145,7 +157,7 @@ def toto_before_invoke(handler: TotoHandler, method: str, parameters: Any) -> No
 
 
 @hookspec
-def toto_after_invoke(handler: TotoHandler, method: str, result: Any, error: Any) -> None:
+def toto_after_invoke(handler: CallContext, method: str, result: Any, error: Any) -> None:
     """Called after each method invocation with its result or its error dict.
 
     An unexpected exception arrives as the 1000 error its caller gets. An invocation
@@ -156,8 +168,9 @@ def toto_after_invoke(handler: TotoHandler, method: str, result: Any, error: Any
 
 
 @hookspec
-def toto_request_started(handler: TotoHandler) -> None:
-    """Called when a request for a method or a batch starts (not for routes).
+def toto_request_started(handler: CallContext) -> None:
+    """Called when a request for a method or a batch starts (not for routes); each socket
+    message is one such request (``handler.request`` is then the socket's handshake).
 
     It runs in the request's own asyncio task, before the body is parsed, so a
     ``contextvars`` value set here (a tracing span, say) belongs to this request, its
@@ -168,15 +181,16 @@ def toto_request_started(handler: TotoHandler) -> None:
 
 @hookspec
 def toto_request_finished(
-    handler: TotoHandler, method: str | None, batch: int | None, status: int, error: Any, seconds: float
+    handler: CallContext, method: str | None, batch: int | None, status: int, error: Any, seconds: float
 ) -> None:
     """Called once when a request that ``toto_request_started`` saw is over, in the same task.
 
     ``method`` is the name of the method it called (None for a batch, or when it named
     no method that exists), ``batch`` the number of calls of a batch (else None),
-    ``status`` the HTTP status of the answer (499 when the client went away before
-    it), ``error`` the error dict of the answer (None on success; a batch's entries
-    report theirs through ``toto_after_invoke``), ``seconds`` how long it took.
+    ``status`` the HTTP status of the answer (on a socket: the status the same answer
+    has over HTTP; 499 when the client went away before it), ``error`` the error dict
+    of the answer (None on success; a batch's entries report theirs through
+    ``toto_after_invoke``), ``seconds`` how long it took.
     """
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import parse_qs
 
 
@@ -70,3 +71,25 @@ class Route:
     def __post_init__(self) -> None:
         self.path = self.path.strip("/")
         self.methods = tuple(m.upper() for m in self.methods)
+
+
+@dataclass(frozen=True)
+class TransportSpec:
+    """One ``--http`` choice, offered through ``toto_register_transports``.
+
+    ``make(server, application)`` builds the face once per serving process, after storage
+    and plugins started: an object with ``async listen(sockets)`` (serve on ``sockets``
+    when given, else on the options' address and port), ``stop_listening()`` (a drain
+    begins) and ``async close()``. It turns bytes into requests for
+    ``application.begin(request, writer, application.method_path(path), head_size)``,
+    feeds the body to ``handler.data_received`` unless ``handler.finished``, runs
+    ``await handler.execute()`` and writes what the ``writer`` (``start``, ``send``,
+    ``watch``: ``toto.response.ResponseWriter``) is given. ``module``: an importable
+    module the face needs, checked at startup (``install`` says how to get it);
+    ``sockets``: it also serves ``use_web_sockets``.
+    """
+
+    make: Callable[[Any, Any], Any]
+    module: str | None = None
+    install: str = ""
+    sockets: bool = False

@@ -9,9 +9,6 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from toto.cookies import define_cookie_options
-from toto.transports import TRANSPORTS
-
 if TYPE_CHECKING:
     from toto.auth import Authenticator
 
@@ -289,18 +286,22 @@ def read_options(
         apply_seed_options(options)
 
 
-def define_all_options(options: Options, pm: Any, authenticators: Mapping[str, Authenticator]) -> None:
+def define_all_options(
+    options: Options, pm: Any, authenticators: Mapping[str, Authenticator], transports: Iterable[str] = ()
+) -> None:
     """Every option a server knows: the core's, each installed signing scheme's (the
-    ``hmac_mode`` choices are the installed schemes) and each plugin's."""
-    define_core_options(options, hmac_modes=sorted(authenticators))
+    ``hmac_mode`` choices are the installed schemes; the ``http`` choices the installed
+    transports) and each plugin's."""
+    define_core_options(options, hmac_modes=sorted(authenticators), transports=transports)
     for authenticator in {id(a): a for a in authenticators.values()}.values():
         authenticator.add_options(options)
     pm.hook.toto_add_options(options=options)
 
 
-def define_core_options(options: Options, hmac_modes: Iterable[str] = ()) -> None:
+def define_core_options(options: Options, hmac_modes: Iterable[str] = (), transports: Iterable[str] = ()) -> None:
     """The core's options; every one is shown by ``--help``. ``hmac_modes`` are the
-    installed signing schemes (``toto_register_authenticators``)."""
+    installed signing schemes (``toto_register_authenticators``), ``transports`` the
+    installed HTTP faces (``toto_register_transports``)."""
     d = options.define
     d("port", 8888, port_number, "TCP port to serve on (0: any free port, shown in the log)")
     d("address", "", str, "address to bind (empty: all interfaces)")
@@ -350,7 +351,12 @@ def define_core_options(options: Options, hmac_modes: Iterable[str] = ()) -> Non
     d("method_select", "both", str, "where the method name may come from", choices=("both", "url", "parameter"))
     d("root", "/", str, "URL path the API is mounted under")
     d("allow_origin", "*", str, "Access-Control-Allow-Origin value (with use_cookies: a list of origins)")
-    define_cookie_options(options)
+    # The session cookie (toto.cookies reads them).
+    d("use_cookies", False, bool, "also carry the session id in a signed HttpOnly cookie (needs cookie_secret)")
+    d("cookie_secret", "", str, "secret that signs cookies (use_cookies, handler.set_secure_cookie)")
+    d("secure_cookies", False, bool, "mark cookies Secure: browsers send them over HTTPS only")
+    d("cookie_domain", "", str, "Domain of the session cookie (empty: the host that answered)")
+    d("cookie_samesite", "Lax", str, "SameSite of the session cookie", choices=("Lax", "Strict", "None"))
     d("debug", False, bool, "send tracebacks in error answers and reload nothing else; never in production")
     d("logging", "info", str, "log level", choices=("debug", "info", "warning", "error", "none"))
     d(
@@ -410,7 +416,7 @@ def define_core_options(options: Options, hmac_modes: Iterable[str] = ()) -> Non
         str,
         "HTTP server: tornado (also serves WebSockets), granian (RSGI, fastest: toto-core[granian]) "
         "or uvicorn (ASGI: toto-core[uvicorn])",
-        choices=TRANSPORTS,
+        choices=list(transports) or None,
     )
     d("xheaders", False, bool, "trust X-Real-Ip / X-Forwarded-For from a proxy in front")
     d(

@@ -209,4 +209,4 @@ class SeedHandler:
             done.set_result(current)
             return done
         handler: TotoHandler = self  # type: ignore[assignment]
-        return asyncio.ensure_future(handler._open_named_session(session_id))
+        return asyncio.ensure_future(handler.open_named_session(session_id))

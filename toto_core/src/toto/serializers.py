@@ -84,6 +84,12 @@ class Serializer:
     name: ClassVar[str] = ""
     content_types: ClassVar[tuple[str, ...]] = ()
     safe_for_state: ClassVar[bool] = True
+    #: How this format travels as socket messages (PROTOCOL.md section 9): ``"text"`` frames
+    #: (UTF-8), ``"binary"`` frames, or None (not on sockets). A socket reads text frames
+    #: with the text one (JSON) and binary frames with the first installed binary one; a
+    #: format on sockets says where a signed call's ``"hmac"`` member is
+    #: (``split_signature``, ``add_signature``).
+    frames: ClassVar[str | None] = None
     #: The most values one decoded message may hold (``configure`` sets it from ``max_body_values``).
     max_values: int = MAX_VALUES
 
@@ -97,6 +103,17 @@ class Serializer:
 
     def decode(self, data: bytes) -> Any:
         raise NotImplementedError
+
+    def split_signature(self, frame: bytes, message: dict[str, Any]) -> tuple[str, bytes] | None:
+        """A signed socket call's ``(hmac, signed bytes)``: its ``"hmac"`` member, which must be
+        the last, and the exact bytes of the frame without it; None when the frame has none
+        (``message`` is the frame decoded)."""
+        return None
+
+    def add_signature(self, data: bytes, message: dict[str, Any], signature: str) -> bytes:
+        """The frame of the socket call ``message`` (encoded as ``data``) with ``"hmac":
+        signature`` as its last member: the client half of ``split_signature``."""
+        raise NotImplementedError(f"{type(self).__name__} does not sign socket messages")
 
     def decode_state(self, data: bytes) -> Any:
         """Read bytes this deployment stored itself (session state, event payloads).
@@ -263,6 +280,7 @@ class JsonSerializer(Serializer):
 
     name = "json"
     content_types = ("application/json",)
+    frames = "text"
 
     # The codec's functions themselves: no extra call per request.
     encode = staticmethod(_encode)
@@ -271,3 +289,22 @@ class JsonSerializer(Serializer):
     def decode(self, data: bytes) -> Any:
         _json_within(data, self.max_values)
         return _decode(data)
+
+    def split_signature(self, frame: bytes, message: dict[str, Any]) -> tuple[str, bytes] | None:
+        return json_split_signature(frame)
+
+    def add_signature(self, data: bytes, message: dict[str, Any], signature: str) -> bytes:
+        return data[:-1] + b',"hmac":"' + signature.encode("ascii") + b'"}'
+
+
+_TEXT_HMAC = re.compile(rb',"hmac":"([A-Za-z0-9+/=]*)"\}\Z')
+
+
+def json_split_signature(frame: bytes) -> tuple[str, bytes] | None:
+    """A JSON call ending in ``,"hmac":"<base64>"}``: the signature and the text before it
+    with the ``}`` put back (README "WebSockets")."""
+    start = frame.rfind(b',"hmac":"')
+    found = _TEXT_HMAC.match(frame, start) if start >= 0 else None
+    if found is None:
+        return None
+    return found.group(1).decode("ascii"), frame[:start] + b"}"

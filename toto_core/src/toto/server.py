@@ -35,6 +35,7 @@ from toto.transports import check_transport, make_transport
 if TYPE_CHECKING:
     from toto.auth import Authenticator
     from toto.handler import TotoApplication
+    from toto.http import TransportSpec
 
 log = logging.getLogger("toto.server")
 
@@ -63,8 +64,10 @@ class TotoServer:
             self.hook = self.pm.hook
             # Before the options: a signing scheme's options are defined by the scheme itself.
             self.authenticators: dict[str, Authenticator] = merge_named(self.pm, "toto_register_authenticators")
+            #: The HTTP faces (``--http`` choices): ``toto.http.TransportSpec`` by name.
+            self.transports: dict[str, TransportSpec] = merge_named(self.pm, "toto_register_transports")
             self.options = Options()
-            define_all_options(self.options, self.pm, self.authenticators)
+            define_all_options(self.options, self.pm, self.authenticators, self.transports)
             if "--help" in args or "-h" in args:
                 print(self.options.help_text())
                 raise SystemExit(0)

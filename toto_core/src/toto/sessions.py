@@ -59,10 +59,15 @@ class Session(MutableMapping[str, Any]):
         self._lock_entry: _LockEntry | None = None
         self._loaded_version = 0
         self._locked = False
-        #: The storage write of a session made by create_session (toto.dbconnection.Pending).
-        self._creation: Any = None
+        #: The storage write of a session made by create_session (toto.dbconnection.Pending), else None.
+        self.creation: Any = None
 
     # -- identity -------------------------------------------------------------------
+    @property
+    def record(self) -> SessionRecord:
+        """What the storage keeps of the session (``Storage.store_session`` writes it)."""
+        return self._record
+
     @property
     def session_id(self) -> str:
         return self._record.session_id
@@ -193,9 +198,15 @@ class Session(MutableMapping[str, Any]):
 
     def __await__(self) -> Generator[Any, None, Session]:
         """``await handler.create_session(...)``: the session, once it is stored."""
-        if self._creation is not None:
-            yield from self._creation.__await__()
+        if self.creation is not None:
+            yield from self.creation.__await__()
         return self
+
+    def stored_by(self, creation: Any) -> None:
+        """A new session is stored by ``creation`` (a ``toto.dbconnection.Pending``): awaiting
+        the session, or flushing it, waits for that write."""
+        self.creation = creation
+        self._pending = creation.task
 
     def __repr__(self) -> str:
         return f"<Session {self.session_id[:6]}... user={self.user_id!r}>"

@@ -1,4 +1,5 @@
-"""The three request signing modes of PROTOCOL.md section 4, both halves of each."""
+"""The three request signing modes of PROTOCOL.md sections 4 and 9, both halves of each, on
+both faces (HTTP requests and socket messages)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import re
 import secrets
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from toto.auth import Authenticator, ClientSession
 from toto.exceptions import ERROR_INVALID_HMAC, ERROR_INVALID_RESPONSE_HMAC, ERROR_SIGNATURE_EXPIRED, TotoException
@@ -56,6 +57,12 @@ def session_key_response_hmac(key: bytes, timestamp: str, body: bytes) -> str:
     return base64.b64encode(hmac.new(key, timestamp.encode("ascii") + b"\n" + body, hashlib.sha256).digest()).decode(
         "ascii"
     )
+
+
+def session_key_message_hmac(key: bytes, timestamp: str, signed: bytes) -> str:
+    """A socket call's signature: base64(HMAC-SHA256(key, timestamp + "\\n" + the frame without its hmac))."""
+    digest = hmac.new(key, timestamp.encode("ascii") + b"\n" + signed, hashlib.sha256).digest()
+    return base64.b64encode(digest).decode("ascii")
 
 
 def _invalid_hmac() -> TotoException:
@@ -151,8 +158,19 @@ class UserIdSigning(Authenticator):
         else:
             handler.set_header("x-toto-hmac", user_id_hmac(user_id, body))
 
+    def verify_message(
+        self, call: Any, session: Session, message: Mapping[str, Any], signed: bytes, signature: str | None
+    ) -> None:
+        if not self.enabled:  # hmac_enabled=False checks nothing, as over HTTP
+            return
+        if signature is None or not _same(user_id_hmac(session.user_id, signed), signature):
+            raise _invalid_hmac()
+
     def sign_request(self, session: ClientSession, method: str, target: str, body: bytes) -> dict[str, str]:
         return {"x-toto-hmac": user_id_hmac(session.get("user_id"), body)}
+
+    def sign_message(self, session: ClientSession, message: Mapping[str, Any], signed: bytes) -> str | None:
+        return user_id_hmac(session.get("user_id"), signed)
 
     def verify_response(self, session: ClientSession, headers: Mapping[str, str], body: bytes) -> None:
         check_response_hmac(user_id_hmac(session.get("user_id") or None, body), headers.get("x-toto-hmac"))
@@ -205,6 +223,25 @@ class SessionKeySigning(Authenticator):
         # Remembered until its timestamp is refused anyway (plus a second of rounding).
         return _first_use(handler, given, sent_at + self.window - now + 1)
 
+    def verify_message(
+        self, call: Any, session: Session, message: Mapping[str, Any], signed: bytes, signature: str | None
+    ) -> Awaitable[None]:
+        """As ``verify_request``, with the timestamp a member of the signed message."""
+        if signature is None or not session.key:
+            raise _invalid_hmac()
+        stamp = message.get("timestamp")
+        if not isinstance(stamp, int) or isinstance(stamp, bool):
+            raise TotoException(ERROR_SIGNATURE_EXPIRED, "Missing or malformed timestamp (integer unix seconds)")
+        nonce = message.get("nonce")  # optional; inside the signed text, so only its form is checked here
+        if nonce is not None and not (isinstance(nonce, str) and NONCE.match(nonce)):
+            raise TotoException(ERROR_INVALID_HMAC, "Malformed nonce: 16 to 64 characters of A-Z a-z 0-9 _ -")
+        now = time.time()
+        if abs(now - stamp) > self.window:
+            raise TotoException(ERROR_SIGNATURE_EXPIRED, "Signature expired: check the client's clock")
+        if not _same(session_key_message_hmac(decode_session_key(session.key), str(stamp), signed), signature):
+            raise _invalid_hmac()
+        return _first_use(call, signature.strip(), stamp + self.window - now + 1)
+
     def sign_response(self, handler: TotoHandler, session: Session, body: bytes) -> None:
         if not session.key:
             return
@@ -221,6 +258,16 @@ class SessionKeySigning(Authenticator):
         signature = session_key_request_hmac(decode_session_key(key), method, target, stamp, body, nonce)
         return {"x-toto-timestamp": stamp, "x-toto-nonce": nonce, "x-toto-hmac": signature}
 
+    def prepare_message(self, session: ClientSession, message: dict[str, Any]) -> dict[str, Any]:
+        # The nonce makes two identical calls two messages: the server refuses a signature twice (1015).
+        return dict(message, timestamp=int(time.time()), nonce=new_nonce()) if session.get("key") else message
+
+    def sign_message(self, session: ClientSession, message: Mapping[str, Any], signed: bytes) -> str | None:
+        key = session.get("key")
+        if not key or "timestamp" not in message:
+            return None
+        return session_key_message_hmac(decode_session_key(key), str(message["timestamp"]), signed)
+
     def verify_response(self, session: ClientSession, headers: Mapping[str, str], body: bytes) -> None:
         key = session.get("key")
         if not key:
@@ -229,7 +276,7 @@ class SessionKeySigning(Authenticator):
         check_response_hmac(session_key_response_hmac(decode_session_key(key), stamp, body), headers.get("x-toto-hmac"))
 
 
-async def _first_use(handler: TotoHandler, signature: str, ttl: float) -> None:
+async def _first_use(handler: Any, signature: str, ttl: float) -> None:
     if not await handler.server.storage.first_seen("sig:" + signature, ttl):
         raise TotoException(ERROR_SIGNATURE_EXPIRED, "Signature already used")
 
@@ -240,3 +287,8 @@ class NoSigning(Authenticator):
     Answers still expose ``x-toto-hmac`` like every mode: PROTOCOL.md section 6 puts the header on
     every answer, and a browser client reading it finds it absent rather than hidden.
     """
+
+    def verify_message(
+        self, call: Any, session: Session, message: Mapping[str, Any], signed: bytes, signature: str | None
+    ) -> None:
+        """The session id alone, as over HTTP."""

@@ -1,18 +1,15 @@
 """The Python client's WebSocket half: ``await AsyncTotoClient(url).connect()``.
 
 One connection carries many calls at once (answers are matched by id), batches, and
-event pushes. Every call is signed for the client's session in the client's
-``hmac_mode`` (``user_id``, ``session_key`` or ``off``) as README "WebSockets" describes.
+event pushes. Every call is signed for the client's session by the message half of the
+client's ``hmac_mode`` (``user_id``, ``session_key``, ``off`` or a plugin's) as README
+"WebSockets" describes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
-import hmac
 import itertools
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +18,6 @@ from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 from toto.exceptions import ERROR_MALFORMED_REQUEST, TotoException
 from toto.serializers import JsonSerializer
-from toto.signing import decode_session_key, new_nonce, user_id_hmac
 
 if TYPE_CHECKING:
     from toto.client import AsyncTotoClient
@@ -141,31 +137,17 @@ class TotoSocket:
 
     # -- the wire ---------------------------------------------------------------------------------
     def encode(self, message: dict[str, Any]) -> str | bytes:
-        """The frame of ``message``, signed for the client's session in its ``hmac_mode``."""
+        """The frame of ``message``, signed for the client's session by its authenticator's
+        message half (README "WebSockets")."""
         session = self.client.session
-        mode = _mode(self.client)
-        key = session.get("key") if session else None
-        signing = session is not None and mode in ("user_id", "session_key") and (mode == "user_id" or key)
-        if signing and mode == "session_key":
-            # The nonce makes two identical calls two messages: the server refuses a signature twice (1015).
-            message = dict(message, timestamp=int(time.time()), nonce=new_nonce())
+        auth = self.client.authenticator
+        if session is not None:
+            message = auth.prepare_message(session, message)
         data = self._serializer.encode(message)
-        if not signing:
-            return data if self.binary else data.decode("utf-8")
-        assert session is not None
-        if mode == "session_key":
-            assert key is not None
-            stamp = str(message["timestamp"])
-            digest = hmac.new(decode_session_key(key), stamp.encode("ascii") + b"\n" + data, hashlib.sha256).digest()
-            signature = base64.b64encode(digest).decode("ascii")
-        else:
-            signature = user_id_hmac(session.get("user_id"), data)
-        if self.binary:
-            from toto.websocket import sign_binary
-
-            return sign_binary(data, len(message), signature)
-        text = data.decode("utf-8")
-        return text[:-1] + ',"hmac":"' + signature + '"}'
+        signature = auth.sign_message(session, message, data) if session is not None else None
+        if signature is not None:
+            data = self._serializer.add_signature(data, message, signature)
+        return data if self.binary else data.decode("utf-8")
 
     async def _send(self, message: dict[str, Any]) -> dict[str, Any]:
         if self.close_code is not None:
@@ -228,19 +210,6 @@ class TotoSocket:
                 raise TotoClientError(ERROR_MALFORMED_REQUEST, error)
             raise TotoClientError(int(error.get("code") or 0), error.get("value"))
         return answer.get("result")
-
-
-def _mode(client: AsyncTotoClient) -> str:
-    from toto.signing import SessionKeySigning, UserIdSigning
-
-    auth = client.authenticator
-    return (
-        "session_key"
-        if isinstance(auth, SessionKeySigning)
-        else "user_id"
-        if isinstance(auth, UserIdSigning)
-        else "off"
-    )
 
 
 async def connect(client: AsyncTotoClient, path: str = "websocket", binary: bool = False) -> TotoSocket:

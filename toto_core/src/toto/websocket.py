@@ -6,27 +6,25 @@ request delegate (``toto.transports.tornado``) hands an upgrade request for that
 small Tornado ``web.Application`` whose only handler is ``TotoSocketHandler``; everything
 else stays on Toto's own HTTP path.
 
-Per message: parse -> (session-naming message: remember the id) -> resolve the method ->
-load and check the session as over HTTP -> invoke -> answer ``{"id", "result"|"error"}``.
-Calls run as tasks of their own, so answers may come out of order.
+The socket face of the one call sequence (``toto.pipeline``, which HTTP requests run too).
+Per message: parse (the frame's serializer) -> (session-naming message: remember the id)
+-> resolve the method -> ``pipeline.open_session`` (the authenticator's message half) ->
+``pipeline.invoke`` / ``run_batch`` -> follow a login or logout -> answer ``{"id",
+"result"|"error"}``. Calls run as tasks of their own, so answers may come out of order.
 
-Signed calls (see README "WebSockets" for the exact bytes): the frame is the call's JSON
-text with ``,"hmac":"<base64>"}`` in place of its closing ``}``; the signature covers the
-text before that (with the ``}`` put back). Binary (msgpack) frames: the ``hmac`` entry is
-the map's last entry and the signature covers the map without it.
+Signed calls (see README "WebSockets" for the exact bytes): the frame's serializer finds
+the ``hmac`` member and the bytes it covers (``Serializer.split_signature``: JSON text
+ending in ``,"hmac":"<base64>"}``; toto-msgpack's map whose last entry is ``hmac``), and
+the hmac_mode's authenticator checks them (``Authenticator.verify_message``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import fnmatch
-import hashlib
-import hmac
 import importlib
 import logging
 import re
-import struct
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -34,7 +32,10 @@ from typing import TYPE_CHECKING, Any
 from tornado import web
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
-from toto.calls import connection_gone, error_for, fail_invocation, resolve_batch, respond
+from toto import pipeline
+from toto.auth import Authenticator
+from toto.calls import connection_gone, error_for, resolve_batch, respond
+from toto.dbconnection import DBConnection
 from toto.events import EventManager
 from toto.exceptions import (
     ERROR_INVALID_HMAC,
@@ -43,16 +44,19 @@ from toto.exceptions import (
     ERROR_NOT_AUTHORIZED,
     ERROR_SERVER,
     ERROR_SERVICE_UNAVAILABLE,
-    ERROR_SIGNATURE_EXPIRED,
     ERROR_UNSUPPORTED_CONTENT_TYPE,
     PluginError,
     TotoException,
 )
 from toto.frames import FrameWatch, UnfinishedMessages, frame_reading_followed
 from toto.lookup import Method, MethodLookup
-from toto.signing import NONCE, NoSigning, SessionKeySigning, UserIdSigning, decode_session_key, user_id_hmac
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
+    from toto.context import CallContext
+    from toto.dbconnection import Pending
+    from toto.serializers import Serializer
     from toto.server import TotoServer
     from toto.sessions import Session
 
@@ -71,60 +75,6 @@ UNSUBSCRIBE = "toto.unsubscribe"
 _closing: set[asyncio.Future[Any]] = set()
 _TEXT_HMAC = re.compile(r',"hmac":"([A-Za-z0-9+/=]*)"\}\Z')
 _SESSION_ID = re.compile(r"[A-Za-z0-9_\-]{1,128}\Z")
-
-
-# -- the signed bytes of a message ------------------------------------------------------------
-
-
-def text_signed_part(frame: str) -> tuple[str, bytes] | None:
-    """(hmac, signed bytes) of a text frame ending in ``,"hmac":"<base64>"}``, else None."""
-    found = _TEXT_HMAC.search(frame)
-    if found is None:
-        return None
-    return found.group(1), (frame[: found.start()] + "}").encode("utf-8")
-
-
-def _map_header(count: int) -> bytes:
-    if count < 16:
-        return bytes((0x80 | count,))
-    if count < 1 << 16:
-        return b"\xde" + struct.pack(">H", count)
-    return b"\xdf" + struct.pack(">I", count)
-
-
-def _msgpack_str(text: str) -> bytes:
-    data = text.encode("utf-8")
-    if len(data) < 32:
-        return bytes((0xA0 | len(data),)) + data
-    if len(data) < 256:
-        return b"\xd9" + bytes((len(data),)) + data
-    return b"\xda" + struct.pack(">H", len(data)) + data
-
-
-def binary_signed_part(frame: bytes, message: dict[str, Any]) -> tuple[str, bytes] | None:
-    """(hmac, signed bytes) of a msgpack frame whose last entry is ``"hmac": <str>``: the
-    signed bytes are the map without that entry (its header counting one entry fewer)."""
-    given = message.get("hmac")
-    if not isinstance(given, str) or list(message)[-1] != "hmac":
-        return None
-    tail = _msgpack_str("hmac") + _msgpack_str(given)
-    head = _map_header(len(message))
-    if not frame.startswith(head) or not frame.endswith(tail):
-        return None
-    return given, _map_header(len(message) - 1) + frame[len(head) : len(frame) - len(tail)]
-
-
-def sign_binary(unsigned: bytes, count: int, signature: str) -> bytes:
-    """The frame of a msgpack map of ``count`` entries (encoded as ``unsigned``) with
-    ``"hmac": signature`` appended as its last entry (the client half of the rule above)."""
-    head = _map_header(count)
-    return _map_header(count + 1) + unsigned[len(head) :] + _msgpack_str("hmac") + _msgpack_str(signature)
-
-
-def session_key_message_hmac(key: bytes, timestamp: str, signed: bytes) -> str:
-    """base64(HMAC-SHA256(key, timestamp + "\\n" + the message without its hmac))."""
-    digest = hmac.new(key, timestamp.encode("ascii") + b"\n" + signed, hashlib.sha256).digest()
-    return base64.b64encode(digest).decode("ascii")
 
 
 def _function(path: str, option: str) -> Callable[..., Any] | None:
@@ -167,17 +117,12 @@ class SocketHub:
         self.event_patterns = [p.strip() for p in str(o.socket_events).split(",") if p.strip()]
         #: allow_origin, parsed once for CORS and sockets (toto.origins).
         self.origins = server.origins
-        auth = server.authenticator
-        self.mode = (
-            "session_key"
-            if isinstance(auth, SessionKeySigning)
-            else ("user_id" if auth.enabled else "off")  # hmac_enabled=False checks nothing, as over HTTP
-            if isinstance(auth, UserIdSigning)
-            else "off"
-            if isinstance(auth, NoSigning)
-            else "unsupported"
-        )
-        self.window = float(getattr(auth, "window", 300.0))
+        #: The hmac_mode's authenticator: its message half checks every call naming a session.
+        self.authenticator: Authenticator = server.authenticator
+        #: The formats of text and binary frames (``Serializer.frames``); no binary one: binary frames are refused.
+        self.text_serializer = server.default_serializer
+        installed = {id(s): s for s in server.serializers.values()}.values()
+        self.binary_serializer = next((s for s in installed if s.frames == "binary"), None)
         self.sockets: set[TotoSocketHandler] = set()
         if not frame_reading_followed():
             raise PluginError(
@@ -247,7 +192,7 @@ class TotoSocketHandler(WebSocketHandler):
         self.tasks: set[asyncio.Task[Any]] = set()
         #: Calls not answered yet (socket_max_calls counts these).
         self.running = 0
-        self.calls: set[SocketCall] = set()
+        self.calls: set[SocketCall | SocketBatchEntry] = set()
         self.subscriptions: dict[str, tuple[str, int]] = {}
         self.registered_event_handlers: list[Any] = []
         self.queued = 0
@@ -378,7 +323,7 @@ class TotoSocketHandler(WebSocketHandler):
             self.frames.end()  # complete: no longer an unfinished message (toto.frames)
         binary = isinstance(message, bytes)
         try:
-            request, raw = self._parse(message)
+            request, data, serializer = self._parse(message)
         except TotoException as exc:
             self.send({"id": None, "error": exc.to_dict()}, binary)
             return
@@ -407,20 +352,21 @@ class TotoSocketHandler(WebSocketHandler):
             self.send({"id": msg_id, "error": error.to_dict()}, binary)
             return
         self.running += 1  # until its answer is sent (the task itself ends a moment later)
-        task = asyncio.ensure_future(self._serve(request, raw, binary))
+        task = asyncio.ensure_future(self._serve(request, data, serializer, binary))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    def _parse(self, message: str | bytes) -> tuple[dict[str, Any], str | bytes]:
+    def _parse(self, message: str | bytes) -> tuple[dict[str, Any], bytes, Serializer]:
         if isinstance(message, bytes):
-            serializer = self.server.serializers.get("application/msgpack")
-            if serializer is None:
+            found = self.hub.binary_serializer
+            if found is None:
                 raise TotoException(
                     ERROR_UNSUPPORTED_CONTENT_TYPE, "Binary messages are msgpack: install toto-msgpack on the server."
                 )
+            serializer = found
             data = message
         else:
-            serializer = self.server.default_serializer
+            serializer = self.hub.text_serializer
             data = message.encode("utf-8")
         try:
             request = serializer.decode(data)
@@ -431,26 +377,21 @@ class TotoSocketHandler(WebSocketHandler):
             raise TotoException(ERROR_MALFORMED_REQUEST, f"Malformed message: {text[:200]}") from None
         if not isinstance(request, dict):
             raise TotoException(ERROR_MALFORMED_REQUEST, "A message must be an object.")
-        return request, message
+        return request, data, serializer
 
-    async def _serve(self, request: dict[str, Any], raw: str | bytes, binary: bool) -> None:
+    async def _serve(self, request: dict[str, Any], data: bytes, serializer: Serializer, binary: bool) -> None:
         msg_id = request.get("id")
         server = self.server
         observed = server.request_hooks
-        call = SocketCall(self, request)
+        call = SocketCall(self, request, data, serializer)
         self.calls.add(call)
-        started = time.perf_counter()
-        if observed:
-            try:
-                server.hook.toto_request_started(handler=call)
-            except Exception:
-                log.exception("a toto_request_started hook failed")
+        started = pipeline.observe_started(call) if observed else 0.0
         error: TotoException | None = None
         try:
             if "batch" in request:
-                answer = await self._batch(call, request, raw)
+                answer = await self._batch(call, request)
             else:
-                answer = await self._call(call, request, raw)
+                answer = await self._call(call, request)
         except TotoException as exc:
             error = exc
             answer = {"error": exc.to_dict()}
@@ -461,27 +402,18 @@ class TotoSocketHandler(WebSocketHandler):
             answer = {"error": error.to_dict()}
         finally:
             self.calls.discard(call)
-            call.release()
+            call.release_session()
             self.running -= 1
         if error is not None and error.code == ERROR_SERVICE_UNAVAILABLE:
             log.warning("socket call %s: %s", call.called, error.value)
         if observed:
-            try:
-                server.hook.toto_request_finished(
-                    handler=call,
-                    method=call.called,
-                    batch=call.batch_size,
-                    status=200,
-                    error=None if error is None else error.to_dict(),
-                    seconds=time.perf_counter() - started,
-                )
-            except Exception:
-                log.exception("a toto_request_finished hook failed")
+            # The status the same answer carries over HTTP (PROTOCOL.md section 7).
+            pipeline.observe_finished(call, 200 if error is None else error.status, error, started)
         self.send({"id": msg_id, **answer}, binary)
         if call.close_reason is not None:
             self.close(CLOSE_POLICY, call.close_reason)
 
-    async def _call(self, call: SocketCall, request: dict[str, Any], raw: str | bytes) -> dict[str, Any]:
+    async def _call(self, call: SocketCall, request: dict[str, Any]) -> dict[str, Any]:
         name = request.get("method")
         parameters = request.get("parameters", {})
         if name in (SUBSCRIBE, UNSUBSCRIBE):
@@ -489,103 +421,53 @@ class TotoSocketHandler(WebSocketHandler):
             return {"result": self._subscribe(name, parameters)}
         method = self.hub.methods.resolve(name)
         call.called = method.name
-        await self._open_session(call, request, raw, _requires_session(method))
-        result = await call.invoke(method, parameters)
+        await self._open_session(call, method.authenticated)
+        result = await pipeline.invoke_async(call, call, method, parameters)
         await call.settle()
         return {"result": result}
 
-    async def _batch(self, call: SocketCall, request: dict[str, Any], raw: str | bytes) -> dict[str, Any]:
+    async def _batch(self, call: SocketCall, request: dict[str, Any]) -> dict[str, Any]:
         batch = request["batch"]
-        server = self.server
-        methods: dict[str, Method | TotoException] = resolve_batch(self.hub.methods, batch, server.max_batch)
+        methods: dict[str, Method | TotoException] = resolve_batch(self.hub.methods, batch, self.server.max_batch)
         call.batch_size = len(batch)
-        required = any(isinstance(m, Method) and _requires_session(m) for m in methods.values())
-        await self._open_session(call, request, raw, required)
+        await self._open_session(call, any(isinstance(m, Method) and m.authenticated for m in methods.values()))
+        entries: list[SocketBatchEntry] = []
 
-        async def run(key: str) -> dict[str, Any]:
-            method = methods[key]
-            if isinstance(method, TotoException):
-                return {"error": method.to_dict()}
-            entry = SocketBatchEntry(call)
-            self.calls.add(entry)
-            try:
-                return {"result": await entry.invoke(method, batch[key].get("parameters", {}))}
-            except Exception as exc:  # a TotoException, or a toto_before_invoke hook that failed
-                return {"error": self._unexpected(exc, method.name).to_dict()}
-            finally:
-                self.calls.discard(entry)
+        def entry(key: str) -> SocketBatchEntry:
+            made = SocketBatchEntry(call)
+            entries.append(made)
+            self.calls.add(made)
+            return made
 
-        answers = await asyncio.gather(*(run(key) for key in batch))
+        try:
+            answers = await pipeline.run_batch(call, methods, batch, entry)
+        finally:
+            self.calls.difference_update(entries)
         await call.settle()
-        return {"batch": dict(zip(batch, answers))}
+        return {"batch": answers}
 
     # -- sessions and signatures ----------------------------------------------------------------
-    async def _open_session(self, call: SocketCall, request: dict[str, Any], raw: str | bytes, required: bool) -> None:
+    async def _open_session(self, call: SocketCall, required: bool) -> None:
         """Give ``call`` the socket's session when it exists and the message is signed for
-        it. A method that asks for a session (``@authenticated``) gets 1007 / 1008 / 1015
-        instead of running without; one that does not runs with ``session = None``."""
+        it (``pipeline.open_session``, checked by the authenticator's message half). A
+        message whose methods ask for a session (``@authenticated``) gets 1007 / 1008 / 1015
+        instead of running without (a bad signature closes the socket); one that does not
+        runs with ``session = None``."""
         session_id = self.session_id
         if not session_id:
             return
-        sessions = self.server.sessions
-        session = await sessions.load(session_id)
-        if session is None:
-            if self.had_session:
-                call.close_reason = "session ended"
-            if required:
-                raise TotoException(ERROR_INVALID_SESSION_ID, "Invalid session")
+        await call.open_session(session_id)
+        if call.session is not None:
+            call.opened_with = call.session
+            self.had_session = True
             return
-        try:
-            await self._verify(session, request, raw)
-        except TotoException as exc:
-            sessions.release(session)
-            if not required:
-                return
-            if exc.code == ERROR_INVALID_HMAC:
+        error = call.session_error
+        if error is not None and error.code == ERROR_INVALID_SESSION_ID and self.had_session:
+            call.close_reason = "session ended"
+        if required and error is not None:
+            if error.code == ERROR_INVALID_HMAC:
                 call.close_reason = "bad signature"
-            raise
-        except BaseException:
-            sessions.release(session)
-            raise
-        call.locked = session
-        await sessions.renew(session)
-        await sessions.lock(session)
-        call.session = session
-        call.opened_with = session
-        self.had_session = True
-
-    async def _verify(self, session: Session, request: dict[str, Any], raw: str | bytes) -> None:
-        mode = self.hub.mode
-        if mode == "off":
-            return
-        if mode == "unsupported":
-            raise TotoException(ERROR_INVALID_HMAC, "This server's hmac_mode does not sign socket messages.")
-        found = binary_signed_part(raw, request) if isinstance(raw, bytes) else text_signed_part(raw)
-        if found is None:
-            raise TotoException(ERROR_INVALID_HMAC, "Invalid request HMAC")
-        given, signed = found
-        if mode == "user_id":
-            expected = user_id_hmac(session.user_id, signed)
-            if not hmac.compare_digest(expected.encode("ascii"), given.encode("utf-8")):
-                raise TotoException(ERROR_INVALID_HMAC, "Invalid request HMAC")
-            return
-        stamp = request.get("timestamp")
-        if not session.key:
-            raise TotoException(ERROR_INVALID_HMAC, "Invalid request HMAC")
-        if not isinstance(stamp, int) or isinstance(stamp, bool):
-            raise TotoException(ERROR_SIGNATURE_EXPIRED, "Missing or malformed timestamp (integer unix seconds)")
-        nonce = request.get("nonce")  # optional; inside the signed text, so it needs no check of its own but its form
-        if nonce is not None and not (isinstance(nonce, str) and NONCE.match(nonce)):
-            raise TotoException(ERROR_INVALID_HMAC, "Malformed nonce: 16 to 64 characters of A-Z a-z 0-9 _ -")
-        now = time.time()
-        if abs(now - stamp) > self.hub.window:
-            raise TotoException(ERROR_SIGNATURE_EXPIRED, "Signature expired: check the client's clock")
-        expected = session_key_message_hmac(decode_session_key(session.key), str(stamp), signed)
-        if not hmac.compare_digest(expected.encode("ascii"), given.encode("utf-8")):
-            raise TotoException(ERROR_INVALID_HMAC, "Invalid request HMAC")
-        # The deployment-wide replay guard HTTP uses (the storage's first_seen).
-        if not await self.server.storage.first_seen("sig:" + given, stamp + self.hub.window - now + 1):
-            raise TotoException(ERROR_SIGNATURE_EXPIRED, "Signature already used")
+            raise error
 
     async def _check_session_loop(self, interval: float) -> None:
         """Close the socket once the session it ran calls with is gone (logout elsewhere, expiry)."""
@@ -652,9 +534,9 @@ class TotoSocketHandler(WebSocketHandler):
             self.close(CLOSE_TRY_AGAIN, "slow consumer: too many messages waiting")
             self._abort_soon()
             return
-        serializer = self.server.serializers.get("application/msgpack") if binary else None
+        serializer = self.hub.binary_serializer if binary else None
         if serializer is None:
-            serializer, binary = self.server.default_serializer, False
+            serializer, binary = self.hub.text_serializer, False
         try:
             data = serializer.encode(payload)
         except (TypeError, ValueError, OverflowError, RecursionError) as exc:
@@ -721,69 +603,81 @@ def _is_scalar(value: Any) -> bool:
     return value is None or isinstance(value, (str, int, float, bool))
 
 
-def _requires_session(method: Method) -> bool:
-    """A method that asks for a session (``@authenticated``) is refused without a valid one."""
-    return bool(getattr(method.invoke, "authenticated", False))
-
-
 # -- what methods receive as ``handler`` ---------------------------------------------------------
 
 
 class SocketCall:
-    """The ``handler`` of one socket call: ``session``, ``connection`` (``.db``), ``server``,
-    ``request`` (the handshake's), ``socket``, ``respond``, ``register_event_handler``,
-    ``create_session``. Event handlers registered here live as long as the socket."""
+    """One socket message's call, as its method sees it (a ``CallContext``) and as the
+    pipeline runs it (a ``pipeline.Call``): ``session``, ``connection`` (``.db``),
+    ``server``, ``request`` (the handshake's), ``socket``, ``respond``,
+    ``register_event_handler``, ``create_session``, ``db_connection``,
+    ``retrieve_session``. Event handlers registered here live as long as the socket."""
 
-    def __init__(self, socket: TotoSocketHandler, message: dict[str, Any]) -> None:
+    text_parameters = False
+    headers_only = False
+    pending_work: list[Pending[Any]] | None = None
+    _db_connection: DBConnection | None = None
+
+    def __init__(self, socket: TotoSocketHandler, message: dict[str, Any], data: bytes, serializer: Serializer) -> None:
         self.socket = socket
         self.server = socket.server
         self.connection = socket.connection
         self.request = socket.request
         self.message = message
+        #: The message's bytes, and the format they were read in.
+        self.data = data
+        self.serializer = serializer
         self.session: Session | None = None
-        self.headers_only = False
+        self.session_error: TotoException | None = None
+        self.locked_session: Session | None = None
         self.called: str | None = None
         self.batch_size: int | None = None
         self.close_reason: str | None = None
-        self.locked: Session | None = None
         self.opened_with: Session | None = None
-        self._reply: asyncio.Future[Any] | None = None
-        self._active: list[Method] = []
+        self.active_methods: list[Method] = []
+        self.pending_reply: asyncio.Future[Any] | None = None
 
     @property
     def _finished(self) -> bool:
         return self.socket.closed
 
-    async def invoke(self, method: Method, parameters: Any) -> Any:
-        server = self.server
-        hooks = server.invoke_hooks
-        if hooks:
-            server.hook.toto_before_invoke(handler=self, method=method.name, parameters=parameters)
-        self._active.append(method)
-        try:
-            if method.validate is not None:
-                parameters = method.validate(parameters, False)
-            result = method.invoke(self, parameters)
-            if result is not None and hasattr(result, "__await__"):
-                result = await result
-            if result is None:
-                reply = self._reply
-                if reply is not None and reply.done():
-                    result = reply.result()
-                elif method.callback_style:
-                    # Answers later through respond(); the session lock is not held meanwhile.
-                    await self.settle()
-                    self.release()
-                    if reply is None:
-                        reply = self._reply = asyncio.get_running_loop().create_future()
-                    result = await reply
-        except Exception as exc:
-            fail_invocation(server, self, method.name, exc, _where(method.name), log)
-        finally:
-            self._active.remove(method)
-        if hooks:
-            server.hook.toto_after_invoke(handler=self, method=method.name, result=result, error=None)
-        return result
+    @property
+    def db(self) -> Any:
+        return self.socket.db
+
+    @property
+    def db_connection(self) -> DBConnection:
+        """The original's account and session calls (``toto.dbconnection``), as over HTTP."""
+        if self._db_connection is None:
+            self._db_connection = DBConnection(self)  # type: ignore[arg-type]
+        return self._db_connection
+
+    # -- what the pipeline asks of its call -----------------------------------------------------
+    def where(self) -> str:
+        return _where(self.called)
+
+    def waiting(self) -> None:
+        """The socket's close already tells every running call (``connection_closed``)."""
+
+    async def before_callback(self, target: CallContext) -> None:
+        if target is self:
+            await self.settle()
+            self.release_session()
+
+    def release_session(self) -> None:
+        locked = self.locked_session
+        if locked is not None:
+            self.locked_session = None
+            self.server.sessions.release(locked)
+
+    def open_session(self, session_id: str) -> Awaitable[None]:
+        """``pipeline.open_session`` checked by the authenticator's message half on this
+        message's signed bytes and its ``hmac`` member."""
+        message = self.message
+        found = self.serializer.split_signature(self.data, message)
+        given, signed = found if found is not None else (None, b"")
+        verify = self.socket.hub.authenticator.verify_message
+        return pipeline.open_session(self, session_id, verify, message, signed, given)
 
     async def settle(self) -> None:
         """Persist the session's state; follow a login (the socket takes the new session)
@@ -800,12 +694,7 @@ class SocketCall:
             socket.session_id = None
             self.close_reason = "session ended"
 
-    def release(self) -> None:
-        locked = self.locked
-        if locked is not None:
-            self.locked = None
-            self.server.sessions.release(locked)
-
+    # -- what methods receive ---------------------------------------------------------------------
     def respond(self, result: Any = None, error: Any = None) -> None:
         respond(self, result, error, _where(self.called), self.server.debug, log)
 
@@ -814,12 +703,37 @@ class SocketCall:
 
     raw_respond = respond_raw
 
-    async def create_session(self, user_id: str | None = None) -> Session:
-        server = self.server
-        session = await server.sessions.create(user_id, server.authenticator.uses_session_key)
-        self.release()
+    def create_session(
+        self, user_id: str | None = None, password: str | None = None, verify_password: bool = True
+    ) -> Session:
+        """A new session, the call's (and the socket's once the call ends), made as over
+        HTTP: usable at once from sync code, awaitable from async code."""
+        session = self.db_connection.create_session(user_id, password, verify_password)
+        self.release_session()
         self.session = session
         return session
+
+    def retrieve_session(self, session_id: str | None = None) -> asyncio.Future[Session | None]:
+        """The call's session, or (``session_id``) the session it names made the call's, checked
+        against this message's signature as the socket's own session is
+        (``@authenticated_with_parameter``): None when unknown or expired, 1008 when badly signed."""
+        if session_id is None:
+            done: asyncio.Future[Session | None] = asyncio.get_running_loop().create_future()
+            done.set_result(self.session)
+            return done
+        return asyncio.ensure_future(self.open_named_session(session_id))
+
+    async def open_named_session(self, session_id: str) -> Session | None:
+        self.release_session()
+        self.session = None
+        self.session_error = None
+        await self.open_session(session_id)
+        # The call's session, not the socket's: the next call names its own again (as a link's over HTTP).
+        self.opened_with = self.session
+        error = self.session_error
+        if self.session is None and error is not None and error.code != ERROR_INVALID_SESSION_ID:
+            raise error
+        return self.session
 
     def register_event_handler(
         self, event_name: str, handler: Any, run_on_main_loop: bool = True, deregister_on_finish: bool = False
@@ -838,31 +752,81 @@ class SocketCall:
             handlers.remove(sig)
 
     def connection_closed(self) -> None:
-        connection_gone(self, self._active, log)
+        connection_gone(self, self.active_methods, log)
 
 
-class SocketBatchEntry(SocketCall):
-    """One entry of a socket batch: its own ``respond``; the batch's session and socket."""
+class SocketBatchEntry:
+    """One entry of a socket batch as its method sees it (a ``CallContext``): its own
+    ``respond``; the batch's session, socket and storage."""
+
+    __slots__ = ("handler", "pending_reply")
 
     def __init__(self, batch: SocketCall) -> None:
-        super().__init__(batch.socket, batch.message)
-        self.handler = batch  # where account.* count password checks per message
-        self.session = batch.session
-        self.opened_with = batch.opened_with
+        #: The batch's call (where ``account.*`` count password checks per message).
+        self.handler = batch
+        self.pending_reply: asyncio.Future[Any] | None = None
 
-    async def create_session(self, user_id: str | None = None) -> Session:
-        session = await self.handler.create_session(user_id)
-        self.session = session
-        return session
+    @property
+    def session(self) -> Session | None:
+        return self.handler.session
 
-    async def settle(self) -> None:
-        pass
+    @session.setter
+    def session(self, session: Session | None) -> None:
+        # A method that signs out (handler.session = None) ends the batch's session.
+        self.handler.session = session
 
-    def release(self) -> None:
-        pass
+    @property
+    def headers_only(self) -> bool:
+        return False
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        # A method that sets handler.session (logout) sets the batch's.
-        if name == "session" and "handler" in self.__dict__:
-            self.__dict__["handler"].session = value
-        object.__setattr__(self, name, value)
+    @property
+    def server(self) -> TotoServer:
+        return self.handler.server
+
+    @property
+    def request(self) -> Any:
+        return self.handler.request
+
+    @property
+    def connection(self) -> Any:
+        return self.handler.connection
+
+    @property
+    def socket(self) -> TotoSocketHandler:
+        return self.handler.socket
+
+    @property
+    def db(self) -> Any:
+        return self.handler.db
+
+    @property
+    def db_connection(self) -> DBConnection:
+        return self.handler.db_connection
+
+    def respond(self, result: Any = None, error: Any = None) -> None:
+        respond(self, result, error, self.handler.where(), self.handler.server.debug, log)
+
+    def respond_raw(self, body: Any, content_type: str, finish: bool = True) -> None:
+        raise TotoException(ERROR_SERVER, "respond_raw answers HTTP requests only, not socket calls")
+
+    raw_respond = respond_raw
+
+    def create_session(
+        self, user_id: str | None = None, password: str | None = None, verify_password: bool = True
+    ) -> Session:
+        return self.handler.create_session(user_id, password, verify_password)
+
+    def retrieve_session(self, session_id: str | None = None) -> asyncio.Future[Session | None]:
+        return self.handler.retrieve_session(session_id)
+
+    def register_event_handler(
+        self, event_name: str, handler: Any, run_on_main_loop: bool = True, deregister_on_finish: bool = False
+    ) -> Any:
+        return self.handler.register_event_handler(event_name, handler, run_on_main_loop, deregister_on_finish)
+
+    def deregister_event_handler(self, sig: Any) -> None:
+        self.handler.deregister_event_handler(sig)
+
+    def connection_closed(self) -> None:
+        """The socket closed: a reply this entry's method still owes is cancelled."""
+        connection_gone(self, (), log)

@@ -182,6 +182,7 @@ class MsgpackSerializer(Serializer):
     name = "msgpack"
     content_types = ("application/msgpack", "application/x-msgpack")
     safe_for_state = True
+    frames = "binary"
 
     def __init__(self, max_size: int | None = None, timestamps: bool = False) -> None:
         #: Largest declared length of any one value (the server's max_body_size); None: the input's length.
@@ -242,6 +243,23 @@ class MsgpackSerializer(Serializer):
             )
         return value
 
+    # -- signed socket calls (README "WebSockets"): the map's last entry is "hmac", and the
+    # signed bytes are the map without it (its header counting one entry fewer).
+    def split_signature(self, frame: bytes, message: dict[str, Any]) -> tuple[str, bytes] | None:
+        given = message.get("hmac")
+        if not isinstance(given, str) or list(message)[-1] != "hmac":
+            return None
+        tail = _str_bytes("hmac") + _str_bytes(given)
+        head = _map_header(len(message))
+        if not frame.startswith(head) or not frame.endswith(tail):
+            return None
+        return given, _map_header(len(message) - 1) + frame[len(head) : len(frame) - len(tail)]
+
+    def add_signature(self, data: bytes, message: dict[str, Any], signature: str) -> bytes:
+        count = len(message)
+        head = _map_header(count)
+        return _map_header(count + 1) + data[len(head) :] + _str_bytes("hmac") + _str_bytes(signature)
+
     def decode_state(self, data: bytes) -> Any:
         options: dict[str, Any] = {
             "raw": False,
@@ -254,3 +272,22 @@ class MsgpackSerializer(Serializer):
         except TypeError:
             # A map keyed by an array (a tuple key when it was stored): rebuild it with tuple keys.
             return msgpack.unpackb(data, object_pairs_hook=_pairs_to_dict, **options)
+
+
+def _map_header(count: int) -> bytes:
+    if count < 16:
+        return bytes((0x80 | count,))
+    if count < 1 << 16:
+        return b"\xde" + struct.pack(">H", count)
+    return b"\xdf" + struct.pack(">I", count)
+
+
+def _str_bytes(text: str) -> bytes:
+    data = text.encode("utf-8")
+    if len(data) < 32:
+        return bytes((0xA0 | len(data),)) + data
+    if len(data) < 256:
+        return b"\xd9" + bytes((len(data),)) + data
+    if len(data) < 1 << 16:
+        return b"\xda" + struct.pack(">H", len(data)) + data
+    return b"\xdb" + struct.pack(">I", len(data)) + data

@@ -104,6 +104,23 @@ class SerializerContract:
         assert decoded == envelope
         assert _types(decoded) == _types(envelope), "ints stay ints, floats floats, lists lists"
 
+    @pytest.mark.parametrize("count", [2, 15, 16, 40])
+    def test_signed_socket_calls_are_cut_where_the_client_signed(self, serializer: Serializer, count: int) -> None:
+        """A format on sockets (``frames``): ``add_signature`` appends the ``hmac`` member last
+        and ``split_signature`` finds it and the exact bytes the client signed (the map
+        header's sizes change at 16 entries in msgpack)."""
+        if serializer.frames is None:
+            pytest.skip("not a socket format (frames is None)")
+        assert serializer.frames in ("text", "binary")
+        message: dict[str, Any] = {"id": 1, "method": "a.b", "parameters": {"é": [1, 2.5, None]}}
+        message.update({f"extra{i}": i for i in range(count - len(message))})
+        data = serializer.encode(message)
+        frame = serializer.add_signature(data, message, "c2lnbmVk+/==")
+        decoded = serializer.decode(frame)
+        assert list(decoded)[-1] == "hmac" and decoded == {**message, "hmac": "c2lnbmVk+/=="}
+        assert serializer.split_signature(frame, decoded) == ("c2lnbmVk+/==", data)
+        assert serializer.split_signature(data, serializer.decode(data)) is None, "an unsigned call has none"
+
     def test_encoding_is_deterministic(self, serializer: Serializer) -> None:
         # Signatures cover the exact bytes, so the same answer must give the same bytes.
         for envelope in ENVELOPES:

@@ -15,18 +15,21 @@ from collections.abc import Awaitable, Callable, Generator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from toto.transports import BodyTimeouts, QueuedWriter, build_request, collect_headers, exchange
 from toto.transports.guards import (
     CONNECTIONS_FULL,
     HEAD_TOO_LARGE,
     MALFORMED_REQUEST,
     TARGET_TOO_LONG,
+    BodyTimeouts,
     ConnectionDeadlines,
     head_read_limit,
 )
+from toto.transports.queued import QueuedWriter, exchange
+from toto.transports.request import build_request, collect_headers
 
 if TYPE_CHECKING:
-    from toto.handler import ResponseHeaders, TotoApplication, TotoHandler
+    from toto.handler import TotoApplication, TotoHandler
+    from toto.response import ResponseHeaders
     from toto.server import TotoServer
 
 log = logging.getLogger("toto.server")
@@ -136,7 +139,7 @@ async def read_body(handler: TotoHandler, receive: Receive) -> bool:
         chunk = message.get("body")
         if chunk:
             handler.data_received(chunk)
-            if handler._finished:
+            if handler.finished:
                 return False
         if not message.get("more_body"):
             return True

@@ -19,11 +19,13 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from toto.exceptions import ERROR_MALFORMED_REQUEST, TotoException
-from toto.transports import BodyTimeouts, QueuedWriter, build_request, collect_headers, exchange
-from toto.transports.guards import head_read_limit
+from toto.transports.guards import BodyTimeouts, head_read_limit
+from toto.transports.queued import QueuedWriter, exchange
+from toto.transports.request import build_request, collect_headers
 
 if TYPE_CHECKING:
-    from toto.handler import ResponseHeaders, TotoApplication, TotoHandler
+    from toto.handler import TotoApplication, TotoHandler
+    from toto.response import ResponseHeaders
     from toto.server import TotoServer
 
 log = logging.getLogger("toto.server")
@@ -111,14 +113,14 @@ async def _read_body(handler: TotoHandler, protocol: Any, sized: bool) -> bool:
             ended = True
             continue
         handler.data_received(chunk)
-        if handler._finished:
+        if handler.finished:
             return False
     return True
 
 
 def _broken(handler: TotoHandler) -> bool:
     """A body that did not arrive whole never runs: 400 (1011), to a client that may be gone."""
-    handler._refuse(400, TotoException(ERROR_MALFORMED_REQUEST, "The request body did not arrive whole."))
+    handler.refuse(400, TotoException(ERROR_MALFORMED_REQUEST, "The request body did not arrive whole."))
     return False
 
 

@@ -33,7 +33,8 @@ from toto.transports.guards import (
 )
 
 if TYPE_CHECKING:
-    from toto.handler import ResponseHeaders, TotoApplication, TotoHandler
+    from toto.handler import TotoApplication, TotoHandler
+    from toto.response import ResponseHeaders
     from toto.server import TotoServer
 
 log = logging.getLogger("toto.server")
@@ -243,7 +244,7 @@ class RequestDelegate(httputil.HTTPMessageDelegate):
             self.socket.data_received(chunk)
             return
         handler = self.handler
-        if handler is not None and not handler._finished:
+        if handler is not None and not handler.finished:
             handler.data_received(chunk)
 
     def finish(self) -> None:
@@ -253,16 +254,16 @@ class RequestDelegate(httputil.HTTPMessageDelegate):
         stream: GuardedStream = self.request_conn.stream  # type: ignore[attr-defined]
         stream.reading_head = True  # the body is read: what comes next is the next request's head
         handler = self.handler
-        if handler is not None and not handler._finished:
+        if handler is not None and not handler.finished:
             self.deadlines.serving(stream)
-            run_request(handler._execute())
+            run_request(handler.execute())
 
     def on_connection_close(self) -> None:
         if self.socket is not None:
             self.socket.on_connection_close()
             return
         handler = self.handler
-        if handler is not None and not handler._finished:
+        if handler is not None and not handler.finished:
             handler.on_connection_close()
 
 

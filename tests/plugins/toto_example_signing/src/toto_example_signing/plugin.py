@@ -49,6 +49,13 @@ class ExampleSigning(Authenticator):
     def verify_response(self, session, headers, body):
         self.check(self.signature(session["session_id"], body), headers.get(HEADER), ERROR_INVALID_RESPONSE_HMAC)
 
+    # The message half (socket calls): the frame without its "hmac" member is signed.
+    def verify_message(self, call, session, message, signed, signature):
+        self.check(self.signature(session.session_id, signed), signature, ERROR_INVALID_HMAC)
+
+    def sign_message(self, session, message, signed):
+        return self.signature(session["session_id"], signed).decode()
+
 
 @hookimpl
 def toto_register_authenticators():
