@@ -37,8 +37,6 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 from urllib.parse import unquote
 
-from tornado.httputil import HTTPHeaders
-
 from toto.client import AsyncTotoClient, TotoClient
 
 T = TypeVar("T")
@@ -128,6 +126,8 @@ class InProcessServer:
         answered = asyncio.Event()
         delivered = False
         status = 0
+        from tornado.httputil import HTTPHeaders  # the client's header type; the server loads Tornado anyway
+
         answer_headers = HTTPHeaders()
         chunks: list[bytes] = []
 
