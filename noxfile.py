@@ -42,7 +42,7 @@ def install_everything(session: nox.Session, pin: bool = True) -> None:
         pinned(session)
     # [speed]: the suite tests the orjson codec; tests/core/test_json_codec.py also runs without it.
     session.install(
-        "-e", "./toto_core[speed,types,dev,granian,uvicorn]", *[x for spec in plugin_specs() for x in ("-e", spec)]
+        "-e", "./toto_core[speed,types,dev,granian,uvicorn,clientcache]", *[x for spec in plugin_specs() for x in ("-e", spec)]
     )
     session.install("-r", "tests/requirements.txt")
 
@@ -82,7 +82,7 @@ def lock(session: nox.Session) -> None:
     python = str(Path(session.virtualenv.location) / "resolve" / "bin" / "python")
     editables = [
         "-e",
-        "./toto_core[speed,types,dev,granian,uvicorn,testing]",
+        "./toto_core[speed,types,dev,granian,uvicorn,clientcache,testing]",
         *[x for spec in plugin_specs() for x in ("-e", spec)],
     ]
     requirements = ["-r", "tests/requirements.txt", "-r", "bench/requirements.txt"]
@@ -152,7 +152,7 @@ def typecheck(session: nox.Session) -> None:
     """mypy, strict, on the core and every plugin (mypy.ini)."""
     pinned(session)
     plugins = [x for spec in plugin_specs() for x in ("-e", spec)]
-    session.install(MYPY, "-e", "./toto_core[speed,types,dev,granian,uvicorn,testing]", "types-psutil", *plugins)
+    session.install(MYPY, "-e", "./toto_core[speed,types,dev,granian,uvicorn,clientcache,testing]", "types-psutil", *plugins)
     packages = source_packages()
     session.run("mypy", *packages, env={"MYPYPATH": os.pathsep.join(str(Path(p).parent) for p in packages)})
 

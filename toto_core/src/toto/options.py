@@ -403,7 +403,7 @@ def define_core_options(options: Options, hmac_modes: Iterable[str] = ()) -> Non
     d("max_batch", 100, int, "most calls in one batch request")
     d("health_path", "_health", str, "path below root of the health check (readiness; /live: liveness); empty: off")
     d("health_timeout", 2.0, float, "seconds the health check waits for the storage and the event bus")
-    d("processes", 1, int, "server processes (0: one per CPU)")
+    d("processes", 1, int, "server processes (0 or -1: one per CPU)")
     d(
         "http",
         "tornado",

@@ -170,10 +170,16 @@ def _map_database(o: Options) -> None:
         o.set("database", "memory")
         log.info("database 'none' (the original's): sessions and accounts are kept in memory")
     elif database == "json":
-        raise OptionError(
-            "database 'json' (the original's JSON file) is not served: "
-            "use database = 'sqlite' (one file: database_url = 'sqlite:///toto.db')"
-        )
+        if o.db_host:
+            raise OptionError(
+                "database 'json' (the original's JSON file) is not served: "
+                "use database = 'sqlite' (one file: database_url = 'sqlite:///toto.db')"
+            )
+        # No file (db_host=''): the original kept it in memory, as ours does.
+        o.set("database", "memory")
+        log.info("database 'json' without a file (the original's): sessions and accounts are kept in memory")
+    if o.get("db_host") == "" and o.database == "memory":
+        o.set("db_host", None)  # the original's way of saying "no file"
     given = [name for name in _DATABASE_OPTIONS if o.get(name) is not None]
     if not given:
         return
