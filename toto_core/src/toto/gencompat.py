@@ -1,7 +1,7 @@
 """``tornado.gen.Task``, ``Callback`` and ``Wait`` for method code written for Tornado 4.
 
 Tornado 6 removed them. Toto puts ``Task`` back into ``tornado.gen`` (``install()``, done
-when ``toto.invocation`` is imported, as every method module of the original does first),
+when ``toto`` is imported, so before any method module),
 so ``from tornado.gen import coroutine, Return, Task`` works and ``yield Task(fn, *args)``
 runs ``fn(*args, callback=...)`` and resumes with the value given to the callback, which
 may be called from any thread. ``Callback`` and ``Wait`` (keyed callbacks of

@@ -21,7 +21,6 @@ from typing import Any
 
 from tornado.gen import Return, coroutine
 
-from toto import gencompat as _gencompat
 from toto.exceptions import *  # noqa: F403  (re-exported: seed code reads ERROR_* from here)
 from toto.exceptions import (
     ERROR_INVALID_SESSION_ID,
@@ -33,8 +32,6 @@ from toto.exceptions import (
 from toto.exceptions import __all__ as _error_names
 from toto.redaction import redact_target
 from toto.tasks import TaskQueue
-
-_gencompat.install()  # tornado.gen.Task (and Callback/Wait, refused with a hint) for Tornado 4 method code
 
 __all__ = [
     *_error_names,

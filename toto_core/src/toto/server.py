@@ -56,7 +56,8 @@ class Connection:
         if server is None or getattr(server, "sessions", None) is None:
             raise RuntimeError("set_session_cache is for a running server's connection (startup_function)")
 
-        server.storage = server.sessions.storage = self.storage = CachedSessions(cache, server.storage)
+        cached: Any = CachedSessions(cache, server.storage)
+        server.storage = server.sessions.storage = self.storage = cached
         server.sessions.session_id_pattern = CACHED_SESSION_ID
 
 
