@@ -202,7 +202,7 @@ def test_the_mysql_options_become_the_database_url(start_server, mysql_url: str,
     [
         (["--database=redis", "--db_host=h", "--database_url=redis://h:6379/0"], "not both"),
         (["--database=memory", "--db_host=h"], "db_host need database = 'mysql'"),
-        (["--database=json"], "database = 'sqlite'"),
+        (["--database=json", "--db_host=site.json"], "database = 'sqlite'"),
     ],
 )
 def test_database_options_that_cannot_be_mapped_are_one_line(args: list[str], message: str) -> None:
