@@ -273,3 +273,36 @@ def test_database_json_without_a_file_is_memory(original, tmp_path):
         timeout=60,
     )
     assert refused.returncode != 0 and "use database = 'sqlite'" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def _serve(cwd, *args):
+    return subprocess.run(
+        [sys.executable, "-m", "toto", "serve", *args], capture_output=True, text=True, cwd=cwd, timeout=120
+    )
+
+
+def test_a_template_config_with_other_databases_and_retired_options_starts(tmp_path):
+    from toto.testing.server import free_port
+
+    (tmp_path / "methods").mkdir()
+    (tmp_path / "methods" / "__init__.py").write_text("")
+    (tmp_path / "site.conf").write_text(
+        "method_module = 'methods'\ndatabase = 'mongodb'\nmongodb_database = 'site'\n"
+        "remote_instances = 'tcp://localhost:8787'\ndaemon = 'start'\npidfile = 'site.pid'\n"
+    )
+    port = str(free_port())
+    started = _serve(tmp_path, "site.conf", "--database=memory", f"--port={port}")
+    try:
+        assert started.returncode == 0, started.stderr
+        assert started.stderr.count("mongodb_database is for another database than memory: ignored") == 1
+        assert started.stderr.count("option remote_instances of the original Toto is ignored") == 1
+        assert "Traceback" not in started.stderr
+        # daemon = 'start' in the file took effect: the server runs in the background.
+        answer = exchange(f"http://127.0.0.1:{port}/", json.dumps({"method": "account.login"}).encode(), JSON)
+        assert "error" in answer.json
+    finally:
+        stopped = _serve(tmp_path, "site.conf", "--database=memory", "--stop")
+    assert stopped.returncode == 0, stopped.stderr
+    (tmp_path / "typo.conf").write_text("method_module = 'methods'\nprot = 8888\n")
+    typo = _serve(tmp_path, "typo.conf", "--database=memory", f"--port={port}")
+    assert typo.returncode == 2 and "unknown option 'prot' (did you mean --port?)" in typo.stderr
