@@ -306,3 +306,14 @@ def test_a_template_config_with_other_databases_and_retired_options_starts(tmp_p
     (tmp_path / "typo.conf").write_text("method_module = 'methods'\nprot = 8888\n")
     typo = _serve(tmp_path, "typo.conf", "--database=memory", f"--port={port}")
     assert typo.returncode == 2 and "unknown option 'prot' (did you mean --port?)" in typo.stderr
+
+
+def test_session_get_account_sets_saves_and_reads_fields(original):
+    url = original(hmac_enabled=False).url
+    user = unique_user()
+    created = {"user_id": user, "password": "pw", "city": "Oslo"}
+    session = _call(url, "account.create", created).json["result"]["session_id"]
+    header = {"x-toto-session-id": session}
+    assert _call(url, "profile", {"color": "teal"}, header).json["result"] == {"updated_fields": ["color"]}
+    read = _call(url, "read_profile", {"names": ["color", "city", "password", "missing"]}, header).json["result"]
+    assert read == {"color": "teal", "city": "Oslo", "password": None, "missing": None}

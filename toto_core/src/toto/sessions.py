@@ -19,6 +19,7 @@ from toto.storage import SessionRecord
 from toto.storage.checks import normalize_user_id
 
 if TYPE_CHECKING:
+    from toto.account import TotoAccount
     from toto.serializers import Serializer
     from toto.storage import Storage
 
@@ -213,6 +214,13 @@ class Session(MutableMapping[str, Any]):
         if record.key:
             data["key"] = record.key
         return data
+
+    def get_account(self) -> TotoAccount:
+        """The fields of this session's user's account (``toto.account``): ``await`` it
+        before reading them; setting them and ``save()`` work from sync code too."""
+        from toto.account import TotoAccount
+
+        return TotoAccount(self)
 
     # -- the original's class helpers (toto.session) ------------------------------------
     @staticmethod

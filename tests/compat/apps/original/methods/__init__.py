@@ -4,7 +4,7 @@ import logging
 
 from toto.handler import TotoHandler
 
-from . import account, echo, fails, later, task_echo, upload, who  # noqa: F401 (the methods)
+from . import account, echo, fails, later, profile, read_profile, task_echo, upload, who  # noqa: F401 (the methods)
 
 
 def _before(handler, transaction_id, method):
