@@ -317,3 +317,14 @@ def test_session_get_account_sets_saves_and_reads_fields(original):
     assert _call(url, "profile", {"color": "teal"}, header).json["result"] == {"updated_fields": ["color"]}
     read = _call(url, "read_profile", {"names": ["color", "city", "password", "missing"]}, header).json["result"]
     assert read == {"color": "teal", "city": "Oslo", "password": None, "missing": None}
+
+
+def test_set_hmac_handlers_replace_the_key_checks(original):
+    url = original(hmac_enabled=True, startup_function="startup.custom_signatures").url
+    user = unique_user()
+    created = _call(url, "account.create", {"user_id": user, "password": "pw"}).json["result"]
+    headers = {"x-toto-session-id": created["session_id"]}
+    answer = _call(url, "who", {}, {**headers, "x-toto-hmac": "key:" + created["key"][:8]})
+    assert answer.json["result"]["user_id"] == user and answer.headers["x-toto-hmac"] == "signed:" + user
+    refused = _call(url, "who", {}, {**headers, "x-toto-hmac": "key:wrong"})
+    assert refused.json["error"] == {"code": 1008, "value": "Invalid HMAC (custom)"}
