@@ -72,7 +72,7 @@ CONFIG_MISTAKES = [
     ("port = 'eighty'\n", "line 1: bad value for --port", "'eighty'"),
     ("port = 8888\nmethod_module = 'methods\n", "line 2:", "name = value"),
     ("event_port = 8787\n", "line 1: option --event_port of the original Toto is not served", "event_bus"),
-    ("remote_instances = 'tcp://localhost:8787'\n", "line 1: unknown option 'remote_instances'", "--help"),
+    ("remote_instance = 'tcp://localhost:8787'\n", "line 1: unknown option 'remote_instance'", "--help"),
     ("daemon = 'begin'\n", "line 1: bad value for --daemon: 'begin'", "start | stop | restart"),
     ("x = 1 / 0\n", "line 1: ZeroDivisionError", "division by zero"),
 ]
