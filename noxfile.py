@@ -41,9 +41,8 @@ def install_everything(session: nox.Session, pin: bool = True) -> None:
     if pin:
         pinned(session)
     # [speed]: the suite tests the orjson codec; tests/core/test_json_codec.py also runs without it.
-    session.install(
-        "-e", "./toto_core[speed,types,dev,granian,uvicorn]", *[x for spec in plugin_specs() for x in ("-e", spec)]
-    )
+    core = "./toto_core[speed,types,dev,granian,uvicorn,clientcache]"
+    session.install("-e", core, *[x for spec in plugin_specs() for x in ("-e", spec)])
     session.install("-r", "tests/requirements.txt")
 
 
@@ -82,7 +81,7 @@ def lock(session: nox.Session) -> None:
     python = str(Path(session.virtualenv.location) / "resolve" / "bin" / "python")
     editables = [
         "-e",
-        "./toto_core[speed,types,dev,granian,uvicorn,testing]",
+        "./toto_core[speed,types,dev,granian,uvicorn,clientcache,testing]",
         *[x for spec in plugin_specs() for x in ("-e", spec)],
     ]
     requirements = ["-r", "tests/requirements.txt", "-r", "bench/requirements.txt"]
@@ -163,7 +162,8 @@ def typecheck(session: nox.Session) -> None:
     """mypy, strict, on the core and every plugin (mypy.ini)."""
     pinned(session)
     plugins = [x for spec in plugin_specs() for x in ("-e", spec)]
-    session.install(MYPY, "-e", "./toto_core[speed,types,dev,granian,uvicorn,testing]", "types-psutil", *plugins)
+    core = "./toto_core[speed,types,dev,granian,uvicorn,clientcache,testing]"
+    session.install(MYPY, "-e", core, "types-psutil", *plugins)
     packages = source_packages()
     session.run("mypy", *packages, env={"MYPYPATH": os.pathsep.join(str(Path(p).parent) for p in packages)})
 

@@ -21,6 +21,7 @@ BLOCK = re.compile(r"<!-- test: (script|file (\S+)) -->\n```\w*\n(.*?)```", re.S
     [
         ("docs/operations.md", 3),
         ("docs/compat.md", 2),
+        ("docs/migrating.md", 1),
         ("README.md", 2),
         ("plugins/toto_prometheus/README.md", 1),
         ("plugins/toto_otel/README.md", 1),

@@ -55,7 +55,7 @@ def test_a_good_form_still_works(quiet_server):
     status, _, data = quiet_server.client().request(
         b"a=1&b=2&b=3", "/echo", content_type="application/x-www-form-urlencoded", sign=False
     )
-    assert (status, strict_json(data)) == (200, {"result": {"a": "1", "b": ["2", "3"]}})
+    assert (status, strict_json(data)) == (200, {"result": {"a": ["1"], "b": ["2", "3"]}})
 
 
 @pytest.mark.parametrize("token", [b"NaN", b"Infinity", b"-Infinity"])

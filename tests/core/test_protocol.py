@@ -36,9 +36,9 @@ def test_nested_url_call(server):
     assert c.call("state.get") == {"k": "v"}
 
 
-def test_method_without_parameters_gets_empty_dict(server):
+def test_body_without_parameters_is_the_parameters(server):
     _, _, answer = post(server.client(), {"method": "echo"})
-    assert answer == {"result": {}}
+    assert answer == {"result": {"method": "echo"}}
 
 
 def test_get_call_single_and_repeated_arguments(server):
@@ -60,7 +60,7 @@ def test_form_call(server):
     status, _, body = server.client().request(
         b"a=1&b=two&b=three", "/echo", content_type="application/x-www-form-urlencoded", sign=False
     )
-    assert json.loads(body) == {"result": {"a": "1", "b": ["two", "three"]}}
+    assert json.loads(body) == {"result": {"a": ["1"], "b": ["two", "three"]}}
 
 
 def test_multipart_call_with_file(server):

@@ -72,7 +72,7 @@ CONFIG_MISTAKES = [
     ("port = 'eighty'\n", "line 1: bad value for --port", "'eighty'"),
     ("port = 8888\nmethod_module = 'methods\n", "line 2:", "name = value"),
     ("event_port = 8787\n", "line 1: option --event_port of the original Toto is not served", "event_bus"),
-    ("remote_instances = 'tcp://localhost:8787'\n", "line 1: unknown option 'remote_instances'", "--help"),
+    ("remote_instance = 'tcp://localhost:8787'\n", "line 1: unknown option 'remote_instance'", "--help"),
     ("daemon = 'begin'\n", "line 1: bad value for --daemon: 'begin'", "start | stop | restart"),
     ("x = 1 / 0\n", "line 1: ZeroDivisionError", "division by zero"),
 ]
@@ -202,7 +202,7 @@ def test_the_mysql_options_become_the_database_url(start_server, mysql_url: str,
     [
         (["--database=redis", "--db_host=h", "--database_url=redis://h:6379/0"], "not both"),
         (["--database=memory", "--db_host=h"], "db_host need database = 'mysql'"),
-        (["--database=json"], "database = 'sqlite'"),
+        (["--database=json", "--db_host=site.json"], "database = 'sqlite'"),
     ],
 )
 def test_database_options_that_cannot_be_mapped_are_one_line(args: list[str], message: str) -> None:

@@ -389,6 +389,14 @@ def _session_answer(handler: TotoHandler) -> dict[str, Any]:
     return answer
 
 
+def _form_values(handler: TotoHandler, parameters: Any) -> Any:
+    """A urlencoded form gives each field as a list of its values (the original's shape); the
+    account methods read one value per field: the last one given."""
+    if getattr(handler, "text_parameters", False) and isinstance(parameters, dict):  # sockets send no forms
+        return {k: v[-1] if isinstance(v, list) and v else v for k, v in parameters.items()}
+    return parameters
+
+
 def _credentials(parameters: Any) -> tuple[dict[str, Any], str, str]:
     """The parameters, the normalized user id and the password of a create or login call."""
     if not isinstance(parameters, dict):
@@ -399,7 +407,7 @@ def _credentials(parameters: Any) -> tuple[dict[str, Any], str, str]:
 
 
 async def create(handler: TotoHandler, parameters: Any) -> dict[str, Any]:
-    parameters, user_id, password = _credentials(parameters)
+    parameters, user_id, password = _credentials(_form_values(handler, parameters))
     fields = _fields(parameters)
     count_password_call(handler)
     server = handler.server
@@ -416,7 +424,7 @@ async def create(handler: TotoHandler, parameters: Any) -> dict[str, Any]:
 
 
 async def login(handler: TotoHandler, parameters: Any) -> dict[str, Any]:
-    parameters, user_id, password = _credentials(parameters)
+    parameters, user_id, password = _credentials(_form_values(handler, parameters))
     count_password_call(handler)
     server = handler.server
     address = handler.request.remote_ip or ""
@@ -440,6 +448,7 @@ async def logout(handler: TotoHandler, parameters: Any) -> dict[str, Any]:
 
 
 async def update(handler: TotoHandler, parameters: Any) -> dict[str, Any]:
+    parameters = _form_values(handler, parameters)
     if not isinstance(parameters, dict):
         parameters = {}
     session = handler.session

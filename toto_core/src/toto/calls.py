@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import traceback
 from typing import Any, NoReturn
 
 from toto.exceptions import ERROR_MALFORMED_REQUEST, ERROR_SERVER, TotoException
@@ -18,13 +17,13 @@ def error_for(exc: BaseException, where: str, debug: bool, logger: logging.Logge
     """The one conversion of an exception into the protocol's error, for every transport.
 
     A TotoException is answered as it is. Anything else is unexpected: logged here, once,
-    with its traceback (``where`` names the request or call), and answered as 1000 (its
-    traceback in the answer only with ``debug``)."""
+    with its traceback (``where`` names the request or call), and answered as 1000: with
+    ``debug``, the exception's message (as the original did; the traceback stays in the log)."""
     if isinstance(exc, TotoException):
         return exc
     logger.error("error in %s", where, exc_info=exc)
     if debug:
-        return TotoException(ERROR_SERVER, "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+        return TotoException(ERROR_SERVER, str(exc) or type(exc).__name__)
     return TotoException(ERROR_SERVER, f"Server error ({type(exc).__name__})")
 
 

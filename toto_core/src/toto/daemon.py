@@ -104,9 +104,9 @@ def stop_command(argv: list[str]) -> None:
 
 def process_count(server: TotoServer) -> int:
     count = int(server.options.processes)
-    if count < 0:
-        raise DaemonError(f"--processes must be 0 (one per CPU) or more, got {count}")
-    return count or (os.cpu_count() or 1)
+    if count < -1:
+        raise DaemonError(f"--processes must be 0 or -1 (one per CPU) or more, got {count}")
+    return count if count > 0 else (os.cpu_count() or 1)
 
 
 def serve(server: TotoServer, pidfile: Pidfile | None = None) -> None:

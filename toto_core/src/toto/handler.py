@@ -66,6 +66,19 @@ def _text(value: bytes) -> str:
         raise TotoException(ERROR_MALFORMED_REQUEST, "Parameters must be UTF-8 text.") from None
 
 
+def form_parameters(mime: str, arguments: dict[str, list[bytes]], files: dict[str, list[Any]]) -> dict[str, Any]:
+    """A form's parameters in the original's shapes (PROTOCOL.md section 1): urlencoded, each
+    field a list of its values; multipart, ``{"arguments": {...}, "files": {name: [upload]}}``."""
+    fields = {name: [_text(x) for x in values] for name, values in arguments.items()}
+    if mime == "application/x-www-form-urlencoded":
+        return fields
+    uploads = {
+        name: [{"filename": f.filename, "body": f.body, "content_type": f.content_type} for f in entries]
+        for name, entries in files.items()
+    }
+    return {"arguments": fields, "files": uploads}
+
+
 def _arguments(arguments: dict[str, list[bytes]]) -> dict[str, Any]:
     """Query or form arguments: given once, a string; given several times, a list (compat)."""
     return {name: _text(v[0]) if len(v) == 1 else [_text(x) for x in v] for name, v in arguments.items()}
@@ -392,14 +405,9 @@ class TotoHandler(HttpResponse, SeedHandler):
                     httputil.parse_body_arguments(content_type, body, arguments, files, self.request.headers)
                 except httputil.HTTPInputError as exc:  # found by schemathesis: multipart without a boundary
                     raise TotoException(ERROR_MALFORMED_REQUEST, f"Malformed form body: {_brief(exc)}") from None
-                parameters = _arguments(arguments)
+                parameters = form_parameters(mime, arguments, files)
                 self._form_arguments = arguments
                 self.text_parameters = True
-                for name, uploads in files.items():
-                    entries = [
-                        {"filename": f.filename, "body": f.body, "content_type": f.content_type} for f in uploads
-                    ]
-                    parameters[name] = entries[0] if len(entries) == 1 else entries
                 self._pick_response_serializer(None)
                 await self._call_one(path, None, parameters, body)
                 return
@@ -425,7 +433,8 @@ class TotoHandler(HttpResponse, SeedHandler):
             if "batch" in request:
                 await self._call_batch(request["batch"], body)
             else:
-                await self._call_one(path, request.get("method"), request.get("parameters", {}), body)
+                parameters = request["parameters"] if "parameters" in request else request
+                await self._call_one(path, request.get("method"), parameters, body)
         except TotoException as exc:
             self._answer_error(exc)
         except Exception as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import logging
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -27,6 +28,9 @@ class OptionSpec:
     group: str = "toto"
     #: For an option of the original Toto this Toto does not serve: what replaces it.
     refused: str | None = None
+    #: For an option an earlier original Toto had and the original itself retired: why it is
+    #: ignored (set anywhere, it is warned about once and has no effect).
+    retired: str | None = None
 
 
 def _parse_bool(value: Any) -> bool:
@@ -74,6 +78,18 @@ class Options:
         self.define(name, None, str, f"not served: {replacement}", group=group)
         self._specs[name].refused = replacement
 
+    def retire(self, name: str, note: str, group: str = "the original Toto's") -> None:
+        """Name an option the original itself retired: setting it warns once and does nothing."""
+        self.define(name, None, str, f"ignored: {note}", group=group)
+        self._specs[name].retired = note
+
+    def warn_once(self, key: str, message: str) -> None:
+        """Log ``message`` (a warning) the first time ``key`` is seen."""
+        warned: set[str] = self.__dict__.setdefault("_warned", set())
+        if key not in warned:
+            warned.add(key)
+            logging.getLogger("toto.server").warning("%s", message)
+
     def __getattr__(self, name: str) -> Any:
         try:
             return self._values[name]
@@ -98,6 +114,9 @@ class Options:
             raise OptionError(f"unknown option --{name}{self._did_you_mean(name)} (see --help)")
         if spec.refused is not None:
             raise OptionError(f"option --{name} of the original Toto is not served here: {spec.refused}")
+        if spec.retired is not None:
+            self.warn_once(name, f"option {name} of the original Toto is ignored: {spec.retired}")
+            return
         if value is not None:
             try:
                 value = spec.type(value)
@@ -113,7 +132,7 @@ class Options:
             self.set(name, value)
 
     def _did_you_mean(self, name: str) -> str:
-        known = [n for n, spec in self._specs.items() if spec.refused is None]
+        known = [n for n, spec in self._specs.items() if spec.refused is None and spec.retired is None]
         # A swapped pair of letters (prot, dabatase) first, then the closest spelling.
         close = [n for n in known if sorted(n) == sorted(name)] or difflib.get_close_matches(name, known, 1)
         return f" (did you mean --{close[0]}?)" if close else ""
@@ -409,7 +428,7 @@ def define_core_options(options: Options, hmac_modes: Iterable[str] = (), transp
     d("max_batch", 100, int, "most calls in one batch request")
     d("health_path", "_health", str, "path below root of the health check (readiness; /live: liveness); empty: off")
     d("health_timeout", 2.0, float, "seconds the health check waits for the storage and the event bus")
-    d("processes", 1, int, "server processes (0: one per CPU)")
+    d("processes", 1, int, "server processes (0 or -1: one per CPU)")
     d(
         "http",
         "tornado",

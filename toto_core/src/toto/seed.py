@@ -11,6 +11,7 @@ import datetime
 import http.cookies
 import time
 import uuid
+from collections.abc import Callable
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +50,8 @@ class SeedHandler:
     _transaction_id: uuid.UUID | None = None
     _raw_type: str | None = None
     _response_type: str | None = None
+    #: The request was signed with its session's 2016 key (``toto.keysigning``): so is the answer.
+    _signed_by_key = False
 
     # -- arguments ------------------------------------------------------------------------
     def get_arguments(self, name: str, strip: bool = True) -> list[str]:
@@ -165,6 +168,53 @@ class SeedHandler:
         if self._transaction_id is None:
             self._transaction_id = uuid.uuid4()
         return self._transaction_id
+
+    # -- the original's class-level hooks -------------------------------------------------
+    @classmethod
+    def set_before_handler(cls, handler: Callable[[Any, uuid.UUID, str], Any]) -> None:
+        """Call ``handler(request_handler, transaction_id, method)`` before every method call
+        (HTTP, each batch entry, sockets) of servers made after this call (``toto.originalhooks``)."""
+        from toto import originalhooks
+
+        originalhooks.before_handler = handler
+
+    @classmethod
+    def set_after_handler(cls, handler: Callable[[Any, uuid.UUID], Any]) -> None:
+        """Call ``handler(request_handler, transaction_id)`` after every method call, with the
+        ``transaction_id`` its before handler got."""
+        from toto import originalhooks
+
+        originalhooks.after_handler = handler
+
+    @classmethod
+    def set_hmac_handler(cls, handler: Callable[..., Any]) -> None:
+        """The original's request check ``handler(request_handler, session, request, headers)``
+        of ``hmac_enabled=True``'s per-session key (``toto.keysigning``): raise
+        ``TotoException`` to refuse the request."""
+        from toto import keysigning
+
+        keysigning.verify_handler = handler
+
+    @classmethod
+    def set_response_hmac_handler(cls, handler: Callable[..., str]) -> None:
+        """The original's answer signature ``handler(request_handler, session, response_body)``
+        (text) of ``hmac_enabled=True``'s per-session key (``toto.keysigning``)."""
+        from toto import keysigning
+
+        keysigning.response_handler = handler
+
+    @property
+    def current_user(self) -> str | None:
+        """The user id of the request's session (None without one, or for an anonymous one)."""
+        session = self.session
+        return session.user_id if session is not None else None
+
+    def error_info(self, e: BaseException) -> dict[str, Any]:
+        """The original's error dict of an exception: a ``TotoException``'s ``{"code",
+        "value"}``, anything else 1000 with its message (logged)."""
+        from toto.calls import error_for
+
+        return error_for(e, "error_info", True).to_dict()
 
     # -- server and storage ---------------------------------------------------------------
     @property

@@ -71,6 +71,24 @@ REFUSED = {
     "worker_transport": _WORKERS,
 }
 
+#: Options of earlier versions of the original that the original itself retired before 2016:
+#: its own templates still name some (remote_instances in the chat template). Ignored with a warning.
+RETIRED = {
+    "remote_instances": "events travel on event_bus (the original replaced it by remote_event_receivers)",
+    "mongodb_host": "the original replaced it by db_host",
+    "mongodb_port": "the original replaced it by db_port",
+    "mysql_host": "the original replaced it by db_host",
+    "password_salt": "passwords are hashed with a salt of their own each (toto.secret)",
+    "event_key": "events travel on event_bus",
+    "event_path": "events travel on event_bus",
+    "event_handler_path": "events travel on event_bus",
+    "balancer_monitor_address": "the worker subsystem is outside the seed",
+    "remote_worker_path": "the worker subsystem is outside the seed",
+    "use_remote_workers": "the worker subsystem is outside the seed",
+    "worker_retry_ms": "the worker subsystem is outside the seed",
+    "worker_timeout_ms": "the worker subsystem is outside the seed",
+}
+
 #: The original's database names, as ``(our database, URL scheme, its name option, its user option,
 #: its password option)``.
 _DATABASES = {
@@ -149,6 +167,8 @@ def define_seed_options(options: Options) -> None:
     )
     for name, replacement in REFUSED.items():
         options.refuse(name, replacement, group=GROUP)
+    for name, note in RETIRED.items():
+        options.retire(name, note, group=GROUP)
 
 
 def apply_seed_options(options: Options) -> None:
@@ -171,10 +191,17 @@ def _map_database(o: Options) -> None:
         o.set("database", "memory")
         log.info("database 'none' (the original's): sessions and accounts are kept in memory")
     elif database == "json":
-        raise OptionError(
-            "database 'json' (the original's JSON file) is not served: "
-            "use database = 'sqlite' (one file: database_url = 'sqlite:///toto.db')"
-        )
+        if o.db_host:
+            raise OptionError(
+                "database 'json' (the original's JSON file) is not served: "
+                "use database = 'sqlite' (one file: database_url = 'sqlite:///toto.db')"
+            )
+        # No file (db_host=''): the original kept it in memory, as ours does.
+        o.set("database", "memory")
+        log.info("database 'json' without a file (the original's): sessions and accounts are kept in memory")
+    if o.get("db_host") == "" and o.database == "memory":
+        o.set("db_host", None)  # the original's way of saying "no file"
+    _ignore_other_databases(o, database)
     given = [name for name in _DATABASE_OPTIONS if o.get(name) is not None]
     if not given:
         return
@@ -201,6 +228,19 @@ def _map_database(o: Options) -> None:
         name = "toto_server"  # the original's default
     path = "" if name is None else "/" + quote(str(name), safe="")
     o.set("database_url", f"{scheme}://{netloc}{path}")
+
+
+def _ignore_other_databases(o: Options, database: str) -> None:
+    """A template names the options of its database; run with another one (``--database=memory``
+    over a file that says mongodb), they are the original's names for a database not in use:
+    warned about once each and ignored, as the original ignored them."""
+    chosen = _DATABASES.get(database)
+    own = {n for n in chosen[2:] if n} if chosen else set()
+    for spec in _DATABASES.values():
+        for name in spec[2:]:
+            if name and name not in own and o.get(name) is not None:
+                o.warn_once(name, f"option {name} is for another database than {database or 'the one chosen'}: ignored")
+                o.set(name, None)
 
 
 def apply_serializer_switches(options: Options, serializers: MutableMapping[str, Serializer]) -> None:

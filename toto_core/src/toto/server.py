@@ -43,9 +43,23 @@ log = logging.getLogger("toto.server")
 class Connection:
     """What methods reach as ``handler.connection``: ``db`` is the backend's native handle."""
 
-    def __init__(self, storage: Any) -> None:
+    def __init__(self, storage: Any, server: TotoServer | None = None) -> None:
         self.storage = storage
         self.db = storage.db
+        self._server = server
+
+    def set_session_cache(self, cache: Any) -> None:
+        """Keep sessions in ``cache`` (the original's, e.g. ``toto.clientsessioncache.ClientCache``)
+        instead of the storage; call it from the ``startup_function`` (``toto.sessioncache``)."""
+        from toto.sessioncache import CACHED_SESSION_ID, CachedSessions
+
+        server = self._server
+        if server is None or getattr(server, "sessions", None) is None:
+            raise RuntimeError("set_session_cache is for a running server's connection (startup_function)")
+
+        cached: Any = CachedSessions(cache, server.storage)
+        server.storage = server.sessions.storage = self.storage = cached
+        server.sessions.session_id_pattern = CACHED_SESSION_ID
 
 
 class TotoServer:
@@ -157,6 +171,11 @@ class TotoServer:
             self.methods = MethodLookup(o.method_module, builtin_accounts=o.builtin_accounts, describe=o.describe)
         except ImportError as exc:
             raise PluginError(str(exc)) from None
+        from toto import originalhooks
+
+        if originalhooks.wanted() and not self.pm.has_plugin(originalhooks.PLUGIN_NAME):
+            # TotoHandler.set_before_handler / set_after_handler of the original (toto.seed)
+            self.pm.register(originalhooks.OriginalHooks(), name=originalhooks.PLUGIN_NAME)
         self._find_hot_hooks()
         from toto.accounts import LoginLimiter, PasswordHasher
 
@@ -219,7 +238,7 @@ class TotoServer:
             storage = self.pm.answer(plugin, "toto_wrap_storage", wrappers, server=self, storage=storage) or storage
         self.storage = storage
         await self.storage.open()
-        self.connection = Connection(self.storage)
+        self.connection = Connection(self.storage, self)
         self.sessions = SessionManager(self.storage, self.state_serializer, self.state_fallbacks, o)
         await EventManager.instance().start(self.bus_factory(o), self.state_serializer, self.hook)
         for result in self.hook.toto_startup(server=self):

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
 import re
 import secrets
 import time
-from collections.abc import Generator, Iterator, MutableMapping
+import warnings
+from collections.abc import Generator, Iterator, Mapping, MutableMapping
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from toto.exceptions import ERROR_SERVER, ERROR_SESSION_CONFLICT, TotoException
@@ -16,12 +19,38 @@ from toto.storage import SessionRecord
 from toto.storage.checks import normalize_user_id
 
 if TYPE_CHECKING:
+    from toto.account import TotoAccount
     from toto.serializers import Serializer
     from toto.storage import Storage
 
 log = logging.getLogger("toto.sessions")
 
 _SESSION_ID = re.compile(r"[A-Za-z0-9_\-]{16,128}\Z")
+
+
+#: Length of a session id made by ``new_session_id`` (the original's ``SESSION_ID_LENGTH``).
+SESSION_ID_LENGTH = 22
+
+# The serializer of the original's ``TotoSession.dumps`` / ``loads`` (``set_serializer``).
+_data_serializer: ModuleType = json
+
+
+class _Detached:
+    """The manager of a session made from its data (``TotoSession(db, session_data)``):
+    it reads and writes state with ``TotoSession.dumps``/``loads`` and has no storage."""
+
+    def __init__(self, db: Any) -> None:
+        self.db = db
+
+    def encode_state(self, state: dict[str, Any]) -> Any:
+        return Session.dumps(state)
+
+    def decode_state(self, data: Any) -> dict[str, Any]:
+        return dict(Session.loads(data)) if data else {}
+
+    @property
+    def storage(self) -> Any:
+        raise TotoException(ERROR_SERVER, "This session was made from its data: it is not attached to a server.")
 
 
 def new_session_id() -> str:
@@ -51,7 +80,19 @@ class Session(MutableMapping[str, Any]):
     goes out; from async code, ``await session.save_state()``.
     """
 
-    def __init__(self, manager: SessionManager, record: SessionRecord, state: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        manager: SessionManager | Any,
+        record: SessionRecord | Mapping[str, Any],
+        state: dict[str, Any] | None = None,
+    ) -> None:
+        if isinstance(record, Mapping):
+            # The original's TotoSession(db, session_data): a session from its data, detached.
+            data = record
+            record = SessionRecord(data["session_id"], data["user_id"], data["expires"], key=data.get("key"))
+            saved = data.get("state")
+            manager = _Detached(manager)
+            state = dict(saved) if isinstance(saved, Mapping) else manager.decode_state(saved)
         self._manager = manager
         self._record = record
         self._state = state
@@ -71,6 +112,11 @@ class Session(MutableMapping[str, Any]):
     @property
     def session_id(self) -> str:
         return self._record.session_id
+
+    @session_id.setter
+    def session_id(self, value: str) -> None:
+        # The original's session caches give a session a new id when they store it.
+        self._record.session_id = value
 
     @property
     def user_id(self) -> str | None:
@@ -165,8 +211,60 @@ class Session(MutableMapping[str, Any]):
         return self._pending
 
     def session_data(self) -> dict[str, Any]:
-        """The original's snapshot of the session: identity, expiry and state."""
-        return {**self.to_response(), "state": dict(self.state)}
+        """The original's snapshot of the session: identity, expiry, state (a dict) and its
+        ``key`` when it has one; ``TotoSession(db, session_data)`` makes it again."""
+        record = self._record
+        data = {"session_id": record.session_id, "expires": record.expires, "user_id": record.user_id}
+        data["state"] = dict(self.state)
+        if record.key:
+            data["key"] = record.key
+        return data
+
+    def get_account(self) -> TotoAccount:
+        """The fields of this session's user's account (``toto.account``): ``await`` it
+        before reading them; setting them and ``save()`` work from sync code too."""
+        from toto.account import TotoAccount
+
+        return TotoAccount(self)
+
+    # -- the original's class helpers (toto.session) ------------------------------------
+    @staticmethod
+    def generate_id() -> str:
+        """A new random session id: ``SESSION_ID_LENGTH`` URL-safe characters."""
+        return new_session_id()
+
+    @staticmethod
+    def set_serializer(serializer: ModuleType) -> None:
+        """Make ``dumps``/``loads`` use ``serializer``: ``json`` (the default), ``msgpack`` or
+        ``pickle``. Loading pickle runs code: it is the application's choice for data it
+        stored itself (a warning says so); Toto never uses it for session state or for
+        anything a client sends."""
+        global _data_serializer
+        name = getattr(serializer, "__name__", "")
+        if name not in ("json", "msgpack", "pickle", "_pickle"):
+            raise ValueError(f"TotoSession.set_serializer takes json, msgpack or pickle, not {serializer!r}")
+        if "pickle" in name:
+            message = (
+                "TotoSession.set_serializer(pickle): loading pickle runs code; use it only for data "
+                "the application stored itself (Toto never uses it for session state or client data)"
+            )
+            warnings.warn(message, stacklevel=2)
+            log.warning("%s", message)
+        _data_serializer = serializer
+
+    @staticmethod
+    def dumps(data: Any) -> Any:
+        """``data`` serialized by ``set_serializer``'s choice (text for json, else bytes)."""
+        if _data_serializer.__name__ == "msgpack":
+            return _data_serializer.packb(data, use_bin_type=True)
+        return _data_serializer.dumps(data)
+
+    @staticmethod
+    def loads(data: Any) -> Any:
+        """The value ``dumps`` gave ``data`` for."""
+        if _data_serializer.__name__ == "msgpack":
+            return _data_serializer.unpackb(data, raw=False)
+        return _data_serializer.loads(data)
 
     def save_state(self) -> asyncio.Future[None]:
         """Persist the state as it is now. Awaitable; the handler awaits it anyway."""
@@ -235,6 +333,9 @@ class SessionManager:
         self.anon_renew_within = float(options.anon_session_renew)
         self._locks: dict[str, _LockEntry] = {}
 
+    #: What a session id may look like; a session cache (toto.sessioncache) allows longer ones.
+    session_id_pattern: re.Pattern[str] = _SESSION_ID
+
     def encode_state(self, state: dict[str, Any]) -> bytes:
         return self.state_serializer.encode(state)
 
@@ -280,7 +381,7 @@ class SessionManager:
         return Session(self, record, {})
 
     async def load(self, session_id: str) -> Session | None:
-        if not _SESSION_ID.match(session_id):
+        if not self.session_id_pattern.match(session_id):
             return None
         # Join the session's lock entry before reading, so a save by another request
         # after this read is seen as a version change when this request locks.

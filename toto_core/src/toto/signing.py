@@ -12,6 +12,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from toto import keysigning
 from toto.auth import Authenticator, ClientSession
 from toto.exceptions import ERROR_INVALID_HMAC, ERROR_INVALID_RESPONSE_HMAC, ERROR_SIGNATURE_EXPIRED, TotoException
 
@@ -114,18 +115,23 @@ class UserIdSigning(Authenticator):
 
     def __init__(self) -> None:
         self.enabled = True
+        self.keys = False
 
     def add_options(self, options: Options) -> None:
         options.define(
             "hmac_enabled",
-            True,
+            None,
             bool,
-            "user_id mode: check x-toto-hmac on requests (False serves clients that do not sign, "
-            "like the 2017 iOS client's default; answers are signed either way)",
+            "user_id mode: check x-toto-hmac on requests (the default; False serves clients that "
+            "do not sign, like the 2017 iOS client's default; answers are signed either way); "
+            "True also gives each session the 2016 original's signing key (toto.keysigning)",
         )
 
     def configure(self, options: Options) -> None:
-        self.enabled = bool(options.hmac_enabled)
+        self.enabled = options.hmac_enabled is not False
+        # Set explicitly true: the 2016 original's per-session key, served alongside.
+        self.keys = options.hmac_enabled is True
+        setattr(self, "uses_session_key", self.keys)  # noqa: B010 (a ClassVar of Authenticator)
 
     def verify_request(self, handler: TotoHandler, session: Session, body: bytes) -> None:
         if not self.enabled:
@@ -134,6 +140,9 @@ class UserIdSigning(Authenticator):
         given = request.headers.get("x-toto-hmac")
         if not given:
             raise _invalid_hmac()
+        if self.keys and keysigning.verify_key_request(handler, session, body, given):
+            handler._signed_by_key = True
+            return
         if not body and request.method in ("GET", "HEAD"):
             return
         if _same(user_id_hmac(session.user_id, body), given):
@@ -150,6 +159,9 @@ class UserIdSigning(Authenticator):
         raise _invalid_hmac()
 
     def sign_response(self, handler: TotoHandler, session: Session, body: bytes) -> None:
+        if handler._signed_by_key:
+            keysigning.sign_key_response(handler, session, body)
+            return
         user_id = session.user_id
         if handler._toto_js and user_id is not None and not user_id.isascii():
             # Answers are ASCII, so only the key's form differs: toto.js checks with its low bytes.

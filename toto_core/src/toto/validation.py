@@ -83,13 +83,35 @@ def build_validator(parameters_type: Any, name: str) -> Validator:
     except (TypeError, ValueError) as exc:
         raise MethodTypeError(f"method {name!r}: its parameters type cannot be checked ({exc})") from None
 
+    scalars = _scalar_fields(parameters_type)
+
     def validate(parameters: Any, from_text: bool) -> Any:
+        if from_text and isinstance(parameters, dict):
+            # A urlencoded form gives each field as a list of its values (the original's
+            # shape); a field declared as one value takes the last one given.
+            parameters = {k: v[-1] if k in scalars and isinstance(v, list) and v else v for k, v in parameters.items()}
         try:
             return convert(parameters, parameters_type, strict=not from_text)
         except error as exc:
             raise TotoException(ERROR_MISSING_PARAMS, describe_error(str(exc))) from None
 
     return validate
+
+
+def _scalar_fields(parameters_type: Any) -> frozenset[str]:
+    """The names of the fields declared as one value (not a list, tuple, set or object)."""
+    import msgspec.inspect as mi
+
+    info = mi.type_info(parameters_type)
+    collections = (mi.ListType, mi.TupleType, mi.VarTupleType, mi.SetType, mi.FrozenSetType, mi.DictType)
+
+    def many(t: Any) -> bool:
+        if isinstance(t, mi.UnionType):
+            return any(many(u) for u in t.types)
+        return isinstance(t, collections)
+
+    fields = getattr(info, "fields", ())
+    return frozenset(f.encode_name for f in fields if not many(f.type))
 
 
 def describe_error(message: str) -> str:

@@ -1,15 +1,14 @@
-"""Describes form fields and uploaded files (file bodies arrive as bytes)."""
+"""Describes a multipart call in the original's shape: ``{"arguments": {name: [values]},
+"files": {name: [upload]}}`` (file bodies arrive as bytes)."""
 
 
 def invoke(handler, parameters):
-    described = {}
-    for name, value in parameters.items():
-        if isinstance(value, dict) and "body" in value:
-            described[name] = {
-                "filename": value["filename"],
-                "content_type": value["content_type"],
-                "text": value["body"].decode("utf-8"),
-            }
-        else:
-            described[name] = value
+    described = {name: values[-1] for name, values in parameters["arguments"].items()}
+    for name, uploads in parameters["files"].items():
+        upload = uploads[0]
+        described[name] = {
+            "filename": upload["filename"],
+            "content_type": upload["content_type"],
+            "text": upload["body"].decode("utf-8"),
+        }
     return described

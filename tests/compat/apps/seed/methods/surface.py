@@ -5,6 +5,8 @@ import uuid
 
 def invoke(handler, params):
     what = params.get("what") if isinstance(params, dict) else None
+    if isinstance(what, list):  # a urlencoded form gives each field as a list, as the original did
+        what = what[-1]
     if what == "arguments":
         return {
             "one": handler.get_argument("one"),

@@ -1,0 +1,2 @@
+def invoke(handler, parameters):
+    return {"got": parameters}

@@ -1,0 +1,2 @@
+def invoke(handler, parameters):
+    raise ValueError("the pump is out of water")
