@@ -62,13 +62,6 @@ def test_each_style_of_method_answers_its_parameters(original, method):
     assert answer == {f"k{i}": {"result": {"got": {"n": i}}} for i in range(3)}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=(TimeoutError, OSError),
-    reason="handler.respond() from another thread is not thread-safe in the call pipeline: toto.calls.respond "
-    "settles the reply future off the event loop (or finds no running loop), so the answer never leaves; "
-    "reported with issue 25 for the pipeline's rebuild",
-)
 def test_an_asynchronous_method_may_respond_from_its_own_thread(original):
     """The original's return_value_async: ``@asynchronous``, answered by a thread it started."""
     import http.client

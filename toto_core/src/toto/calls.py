@@ -66,9 +66,19 @@ def respond(target: Any, result: Any, error: Any, where: str, debug: bool, logge
     ``error`` may be a TotoException, any exception (``error_for``), a ``{code, value}``
     dict or a value answered as 1000."""
     reply = target.pending_reply
+    try:
+        running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:  # another thread: a callback-style method may answer from its own
+        running = None
     if reply is None:
-        reply = asyncio.get_running_loop().create_future()
+        if running is None:
+            raise RuntimeError("respond() from another thread needs a call that waits for its answer")
+        reply = running.create_future()
         target.pending_reply = reply
+    elif reply.get_loop() is not running:
+        # A future is settled on its own loop only: hand the answer over to it.
+        reply.get_loop().call_soon_threadsafe(respond, target, result, error, where, debug, logger)
+        return
     if reply.done():
         return
     if error is None:

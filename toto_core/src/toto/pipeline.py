@@ -168,6 +168,9 @@ def invoke(call: Call, target: CallContext, method: Method, parameters: Any) -> 
     try:
         if method.validate is not None:
             parameters = method.validate(parameters, call.text_parameters)
+        if method.callback_style and target.pending_reply is None:
+            # Made before the method runs: a thread it starts may answer at once (calls.respond).
+            target.pending_reply = asyncio.get_running_loop().create_future()
         result = method.invoke(target, parameters)
         if not method.plain or call.pending_work or (result is not None and hasattr(result, "__await__")):
             call.waiting()
