@@ -203,6 +203,15 @@ class SentinelGroup:
                 return int(client.sentinel_get_master_addr_by_name(SERVICE)[1])
         raise AssertionError("no Sentinel answers")
 
+    def wait_replicated(self, seconds: float = 20) -> None:
+        """Return once the replica holds every write the primary has taken (``WAIT``), so that
+        a test killing the primary next loses nothing to asynchronous replication (a lag that
+        a loaded machine makes long)."""
+        current = self.primary if self.primary.port == self.primary_port() else self.replica
+        with contextlib.closing(current.client()) as client:
+            acked = client.execute_command("WAIT", 1, int(seconds * 1000))
+        assert int(acked) >= 1, f"the replica did not take the primary's writes within {seconds:g}s"
+
     def kill_primary(self) -> RedisProcess:
         """SIGKILL the primary; the Sentinels promote the replica about ``DOWN_AFTER_MS`` later."""
         current = self.primary if self.primary.port == self.primary_port() else self.replica

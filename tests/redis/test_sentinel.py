@@ -104,6 +104,7 @@ def test_a_storage_follows_the_new_primary_and_keeps_replicated_sessions(own_sen
     async def body(s: RedisStorage) -> None:
         await s.create_account("kept", "h", {"n": 1})
         await s.store_session(session_record("kept-session", user_id="kept", state=b"before"))
+        await asyncio.to_thread(own_sentinels.wait_replicated)  # this test is about failover, not replication lag
         old = own_sentinels.kill_primary()
         failures: list[BaseException] = []
         promoted = None

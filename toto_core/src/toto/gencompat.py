@@ -12,6 +12,10 @@ a ``Future``, or ``Task``.
 from __future__ import annotations
 
 import asyncio
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -56,10 +60,39 @@ class Wait(_Removed):
     """Tornado 4's wait for a keyed callback: removed (using it raises TypeError with the replacement)."""
 
 
-def install() -> None:
-    """Put ``Task``, ``Callback`` and ``Wait`` into ``tornado.gen`` where Tornado lacks them."""
-    import tornado.gen
-
+def _patch(gen: Any) -> None:
     for name, value in (("Task", Task), ("Callback", Callback), ("Wait", Wait)):
-        if not hasattr(tornado.gen, name):
-            setattr(tornado.gen, name, value)
+        if not hasattr(gen, name):
+            setattr(gen, name, value)
+
+
+class _PatchOnImport(importlib.abc.MetaPathFinder):
+    """Patches ``tornado.gen`` right after it is first imported, so that importing ``toto``
+    (what every storage plugin does) loads no Tornado of its own."""
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> importlib.machinery.ModuleSpec | None:
+        if fullname != "tornado.gen":
+            return None
+        sys.meta_path.remove(self)  # once: the next finders find the module itself
+        spec = importlib.util.find_spec(fullname)
+        loader = spec.loader if spec is not None else None
+        if spec is None or loader is None or not hasattr(loader, "exec_module"):
+            return spec
+        load = loader.exec_module
+
+        def exec_module(module: Any) -> None:
+            load(module)
+            _patch(module)
+
+        loader.exec_module = exec_module  # type: ignore[method-assign]
+        return spec
+
+
+def install() -> None:
+    """Put ``Task``, ``Callback`` and ``Wait`` into ``tornado.gen`` where Tornado lacks them:
+    now if it is loaded, else as soon as something imports it."""
+    gen = sys.modules.get("tornado.gen")
+    if gen is not None:
+        _patch(gen)
+    elif not any(isinstance(finder, _PatchOnImport) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _PatchOnImport())

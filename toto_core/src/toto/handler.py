@@ -746,7 +746,7 @@ class BatchEntry:
     """One entry of an HTTP batch as its method sees it (a ``CallContext``): its own
     ``respond``; the request's session, server, storage and seed surface."""
 
-    __slots__ = ("handler", "pending_reply", "request_key")
+    __slots__ = ("__weakref__", "handler", "pending_reply", "request_key")  # weakly keyed by hooks (toto.originalhooks)
 
     def __init__(self, handler: TotoHandler, request_key: str) -> None:
         #: The batch's request (where ``account.*`` count password checks per request).

@@ -759,7 +759,7 @@ class SocketBatchEntry:
     """One entry of a socket batch as its method sees it (a ``CallContext``): its own
     ``respond``; the batch's session, socket and storage."""
 
-    __slots__ = ("handler", "pending_reply")
+    __slots__ = ("__weakref__", "handler", "pending_reply")  # weakly keyed by hooks (toto.originalhooks)
 
     def __init__(self, batch: SocketCall) -> None:
         #: The batch's call (where ``account.*`` count password checks per message).
