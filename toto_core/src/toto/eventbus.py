@@ -290,6 +290,20 @@ class Reconnects:
         self.delay = min(self.delay * 2, self.most)
 
 
+async def stop_tasks(tasks: list[asyncio.Task[None]], patience: float = 1.0) -> None:
+    """Cancel a bus's listening tasks and wait until each has ended.
+
+    A cancel can be lost (before Python 3.12, ``asyncio.wait_for`` swallows one that arrives as
+    its inner wait completes), and a listener that loses it would keep a ``close()`` waiting
+    for ever: each task is cancelled again every ``patience`` seconds until it is done."""
+    for task in tasks:
+        while not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=patience)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("an event bus's task ended with %r", task.exception())
+
+
 def deliver_to(callbacks: list[EventCallback], event: Event, bus: str) -> None:
     """Call every subscriber with ``event``; a subscriber that fails is logged, never stops the others."""
     metadata = dict(event.metadata) if event.metadata else None

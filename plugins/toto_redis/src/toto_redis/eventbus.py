@@ -55,6 +55,7 @@ from toto.eventbus import (
     decode_position,
     deliver_to,
     encode_event,
+    stop_tasks,
 )
 from toto.exceptions import PluginError, StorageUnavailable
 from toto.options import option_value
@@ -314,13 +315,7 @@ class RedisEventBus(EventBus):
 
     async def close(self) -> None:
         self._closing = True
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+        await stop_tasks(self._tasks)
         self._tasks = []
         if self._client is not None:
             await close_client(self._client)
@@ -352,7 +347,7 @@ class RedisEventBus(EventBus):
                 else:
                     await pubsub.subscribe(self.channel)
                 last_heard = last_ping = time.monotonic()
-                while True:
+                while not self._closing:
                     message = await pubsub.get_message(timeout=min(POLL_SECONDS, self.ping_seconds))
                     now = time.monotonic()
                     if message is not None:

@@ -46,6 +46,7 @@ from toto.eventbus import (
     deliver_to,
     encode_event,
     encode_metadata,
+    stop_tasks,
 )
 from toto.exceptions import PluginError, StorageUnavailable
 from toto.options import option_value
@@ -163,11 +164,7 @@ class PostgresEventBus(EventBus):
     async def close(self) -> None:
         self._closing = True
         if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+            await stop_tasks([self._task])
             self._task = None
         if self._pool is not None:
             await self._pool.close()
@@ -314,7 +311,7 @@ class PostgresEventBus(EventBus):
                 # What came while this server was not listening is in the tables.
                 await self._follower.catch_up()
                 await self._take_queued()
-                while True:
+                while not self._closing:
                     try:
                         notice = await asyncio.wait_for(notices.get(), self.ping_seconds)
                     except asyncio.TimeoutError:

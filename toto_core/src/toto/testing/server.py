@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -25,6 +26,65 @@ def _bindable(port: int) -> bool:
     return True
 
 
+def _listening_inodes(port: int) -> set[str] | None:
+    """The inodes of the sockets listening on ``port`` (Linux's /proc/net), None elsewhere."""
+    found: set[str] = set()
+    readable = False
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table, encoding="ascii") as f:
+                lines = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        readable = True
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                found.add(fields[9])
+    return found if readable else None
+
+
+def _family(pid: int) -> set[int]:
+    """``pid`` and every process below it (a --processes group's servers)."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as f:
+                    parents[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    family, grew = {pid}, True
+    while grew:
+        more = {child for child, parent in parents.items() if parent in family} - family
+        family |= more
+        grew = bool(more)
+    return family
+
+
+def listens_on(pid: int, port: int) -> bool | None:
+    """Whether the process ``pid`` (or one below it) holds a socket listening on ``port``;
+    None where /proc cannot tell (then a connection that succeeds has to do)."""
+    inodes = _listening_inodes(port)
+    if inodes is None:
+        return None
+    if not inodes:
+        return False
+    for member in _family(pid):
+        try:
+            fds = os.listdir(f"/proc/{member}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                link = os.readlink(f"/proc/{member}/fd/{fd}")
+            except OSError:  # closed since the listing
+                continue
+            if link.startswith("socket:[") and link[8:-1] in inodes:
+                return True
+    return False
+
+
 def free_port() -> int:
     """A port free now, for a server about to bind it.
 
@@ -40,7 +100,7 @@ def free_port() -> int:
     size = (_HIGH - _LOW) // count
     low = _LOW + (index % count) * size
     if not _cursor:
-        _cursor.append((os.getpid() * 4) % size)
+        _cursor.append(random.randrange(size))  # noqa: S311 (not a secret: two test runs at once rarely walk in step)
     for _ in range(size // 4):
         _cursor[0] = (_cursor[0] + 4) % (size - 4)
         port = low + _cursor[0]
@@ -49,6 +109,10 @@ def free_port() -> int:
     with socket.socket() as s:  # the slice is full: fall back to one the kernel picks
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+class _PortTaken(Exception):
+    """The server could not listen: another program holds its port."""
 
 
 class ServerProcess:
@@ -72,6 +136,7 @@ class ServerProcess:
         python: str | None = None,
     ) -> None:
         self.options = dict(options or {})
+        self._chosen = port is None  # a port of our choosing may be chosen again if another takes it
         self.port = port or free_port()
         self.options.setdefault("address", "127.0.0.1")
         if os.environ.get("TOTO_TEST_HTTP"):
@@ -94,18 +159,42 @@ class ServerProcess:
         return [self.python, "-m", "toto", "serve", *self.args, *opts]
 
     def start(self) -> ServerProcess:
+        """Start the server and return once it listens: its own process (or one of its group),
+        not whatever else answers on the port. A port of ``free_port``'s choosing that another
+        program took in between is replaced by a new one, twice at most."""
+        for attempt in range(3):
+            try:
+                return self._start_once()
+            except _PortTaken:
+                if not self._chosen or attempt == 2:
+                    raise RuntimeError(f"port {self.port} is taken:\n{self.output()}") from None
+                self.port = free_port()
+                self.options["port"] = self.port
+                self.url = f"http://127.0.0.1:{self.port}"
+        raise AssertionError("unreachable")
+
+    def _start_once(self) -> ServerProcess:
+        self._log.seek(0)
+        self._log.truncate()
         self.proc = subprocess.Popen(
             self.command(), cwd=self.cwd, env=self.env, stdout=self._log, stderr=subprocess.STDOUT
         )
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.output()}")
+                output = self.output()
+                if "Address already in use" in output:
+                    raise _PortTaken()
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{output}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return self
+                    pass
             except OSError:
                 time.sleep(0.05)
+                continue
+            if listens_on(self.proc.pid, self.port) is not False:
+                return self
+            time.sleep(0.05)  # someone else answers on this port: ours will listen or exit
         self.kill()
         raise RuntimeError(
             f"server did not listen on port {self.port} within {self.startup_timeout}s:\n{self.output()}"
