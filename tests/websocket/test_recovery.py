@@ -1,0 +1,216 @@
+"""Sockets recover what they missed: a socket that subscribes again with its last position
+gets what came after it from the bus's history, then live events, without duplicates or
+reordering at the seam; where the bus keeps no history, the position is too old or of
+another epoch, it is told of a gap (README "WebSockets", docs/protocol.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import redis
+from toto.client import TotoClient
+from toto.exceptions import ERROR_MALFORMED_REQUEST
+from toto.testing.server import ServerProcess
+
+from tests.redis.conftest import REDIS_HOST, REDIS_PORT
+from tests.websocket.conftest import PATIENCE, answer, raw_socket, run
+from tests.websocket.test_redis import _redis
+
+
+async def _missed(server: ServerProcess, name: str, values: list[Any]) -> None:
+    """Send ``values`` as events ``name``, one after the other, from another socket."""
+    async with await server.async_client().connect() as other:
+        for value in values:
+            await other.call("events.send", {"name": name, "args": value})
+
+
+async def _events(sock: Any, count: int) -> list[tuple[str, Any]]:
+    return [await sock.next_event(PATIENCE) for _ in range(count)]
+
+
+def test_redis_replays_exactly_what_was_missed_in_order_then_live(socket_server) -> None:
+    server = socket_server(**_redis())
+
+    async def scenario() -> None:
+        sock = await server.async_client().connect()
+        assert await sock.subscribe("feed") == ["feed"]
+        await _missed(server, "feed", [0])
+        assert await sock.next_event(PATIENCE) == ("feed", 0)
+        seen = sock.position
+        assert seen is not None and seen.seq >= 1
+        await sock.close()
+        # Missed while away: five of its events, and others it never subscribed to between them.
+        async with await server.async_client().connect() as other:
+            for n in range(1, 6):
+                await other.call("events.send", {"name": "other", "args": n})
+                await other.call("events.send", {"name": "feed", "args": n})
+        assert await sock.reconnect() is True
+        assert sock.recovered is True
+        await _missed(server, "feed", ["live"])
+        assert await _events(sock, 6) == [("feed", n) for n in range(1, 6)] + [("feed", "live")]
+        assert sock.position is not None and sock.position.epoch == seen.epoch
+        assert sock.position.seq == seen.seq + 11  # ten missed (five its own), one live
+        await _missed(server, "feed", ["after"])
+        assert await sock.next_event(PATIENCE) == ("feed", "after")  # nothing pushed twice
+        await sock.close()
+
+    run(scenario())
+    assert "Traceback" not in server.output()
+
+
+def test_no_duplicate_or_reordering_at_the_seam_while_events_flow(socket_server) -> None:
+    """The publisher never stops: events published while the socket resubscribes arrive once, in order."""
+    server = socket_server(**_redis())
+    total = 80
+
+    async def scenario() -> None:
+        sock = await server.async_client().connect()
+        await sock.subscribe("tick")
+        got: list[int] = []
+        publisher = asyncio.ensure_future(_missed(server, "tick", list(range(total))))
+        while len(got) < 10:
+            got.append((await sock.next_event(PATIENCE))[1])
+        await sock.close()
+        while not sock._events.empty():  # pushes that arrived before the close
+            item = sock._events.get_nowait()
+            if item is not None:
+                got.append(item[1])
+        assert await sock.reconnect() is True
+        while len(got) < total:
+            got.append((await sock.next_event(PATIENCE))[1])
+        await publisher
+        assert got == list(range(total))
+        await sock.close()
+
+    run(scenario())
+
+
+def test_a_new_epoch_is_a_gap_and_the_new_epoch_follows(socket_server) -> None:
+    options = _redis()
+    server = socket_server(**options)
+
+    async def scenario() -> None:
+        sock = await server.async_client().connect()
+        await sock.subscribe("feed")
+        await _missed(server, "feed", [1])
+        assert await sock.next_event(PATIENCE) == ("feed", 1)
+        old = sock.position
+        assert old is not None
+        await sock.close()
+        # The stream's numbers are lost (a Redis without persistence restarted): a new epoch.
+        store = redis.Redis(host=REDIS_HOST, port=REDIS_PORT)
+        prefix = options["redis_event_prefix"]
+        assert store.delete("{" + prefix + "}meta") == 1
+        store.close()
+        await _missed(server, "feed", [2, 3])
+        gaps: list[dict[str, Any]] = []
+        sock.on_gap = gaps.append
+        assert await sock.reconnect() is False
+        assert len(gaps) == 1 and gaps[0]["recovered"] is False
+        # What history holds of the new epoch comes (from its start), then live events.
+        await _missed(server, "feed", [4])
+        assert await _events(sock, 3) == [("feed", 2), ("feed", 3), ("feed", 4)]
+        assert sock.position is not None and sock.position.epoch != old.epoch and sock.position.seq == 3
+        await sock.close()
+
+    run(scenario())
+
+
+def test_more_missed_than_the_cap_is_a_gap(socket_server) -> None:
+    server = socket_server(socket_recovery_limit=3, **_redis())
+
+    async def scenario() -> None:
+        sock = await server.async_client().connect()
+        await sock.subscribe("feed")
+        await _missed(server, "feed", [0])
+        await sock.next_event(PATIENCE)
+        await sock.close()
+        await _missed(server, "feed", [1, 2, 3, 4, 5])
+        assert await sock.reconnect() is False
+        await _missed(server, "feed", ["live"])
+        assert await _events(sock, 4) == [("feed", 1), ("feed", 2), ("feed", 3), ("feed", "live")]
+        await sock.close()
+
+    run(scenario())
+
+
+def test_the_local_bus_keeps_no_history_a_reconnect_is_told_of_the_gap(socket_server) -> None:
+    server = socket_server()
+
+    async def scenario() -> None:
+        sock = await server.async_client().connect()
+        await sock.subscribe("feed")
+        await _missed(server, "feed", [0])
+        assert await sock.next_event(PATIENCE) == ("feed", 0)
+        # Nothing missed: nothing to recover, even without history.
+        await sock.close()
+        assert await sock.reconnect() is True
+        await sock.close()
+        await _missed(server, "feed", [1, 2])
+        gaps: list[dict[str, Any]] = []
+        sock.on_gap = gaps.append
+        assert await sock.reconnect() is False
+        assert gaps and gaps[0]["recovered"] is False and gaps[0]["replayed"] == 0
+        await _missed(server, "feed", [3])
+        assert await sock.next_event(PATIENCE) == ("feed", 3)  # live ones go on
+        await sock.close()
+
+    run(scenario())
+
+
+def test_another_servers_epoch_is_a_gap_on_the_local_bus(socket_server) -> None:
+    """A restarted server (local bus: a new epoch each start) cannot know what the old one sent."""
+    first = socket_server()
+
+    async def scenario() -> None:
+        sock = await first.async_client().connect()
+        await sock.subscribe("feed")
+        await _missed(first, "feed", [1])
+        await sock.next_event(PATIENCE)
+        await sock.close()
+        first.close()
+        second = socket_server()
+        sock.client.port = second.port
+        assert await sock.reconnect() is False
+        await sock.close()
+
+    run(scenario())
+
+
+def test_frames_on_the_wire_and_bad_positions(socket_server) -> None:
+    server = socket_server()
+
+    async def scenario() -> None:
+        conn = await raw_socket(server)
+        conn.write_message(
+            json.dumps({"id": 1, "method": "toto.subscribe", "parameters": {"events": ["tick"], "recover": True}})
+        )
+        first = await answer(conn)
+        assert first == {"id": 1, "result": {"subscribed": ["tick"], "position": None}}
+        TotoClient(server.url).call("events.send", {"name": "tick", "args": {"at": 1}})
+        pushed = await answer(conn)
+        assert pushed["event"] == "tick" and pushed["data"] == {"at": 1}
+        position = pushed["position"]
+        assert set(position) == {"epoch", "seq"} and position["seq"] == 1
+        for n, bad in enumerate(
+            [{"epoch": 1, "seq": 1}, {"epoch": "e", "seq": -1}, {"epoch": "e"}, "1:2", {"epoch": "x" * 65, "seq": 1}],
+            start=2,
+        ):
+            conn.write_message(
+                json.dumps({"id": n, "method": "toto.subscribe", "parameters": {"events": ["tick"], "since": bad}})
+            )
+            refused = await answer(conn)
+            assert refused["id"] == n and refused["error"]["code"] == ERROR_MALFORMED_REQUEST, refused
+        conn.write_message(
+            json.dumps({"id": 9, "method": "toto.subscribe", "parameters": {"events": ["tick"], "since": position}})
+        )
+        assert await answer(conn) == {
+            "id": 9,
+            "result": {"subscribed": ["tick"], "position": position, "recovered": True, "replayed": 0},
+        }
+        conn.close()
+
+    run(scenario())
+    assert "Traceback" not in server.output()
