@@ -200,6 +200,10 @@ class TotoSocketHandler(WebSocketHandler):
         #: While a resubscription replays what the socket missed: the live pushes held back
         #: until the replayed ones are out, as ``(event, data, position)``.
         self._held: list[tuple[str, Any, Position | None]] | None = None
+        #: Per event name, the newest position a recovery pushed from the history: the bus's
+        #: history may run ahead of what this server has heard, so live pushes up to it were
+        #: pushed already and are dropped.
+        self._floors: dict[str, Position] = {}
         self._recovering = asyncio.Lock()
         self.queued = 0
         self._checker: asyncio.Task[None] | None = None
@@ -567,9 +571,10 @@ class TotoSocketHandler(WebSocketHandler):
             cursor = recovery.position
             for event, data, position in recovery.events:
                 self._push(event, data, position)
+        for event in events:
+            self._floors[event] = cursor
         for event, data, position in held:
-            if position is None or event not in events or position.follows(cursor):
-                self._push(event, data, position)
+            self._push(event, data, position)
         answer["position"] = position_frame(cursor)
         answer["recovered"] = recovery is not None and recovery.complete
         answer["replayed"] = len(recovery.events) if recovery is not None else 0
@@ -595,6 +600,11 @@ class TotoSocketHandler(WebSocketHandler):
     def _push(self, event: str, data: Any, position: Position | None) -> None:
         frame: dict[str, Any] = {"event": event, "data": data}
         if position is not None:
+            floor = self._floors.get(event)
+            if floor is not None:
+                if not position.follows(floor):
+                    return  # pushed already, from the history
+                del self._floors[event]
             frame["position"] = position_frame(position)
         self.send(frame, self.binary)
 
