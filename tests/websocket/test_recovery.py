@@ -75,7 +75,9 @@ def test_no_duplicate_or_reordering_at_the_seam_while_events_flow(socket_server)
             got.append((sock.position.seq, data))
 
         await sock.subscribe("tick", callback=take)
-        flow = [asyncio.ensure_future(_missed(server, "tick", [[p, n] for n in range(each)])) for p in range(publishers)]
+        flow = [
+            asyncio.ensure_future(_missed(server, "tick", [[p, n] for n in range(each)])) for p in range(publishers)
+        ]
         for _ in range(3):  # drop the connection three times while they publish
             deadline = asyncio.get_running_loop().time() + PATIENCE
             mark = len(got)

@@ -173,9 +173,7 @@ class EventManager:
         future.add_done_callback(lambda f: _log_failed_send(name, f))
         return future
 
-    async def recover(
-        self, since: Position, names: Collection[str], limit: int, until: Position | None
-    ) -> Recovery:
+    async def recover(self, since: Position, names: Collection[str], limit: int, until: Position | None) -> Recovery:
         """The broadcasts named ``names`` that came after ``since``, from the bus's history,
         for a subscriber that was away (a socket resubscribing after a reconnect).
 
