@@ -14,7 +14,9 @@ from toto.client import TotoClient
 from toto.exceptions import ERROR_MALFORMED_REQUEST
 from toto.testing.server import ServerProcess
 
+from tests.nats.conftest import nats_url, subject_prefix  # noqa: F401 - fixtures
 from tests.redis.conftest import REDIS_HOST, REDIS_PORT
+from tests.sql.conftest import postgres_url, table_prefix  # noqa: F401 - fixtures
 from tests.websocket.conftest import PATIENCE, answer, raw_socket, run
 from tests.websocket.test_redis import _redis
 
@@ -30,9 +32,7 @@ async def _events(sock: Any, count: int) -> list[tuple[str, Any]]:
     return [await sock.next_event(PATIENCE) for _ in range(count)]
 
 
-def test_redis_replays_exactly_what_was_missed_in_order_then_live(socket_server) -> None:
-    server = socket_server(**_redis())
-
+def _replays_exactly_what_was_missed(server: ServerProcess) -> None:
     async def scenario() -> None:
         sock = await server.async_client().connect()
         assert await sock.subscribe("feed") == ["feed"]
@@ -58,6 +58,20 @@ def test_redis_replays_exactly_what_was_missed_in_order_then_live(socket_server)
 
     run(scenario())
     assert "Traceback" not in server.output()
+
+
+def test_redis_replays_exactly_what_was_missed_in_order_then_live(socket_server) -> None:
+    _replays_exactly_what_was_missed(socket_server(**_redis()))
+
+
+def test_postgres_bus_replays_what_was_missed(socket_server, postgres_url: str) -> None:  # noqa: F811
+    options = {"event_bus": "postgres", "database_url": postgres_url, "sql_table_prefix": table_prefix()}
+    _replays_exactly_what_was_missed(socket_server(**options))
+
+
+def test_jetstream_replays_what_was_missed(socket_server, nats_url: str, subject_prefix: str) -> None:  # noqa: F811
+    options = {"event_bus": "nats", "event_url": nats_url, "nats_subject_prefix": subject_prefix}
+    _replays_exactly_what_was_missed(socket_server(nats_jetstream=True, **options))
 
 
 def test_no_duplicate_or_reordering_at_the_seam_while_events_flow(socket_server) -> None:
