@@ -509,6 +509,7 @@ class TotoSocketHandler(WebSocketHandler):
         if name == UNSUBSCRIBE:
             for event in events:
                 sig = self.subscriptions.pop(event, None)
+                self._floors.pop(event, None)
                 if sig is not None:
                     manager.remove_handler(sig)
             return {"subscribed": sorted(self.subscriptions)}
@@ -525,13 +526,10 @@ class TotoSocketHandler(WebSocketHandler):
             except ValueError as exc:
                 raise TotoException(ERROR_MALFORMED_REQUEST, f"since: {exc}") from None
         recover = since is not None or (isinstance(parameters, dict) and parameters.get("recover") is True)
-        new = [e for e in dict.fromkeys(events) if e not in self.subscriptions]
-        limit = self.hub.max_subscriptions
-        if len(self.subscriptions) + len(new) > limit:
-            raise TotoException(ERROR_MALFORMED_REQUEST, f"A socket may subscribe to at most {limit} events.")
         if not recover:
-            self._register(new)
+            self._register(events)
             return {"subscribed": sorted(self.subscriptions)}
+        self._fit(events)  # refused before waiting for a recovery running on this socket
         async with self._recovering:
             return await self._subscribe_recovering(sorted(dict.fromkeys(events)), since)
 
@@ -551,9 +549,10 @@ class TotoSocketHandler(WebSocketHandler):
                 log.warning("socket subscription: the event bus could not tell its position: %s", exc)
         if self.closed:
             return {"subscribed": sorted(self.subscriptions)}
+        self._fit(events)  # again: another subscription may have run meanwhile
         if since is not None:
             self._held = []
-        self._register([e for e in events if e not in self.subscriptions])
+        self._register(events)
         until = manager.last_position if numbered else None
         answer: dict[str, Any] = {"subscribed": sorted(self.subscriptions)}
         if since is None:
@@ -580,9 +579,19 @@ class TotoSocketHandler(WebSocketHandler):
         answer["replayed"] = len(recovery.events) if recovery is not None else 0
         return answer
 
+    def _fit(self, events: list[str]) -> list[str]:
+        """Those of ``events`` the socket does not follow yet; 1011 when they would take it over
+        ``socket_max_subscriptions``."""
+        new = [e for e in dict.fromkeys(events) if e not in self.subscriptions]
+        limit = self.hub.max_subscriptions
+        if len(self.subscriptions) + len(new) > limit:
+            raise TotoException(ERROR_MALFORMED_REQUEST, f"A socket may subscribe to at most {limit} events.")
+        return new
+
     def _register(self, events: list[str]) -> None:
+        """Push ``events`` to the socket (those it does not follow yet)."""
         manager = EventManager.instance()
-        for event in events:
+        for event in self._fit(events):
             self.subscriptions[event] = manager.register_handler(
                 event, self._pusher(event), True, self.owner, persist=True, positioned=True
             )
