@@ -74,6 +74,28 @@ def test_jetstream_replays_what_was_missed(socket_server, nats_url: str, subject
     _replays_exactly_what_was_missed(socket_server(nats_jetstream=True, **options))
 
 
+def test_reconnecting_to_another_server_of_the_bus_recovers(socket_server) -> None:
+    """Positions are the bus's: a socket that comes back through another server (behind a
+    balancer) recovers from the same history."""
+    shared = _redis()
+    a, b = socket_server(**shared), socket_server(**shared)
+
+    async def scenario() -> None:
+        sock = await a.async_client().connect()
+        await sock.subscribe("feed")
+        await _missed(a, "feed", [0])
+        assert await sock.next_event(PATIENCE) == ("feed", 0)
+        await sock.close()
+        await _missed(a, "feed", [1, 2, 3])
+        sock.client.port = b.port
+        assert await sock.reconnect() is True
+        await _missed(a, "feed", ["live"])
+        assert await _events(sock, 4) == [("feed", 1), ("feed", 2), ("feed", 3), ("feed", "live")]
+        await sock.close()
+
+    run(scenario())
+
+
 def test_no_duplicate_or_reordering_at_the_seam_while_events_flow(socket_server) -> None:
     """Publishers never stop: events published while the socket resubscribes (heard live and
     read from the history at once) arrive once each, in the bus's order, none missing."""
