@@ -85,13 +85,27 @@ export interface CloseInfo {
   reason: string;
 }
 
+/** Where an event stands in its bus's stream (README "WebSockets", recovery). */
+export interface Position {
+  epoch: string;
+  seq: number;
+}
+
 export declare class TotoSocket {
   readonly client: TotoClient;
   readonly ws: WebSocket;
   readonly closed: Promise<CloseInfo>;
+  /** The newest event position seen, or null. */
+  readonly position: Position | null;
+  /** After a subscription with `since`: whether nothing was missed (false: a gap). */
+  readonly recovered: boolean | null;
   call<R = unknown, P = Record<string, unknown>>(method: string, parameters?: P): Promise<R>;
   batch(calls: Record<string, { method: string; parameters?: unknown }>): Promise<Record<string, BatchAnswer>>;
-  subscribe<D = unknown>(events: string | string[], listener: (data: D, event: string) => void): Promise<string[]>;
+  subscribe<D = unknown>(
+    events: string | string[],
+    listener: (data: D, event: string) => void,
+    options?: { since?: Position | null },
+  ): Promise<string[]>;
   unsubscribe(events?: string | string[]): Promise<string[]>;
   create(userId: string, password: string, fields?: Record<string, unknown>): Promise<SignInResult>;
   login(userId: string, password: string): Promise<SignInResult>;

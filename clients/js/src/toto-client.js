@@ -288,6 +288,10 @@ export class TotoSocket {
     this._lastId = 0;
     this._pending = new Map();
     this._listeners = new Map();
+    /** The newest event position seen ({epoch, seq}, from pushes and subscription answers), or null. */
+    this.position = null;
+    /** After a subscription with `since`: whether nothing was missed (false: a gap). */
+    this.recovered = null;
     /** Resolves to {code, reason} once the socket is closed (1008: the session ended). */
     this.closed = new Promise((resolve) => {
       ws.addEventListener("close", (event) => {
@@ -320,11 +324,20 @@ export class TotoSocket {
     return answer.batch;
   }
 
-  /** Receive pushes of `events` (names): `listener(data, name)` for each. Resolves to every name subscribed. */
-  async subscribe(events, listener) {
+  /**
+   * Receive pushes of `events` (names): `listener(data, name)` for each. Resolves to every name subscribed.
+   * `options.since` (a socket's `position` before it was lost) first pushes what came after it from the
+   * event bus's history; `recovered` then tells whether that was everything (false: a gap).
+   */
+  async subscribe(events, listener, options = {}) {
     const names = typeof events === "string" ? [events] : events;
     for (const name of names) this._listeners.set(name, listener);
-    return (await this.call("toto.subscribe", { events: names })).subscribed;
+    const parameters = { events: names, recover: true };
+    if (options.since) parameters.since = { epoch: options.since.epoch, seq: options.since.seq };
+    const answer = await this.call("toto.subscribe", parameters);
+    this._advance(answer.position);
+    if (options.since) this.recovered = answer.recovered === true;
+    return answer.subscribed;
   }
 
   /** Stop the pushes of `events` (none given: of all). */
@@ -373,6 +386,7 @@ export class TotoSocket {
       return;
     }
     if (message && "event" in message && !("id" in message)) {
+      this._advance(message.position);
       const listener = this._listeners.get(message.event);
       if (listener) listener(message.data, message.event);
       return;
@@ -381,6 +395,15 @@ export class TotoSocket {
     if (waiting) {
       this._pending.delete(message.id);
       waiting.resolve(message);
+    }
+  }
+
+  // Remember a position when it is newer than the one remembered (another epoch counts as newer).
+  _advance(position) {
+    if (!position || typeof position.epoch !== "string" || !Number.isInteger(position.seq)) return;
+    const last = this.position;
+    if (!last || last.epoch !== position.epoch || position.seq > last.seq) {
+      this.position = { epoch: position.epoch, seq: position.seq };
     }
   }
 

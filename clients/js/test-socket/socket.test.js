@@ -43,6 +43,13 @@ for (const [mode, url] of Object.entries(SERVERS)) {
     await socket.call("events.send", { name: "js-news", args: { text: "日本" } });
     await Promise.race([got, socket.closed]);
     assert.deepEqual(heard[0], ["js-news", { text: "日本" }]);
+    assert.equal(typeof socket.position.epoch, "string");
+    const seen = socket.position;
+    assert.deepEqual(await socket.unsubscribe(), []);
+    // Missed while unsubscribed; these servers' local bus keeps no history: a resubscription is told of the gap.
+    await socket.call("events.send", { name: "js-news", args: { text: "missed" } });
+    await socket.subscribe("js-news", () => {}, { since: seen });
+    assert.equal(socket.recovered, false);
     assert.deepEqual(await socket.unsubscribe(), []);
 
     // A second socket names the stored session in its first message.

@@ -19,10 +19,11 @@ import functools
 import itertools
 import logging
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from toto.eventbus import AT_MOST_ONCE, Delivery, EventBus, EventCallback, Position
+from toto.eventbus import AT_MOST_ONCE, MAX_EPOCH, Delivery, Event, EventBus, EventCallback, Position
 
 if TYPE_CHECKING:
     import pluggy
@@ -82,7 +83,10 @@ class EventManager:
     def __init__(self) -> None:
         self.bus: EventBus | None = None
         self.serializer: Serializer | None = None
-        self._handlers: dict[str, dict[int, tuple[Callable[[Any], Any], Any, bool]]] = {}
+        self._handlers: dict[str, dict[int, tuple[Callable[..., Any], Any, bool, bool]]] = {}
+        #: The newest broadcast position this server dispatched (None before the first, and on a
+        #: bus whose ``delivery.sequence`` is ``"publisher"``: its positions are no one stream).
+        self.last_position: Position | None = None
         self._ids = itertools.count(1)
         # Coroutine handlers run as tasks; holding them keeps them from being collected mid-run.
         self._tasks: set[asyncio.Future[Any]] = set()
@@ -118,10 +122,11 @@ class EventManager:
     def register_handler(
         self,
         name: str,
-        fn: Callable[[Any], Any],
+        fn: Callable[..., Any],
         run_on_main_loop: bool = True,
         request_handler: Any = None,
         persist: bool = False,
+        positioned: bool = False,
     ) -> tuple[str, int]:
         """Call ``fn(args)`` for the next event ``name`` (every one with ``persist=True``);
         returns a token for ``remove_handler``.
@@ -129,12 +134,13 @@ class EventManager:
         As in the original, a handler fires once and is then removed, unless ``persist``.
         ``run_on_main_loop=False`` runs ``fn`` in the loop's default thread pool (for
         blocking work; it must not touch the request). A handler tied to
-        ``request_handler`` never fires once that request finished.
+        ``request_handler`` never fires once that request finished. ``positioned=True`` calls
+        ``fn(args, position)`` with the event's ``Position`` on its bus (None for one without).
         """
         token = next(self._ids)
         if not run_on_main_loop:
             fn = _in_thread(fn)
-        self._handlers.setdefault(name, {})[token] = (fn, request_handler, persist)
+        self._handlers.setdefault(name, {})[token] = (fn, request_handler, persist, positioned)
         return (name, token)
 
     def remove_handler(self, sig: tuple[str, int]) -> None:
@@ -167,6 +173,49 @@ class EventManager:
         future.add_done_callback(lambda f: _log_failed_send(name, f))
         return future
 
+    async def recover(self, since: Position, names: Collection[str], limit: int, until: Position | None) -> Recovery:
+        """The broadcasts named ``names`` that came after ``since``, from the bus's history,
+        for a subscriber that was away (a socket resubscribing after a reconnect).
+
+        ``until`` is ``last_position`` when the subscriber's handlers were registered: what
+        came after it reaches them live, so the history is read up to it (pages may read a
+        little past it; the subscriber drops what it hears twice by position). At most
+        ``limit`` events of the history are read, of every name; when more stand between
+        ``since`` and ``until``, or the bus keeps no history, or ``since`` is of another
+        epoch or older than the history, the recovery is not complete: there is a gap.
+        """
+        if until is not None and since.epoch == until.epoch and since.seq >= until.seq:
+            return Recovery([], True, since)  # nothing after since reached this server yet: it comes live
+        bus, serializer = self.bus, self.serializer
+        if bus is None or serializer is None:
+            raise RuntimeError("the event manager is not started (the server is not running)")
+        if limit <= 0 or not bus.delivery.history or bus.delivery.sequence != "bus":
+            return Recovery([], False, since)
+        wanted = set(names)
+        found: list[tuple[str, Any, Position]] = []
+        cursor, complete, read, first = since, True, 0, True
+        while True:
+            if read >= limit:
+                complete = False  # the cap: what stands between here and the live events is a gap
+                break
+            asked = min(RECOVERY_PAGE, limit - read)
+            replay = await bus.replay(cursor, asked)
+            if first and not replay.complete:
+                complete = False
+            first = False
+            fresh = [e for e in replay.events if e.position is not None and e.position.follows(cursor)]
+            for event in fresh:
+                assert event.position is not None
+                cursor = event.position
+                read += 1
+                if event.name in wanted:
+                    found.append((event.name, _decoded(serializer, event), event.position))
+            if len(replay.events) < asked or not fresh:
+                break
+            if until is not None and cursor.epoch == until.epoch and cursor.seq >= until.seq:
+                break
+        return Recovery([f for f in found if f[1] is not _UNREADABLE], complete, cursor)
+
     def _handler_done(self, name: str, task: asyncio.Future[Any]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
@@ -175,17 +224,19 @@ class EventManager:
     def _receive(
         self, name: str, payload: bytes, metadata: Mapping[str, str] | None = None, position: Position | None = None
     ) -> None:
+        if position is not None and self.bus is not None and self.bus.delivery.sequence == "bus":
+            self.last_position = position
         received = self._received
         if received is None:
-            self._dispatch(name, payload)
+            self._dispatch(name, payload, position)
             return
         with contextlib.ExitStack() as stack:
             for context in received(name=name, metadata=metadata or {}):
                 if context is not None:
                     stack.enter_context(context)
-            self._dispatch(name, payload)
+            self._dispatch(name, payload, position)
 
-    def _dispatch(self, name: str, payload: bytes) -> None:
+    def _dispatch(self, name: str, payload: bytes, position: Position | None = None) -> None:
         handlers = self._handlers.get(name)
         if not handlers:
             return
@@ -195,7 +246,7 @@ class EventManager:
         except Exception:
             log.warning("dropped event %r: its payload could not be decoded", name)
             return
-        for token, (fn, request_handler, persist) in list(handlers.items()):
+        for token, (fn, request_handler, persist, positioned) in list(handlers.items()):
             if token not in handlers:
                 continue  # removed by a handler that ran before it in this loop
             finished = request_handler is not None and request_handler._finished
@@ -204,7 +255,7 @@ class EventManager:
             if finished:
                 continue
             try:
-                result = fn(args)
+                result = fn(args, position) if positioned else fn(args)
                 if asyncio.isfuture(result) or asyncio.iscoroutine(result):
                     task = asyncio.ensure_future(result)
                     self._tasks.add(task)
@@ -213,9 +264,51 @@ class EventManager:
                 log.exception("event handler for %r failed", name)
 
 
-def _in_thread(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    def run(args: Any) -> Any:
-        return asyncio.get_running_loop().run_in_executor(None, fn, args)
+#: Events of the history one ``EventManager.recover`` asks its bus for at a time.
+RECOVERY_PAGE = 100
+_UNREADABLE = object()
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """What ``EventManager.recover`` found: ``events`` as ``(name, args, position)``, oldest
+    first; whether they are all that came after ``since`` (``complete``); and ``position``,
+    the newest position read (``since`` when none was): what follows it comes live."""
+
+    events: list[tuple[str, Any, Position]]
+    complete: bool
+    position: Position
+
+
+def parse_position(value: Any) -> Position:
+    """A position as it travels in socket frames, ``{"epoch": str, "seq": int}``;
+    ``ValueError`` when ``value`` is not one."""
+    if not isinstance(value, dict) or set(value) != {"epoch", "seq"}:
+        raise ValueError('a position is {"epoch": text, "seq": integer}')
+    epoch, seq = value["epoch"], value["seq"]
+    if not isinstance(epoch, str) or not 0 < len(epoch) <= MAX_EPOCH or not epoch.isascii():
+        raise ValueError(f"a position's epoch is 1 to {MAX_EPOCH} ASCII characters")
+    if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq < 2**63:
+        raise ValueError("a position's seq is a whole number from 0")
+    return Position(epoch, seq)
+
+
+def position_frame(position: Position) -> dict[str, Any]:
+    """A position as it travels in socket frames (``parse_position`` reads it back)."""
+    return {"epoch": position.epoch, "seq": position.seq}
+
+
+def _decoded(serializer: Serializer, event: Event) -> Any:
+    try:
+        return serializer.decode_state(event.payload)
+    except Exception:
+        log.warning("dropped event %r from the history: its payload could not be decoded", event.name)
+        return _UNREADABLE
+
+
+def _in_thread(fn: Callable[..., Any]) -> Callable[..., Any]:
+    def run(*args: Any) -> Any:
+        return asyncio.get_running_loop().run_in_executor(None, fn, *args)
 
     return run
 

@@ -485,6 +485,13 @@ def define_socket_options(options: Options) -> None:
     d("socket_max_calls", 64, int, "calls running at once on one socket; beyond, a call answers 1013 at once")
     d("socket_max_subscriptions", 100, int, "event names one socket may subscribe to")
     d(
+        "socket_recovery_limit",
+        1000,
+        int,
+        "events of the bus's history one resubscription (toto.subscribe with since) reads to push what a "
+        "socket missed; more missed: recovery is incomplete, the client is told of a gap (0: no recovery)",
+    )
+    d(
         "socket_max_queue",
         1000,
         int,

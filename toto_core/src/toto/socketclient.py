@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
+from toto.eventbus import Position
 from toto.exceptions import ERROR_MALFORMED_REQUEST, TotoException
 from toto.serializers import JsonSerializer
 
@@ -37,12 +38,30 @@ class TotoSocket:
     Pushes of subscribed events go to the callback given to ``subscribe``, or else wait in
     ``next_event()``. ``close()`` ends the socket; ``close_code``/``close_reason`` tell why
     the server ended it.
+
+    The socket remembers ``position``, the newest event position it saw (README
+    "WebSockets", recovery). After the connection is lost, ``reconnect()`` opens a new one
+    and subscribes again to the same events from that position: the server first pushes
+    what the socket missed, from its bus's history, then live events. ``recovered`` tells
+    whether that was all it missed; when it is False there was a gap (the bus keeps no
+    history, or the position is too old or of another epoch), and ``on_gap`` (when set) is
+    called with the subscription's answer.
     """
 
-    def __init__(self, client: AsyncTotoClient, connection: WebSocketClientConnection, binary: bool) -> None:
+    def __init__(
+        self, client: AsyncTotoClient, connection: WebSocketClientConnection, binary: bool, path: str = "websocket"
+    ) -> None:
         self.client = client
         self.connection = connection
         self.binary = binary
+        self.path = path
+        #: The newest event position seen (pushes and subscription answers), or None.
+        self.position: Position | None = None
+        #: Whether the latest ``reconnect()`` recovered everything missed (None before any).
+        self.recovered: bool | None = None
+        #: Called with the subscription's answer when a ``reconnect()`` finds a gap.
+        self.on_gap: Callable[[dict[str, Any]], Any] | None = None
+        self._subscribed: list[str] = []
         self._ids = itertools.count(1)
         self._pending: dict[Any, asyncio.Future[Any]] = {}
         self._callbacks: dict[str, Callable[[Any], Any]] = {}
@@ -87,7 +106,9 @@ class TotoSocket:
         for event in events:
             if callback is not None:
                 self._callbacks[event] = callback
-        result = await self.call("toto.subscribe", {"events": list(events)})
+        result = await self.call("toto.subscribe", {"events": list(events), "recover": True})
+        self._subscribed = list(result["subscribed"])
+        self._advance(result.get("position"))
         return list(result["subscribed"])
 
     async def unsubscribe(self, *events: str) -> list[str]:
@@ -95,7 +116,51 @@ class TotoSocket:
         for event in events or list(self._callbacks):
             self._callbacks.pop(event, None)
         result = await self.call("toto.unsubscribe", {"events": list(events)} if events else {})
+        self._subscribed = list(result["subscribed"])
         return list(result["subscribed"])
+
+    async def reconnect(self) -> bool:
+        """Open a new connection in place of a lost one (closing this one if it is still
+        open) and subscribe again to the events this socket had, from ``position``: what
+        was missed arrives first, then live events. Answers ``recovered`` (False: a gap)."""
+        if self.close_code is None:
+            await self.close()
+        self.connection = await _open(self.client, self.path)
+        self.close_code = self.close_reason = None
+        kept = []  # pushes not read yet stay; the end-of-socket marker goes
+        while not self._events.empty():
+            item = self._events.get_nowait()
+            if item is not None:
+                kept.append(item)
+        for item in kept:
+            self._events.put_nowait(item)
+        self._reader = asyncio.ensure_future(self._read())
+        if not self._subscribed:
+            self.recovered = True
+            return True
+        parameters: dict[str, Any] = {"events": list(self._subscribed), "recover": True}
+        if self.position is not None:
+            parameters["since"] = {"epoch": self.position.epoch, "seq": self.position.seq}
+        result = await self.call("toto.subscribe", parameters)
+        self._subscribed = list(result["subscribed"])
+        self._advance(result.get("position"))
+        self.recovered = bool(result.get("recovered", self.position is None))
+        if not self.recovered and self.on_gap is not None:
+            outcome = self.on_gap(result)
+            if asyncio.iscoroutine(outcome):
+                await outcome
+        return self.recovered
+
+    def _advance(self, frame: Any) -> None:
+        """Remember ``frame``'s position when it is newer than the one remembered."""
+        if not isinstance(frame, dict):
+            return
+        epoch, seq = frame.get("epoch"), frame.get("seq")
+        if not isinstance(epoch, str) or not isinstance(seq, int) or isinstance(seq, bool):
+            return
+        position = Position(epoch, seq)
+        if position.follows(self.position):
+            self.position = position
 
     async def next_event(self, timeout: float | None = None) -> tuple[str, Any]:
         """The next pushed ``(event, data)`` that no callback took."""
@@ -175,6 +240,7 @@ class TotoSocket:
                 continue
             if "event" in message and "id" not in message:
                 event = message["event"]
+                self._advance(message.get("position"))
                 callback = self._callbacks.get(event)
                 if callback is not None:
                     result = callback(message.get("data"))
@@ -214,6 +280,10 @@ class TotoSocket:
 
 async def connect(client: AsyncTotoClient, path: str = "websocket", binary: bool = False) -> TotoSocket:
     """Open ``<client url>/<path>`` as a WebSocket, naming the client's session."""
+    return TotoSocket(client, await _open(client, path), binary, path)
+
+
+async def _open(client: AsyncTotoClient, path: str) -> WebSocketClientConnection:
     scheme = "wss" if client.scheme == "https" else "ws"
     target = client._target(path)
     headers = {}
@@ -222,5 +292,4 @@ async def connect(client: AsyncTotoClient, path: str = "websocket", binary: bool
     request = HTTPRequest(
         f"{scheme}://{client.host}:{client.port}{target}", headers=headers, connect_timeout=client.timeout
     )
-    connection = await websocket_connect(request, max_message_size=64 * 1024 * 1024)
-    return TotoSocket(client, connection, binary)
+    return await websocket_connect(request, max_message_size=64 * 1024 * 1024)

@@ -36,7 +36,8 @@ from toto import pipeline
 from toto.auth import Authenticator
 from toto.calls import connection_gone, error_for, resolve_batch, respond
 from toto.dbconnection import DBConnection
-from toto.events import EventManager
+from toto.eventbus import Position
+from toto.events import EventManager, parse_position, position_frame
 from toto.exceptions import (
     ERROR_INVALID_HMAC,
     ERROR_INVALID_SESSION_ID,
@@ -112,6 +113,7 @@ class SocketHub:
         self.max_sockets = int(o.socket_max_sockets)
         self.max_calls = max(1, int(o.socket_max_calls))
         self.max_subscriptions = int(o.socket_max_subscriptions)
+        self.recovery_limit = max(0, int(o.socket_recovery_limit))
         self.max_queue = max(1, int(o.socket_max_queue))
         self.session_check = float(o.socket_session_check)
         self.event_patterns = [p.strip() for p in str(o.socket_events).split(",") if p.strip()]
@@ -195,6 +197,14 @@ class TotoSocketHandler(WebSocketHandler):
         self.calls: set[SocketCall | SocketBatchEntry] = set()
         self.subscriptions: dict[str, tuple[str, int]] = {}
         self.registered_event_handlers: list[Any] = []
+        #: While a resubscription replays what the socket missed: the live pushes held back
+        #: until the replayed ones are out, as ``(event, data, position)``.
+        self._held: list[tuple[str, Any, Position | None]] | None = None
+        #: Per event name, the newest position a recovery pushed from the history: the bus's
+        #: history may run ahead of what this server has heard, so live pushes up to it were
+        #: pushed already and are dropped.
+        self._floors: dict[str, Position] = {}
+        self._recovering = asyncio.Lock()
         self.queued = 0
         self._checker: asyncio.Task[None] | None = None
         #: What EventManager ties this socket's event handlers to (dropped once it closes).
@@ -418,7 +428,7 @@ class TotoSocketHandler(WebSocketHandler):
         parameters = request.get("parameters", {})
         if name in (SUBSCRIBE, UNSUBSCRIBE):
             call.called = name
-            return {"result": self._subscribe(name, parameters)}
+            return {"result": await self._subscribe(name, parameters)}
         method = self.hub.methods.resolve(name)
         call.called = method.name
         await self._open_session(call, method.authenticated)
@@ -487,7 +497,7 @@ class TotoSocketHandler(WebSocketHandler):
                     return
 
     # -- events ---------------------------------------------------------------------------------
-    def _subscribe(self, name: str, parameters: Any) -> dict[str, Any]:
+    async def _subscribe(self, name: str, parameters: Any) -> dict[str, Any]:
         events = parameters.get("events") if isinstance(parameters, dict) else None
         if isinstance(events, str):
             events = [events]
@@ -499,30 +509,113 @@ class TotoSocketHandler(WebSocketHandler):
         if name == UNSUBSCRIBE:
             for event in events:
                 sig = self.subscriptions.pop(event, None)
+                self._floors.pop(event, None)
                 if sig is not None:
                     manager.remove_handler(sig)
-        else:
-            refused = [e for e in events if not self.hub.subscribable(e)]
-            if refused:
-                raise TotoException(
-                    ERROR_MALFORMED_REQUEST,
-                    f"Events this server does not push to sockets (option socket_events): {refused[:10]}",
-                )
-            new = [e for e in dict.fromkeys(events) if e not in self.subscriptions]
-            limit = self.hub.max_subscriptions
-            if len(self.subscriptions) + len(new) > limit:
-                raise TotoException(ERROR_MALFORMED_REQUEST, f"A socket may subscribe to at most {limit} events.")
-            for event in new:
-                self.subscriptions[event] = manager.register_handler(
-                    event, self._pusher(event), True, self.owner, persist=True
-                )
-        return {"subscribed": sorted(self.subscriptions)}
+            return {"subscribed": sorted(self.subscriptions)}
+        refused = [e for e in events if not self.hub.subscribable(e)]
+        if refused:
+            raise TotoException(
+                ERROR_MALFORMED_REQUEST,
+                f"Events this server does not push to sockets (option socket_events): {refused[:10]}",
+            )
+        since: Position | None = None
+        if isinstance(parameters, dict) and parameters.get("since") is not None:
+            try:
+                since = parse_position(parameters["since"])
+            except ValueError as exc:
+                raise TotoException(ERROR_MALFORMED_REQUEST, f"since: {exc}") from None
+        recover = since is not None or (isinstance(parameters, dict) and parameters.get("recover") is True)
+        if not recover:
+            self._register(events)
+            return {"subscribed": sorted(self.subscriptions)}
+        self._fit(events)  # refused before waiting for a recovery running on this socket
+        async with self._recovering:
+            return await self._subscribe_recovering(sorted(dict.fromkeys(events)), since)
 
-    def _pusher(self, event: str) -> Callable[[Any], None]:
-        def push(data: Any) -> None:
-            self.send({"event": event, "data": data}, self.binary)
+    async def _subscribe_recovering(self, events: list[str], since: Position | None) -> dict[str, Any]:
+        """Subscribe to ``events`` and answer the position the subscription starts after
+        (README "WebSockets", recovery). With ``since`` (the last position the client saw),
+        first push what came after it from the bus's history, holding live pushes back
+        until then, so none is pushed twice or out of order at the seam."""
+        manager = EventManager.instance()
+        bus = manager.bus
+        numbered = bus is not None and bus.delivery.sequence == "bus"
+        start = None
+        if numbered and manager.last_position is None and since is None and bus is not None:
+            try:
+                start = await bus.position()  # nothing reached this server yet: where the stream stands
+            except Exception as exc:
+                log.warning("socket subscription: the event bus could not tell its position: %s", exc)
+        if self.closed:
+            return {"subscribed": sorted(self.subscriptions)}
+        self._fit(events)  # again: another subscription may have run meanwhile
+        if since is not None:
+            self._held = []
+        self._register(events)
+        until = manager.last_position if numbered else None
+        answer: dict[str, Any] = {"subscribed": sorted(self.subscriptions)}
+        if since is None:
+            position = until or start
+            answer["position"] = position_frame(position) if position is not None else None
+            return answer
+        try:
+            recovery = await manager.recover(since, events, self.hub.recovery_limit, until)
+        except Exception as exc:
+            log.warning("socket subscription: the event bus could not replay its history: %s", exc)
+            recovery = None
+        held, self._held = self._held or [], None
+        cursor = since
+        if recovery is not None:
+            cursor = recovery.position
+            for event, data, position in recovery.events:
+                self._push(event, data, position)
+        for event in events:
+            self._floors[event] = cursor
+        for event, data, position in held:
+            self._push(event, data, position)
+        answer["position"] = position_frame(cursor)
+        answer["recovered"] = recovery is not None and recovery.complete
+        answer["replayed"] = len(recovery.events) if recovery is not None else 0
+        return answer
+
+    def _fit(self, events: list[str]) -> list[str]:
+        """Those of ``events`` the socket does not follow yet; 1011 when they would take it over
+        ``socket_max_subscriptions``."""
+        new = [e for e in dict.fromkeys(events) if e not in self.subscriptions]
+        limit = self.hub.max_subscriptions
+        if len(self.subscriptions) + len(new) > limit:
+            raise TotoException(ERROR_MALFORMED_REQUEST, f"A socket may subscribe to at most {limit} events.")
+        return new
+
+    def _register(self, events: list[str]) -> None:
+        """Push ``events`` to the socket (those it does not follow yet)."""
+        manager = EventManager.instance()
+        for event in self._fit(events):
+            self.subscriptions[event] = manager.register_handler(
+                event, self._pusher(event), True, self.owner, persist=True, positioned=True
+            )
+
+    def _pusher(self, event: str) -> Callable[[Any, Position | None], None]:
+        def push(data: Any, position: Position | None) -> None:
+            held = self._held
+            if held is not None:
+                held.append((event, data, position))
+            else:
+                self._push(event, data, position)
 
         return push
+
+    def _push(self, event: str, data: Any, position: Position | None) -> None:
+        frame: dict[str, Any] = {"event": event, "data": data}
+        if position is not None:
+            floor = self._floors.get(event)
+            if floor is not None:
+                if not position.follows(floor):
+                    return  # pushed already, from the history
+                del self._floors[event]
+            frame["position"] = position_frame(position)
+        self.send(frame, self.binary)
 
     # -- writing --------------------------------------------------------------------------------
     def send(self, payload: dict[str, Any], binary: bool = False) -> None:
