@@ -296,7 +296,7 @@ class TotoHandler(HttpResponse, SeedHandler):
         self.set_header("Content-Type", self._response_type or serializer.content_types[0])
         self._headers["Connection"] = "close"  # the body is not read: the connection cannot carry another request
         self._payload = {"error": error.to_dict()}
-        self.finish(serializer.encode(self._payload))
+        self._finish(serializer.encode(self._payload))
 
     def _observe_early(self) -> None:
         """A request answered before it runs (404, 405, 413, 431...) still reaches the request
@@ -664,7 +664,7 @@ class TotoHandler(HttpResponse, SeedHandler):
         self._headers["Content-Type"] = self._response_type or serializer.content_types[0]
         if session is not None:
             self.server.authenticator.sign_response(self, session, body)
-        self.finish(body)
+        self._finish(body)
 
     def _answer_error(self, exc: TotoException) -> None:
         self._error = exc
@@ -692,7 +692,7 @@ class TotoHandler(HttpResponse, SeedHandler):
             self._error = TotoException(code, value)
         error = {"code": code, "value": value}
         self._headers["Content-Type"] = "application/json"
-        self.finish(self.server.default_serializer.encode({"error": error}))
+        self._finish(self.server.default_serializer.encode({"error": error}))
 
     # -- events and lifecycle -----------------------------------------------------------
     def register_event_handler(
