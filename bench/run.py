@@ -37,6 +37,7 @@ from harness import (
     check,
     echo_prepare,
     free_port,
+    granian_server,
     json_load,
     paired,
     python_server,
@@ -59,6 +60,7 @@ BACKENDS = ("memory", "sqlite", "postgres", "mysql", "redis", "mongodb")
 # Rows that also run on every HTTP transport ``toto serve --http`` offers beside Tornado.
 TRANSPORT_ROWS = ("echo", "signed memory", "signed redis", f"batch of {BATCH_SIZE}")
 # Rows that get a twin per --twins entry: the same row with one thing changed, in the same run.
+# Their rows on each transport besides Tornado (``echo (granian)``...) get twins too.
 TWIN_ROWS = ("echo", f"batch of {BATCH_SIZE}", "signed memory")
 
 
@@ -392,7 +394,8 @@ class Bench:
         rows: list[Row] = []
         for base in self.rows:
             rows.append(base)
-            if base.name not in TWIN_ROWS:
+            on_transport = base.note.startswith("--http=") and base.name.rsplit(" (", 1)[0] in TWIN_ROWS
+            if base.name not in TWIN_ROWS and not on_transport:
                 continue
             kind, options, prepare, note, plugins = self.specs[base.name]
             for twin in twins:
@@ -431,6 +434,24 @@ class Bench:
                 "peer",
                 "Request.json(), JSONResponse; uvicorn[standard]",
                 uvicorn_server("FastAPI + uvicorn", "fastapi_echo:app", loop),
+                echo_prepare,
+            )
+        )
+        self.add(
+            Row(
+                "Litestar + uvicorn",
+                "peer",
+                "Request.json(), a dict answered (msgspec); uvicorn[standard]",
+                uvicorn_server("Litestar + uvicorn", "litestar_echo:app", loop),
+                echo_prepare,
+            )
+        )
+        self.add(
+            Row(
+                "bare granian RSGI (the ceiling)",
+                "peer",
+                "bench/servers/rsgi_echo.py: the same JSON work, nothing else; 1 worker",
+                granian_server("bare granian RSGI", "rsgi_echo:app", "rsgi", loop),
                 echo_prepare,
             )
         )
@@ -501,6 +522,14 @@ class Bench:
                     else ("echo", toto_echo_prepare)
                 )
                 self.add_toto(f"{base} ({transport})", kind, opts, prepare, f"--http={transport}")
+            self.add_toto(
+                f"echo --processes=2 ({transport})",
+                "processes",
+                {"database": "memory", "processes": 2, "reuse_port": True, "http": transport},
+                toto_echo_prepare,
+                f"reuse_port, --http={transport}",
+                children=2,
+            )
         self.add_twins(parse_twins(self.s.twins, self.stack))
         harness.start([self.baseline, *self.rows], self.stack)
         harness.measure(self.baseline, self.rows, self.s)
@@ -594,6 +623,21 @@ def targets(rows: list[Row], soak: dict[str, Any], connections: int) -> list[dic
     echo, batch = by_name.get("echo"), by_name.get(f"batch of {BATCH_SIZE}")
     at_most(f"time of a batch of {BATCH_SIZE} / one call", paired(echo, batch), 1.5)
     at_least("--processes=2 / one process", paired(by_name.get("echo --processes=2"), echo), 1.8)
+    # Issue 28's goals, on each transport besides Tornado (granian: the ceiling is its bare RSGI echo).
+    ceiling = by_name.get("bare granian RSGI (the ceiling)")
+    on_transports = {r.note.split(";")[0][len("--http=") :] for r in rows if r.note.startswith("--http=")}
+    for transport in sorted(on_transports):
+        t_echo, t_batch = by_name.get(f"echo ({transport})"), by_name.get(f"batch of {BATCH_SIZE} ({transport})")
+        if transport == "granian":
+            at_least("echo (granian) / bare granian RSGI (paired rounds)", paired(t_echo, ceiling), 0.6)
+        at_least(f"echo ({transport}) / aiohttp (paired rounds)", paired(t_echo, aiohttp), 1.5)
+        at_most(f"time of a batch of {BATCH_SIZE} / one call ({transport})", paired(t_echo, t_batch), 1.5)
+        two = by_name.get(f"echo --processes=2 ({transport})")
+        at_least(f"--processes=2 / one process ({transport})", paired(two, t_echo), 1.8)
+        signed = by_name.get(f"signed memory ({transport})")
+        at_least(f"signed memory ({transport}) / FastAPI + uvicorn echo", paired(signed, fastapi), 2.0)
+        signed = by_name.get(f"signed redis ({transport})")
+        at_least(f"signed redis ({transport}) / FastAPI + uvicorn echo", paired(signed, fastapi), 1.2)
     at_least("echo / baseline", ratio("echo"), 1.0)
     at_least("signed redis / baseline", ratio("signed redis"), 0.8)
     at_least("signed sqlite / baseline", ratio("signed sqlite"), 0.6)

@@ -192,21 +192,39 @@ class TotoHandler(HttpResponse, SeedHandler):
     #: The session cookie may name this request's session (not for a JSONP call: ``_call_one``).
     _cookie_allowed = True
 
+    # What a request starts with and most never change: class attributes, so a request does
+    # not set them one by one (an instance attribute replaces one when it is written).
+    _finished = False
+    _headers_written = False
+    _closed = False
+    _status_code = 200
+    _reason = "OK"
+    _path = ""
+    _route: Route | None = None
+    session: Session | None = None
+    headers_only = False
+    _size = 0
+    _refused = False
+    _response_type: str | None = None  # the content type as the client named it
+    pending_reply: asyncio.Future[Any] | None = None
+    locked_session: Session | None = None
+    #: Why the session the request named is not this request's (1007, 1008, 1015).
+    session_error: TotoException | None = None
+    #: The session cookie named the request's session (so its end clears the cookie).
+    _cookie_named = False
+    # What toto_request_finished reports: the method called, a batch's size, the error answered.
+    called: str | None = None
+    batch_size: int | None = None
+    _error: TotoException | None = None
+
     def __init__(
         self, application: TotoApplication, request: httputil.HTTPServerRequest, writer: ResponseWriter, **kwargs: Any
     ) -> None:
         self.application = application
         self.request = request
         self._writer = writer
-        self._finished = False
-        self._headers_written = False
-        self._closed = False
-        self._status_code = 200
-        self._reason = "OK"
         self._write_buffer: list[bytes] = []
         self._headers = ResponseHeaders(application.default_headers())
-        self._path = ""
-        self._route: Route | None = None
         self.initialize(**kwargs)
         if self.server.cookies is not None:
             self.server.cookies.cors(self)
@@ -214,25 +232,10 @@ class TotoHandler(HttpResponse, SeedHandler):
     def initialize(self, server: TotoServer) -> None:
         self.server = server
         self.connection = server.connection
-        self.session: Session | None = None
-        self.headers_only = False
         self.registered_event_handlers: list[Any] = []
         self._chunks: list[bytes] = []
-        self._size = 0
-        self._refused = False
         self._response_serializer = server.default_serializer
-        self._response_type: str | None = None  # the content type as the client named it
         self.active_methods: list[Method] = []
-        self.pending_reply: asyncio.Future[Any] | None = None
-        self.locked_session: Session | None = None
-        #: Why the session the request named is not this request's (1007, 1008, 1015).
-        self.session_error: TotoException | None = None
-        #: The session cookie named the request's session (so its end clears the cookie).
-        self._cookie_named = False
-        # What toto_request_finished reports: the method called, a batch's size, the error answered.
-        self.called: str | None = None
-        self.batch_size: int | None = None
-        self._error: TotoException | None = None
         server.in_flight.add(self)
 
     # -- reading ----------------------------------------------------------------------
@@ -296,7 +299,7 @@ class TotoHandler(HttpResponse, SeedHandler):
         self.set_header("Content-Type", self._response_type or serializer.content_types[0])
         self._headers["Connection"] = "close"  # the body is not read: the connection cannot carry another request
         self._payload = {"error": error.to_dict()}
-        self.finish(serializer.encode(self._payload))
+        self._finish(serializer.encode(self._payload))
 
     def _observe_early(self) -> None:
         """A request answered before it runs (404, 405, 413, 431...) still reaches the request
@@ -664,7 +667,7 @@ class TotoHandler(HttpResponse, SeedHandler):
         self._headers["Content-Type"] = self._response_type or serializer.content_types[0]
         if session is not None:
             self.server.authenticator.sign_response(self, session, body)
-        self.finish(body)
+        self._finish(body)
 
     def _answer_error(self, exc: TotoException) -> None:
         self._error = exc
@@ -692,7 +695,7 @@ class TotoHandler(HttpResponse, SeedHandler):
             self._error = TotoException(code, value)
         error = {"code": code, "value": value}
         self._headers["Content-Type"] = "application/json"
-        self.finish(self.server.default_serializer.encode({"error": error}))
+        self._finish(self.server.default_serializer.encode({"error": error}))
 
     # -- events and lifecycle -----------------------------------------------------------
     def register_event_handler(

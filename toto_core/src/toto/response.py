@@ -155,10 +155,18 @@ class HttpResponse:
 
     def finish(self, chunk: bytes | str | dict[str, Any] | None = None) -> Awaitable[None]:
         """End the response (writing ``chunk`` first)."""
+        return awaitable_of(self._finish(chunk))
+
+    def _finish(self, chunk: bytes | str | dict[str, Any] | None = None) -> Any:
+        """``finish`` without its awaitable: what the transport's ``start`` or ``send`` gave
+        (the request path's own answers never await it)."""
         if self._finished:
             raise RuntimeError("finish() called twice")
         if chunk is not None:
-            self.write(chunk)
+            if type(chunk) is bytes:  # the envelope, encoded: nothing of write()'s to check
+                self._write_buffer.append(chunk)
+            else:
+                self.write(chunk)
         if not self._headers_written:
             status = self._status_code
             if status in (204, 304) or 100 <= status < 200:
@@ -167,7 +175,10 @@ class HttpResponse:
                 for name in ("Content-Encoding", "Content-Language", "Content-Type"):
                     self._headers.pop(name, None)
             elif "Content-Length" not in self._headers:
-                self._headers["Content-Length"] = str(sum(len(part) for part in self._write_buffer))
+                buffer = self._write_buffer
+                self._headers["Content-Length"] = str(
+                    len(buffer[0]) if len(buffer) == 1 else sum(len(part) for part in buffer)
+                )
         if self._observed_since is not None:
             self._report_finished(self._status_code, self._observed_since)
         if self._watching:
@@ -176,7 +187,7 @@ class HttpResponse:
         sent = self._send(True)
         self._finished = True
         self.on_finish()
-        return awaitable_of(sent)
+        return sent
 
     def clear(self) -> None:
         """Forget the headers, body and status written so far."""

@@ -113,8 +113,11 @@ class BodyTimeouts(Deadlines["asyncio.Task[Any]"]):
             return await awaitable
         task = asyncio.current_task()
         assert task is not None
-        self.start()
-        self.set(task, self.seconds)
+        if self.task is None:
+            self.start()
+        # ``set`` and ``clear``, inline: this runs for every request.
+        waiting = self.waiting
+        waiting[task] = self.now + self.seconds + self.interval
         try:
             return await awaitable
         except asyncio.CancelledError:
@@ -123,7 +126,7 @@ class BodyTimeouts(Deadlines["asyncio.Task[Any]"]):
                 raise asyncio.TimeoutError from None
             raise
         finally:
-            self.clear(task)
+            waiting.pop(task, None)
 
     def expire(self, key: asyncio.Task[Any]) -> None:
         self.expired.add(key)

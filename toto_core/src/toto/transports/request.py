@@ -23,23 +23,34 @@ class TransportRequest(HTTPServerRequest):
     (what methods of the original read, attribute for attribute), without a connection, and
     with the query parsed only when something reads it."""
 
+    # The same for every request: class attributes, not stores per request.
+    version = "HTTP/1.1"
+    body = b""
+    connection = None
+    server_connection = None
+    _finish_time = None
+
     def __init__(self, method: str, uri: str, headers: HTTPHeaders, remote_ip: str, protocol: str) -> None:
         # Not HTTPServerRequest.__init__: it parses the query and copies it deeply, per request.
         self.method = method
         self.uri = uri
-        self.version = "HTTP/1.1"
         self.headers = headers
-        self.body = b""
         self.remote_ip = remote_ip
         self.protocol = protocol
-        self.host = headers.get("Host") or "127.0.0.1"
-        self.files: dict[str, list[HTTPFile]] = {}
-        self.connection = None
-        self.server_connection = None
         self._start_time = time.time()
-        self._finish_time = None
         self.path, _, self.query = uri.partition("?")
-        self.body_arguments: dict[str, list[bytes]] = {}
+
+    @functools.cached_property
+    def host(self) -> str:  # type: ignore[override]
+        return self.headers.get("Host") or "127.0.0.1"
+
+    @functools.cached_property
+    def files(self) -> dict[str, list[HTTPFile]]:  # type: ignore[override]
+        return {}
+
+    @functools.cached_property
+    def body_arguments(self) -> dict[str, list[bytes]]:  # type: ignore[override]
+        return {}
 
     @functools.cached_property
     def arguments(self) -> dict[str, list[bytes]]:  # type: ignore[override]
