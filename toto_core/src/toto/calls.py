@@ -6,9 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from toto.exceptions import ERROR_MALFORMED_REQUEST, ERROR_SERVER, TotoException
+
+if TYPE_CHECKING:
+    from toto.dbconnection import DBConnection
+    from toto.server import TotoServer
+    from toto.sessions import Session
 
 log = logging.getLogger("toto")
 
@@ -103,3 +108,69 @@ def connection_gone(target: Any, methods: Any, logger: logging.Logger = log) -> 
     reply = target.pending_reply
     if reply is not None and not reply.done():
         reply.cancel()
+
+
+class BatchEntryBase:
+    """What one entry of a batch is to its method, on every face (a ``CallContext``): its own
+    reply (``respond``), and the batch's session, server, storage and event handlers, which
+    it forwards to the call that carries the batch (``handler``: an HTTP request or a socket
+    message). Each face's entry adds only what differs (toto.handler.BatchEntry,
+    toto.websocket.SocketBatchEntry)."""
+
+    # weakly keyed by hooks (toto.originalhooks)
+    __slots__ = ("__weakref__", "handler", "pending_reply")
+
+    handler: Any
+
+    def __init__(self, handler: Any) -> None:
+        self.handler = handler
+        self.pending_reply: asyncio.Future[Any] | None = None
+
+    @property
+    def session(self) -> Session | None:
+        return self.handler.session  # type: ignore[no-any-return]
+
+    @session.setter
+    def session(self, session: Session | None) -> None:
+        # A method that signs out (handler.session = None) ends the batch's session.
+        self.handler.session = session
+
+    @property
+    def server(self) -> TotoServer:
+        return self.handler.server  # type: ignore[no-any-return]
+
+    @property
+    def request(self) -> Any:
+        return self.handler.request
+
+    @property
+    def connection(self) -> Any:
+        return self.handler.connection
+
+    @property
+    def db(self) -> Any:
+        return self.handler.db
+
+    @property
+    def db_connection(self) -> DBConnection:
+        return self.handler.db_connection  # type: ignore[no-any-return]
+
+    def respond(self, result: Any = None, error: Any = None) -> None:
+        handler = self.handler
+        respond(self, result, error, handler.where(), handler.server.debug, log)
+
+    def create_session(
+        self, user_id: str | None = None, password: str | None = None, verify_password: bool = True
+    ) -> Session:
+        return self.handler.create_session(user_id, password, verify_password)  # type: ignore[no-any-return]
+
+    def retrieve_session(self, session_id: str | None = None) -> asyncio.Future[Session | None]:
+        return self.handler.retrieve_session(session_id)  # type: ignore[no-any-return]
+
+    def register_event_handler(
+        self, event_name: str, handler: Any, run_on_main_loop: bool = True, deregister_on_finish: bool = False
+    ) -> Any:
+        return self.handler.register_event_handler(event_name, handler, run_on_main_loop, deregister_on_finish)
+
+    def deregister_event_handler(self, sig: Any) -> None:
+        self.handler.deregister_event_handler(sig)

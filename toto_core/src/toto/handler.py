@@ -23,7 +23,7 @@ from urllib.parse import unquote_to_bytes
 from tornado import httputil
 
 from toto import pipeline
-from toto.calls import connection_gone, error_for, resolve_batch, respond
+from toto.calls import BatchEntryBase, connection_gone, error_for, resolve_batch, respond
 from toto.events import EventManager
 from toto.exceptions import (
     ERROR_INVALID_SESSION_ID,
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable
 
     from toto.context import CallContext
-    from toto.dbconnection import DBConnection, Pending
+    from toto.dbconnection import Pending
     from toto.server import TotoServer
     from toto.sessions import Session
     from toto.websocket import SocketHub
@@ -745,50 +745,22 @@ class TotoHandler(HttpResponse, SeedHandler):
         log.error("uncaught exception in %s", self.where(), exc_info=(typ, value, tb))
 
 
-class BatchEntry:
+class BatchEntry(BatchEntryBase):
     """One entry of an HTTP batch as its method sees it (a ``CallContext``): its own
     ``respond``; the request's session, server, storage and seed surface."""
 
-    __slots__ = ("__weakref__", "handler", "pending_reply", "request_key")  # weakly keyed by hooks (toto.originalhooks)
+    __slots__ = ("request_key",)
+
+    handler: TotoHandler
 
     def __init__(self, handler: TotoHandler, request_key: str) -> None:
         #: The batch's request (where ``account.*`` count password checks per request).
-        self.handler = handler
+        super().__init__(handler)
         self.request_key = request_key
-        self.pending_reply: asyncio.Future[Any] | None = None
-
-    @property
-    def session(self) -> Session | None:
-        return self.handler.session
-
-    @session.setter
-    def session(self, session: Session | None) -> None:
-        # A method that signs out (handler.session = None) ends the batch's session.
-        self.handler.session = session
 
     @property
     def headers_only(self) -> bool:
         return self.handler.headers_only
-
-    @property
-    def server(self) -> TotoServer:
-        return self.handler.server
-
-    @property
-    def request(self) -> httputil.HTTPServerRequest:
-        return self.handler.request
-
-    @property
-    def connection(self) -> Any:
-        return self.handler.connection
-
-    @property
-    def db(self) -> Any:
-        return self.handler.db
-
-    @property
-    def db_connection(self) -> DBConnection:
-        return self.handler.db_connection
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -798,30 +770,10 @@ class BatchEntry:
     def transaction_id(self) -> Any:
         return self.handler.transaction_id
 
-    def respond(self, result: Any = None, error: Any = None) -> None:
-        handler = self.handler
-        respond(self, result, error, handler.where(), handler.server.debug, log)
-
     def respond_raw(self, body: Any, content_type: str, finish: bool = True) -> None:
         raise TotoException(ERROR_SERVER, "respond_raw cannot answer one entry of a batch")
 
     raw_respond = respond_raw
-
-    def create_session(
-        self, user_id: str | None = None, password: str | None = None, verify_password: bool = True
-    ) -> Session:
-        return self.handler.create_session(user_id, password, verify_password)
-
-    def retrieve_session(self, session_id: str | None = None) -> asyncio.Future[Session | None]:
-        return self.handler.retrieve_session(session_id)
-
-    def register_event_handler(
-        self, event_name: str, handler: Any, run_on_main_loop: bool = True, deregister_on_finish: bool = False
-    ) -> Any:
-        return self.handler.register_event_handler(event_name, handler, run_on_main_loop, deregister_on_finish)
-
-    def deregister_event_handler(self, sig: Any) -> None:
-        self.handler.deregister_event_handler(sig)
 
     # The seed surface (toto.seed), on the batch's request.
     def get_argument(self, name: str, default: Any = _NO_DEFAULT, strip: bool = True) -> Any:

@@ -34,7 +34,7 @@ from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from toto import pipeline
 from toto.auth import Authenticator
-from toto.calls import connection_gone, error_for, resolve_batch, respond
+from toto.calls import BatchEntryBase, connection_gone, error_for, resolve_batch, respond
 from toto.dbconnection import DBConnection
 from toto.eventbus import Position
 from toto.events import EventManager, parse_position, position_frame
@@ -848,77 +848,30 @@ class SocketCall:
         connection_gone(self, self.active_methods, log)
 
 
-class SocketBatchEntry:
+class SocketBatchEntry(BatchEntryBase):
     """One entry of a socket batch as its method sees it (a ``CallContext``): its own
     ``respond``; the batch's session, socket and storage."""
 
-    __slots__ = ("__weakref__", "handler", "pending_reply")  # weakly keyed by hooks (toto.originalhooks)
+    __slots__ = ()
+
+    handler: SocketCall
 
     def __init__(self, batch: SocketCall) -> None:
         #: The batch's call (where ``account.*`` count password checks per message).
-        self.handler = batch
-        self.pending_reply: asyncio.Future[Any] | None = None
-
-    @property
-    def session(self) -> Session | None:
-        return self.handler.session
-
-    @session.setter
-    def session(self, session: Session | None) -> None:
-        # A method that signs out (handler.session = None) ends the batch's session.
-        self.handler.session = session
+        super().__init__(batch)
 
     @property
     def headers_only(self) -> bool:
         return False
 
     @property
-    def server(self) -> TotoServer:
-        return self.handler.server
-
-    @property
-    def request(self) -> Any:
-        return self.handler.request
-
-    @property
-    def connection(self) -> Any:
-        return self.handler.connection
-
-    @property
     def socket(self) -> TotoSocketHandler:
         return self.handler.socket
-
-    @property
-    def db(self) -> Any:
-        return self.handler.db
-
-    @property
-    def db_connection(self) -> DBConnection:
-        return self.handler.db_connection
-
-    def respond(self, result: Any = None, error: Any = None) -> None:
-        respond(self, result, error, self.handler.where(), self.handler.server.debug, log)
 
     def respond_raw(self, body: Any, content_type: str, finish: bool = True) -> None:
         raise TotoException(ERROR_SERVER, "respond_raw answers HTTP requests only, not socket calls")
 
     raw_respond = respond_raw
-
-    def create_session(
-        self, user_id: str | None = None, password: str | None = None, verify_password: bool = True
-    ) -> Session:
-        return self.handler.create_session(user_id, password, verify_password)
-
-    def retrieve_session(self, session_id: str | None = None) -> asyncio.Future[Session | None]:
-        return self.handler.retrieve_session(session_id)
-
-    def register_event_handler(
-        self, event_name: str, handler: Any, run_on_main_loop: bool = True, deregister_on_finish: bool = False
-    ) -> Any:
-        return self.handler.register_event_handler(event_name, handler, run_on_main_loop, deregister_on_finish)
-
-    def deregister_event_handler(self, sig: Any) -> None:
-        self.handler.deregister_event_handler(sig)
 
     def connection_closed(self) -> None:
         """The socket closed: a reply this entry's method still owes is cancelled."""
