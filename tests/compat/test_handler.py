@@ -84,6 +84,11 @@ def test_info_raw_and_redirect(seed_server):
     assert raw.headers["content-type"] == "text/csv" and raw.body == b"a,b\n1,2\n"
     moved = _post(server.url, "surface", {"what": "redirect"})
     assert moved.status == 302 and moved.headers["location"] == "/elsewhere?from=surface"
+    kept = _post(server.url, "surface", {"what": "redirect_status", "status": 307})
+    assert kept.status == 307 and kept.headers["location"] == "/elsewhere"
+    refused = _post(server.url, "surface", {"what": "redirect_status", "status": 200})
+    assert refused.json["error"]["code"] == 1000, "a redirect's status is 3xx: 200 with a Location is refused"
+    assert "location" not in refused.headers
 
 
 def test_retrieve_session_by_id(seed_server):

@@ -635,12 +635,6 @@ class TotoHandler(HttpResponse, SeedHandler):
 
     raw_respond = respond_raw
 
-    def redirect(self, url: str, permanent: bool = False, status: int | None = None) -> None:
-        """Answer with a redirect to ``url`` (302, or 301 when ``permanent``) instead of the envelope."""
-        self.set_status(status if status is not None else 301 if permanent else 302)
-        self.set_header("Location", url)
-        self.respond_raw(b"", "text/plain; charset=utf-8")
-
     def _answer(self, payload: dict[str, Any], status: int = 200) -> None:
         if self._finished:
             return

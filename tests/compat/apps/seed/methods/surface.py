@@ -42,4 +42,7 @@ def invoke(handler, params):
     if what == "redirect":
         handler.redirect("/elsewhere?from=surface")
         return None
+    if what == "redirect_status":
+        handler.redirect("/elsewhere", status=params["status"])
+        return None
     return {"what": what}
