@@ -33,11 +33,14 @@ import contextlib
 import io
 import sys
 import threading
-from collections.abc import Coroutine
-from typing import Any, TypeVar
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote
 
 from toto.client import AsyncTotoClient, TotoClient
+
+if TYPE_CHECKING:
+    from toto.server import TotoServer
 
 T = TypeVar("T")
 
@@ -155,14 +158,25 @@ class InProcessServer:
         return status, answer_headers, b"".join(chunks)
 
 
-def _client_mode(server: InProcessServer, client_hmac_mode: str | None) -> str:
-    return client_hmac_mode or str(server.server.options.hmac_mode)
+def _attach(
+    client: Any, init: Callable[..., None], app_server: InProcessServer, client_hmac_mode: str | None, **kw: Any
+) -> None:
+    """Make ``client`` (a TestClient or AsyncTestClient, ``init`` its base's) a client of ``app_server``,
+    signing as the server's ``hmac_mode`` unless ``client_hmac_mode`` says otherwise."""
+    client.app_server = app_server
+    client.server = app_server.server
+    mode = client_hmac_mode or str(app_server.server.options.hmac_mode)
+    init(client, app_server.url, hmac_mode=mode, **kw)
 
 
 class AsyncTestClient(AsyncTotoClient):
     """``AsyncTotoClient``'s interface on an in-process server (see the module's text)."""
 
     __test__ = False  # a class pytest must not collect, whatever the test module imports
+
+    app_server: InProcessServer
+    #: The ``TotoServer`` under test (its options, storage, sessions).
+    server: TotoServer
 
     def __init__(
         self,
@@ -174,12 +188,11 @@ class AsyncTestClient(AsyncTotoClient):
         retries: int = 0,
         **options: Any,
     ) -> None:
-        self.app_server = InProcessServer(conf_file, options)
-        #: The ``TotoServer`` under test (its options, storage, sessions).
-        self.server = self.app_server.server
-        super().__init__(
-            self.app_server.url,
-            hmac_mode=_client_mode(self.app_server, client_hmac_mode),
+        _attach(
+            self,
+            AsyncTotoClient.__init__,
+            InProcessServer(conf_file, options),
+            client_hmac_mode,
             serializer=serializer,
             accept=accept,
             retries=retries,
@@ -188,12 +201,8 @@ class AsyncTestClient(AsyncTotoClient):
     def client(self, **kw: Any) -> AsyncTestClient:
         """Another client of the same in-process server, with a session of its own."""
         other = AsyncTestClient.__new__(AsyncTestClient)
-        other.app_server, other.server = self.app_server, self.server
-        AsyncTotoClient.__init__(
-            other,
-            self.app_server.url,
-            hmac_mode=_client_mode(self.app_server, kw.pop("client_hmac_mode", None)),
-            **{"retries": 0, **kw},
+        _attach(
+            other, AsyncTotoClient.__init__, self.app_server, kw.pop("client_hmac_mode", None), **{"retries": 0, **kw}
         )
         return other
 
@@ -227,6 +236,10 @@ class TestClient(TotoClient):
 
     __test__ = False  # a class pytest must not collect, whatever the test module imports
 
+    app_server: InProcessServer
+    #: The ``TotoServer`` under test (its options, storage, sessions).
+    server: TotoServer
+
     def __init__(
         self,
         conf_file: str | None = None,
@@ -237,12 +250,11 @@ class TestClient(TotoClient):
         retries: int = 0,
         **options: Any,
     ) -> None:
-        self.app_server = InProcessServer(conf_file, options)
-        #: The ``TotoServer`` under test (its options, storage, sessions).
-        self.server = self.app_server.server
-        super().__init__(
-            self.app_server.url,
-            hmac_mode=_client_mode(self.app_server, client_hmac_mode),
+        _attach(
+            self,
+            TotoClient.__init__,
+            InProcessServer(conf_file, options),
+            client_hmac_mode,
             serializer=serializer,
             accept=accept,
             retries=retries,
@@ -255,13 +267,7 @@ class TestClient(TotoClient):
         """Another client of the same in-process server, with a session of its own (a second
         user, say); ``client_hmac_mode``, ``serializer``, ``accept`` and ``retries`` as above."""
         other = TestClient.__new__(TestClient)
-        other.app_server, other.server = self.app_server, self.server
-        TotoClient.__init__(
-            other,
-            self.app_server.url,
-            hmac_mode=_client_mode(self.app_server, kw.pop("client_hmac_mode", None)),
-            **{"retries": 0, **kw},
-        )
+        _attach(other, TotoClient.__init__, self.app_server, kw.pop("client_hmac_mode", None), **{"retries": 0, **kw})
         other._loop, other._thread, other._owner = None, None, self
         return other
 
