@@ -190,6 +190,20 @@ def test_current_user_and_error_info(original):
     assert result == {"user_id": user, "error_info": {"code": 1000, "value": "shown as 1000"}}
 
 
+def test_unsigned_requests_are_the_deployments_choice_by_environment(original):
+    """test_authentication's server runs with the original's defaults, which were unsigned
+    (hmac_enabled=False); Toto's are signed. TOTO_HMAC_ENABLED=false is how that deployment
+    says so, its code unchanged (the original's suite runs that way: docs/compat.md)."""
+    user = unique_user()
+    unsigned = original(env={"TOTO_HMAC_ENABLED": "false"}).url
+    session = _call(unsigned, "account.create", {"user_id": user, "password": "pw"}).json["result"]["session_id"]
+    assert _call(unsigned, "who", {}, {"x-toto-session-id": session}).json["result"]["user_id"] == user
+    signed = original().url
+    session = _call(signed, "account.create", {"user_id": user, "password": "pw"}).json["result"]["session_id"]
+    refused = _call(signed, "who", {}, {"x-toto-session-id": session}).json["error"]
+    assert refused["code"] == 1008
+
+
 # -- sessions kept by the client -------------------------------------------------------------
 def test_client_cache_sessions_over_the_wire(original):
     url = original(hmac_enabled=True, startup_function="startup.keep_sessions_on_the_client").url

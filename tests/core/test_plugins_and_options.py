@@ -241,7 +241,7 @@ def test_missing_method_module_is_one_clear_line(tmp_path):
 
 
 def test_option_precedence(tmp_path):
-    """keyword arguments < config file < command line."""
+    """keyword arguments < config file < environment < command line."""
     (tmp_path / "site.conf").write_text("allow_origin = 'from-config'\nmax_batch = 7\nroot = '/conf'\n")
     script = tmp_path / "app.py"
     script.write_text(
@@ -255,6 +255,11 @@ def test_option_precedence(tmp_path):
         [sys.executable, str(script), "--root=/cli"], cwd=tmp_path, capture_output=True, text=True, timeout=60
     )
     assert out.stdout.split() == ["from-config", "7", "1234", "/cli"], out.stderr
+    env = dict(os.environ, TOTO_MAX_BATCH="9", TOTO_PORT="4321", TOTO_ROOT="/env")
+    out = subprocess.run(
+        [sys.executable, str(script), "--root=/cli"], cwd=tmp_path, capture_output=True, text=True, timeout=60, env=env
+    )
+    assert out.stdout.split() == ["from-config", "9", "4321", "/cli"], out.stderr
 
 
 def test_toto_command_and_python_m_both_serve():

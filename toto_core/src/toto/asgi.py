@@ -6,8 +6,9 @@
 
     app = toto.asgi.app("toto.conf")  # or app(method_module="methods", database="sqlite", ...)
 
-Options come as ``TotoServer``'s do (defaults, keyword arguments, then the config file;
-the command line is the ASGI server's, so it is not read). The server opens storage, plugins
+Options come as ``TotoServer``'s do (defaults, keyword arguments, the config file, then
+the environment's ``TOTO_NAME`` variables; the command line is the ASGI server's, so it is
+not read). The server opens storage, plugins
 and the event bus at ASGI lifespan startup and closes them at shutdown, so the ASGI server
 must run lifespan (uvicorn and granian do by default). WebSockets are served by
 ``toto serve`` on Tornado only. ``toto serve --http=uvicorn`` or ``--http=granian`` needs

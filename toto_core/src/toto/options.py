@@ -1,4 +1,8 @@
-"""Server options: defaults < keyword arguments < config file < command line."""
+"""Server options: defaults < keyword arguments < config file < environment < command line.
+
+The environment sets an option as ``TOTO_<NAME>`` (``TOTO_HMAC_ENABLED=false``,
+``TOTO_PORT=9000``), with the command line's types and errors.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from toto.auth import Authenticator
+
+
+#: ``TOTO_<NAME>`` in the environment sets option ``<name>``.
+ENV_PREFIX = "TOTO_"
+#: ``TOTO_*`` variables that are not options, read where they are named (toto.plugins,
+#: toto.reloader): left alone here, as is every ``TOTO_TEST_*`` (test tooling's, toto.testing's).
+ENV_NOT_OPTIONS = frozenset({"TOTO_PLUGINS", "TOTO_TRACE_HOOKS", "TOTO_RELOAD_CHILD"})
+ENV_TEST_PREFIX = "TOTO_TEST_"
 
 
 class OptionError(Exception):
@@ -132,10 +144,33 @@ class Options:
             self.set(name, value)
 
     def _did_you_mean(self, name: str) -> str:
+        close = self._closest(name)
+        return f" (did you mean --{close}?)" if close else ""
+
+    def _closest(self, name: str) -> str | None:
         known = [n for n, spec in self._specs.items() if spec.refused is None and spec.retired is None]
         # A swapped pair of letters (prot, dabatase) first, then the closest spelling.
         close = [n for n in known if sorted(n) == sorted(name)] or difflib.get_close_matches(name, known, 1)
-        return f" (did you mean --{close[0]}?)" if close else ""
+        return close[0] if close else None
+
+    def load_environment(self, environ: Mapping[str, str]) -> None:
+        """Apply ``TOTO_<NAME>=value`` variables as ``--name=value`` would be (types, choices
+        and errors alike; an error names the variable). A ``TOTO_*`` variable that is no
+        option is warned about once, with the option it may have meant, and ignored: the
+        environment holds other programs' variables too, but a typo must not pass silently."""
+        for key, value in sorted(environ.items()):
+            if not key.startswith(ENV_PREFIX) or key in ENV_NOT_OPTIONS or key.startswith(ENV_TEST_PREFIX):
+                continue
+            name = key[len(ENV_PREFIX) :].lower()
+            if name not in self._specs:
+                close = self._closest(name)
+                hint = f" (did you mean {ENV_PREFIX}{close.upper()}?)" if close else ""
+                self.warn_once(key, f"environment variable {key} is not a toto option{hint}: ignored")
+                continue
+            try:
+                self.set(name, value)
+            except OptionError as exc:
+                raise OptionError(f"environment variable {key}: {exc}") from None
 
     def load_config_file(self, path: str) -> None:
         """Read a config file of ``name = value`` Python assignments (the original's format).
@@ -213,7 +248,12 @@ class Options:
         return rest
 
     def help_text(self, prog: str = "toto serve") -> str:
-        lines = [f"usage: {prog} [config_file] [--option=value ...]", ""]
+        lines = [
+            f"usage: {prog} [config_file] [--option=value ...]",
+            "Every option may also be set in the environment as TOTO_<OPTION> (TOTO_PORT=9000);",
+            "the command line wins over the environment, which wins over the config file.",
+            "",
+        ]
         groups: dict[str, list[OptionSpec]] = {}
         for spec in self._specs.values():
             groups.setdefault(spec.group, []).append(spec)
@@ -289,13 +329,15 @@ def read_options(
     options: Options, args: list[str], conf_file: str | None = None, values: Mapping[str, Any] | None = None
 ) -> None:
     """Apply, each over the one before: ``values`` (keyword arguments), the config file (the
-    first argument when it is not an option, else ``conf_file``), then the command line."""
+    first argument when it is not an option, else ``conf_file``), the environment's
+    ``TOTO_<NAME>`` variables, then the command line."""
     options.update(dict(values or {}))
     args = list(args)
     if args and not args[0].startswith("-"):
         conf_file = args.pop(0)
     if conf_file:
         options.load_config_file(conf_file)
+    options.load_environment(os.environ)
     rest = options.parse_command_line(args)
     if rest:
         raise OptionError(f"unexpected argument {rest[0]!r}")

@@ -67,8 +67,8 @@ class TotoServer:
 
     ``TotoServer(conf_file=None, **options).run()``. Options are applied in this
     order, each overriding the one before: defaults, keyword arguments, the config
-    file (``name = value`` lines), the command line (``--name=value``). Pass
-    ``argv=[]`` to ignore ``sys.argv`` when embedding the server.
+    file (``name = value`` lines), the environment (``TOTO_NAME=value``), the command
+    line (``--name=value``). Pass ``argv=[]`` to ignore ``sys.argv`` when embedding the server.
     """
 
     def __init__(self, conf_file: str | None = None, argv: list[str] | None = None, **options: Any) -> None:
