@@ -109,16 +109,16 @@ def cluster(session: nox.Session) -> None:
     namespaces behind HAProxy, Redis with Sentinels, PostgreSQL and NATS, every fault in turn;
     prints the fault table and writes it to cluster-faults.md (``-- -k short`` for the short run)."""
     install_everything(session)
-    session.env["TOTO_CLUSTER"] = "full"
-    session.env.setdefault("TOTO_CLUSTER_TABLE", str(ROOT / "cluster-faults.md"))
+    session.env["TOTO_TEST_CLUSTER"] = "full"
+    session.env.setdefault("TOTO_TEST_CLUSTER_TABLE", str(ROOT / "cluster-faults.md"))
     session.run("pytest", *(session.posargs or ["tests/cluster", "-q", "-ra", "-s", "-n", "0"]))
 
 
 @nox.session
 def fuzz(session: nox.Session) -> None:
-    """The fuzz suite of tests/fuzz long: TOTO_FUZZ_EXAMPLES examples per property (default 5000)."""
+    """The fuzz suite of tests/fuzz long: TOTO_TEST_FUZZ_EXAMPLES examples per property (default 5000)."""
     install_everything(session)
-    session.env.setdefault("TOTO_FUZZ_EXAMPLES", "5000")
+    session.env.setdefault("TOTO_TEST_FUZZ_EXAMPLES", "5000")
     session.run("pytest", "tests/fuzz", "-q", "-ra", *session.posargs)
 
 

@@ -30,8 +30,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "tests" / "apps" / "basic"
-POSTGRES_URL = os.environ.get("TOTO_SOAK_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-REDIS_URL = os.environ.get("TOTO_SOAK_REDIS_URL", "redis://127.0.0.1:6379/0")
+POSTGRES_URL = os.environ.get("TOTO_TEST_SOAK_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("TOTO_TEST_SOAK_REDIS_URL", "redis://127.0.0.1:6379/0")
 GROUP = 5  # clients sharing one session
 CYCLE = 25  # calls between a client's logout and its next login
 RETRIED = {1018}

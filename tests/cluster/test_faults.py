@@ -2,7 +2,7 @@
 namespaces behind HAProxy, Redis with Sentinels, PostgreSQL and NATS of their own.
 
 ``test_short_fault_run`` (two faults, in ``nox -s tests``) and ``test_full_fault_run`` (every fault,
-``nox -s cluster``, which sets ``TOTO_CLUSTER=full``) assert what the table promises: no
+``nox -s cluster``, which sets ``TOTO_TEST_CLUSTER=full``) assert what the table promises: no
 acknowledged write lost, no forced login, no acknowledged event lost, duplicated or reordered on
 a server that lived through the fault, no replay accepted, one login limit for the deployment,
 and only 1013 as an error. The suite needs root (network namespaces, iptables): without them it
@@ -22,7 +22,7 @@ from tests.cluster.net import NetworkUnavailable, check_can_make_networks
 from tests.cluster.rig import LOGIN_LIMIT
 
 #: Where the full run writes its table (docs/deployment.md shows it).
-TABLE = Path(os.environ.get("TOTO_CLUSTER_TABLE", "cluster-faults.md"))
+TABLE = Path(os.environ.get("TOTO_TEST_CLUSTER_TABLE", "cluster-faults.md"))
 
 
 @pytest.fixture(autouse=True)
@@ -65,7 +65,7 @@ def test_short_fault_run() -> None:
     check(rows)
 
 
-@pytest.mark.skipif(os.environ.get("TOTO_CLUSTER") != "full", reason="the full fault table runs in nox -s cluster")
+@pytest.mark.skipif(os.environ.get("TOTO_TEST_CLUSTER") != "full", reason="the full fault table runs in nox -s cluster")
 def test_full_fault_run() -> None:
     rows = run_faults(FAULTS, ("redis", "postgres", "nats"), lambda f: print(table([f]).splitlines()[-1], flush=True))
     TABLE.write_text(table(rows) + "\n")

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
-from toto.options import ENV_NOT_OPTIONS, ENV_TEST_PREFIX
+from toto.options import ENV_NOT_OPTIONS, ENV_TOOLING_PREFIXES
 from toto.testing import get_json
 
 from tests.core.test_plugins_and_options import run_toto
@@ -71,10 +71,13 @@ def test_a_variable_that_is_no_option_warns_once_with_a_suggestion_and_the_serve
 
 
 def test_every_toto_variable_the_code_reads_is_left_out_of_the_options():
-    """A TOTO_* name read somewhere in toto-core or a plugin must not be warned about as a typo."""
+    """A TOTO_* name read somewhere in toto-core, a plugin, the tests, the nox sessions or the
+    benchmark must not be warned about as a typo (a server started by them inherits it)."""
     read = set()
-    for source in [*ROOT.glob("toto_core/src/**/*.py"), *ROOT.glob("plugins/*/src/**/*.py")]:
-        read.update(re.findall(r"[\"'](TOTO_[A-Z0-9_]*[A-Z0-9])[\"']", source.read_text()))
+    sources = ("toto_core/src/**/*.py", "plugins/*/src/**/*.py", "tests/**/*.py", "bench/**/*.py", "noxfile.py")
+    for source in [path for pattern in sources for path in ROOT.glob(pattern)]:
+        text = source.read_text()
+        read.update(re.findall(r"(?:environ\.get\(|environ\[|getenv\(|env\[|= )[\"'](TOTO_[A-Z0-9_]*[A-Z0-9])[\"']", text))
     assert read, "the scan found the names"
-    assert {n for n in read if n not in ENV_NOT_OPTIONS and not n.startswith(ENV_TEST_PREFIX)} == set()
+    assert {n for n in read if n not in ENV_NOT_OPTIONS and not n.startswith(ENV_TOOLING_PREFIXES)} == set()
     assert "TOTO_PLUGINS" in read

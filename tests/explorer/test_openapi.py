@@ -15,7 +15,7 @@ from toto.testing.server import ServerProcess
 from tests.explorer.conftest import DESCRIBED, TYPED_APP, http
 
 #: Examples schemathesis found (its --generation-database), kept in git so every run replays them
-#: first. Runs work on a copy, so the tree stays clean; TOTO_UPDATE_FUZZ_CORPUS=1 adds what a run finds.
+#: first. Runs work on a copy, so the tree stays clean; TOTO_TEST_UPDATE_FUZZ_CORPUS=1 adds what a run finds.
 FUZZ_CORPUS = Path(__file__).parent / "fuzz-corpus"
 
 
@@ -106,7 +106,7 @@ def test_schemathesis_finds_no_server_error(start_server, tmp_path, hmac_mode: s
     unexpected exception in the server's log (each would have been an answer with code 1000)."""
     server = start_server(cwd=TYPED_APP, **DESCRIBED, hmac_mode=hmac_mode)
     corpus = FUZZ_CORPUS
-    if not os.environ.get("TOTO_UPDATE_FUZZ_CORPUS"):
+    if not os.environ.get("TOTO_TEST_UPDATE_FUZZ_CORPUS"):
         corpus = tmp_path / "corpus"
         shutil.copytree(FUZZ_CORPUS, corpus)
     command = [

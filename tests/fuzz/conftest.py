@@ -13,7 +13,7 @@ from tests.conftest import BASIC_APP, FAST
 from tests.fuzz.wire import Sent, rss_bytes
 
 #: Examples per property: a short run in ``nox -s tests``; ``nox -s fuzz`` sets it high.
-EXAMPLES = int(os.environ.get("TOTO_FUZZ_EXAMPLES", "150"))
+EXAMPLES = int(os.environ.get("TOTO_TEST_FUZZ_EXAMPLES", "150"))
 #: How much the server's resident memory may grow over a module's inputs.
 MEMORY_GROWTH_BOUND = 200 * 1024 * 1024
 

@@ -21,9 +21,10 @@ if TYPE_CHECKING:
 #: ``TOTO_<NAME>`` in the environment sets option ``<name>``.
 ENV_PREFIX = "TOTO_"
 #: ``TOTO_*`` variables that are not options, read where they are named (toto.plugins,
-#: toto.reloader): left alone here, as is every ``TOTO_TEST_*`` (test tooling's, toto.testing's).
+#: toto.reloader): left alone here, as is every ``TOTO_TEST_*`` and ``TOTO_BENCH_*`` (the
+#: tooling's: toto.testing, the test suite, its nox sessions and the benchmark).
 ENV_NOT_OPTIONS = frozenset({"TOTO_PLUGINS", "TOTO_TRACE_HOOKS", "TOTO_RELOAD_CHILD"})
-ENV_TEST_PREFIX = "TOTO_TEST_"
+ENV_TOOLING_PREFIXES = ("TOTO_TEST_", "TOTO_BENCH_")
 
 
 class OptionError(Exception):
@@ -159,7 +160,7 @@ class Options:
         option is warned about once, with the option it may have meant, and ignored: the
         environment holds other programs' variables too, but a typo must not pass silently."""
         for key, value in sorted(environ.items()):
-            if not key.startswith(ENV_PREFIX) or key in ENV_NOT_OPTIONS or key.startswith(ENV_TEST_PREFIX):
+            if not key.startswith(ENV_PREFIX) or key in ENV_NOT_OPTIONS or key.startswith(ENV_TOOLING_PREFIXES):
                 continue
             name = key[len(ENV_PREFIX) :].lower()
             if name not in self._specs:
