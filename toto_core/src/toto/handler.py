@@ -108,6 +108,7 @@ class TotoApplication:
         #: The WebSocket endpoint (``use_web_sockets``), or None.
         self.sockets: SocketHub | None = None
         if server.options.use_web_sockets:
+            # The socket face (and Tornado's WebSocket code) loads only for a server that serves sockets.
             from toto.websocket import SocketHub
 
             self.sockets = server.socket_hub = SocketHub(server)

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Any
 
+from toto import keysigning, originalhooks
+from toto.calls import error_for
 from toto.cookies import cookie_secret, read_signed_cookie, sign_cookie
 from toto.dbconnection import DBConnection
 from toto.exceptions import ERROR_MISSING_PARAMS, TotoException
@@ -174,16 +176,12 @@ class SeedHandler:
     def set_before_handler(cls, handler: Callable[[Any, uuid.UUID, str], Any]) -> None:
         """Call ``handler(request_handler, transaction_id, method)`` before every method call
         (HTTP, each batch entry, sockets) of servers made after this call (``toto.originalhooks``)."""
-        from toto import originalhooks
-
         originalhooks.before_handler = handler
 
     @classmethod
     def set_after_handler(cls, handler: Callable[[Any, uuid.UUID], Any]) -> None:
         """Call ``handler(request_handler, transaction_id)`` after every method call, with the
         ``transaction_id`` its before handler got."""
-        from toto import originalhooks
-
         originalhooks.after_handler = handler
 
     @classmethod
@@ -191,16 +189,12 @@ class SeedHandler:
         """The original's request check ``handler(request_handler, session, request, headers)``
         of ``hmac_enabled=True``'s per-session key (``toto.keysigning``): raise
         ``TotoException`` to refuse the request."""
-        from toto import keysigning
-
         keysigning.verify_handler = handler
 
     @classmethod
     def set_response_hmac_handler(cls, handler: Callable[..., str]) -> None:
         """The original's answer signature ``handler(request_handler, session, response_body)``
         (text) of ``hmac_enabled=True``'s per-session key (``toto.keysigning``)."""
-        from toto import keysigning
-
         keysigning.response_handler = handler
 
     @property
@@ -212,8 +206,6 @@ class SeedHandler:
     def error_info(self, e: BaseException) -> dict[str, Any]:
         """The original's error dict of an exception: a ``TotoException``'s ``{"code",
         "value"}``, anything else 1000 with its message (logged)."""
-        from toto.calls import error_for
-
         return error_for(e, "error_info", True).to_dict()
 
     # -- server and storage ---------------------------------------------------------------

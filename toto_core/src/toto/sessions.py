@@ -14,12 +14,12 @@ from collections.abc import Generator, Iterator, Mapping, MutableMapping
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from toto.account import TotoAccount
 from toto.exceptions import ERROR_SERVER, ERROR_SESSION_CONFLICT, TotoException
 from toto.storage import SessionRecord
 from toto.storage.checks import normalize_user_id
 
 if TYPE_CHECKING:
-    from toto.account import TotoAccount
     from toto.serializers import Serializer
     from toto.storage import Storage
 
@@ -223,8 +223,6 @@ class Session(MutableMapping[str, Any]):
     def get_account(self) -> TotoAccount:
         """The fields of this session's user's account (``toto.account``): ``await`` it
         before reading them; setting them and ``save()`` work from sync code too."""
-        from toto.account import TotoAccount
-
         return TotoAccount(self)
 
     # -- the original's class helpers (toto.session) ------------------------------------
