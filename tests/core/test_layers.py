@@ -65,7 +65,10 @@ DELIBERATE_INNER = {
     ("toto.reloader", "watchfiles"): "optional: --reload only (the toto-core[dev] extra)",
     ("toto.catalogue", "msgspec"): "optional: schemas of typed methods only",
     ("toto.validation", "msgspec"): "optional: typed parameters only (the toto-core[types] extra)",
-    ("toto.clientsessioncache", "cryptography"): "optional: the original's ClientCache only (the clientcache extra)",
+    (
+        "toto.original.clientsessioncache",
+        "cryptography",
+    ): "optional: the original's ClientCache only (the clientcache extra)",
     ("toto.transports.rsgi", "granian"): "optional: --http=granian only (the toto-core[granian] extra)",
     ("toto.transports.asgi", "uvicorn"): "optional: --http=uvicorn only (the toto-core[uvicorn] extra)",
     ("toto.testing.contract", "pytest"): "optional: the contract kit's skips, for a test runner that has pytest",
@@ -113,13 +116,13 @@ def _targets(module: str, path: Path, node: ast.Import | ast.ImportFrom, modules
     return targets
 
 
-def _imports_in(module: str, path: Path, modules: dict[str, Path]) -> list[tuple[str, bool, int]]:
+def _imports_in(module: str, path: Path, modules: dict[str, Path], typing: bool = False) -> list[tuple[str, bool, int]]:
     found: list[tuple[str, bool, int]] = []
 
     def visit(node: ast.AST, inner: bool) -> None:
         for child in ast.iter_child_nodes(node):
             if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
-                children = child.orelse
+                children = [*child.body, *child.orelse] if typing else child.orelse
             else:
                 children = [child]
             for one in children:
@@ -132,10 +135,11 @@ def _imports_in(module: str, path: Path, modules: dict[str, Path]) -> list[tuple
     return found
 
 
-def import_graph() -> dict[str, list[tuple[str, bool, int]]]:
-    """Each module of ``toto``: what it imports, as ``(target, inside a function, line)``."""
+def import_graph(typing: bool = False) -> dict[str, list[tuple[str, bool, int]]]:
+    """Each module of ``toto``: what it imports, as ``(target, inside a function, line)``; with
+    ``typing``, the imports for type checkers too."""
     modules = toto_modules()
-    return {module: _imports_in(module, path, modules) for module, path in modules.items()}
+    return {module: _imports_in(module, path, modules, typing) for module, path in modules.items()}
 
 
 def import_cycles(edges: dict[str, set[str]]) -> list[list[str]]:
@@ -203,3 +207,51 @@ def test_imports_inside_functions_are_only_the_deliberate_ones() -> None:
     assert sorted(unexpected) == [], "move these imports to the top of their module, or list them with a reason"
     stale = sorted(set(DELIBERATE_INNER) - set(found))
     assert stale == [], "these deliberate imports are gone: take them off DELIBERATE_INNER"
+
+
+# -- the seed surface (toto.original) ----------------------------------------------------------
+
+#: The request path: it reaches the seed surface through ``toto.original.seed`` alone (the class
+#: ``TotoHandler`` inherits, and the ``DBConnection`` of ``handler.db_connection``).
+REQUEST_PATH = ("toto.handler", "toto.websocket", "toto.pipeline", "toto.calls", "toto.context", "toto.transports")
+SEAM = "toto.original.seed"
+#: The original's import paths of modules that live in ``toto.original``.
+ORIGINAL_PATHS = ("toto.dbconnection", "toto.session", "toto.secret", "toto.tasks", "toto.clientsessioncache")
+
+
+def test_the_request_path_reaches_the_seed_surface_through_one_seam() -> None:
+    reached = {
+        f"{module} imports {target}"
+        for module, imports in import_graph(typing=True).items()
+        if module.startswith(REQUEST_PATH)
+        for target, _, _ in imports
+        if (target.startswith("toto.original") or target in ORIGINAL_PATHS) and target != SEAM
+    }
+    assert sorted(reached) == []
+
+
+def test_the_originals_import_paths_are_the_seed_modules_themselves() -> None:
+    """``import toto.session`` gives ``toto.original.session`` itself, whichever is imported
+    first, so what is set through one name (``TotoSession.set_serializer``) is set for both."""
+    script = "\n".join(
+        [
+            "import importlib, sys",
+            f"for name in {ORIGINAL_PATHS!r}:",
+            "    old = importlib.import_module(name)",
+            "    new = importlib.import_module('toto.original.' + name.rpartition('.')[2])",
+            "    assert old is new is sys.modules[name], name",
+            "from toto.session import SESSION_ID_LENGTH, TotoSession",
+            "from toto.dbconnection import DBConnection, Pending",
+            "from toto.secret import password_hash, verify_password",
+            "from toto.tasks import InstancePool, TaskQueue",
+            "from toto.clientsessioncache import AESCipher, ClientCache",
+            "from toto.handler import TotoHandler",
+            "import toto.session, toto.original.session",
+            "toto.session.TotoSession.set_serializer(__import__('json'))",
+            "assert toto.original.session.TotoSession.loads(toto.session.TotoSession.dumps({'a': 1})) == {'a': 1}",
+            "assert TotoHandler.get_argument and SESSION_ID_LENGTH and DBConnection and Pending and password_hash",
+            "print('ok')",
+        ]
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr

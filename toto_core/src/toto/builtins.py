@@ -11,7 +11,7 @@ from toto.health import health_routes
 from toto.http import Route, TransportSpec
 from toto.machinebus import MachineBus
 from toto.options import Options
-from toto.seed_options import define_seed_options
+from toto.original.options import define_seed_options
 from toto.serializers import JsonSerializer, Serializer
 from toto.signing import NoSigning, SessionKeySigning, UserIdSigning
 from toto.storage.memory import MemoryStorage

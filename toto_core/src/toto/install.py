@@ -1,7 +1,7 @@
 """What to install for a name Toto does not have yet: the distribution that serves a backend
 or a format, and the pip command that installs it.
 
-The plugin loader (``toto.plugins``), the options of the original (``toto.seed_options``)
+The plugin loader (``toto.plugins``), the options of the original (``toto.original.options``)
 and every error that names a missing plugin use these; they import nothing of Toto, so
 any layer may.
 """

@@ -87,7 +87,7 @@ class Options:
     def after_reading(self, apply: Callable[[Options], None]) -> None:
         """Call ``apply(options)`` once every source of options was read (``read_options``
         calls ``done_reading``): for options that are mapped onto others, as the original's
-        are (``toto.seed_options``). Whoever defines such options registers their mapping, so
+        are (``toto.original.options``). Whoever defines such options registers their mapping, so
         this module knows none of them."""
         self._after_reading.append(apply)
 

@@ -13,7 +13,7 @@ import tempfile
 import time
 from typing import TYPE_CHECKING, Any
 
-from toto import daemon, openapi, originalhooks
+from toto import daemon, openapi
 from toto.accesslog import AccessLog
 from toto.accounts import LoginLimiter, PasswordHasher
 from toto.catalogue import Catalogue
@@ -25,6 +25,9 @@ from toto.exceptions import PluginError
 from toto.handler import TotoApplication, TotoHandler
 from toto.lookup import MethodLookup
 from toto.options import OptionError, Options, define_all_options, read_options
+from toto.original import hooks as original_hooks
+from toto.original.options import apply_serializer_switches, run_seed_startup
+from toto.original.sessioncache import CACHED_SESSION_ID, CachedSessions
 from toto.origins import AllowedOrigins
 from toto.plugins import (
     default_storage,
@@ -37,8 +40,6 @@ from toto.plugins import (
     report_failures,
 )
 from toto.reloader import run_reloading
-from toto.seed_options import apply_serializer_switches, run_seed_startup
-from toto.sessioncache import CACHED_SESSION_ID, CachedSessions
 from toto.sessions import SessionManager
 from toto.transports import check_transport, make_transport
 
@@ -59,7 +60,7 @@ class Connection:
 
     def set_session_cache(self, cache: Any) -> None:
         """Keep sessions in ``cache`` (the original's, e.g. ``toto.clientsessioncache.ClientCache``)
-        instead of the storage; call it from the ``startup_function`` (``toto.sessioncache``)."""
+        instead of the storage; call it from the ``startup_function`` (``toto.original.sessioncache``)."""
         server = self._server
         if server is None or getattr(server, "sessions", None) is None:
             raise RuntimeError("set_session_cache is for a running server's connection (startup_function)")
@@ -178,9 +179,9 @@ class TotoServer:
             self.methods = MethodLookup(o.method_module, builtin_accounts=o.builtin_accounts, describe=o.describe)
         except ImportError as exc:
             raise PluginError(str(exc)) from None
-        if originalhooks.wanted() and not self.pm.has_plugin(originalhooks.PLUGIN_NAME):
-            # TotoHandler.set_before_handler / set_after_handler of the original (toto.seed)
-            self.pm.register(originalhooks.OriginalHooks(TotoHandler), name=originalhooks.PLUGIN_NAME)
+        if original_hooks.wanted() and not self.pm.has_plugin(original_hooks.PLUGIN_NAME):
+            # TotoHandler.set_before_handler / set_after_handler of the original (toto.original.seed)
+            self.pm.register(original_hooks.OriginalHooks(TotoHandler), name=original_hooks.PLUGIN_NAME)
         self._find_hot_hooks()
         self.login_limiter = LoginLimiter(
             int(o.login_attempts),

@@ -14,8 +14,8 @@ from collections.abc import Generator, Iterator, Mapping, MutableMapping
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from toto.account import TotoAccount
 from toto.exceptions import ERROR_SERVER, ERROR_SESSION_CONFLICT, TotoException
+from toto.original.account import TotoAccount
 from toto.storage import SessionRecord
 from toto.storage.checks import normalize_user_id
 
@@ -221,7 +221,7 @@ class Session(MutableMapping[str, Any]):
         return data
 
     def get_account(self) -> TotoAccount:
-        """The fields of this session's user's account (``toto.account``): ``await`` it
+        """The fields of this session's user's account (``toto.original.account``): ``await`` it
         before reading them; setting them and ``save()`` work from sync code too."""
         return TotoAccount(self)
 
@@ -331,7 +331,7 @@ class SessionManager:
         self.anon_renew_within = float(options.anon_session_renew)
         self._locks: dict[str, _LockEntry] = {}
 
-    #: What a session id may look like; a session cache (toto.sessioncache) allows longer ones.
+    #: What a session id may look like; a session cache (toto.original.sessioncache) allows longer ones.
     session_id_pattern: re.Pattern[str] = _SESSION_ID
 
     def encode_state(self, state: dict[str, Any]) -> bytes:

@@ -1,6 +1,6 @@
 """The original ``TotoHandler``'s class-level hooks, carried by Toto's own invoke hooks.
 
-``TotoHandler.set_before_handler(fn)`` and ``set_after_handler(fn)`` (``toto.seed``) keep
+``TotoHandler.set_before_handler(fn)`` and ``set_after_handler(fn)`` (``toto.original.seed``) keep
 the functions here; when one is set, the server registers ``OriginalHooks`` as a plugin
 (``TotoServer._configure``), so ``fn`` rides on ``toto_before_invoke`` /
 ``toto_after_invoke`` wherever a call runs: over HTTP, in each entry of a batch, on a
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from toto import hookimpl
 
 if TYPE_CHECKING:
-    from toto.seed import SeedHandler
+    from toto.original.seed import SeedHandler
 
 #: ``fn(handler, transaction_id, method)``, set by ``TotoHandler.set_before_handler``.
 before_handler: Callable[[Any, uuid.UUID, str], Any] | None = None
