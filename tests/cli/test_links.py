@@ -85,8 +85,8 @@ def test_the_templates_tell_how_to_install_toto_and_pytest() -> None:
 
 def test_the_servers_own_install_hints_name_a_checkout_or_a_wheel_folder() -> None:
     from toto.options import OptionError, Options
+    from toto.original.options import apply_serializer_switches
     from toto.plugins import install_hint
-    from toto.seed_options import apply_serializer_switches
 
     options = Options()
     options.define("msgpack_enabled", True, bool, "")

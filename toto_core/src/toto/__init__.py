@@ -6,10 +6,10 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from toto import gencompat as _gencompat
 from toto.exceptions import TotoException
+from toto.original import gencompat as _gencompat
 
-_gencompat.install()  # tornado.gen.Task for method code written for Tornado 4 (toto.gencompat)
+_gencompat.install()  # tornado.gen.Task for method code written for Tornado 4 (toto.original.gencompat)
 
 __version__ = "0.1.0"
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from toto.server import TotoServer
 from toto.transports.asgi import ASGIApp
 
 __all__ = ["ASGIApp", "app"]
@@ -26,6 +27,4 @@ __all__ = ["ASGIApp", "app"]
 
 def app(conf_file: str | None = None, **options: Any) -> ASGIApp:
     """An ASGI 3 application of a new ``TotoServer(conf_file, **options)``."""
-    from toto.server import TotoServer
-
     return ASGIApp(TotoServer(conf_file, argv=[], **options))

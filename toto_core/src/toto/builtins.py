@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from toto import hookimpl
+from toto import explorer, hookimpl
 from toto.auth import Authenticator
 from toto.events import LocalBus
+from toto.health import health_routes
 from toto.http import Route, TransportSpec
 from toto.machinebus import MachineBus
+from toto.options import Options
+from toto.original.options import define_seed_options
 from toto.serializers import JsonSerializer, Serializer
 from toto.signing import NoSigning, SessionKeySigning, UserIdSigning
 from toto.storage.memory import MemoryStorage
@@ -32,6 +35,12 @@ def toto_register_event_buses() -> dict[str, Any]:
 @hookimpl
 def toto_register_authenticators() -> dict[str, Authenticator]:
     return {"user_id": UserIdSigning(), "session_key": SessionKeySigning(), "off": NoSigning()}
+
+
+@hookimpl
+def toto_add_options(options: Options) -> None:
+    # The core's own options are defined by toto.options; the original's come as any plugin's.
+    define_seed_options(options)
 
 
 @hookimpl
@@ -63,11 +72,7 @@ def _uvicorn(server: Any, application: Any) -> Any:
 
 @hookimpl
 def toto_register_routes(server: Any) -> list[Route]:
-    from toto.health import health_routes
-
     routes = health_routes(server)
     if server.options.describe:
-        from toto import explorer
-
         routes += explorer.routes(server)
     return routes

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from toto.exceptions import ERROR_MALFORMED_REQUEST, ERROR_SERVER, TotoException
 
 if TYPE_CHECKING:
-    from toto.dbconnection import DBConnection
+    from toto.original.seed import DBConnection
     from toto.server import TotoServer
     from toto.sessions import Session
 
@@ -117,7 +117,7 @@ class BatchEntryBase:
     message). Each face's entry adds only what differs (toto.handler.BatchEntry,
     toto.websocket.SocketBatchEntry)."""
 
-    # weakly keyed by hooks (toto.originalhooks)
+    # weakly keyed by hooks (toto.original.hooks)
     __slots__ = ("__weakref__", "handler", "pending_reply")
 
     handler: Any

@@ -16,6 +16,14 @@ import sys
 from importlib import resources
 from typing import Any, NoReturn
 
+from toto import __version__
+from toto.client import TotoClient, TotoClientError
+from toto.console import exit_with_error as exit_with_error  # the one way a command line fails
+from toto.daemon import stop_command
+from toto.exceptions import PluginError
+from toto.options import Options
+from toto.plugins import CORE, get_plugin_manager
+
 USAGE = """usage: toto <command> [options]
 
 commands:
@@ -37,13 +45,6 @@ class CommandError(Exception):
     """An error the user can act on; ``main`` prints it as one line and exits 1."""
 
 
-def exit_with_error(message: str, status: int = 2) -> NoReturn:
-    """Print ``toto: error: <message>`` as one line on stderr and exit: status 2 for a bad
-    command line or configuration, 1 for a failure to do what was asked."""
-    print(f"toto: error: {message}", file=sys.stderr)
-    raise SystemExit(status)
-
-
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (and exit status 2)."""
 
@@ -57,11 +58,11 @@ class _Parser(argparse.ArgumentParser):
 
 def serve_command(argv: list[str]) -> int:
     if "--stop" in argv and not any(a.startswith(("--start", "--restart")) for a in argv):
-        from toto.daemon import stop_command
-
         stop_command(argv)
         return 0
     sys.path.insert(0, os.getcwd())  # the method package normally lives in the current directory
+    # The serving stack (Tornado, the request path) loads for toto serve only: toto new,
+    # plugins and call start without it.
     from toto.server import TotoServer
 
     TotoServer(argv=argv).run()
@@ -133,9 +134,6 @@ def plugins_command(argv: list[str]) -> int:
     )
     parser.add_argument("--json", action="store_true", help="print the list as JSON")
     args = parser.parse_args(argv)
-    from toto.exceptions import PluginError
-    from toto.plugins import CORE, get_plugin_manager
-
     try:
         pm = get_plugin_manager()
         report = [_describe_plugin(pm, plugin) for plugin in pm.get_plugins()]
@@ -160,8 +158,6 @@ def plugins_command(argv: list[str]) -> int:
 
 
 def _describe_plugin(pm: Any, plugin: Any) -> dict[str, Any]:
-    from toto.options import Options
-
     name, _, version = pm.label(plugin).partition(" ")
     hooks = sorted(caller.name for caller in pm.get_hookcallers(plugin) or [])
     registers: dict[str, list[str]] = {}
@@ -218,8 +214,6 @@ def call_command(argv: list[str]) -> int:
         raise CommandError(f"JSON parameters are not valid JSON: {exc}") from None
     if (args.user_id is None) != (args.password is None):
         raise CommandError("--user_id and --password go together")
-    from toto.client import TotoClient, TotoClientError
-
     try:
         client = TotoClient(args.url, hmac_mode=args.hmac_mode, serializer=args.serializer, timeout=args.timeout)
     except ValueError as exc:  # an hmac_mode or serializer that is not installed: a bad command line
@@ -269,8 +263,6 @@ def _run(args: list[str]) -> int:
         print(USAGE)
         return 0
     if args[0] in ("-V", "--version"):
-        from toto import __version__
-
         print(f"toto {__version__}")
         return 0
     command = COMMANDS.get(args[0])

@@ -8,7 +8,6 @@ installed scheme, a plugin's included), verify response signatures (a bad one ra
 from __future__ import annotations
 
 import asyncio
-import functools
 import http.client
 import random
 import time
@@ -16,90 +15,21 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 
 from toto.auth import Authenticator
-from toto.exceptions import ERROR_MALFORMED_REQUEST, ERROR_SERVICE_UNAVAILABLE, PluginError, TotoException
-from toto.serializers import JsonSerializer, Serializer
+
+# The client's choices and its error live in toto.clientsetup (shared with the socket client)
+# and keep their names here.
+from toto.clientsetup import JSON
+from toto.clientsetup import TotoClientError as TotoClientError
+from toto.clientsetup import find_authenticator as find_authenticator
+from toto.clientsetup import find_serializer as find_serializer
+from toto.clientsetup import has_client_half as has_client_half
+from toto.clientsetup import installed_authenticators as installed_authenticators
+from toto.clientsetup import installed_serializers as installed_serializers
+from toto.exceptions import ERROR_MALFORMED_REQUEST, ERROR_SERVICE_UNAVAILABLE, TotoException
+from toto.serializers import Serializer
 
 if TYPE_CHECKING:
     from toto.socketclient import TotoSocket
-
-
-class TotoClientError(TotoException):
-    """An error answer (``code``, ``value``), or a response that failed verification (1009)."""
-
-
-@functools.lru_cache(maxsize=1)
-def installed_serializers() -> dict[str, Serializer]:
-    """Content type -> serializer, for JSON and every installed plugin's (found once)."""
-    from toto.plugins import get_plugin_manager, merge_serializers
-
-    return merge_serializers(get_plugin_manager())
-
-
-@functools.lru_cache(maxsize=1)
-def installed_authenticators() -> dict[str, Authenticator]:
-    """``hmac_mode`` -> authenticator, the core's and every installed plugin's (found once)."""
-    from toto.plugins import get_plugin_manager, merge_named
-
-    return merge_named(get_plugin_manager(), "toto_register_authenticators")
-
-
-def has_client_half(authenticator: Authenticator) -> bool:
-    """Whether a scheme that signs on the server also signs and checks on the client."""
-    cls = type(authenticator)
-    signs = (
-        cls.verify_request is not Authenticator.verify_request or cls.sign_response is not Authenticator.sign_response
-    )
-    checks = (
-        cls.sign_request is not Authenticator.sign_request and cls.verify_response is not Authenticator.verify_response
-    )
-    return checks or not signs
-
-
-def find_authenticator(choice: str | Authenticator) -> Authenticator:
-    """The client half of a signing scheme, by ``hmac_mode`` name (``user_id``,
-    ``session_key``, ``off`` or a plugin's); an ``Authenticator`` is used as it is
-    (a scheme configured by hand)."""
-    if isinstance(choice, Authenticator):
-        found = choice
-        name = type(choice).__name__
-    else:
-        try:
-            registry = installed_authenticators()
-        except PluginError as exc:  # two plugins claiming one hmac_mode
-            raise ValueError(str(exc)) from None
-        found = registry.get(choice)  # type: ignore[assignment]
-        name = repr(choice)
-        if found is None:
-            raise ValueError(f"hmac_mode {choice!r} is not installed (installed: {', '.join(sorted(registry))})")
-    if not has_client_half(found):
-        raise ValueError(f"hmac_mode {name} has no client half (sign_request and verify_response)")
-    return found
-
-
-def find_serializer(choice: str | Serializer) -> Serializer:
-    """A wire serializer by name (``json``, ``msgpack``) or content type
-    (``application/msgpack``); a ``Serializer`` instance is used as it is."""
-    if isinstance(choice, Serializer):
-        return choice
-    key = choice.strip().lower()
-    if key in ("json", "application/json"):
-        return _JSON
-    from toto.exceptions import PluginError
-    from toto.plugins import install_hint
-
-    try:
-        registry = installed_serializers()
-    except PluginError as exc:  # two plugins claiming one content type
-        raise ValueError(str(exc)) from None
-    found = registry.get(key)
-    if found is None:
-        found = next((s for s in registry.values() if s.name == key), None)
-    if found is None:
-        raise ValueError(f"serializer {choice!r} is not installed; {install_hint(key)}")
-    return found
-
-
-_JSON = JsonSerializer()
 
 
 class _ClientCore:
@@ -225,7 +155,7 @@ class _ClientCore:
         if not content_type or content_type in self.serializer.content_types:
             return self.serializer
         if content_type == "application/json":
-            return _JSON
+            return JSON
         try:
             return installed_serializers().get(content_type, self.serializer)
         except Exception:  # a broken plugin set must not hide the answer's own error
@@ -376,6 +306,7 @@ class AsyncTotoClient(_ClientCore):
         sign: bool = True,
     ) -> tuple[int, Any, bytes]:
         """Send raw bytes; returns (status, headers, body) without checking anything."""
+        # Tornado's HTTP client, for the async client only: TotoClient and toto call load no Tornado.
         from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
         target, all_headers = self._prepare(method, path, body, content_type, headers, sign)
@@ -433,6 +364,7 @@ class AsyncTotoClient(_ClientCore):
         """A WebSocket to ``<url>/<path>`` (the server's ``socket_path``) with this client's
         session and signing: ``call``, ``batch``, ``subscribe`` (``toto.socketclient``).
         ``binary=True`` sends msgpack frames (toto-msgpack installed)."""
+        # Tornado's WebSocket client loads when a socket is opened, not with every HTTP client.
         from toto.socketclient import connect
 
         return await connect(self, path, binary)

@@ -4,7 +4,7 @@ one ``CallContext``, whichever face the call came in by.
 An HTTP request (``toto.handler.TotoHandler``), one entry of its batch
 (``toto.handler.BatchEntry``), a socket call (``toto.websocket.SocketCall``) and one entry
 of a socket batch (``toto.websocket.SocketBatchEntry``) each implement it. The seed surface
-(``get_argument``, cookies, ``redirect``...: ``toto.seed``) is HTTP's on top of it.
+(``get_argument``, cookies, ``redirect``...: ``toto.original.seed``) is HTTP's on top of it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     import asyncio
 
-    from toto.dbconnection import DBConnection
+    from toto.original.seed import DBConnection
     from toto.server import TotoServer
     from toto.sessions import Session
 

@@ -24,7 +24,6 @@ pidfile left by a crash is recognised as stale however the pids were reused.
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import os
 import select
@@ -34,6 +33,9 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
+from toto.console import exit_with_error
+from toto.exceptions import PluginError
+from toto.options import OptionError, Options, define_all_options, read_options
 from toto.pidfile import (
     LOCKING,
     Pidfile,
@@ -44,15 +46,17 @@ from toto.pidfile import (
     process_alive,
     read_pid,
 )
+from toto.plugins import get_plugin_manager, merge_named
+
+# DaemonError, process_count, serve_here and listen_ports keep their names here too.
+from toto.supervisor import DaemonError as DaemonError
+from toto.supervisor import Group, listen_ports, serve_here
+from toto.supervisor import process_count as process_count
 
 if TYPE_CHECKING:
     from toto.server import TotoServer
 
 log = logging.getLogger("toto.daemon")
-
-
-class DaemonError(Exception):
-    """A problem the operator can act on; printed as one line."""
 
 
 # -- entry point ------------------------------------------------------------------------------
@@ -76,18 +80,11 @@ def run(server: TotoServer) -> None:
             return
         serve(server)
     except (DaemonError, PidfileError) as exc:
-        from toto.cli import exit_with_error
-
         exit_with_error(str(exc), 1)
 
 
 def stop_command(argv: list[str]) -> None:
     """``toto serve --stop``: needs only the options, not the method package or storage."""
-    from toto.cli import exit_with_error
-    from toto.exceptions import PluginError
-    from toto.options import OptionError, Options, define_all_options, read_options
-    from toto.plugins import get_plugin_manager, merge_named
-
     options = Options()
     try:
         pm = get_plugin_manager()
@@ -102,13 +99,6 @@ def stop_command(argv: list[str]) -> None:
         exit_with_error(str(exc), 1)
 
 
-def process_count(server: TotoServer) -> int:
-    count = int(server.options.processes)
-    if count < -1:
-        raise DaemonError(f"--processes must be 0 or -1 (one per CPU) or more, got {count}")
-    return count if count > 0 else (os.cpu_count() or 1)
-
-
 def serve(server: TotoServer, pidfile: Pidfile | None = None) -> None:
     """Serve in the foreground: one process, or a supervised group."""
     count = process_count(server)
@@ -120,20 +110,7 @@ def serve(server: TotoServer, pidfile: Pidfile | None = None) -> None:
         return
     if not hasattr(os, "fork"):
         raise DaemonError("--processes needs a POSIX system (fork); run one process per port yourself")
-    from toto.supervisor import Group
-
     Group(server, count, pidfile).run()
-
-
-def serve_here(server: TotoServer, sockets: list[Any] | None = None) -> None:
-    """Serve in this process; a port that cannot be bound is one line, not a traceback."""
-    o = server.options
-    try:
-        server.run_process(sockets)
-    except OSError as exc:
-        if exc.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
-            raise
-        raise DaemonError(f"cannot listen on {o.address or '*'}:{o.port}: {exc.strerror}") from None
 
 
 # -- stopping -----------------------------------------------------------------------------------
@@ -262,12 +239,6 @@ def _daemon_main(server: TotoServer) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
     os._exit(code)
-
-
-def listen_ports(server: TotoServer) -> list[int]:
-    o = server.options
-    count = process_count(server)
-    return [int(o.port)] if o.reuse_port else [int(o.port) + i for i in range(count)]
 
 
 def _wait_until_serving(server: TotoServer, ready: int, log_start: int, timeout: float = 60.0) -> None:

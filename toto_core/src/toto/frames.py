@@ -34,6 +34,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from tornado.websocket import WebSocketProtocol13
+
 log = logging.getLogger("toto.websocket")
 
 #: Close codes used here (RFC 6455 section 7.4.1).
@@ -50,8 +52,6 @@ Close = Callable[[int, str], None]
 def frame_reading_followed() -> bool:
     """Whether this Tornado reads WebSocket frames through the method ``FrameWatch`` follows
     (checked once at startup, so a server never runs without the guard)."""
-    from tornado.websocket import WebSocketProtocol13
-
     return asyncio.iscoroutinefunction(getattr(WebSocketProtocol13, "_read_bytes", None))
 
 

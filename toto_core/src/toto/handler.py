@@ -38,17 +38,17 @@ from toto.exceptions import (
 )
 from toto.http import Request, Route
 from toto.lookup import Method
+from toto.original.seed import NO_DEFAULT, SeedHandler
 from toto.origins import callable_by_get
 from toto.plugins import install_hint
 from toto.redaction import redact_target
 from toto.response import HttpResponse, ResponseHeaders, ResponseWriter
-from toto.seed import _NO_DEFAULT, SeedHandler
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable
 
     from toto.context import CallContext
-    from toto.dbconnection import Pending
+    from toto.original.seed import Pending
     from toto.server import TotoServer
     from toto.sessions import Session
     from toto.websocket import SocketHub
@@ -108,6 +108,7 @@ class TotoApplication:
         #: The WebSocket endpoint (``use_web_sockets``), or None.
         self.sockets: SocketHub | None = None
         if server.options.use_web_sockets:
+            # The socket face (and Tornado's WebSocket code) loads only for a server that serves sockets.
             from toto.websocket import SocketHub
 
             self.sockets = server.socket_hub = SocketHub(server)
@@ -169,7 +170,7 @@ class TotoHandler(HttpResponse, SeedHandler):
     ``handler.request`` (Tornado's ``HTTPServerRequest``), and the response calls of a
     Tornado ``RequestHandler`` that raw answers need: ``set_header``, ``add_header``,
     ``clear_header``, ``set_status``, ``get_status``, ``write``, ``flush``, ``finish``;
-    and what the original's method code uses (``toto.seed``): ``get_argument(s)``,
+    and what the original's method code uses (``toto.original.seed``): ``get_argument(s)``,
     cookies, ``redirect``, ``settings``, ``db_connection``, ``retrieve_session``...
     """
 
@@ -769,8 +770,8 @@ class BatchEntry(BatchEntryBase):
 
     raw_respond = respond_raw
 
-    # The seed surface (toto.seed), on the batch's request.
-    def get_argument(self, name: str, default: Any = _NO_DEFAULT, strip: bool = True) -> Any:
+    # The seed surface (toto.original.seed), on the batch's request.
+    def get_argument(self, name: str, default: Any = NO_DEFAULT, strip: bool = True) -> Any:
         return self.handler.get_argument(name, default, strip)
 
     def get_arguments(self, name: str, strip: bool = True) -> list[str]:

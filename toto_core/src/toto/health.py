@@ -21,6 +21,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from toto.events import EventManager
 from toto.http import Request, Response, Route
 
 if TYPE_CHECKING:
@@ -37,8 +38,6 @@ def health_routes(server: TotoServer) -> list[Route]:
     timeout = float(server.options.health_timeout)
 
     async def ready(request: Request) -> Response:
-        from toto.events import EventManager
-
         bus = EventManager.instance().bus
         storage, event_bus = await asyncio.gather(
             _probe(server.storage.ping if server.storage is not None else None, timeout),

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
+from toto.serializers import JsonSerializer
+
 
 @dataclass
 class Request:
@@ -46,8 +48,6 @@ class Response:
 
     @classmethod
     def json(cls, value: object, status: int = 200) -> Response:
-        from toto.serializers import JsonSerializer
-
         return cls(status, JsonSerializer().encode(value), {"Content-Type": "application/json"})
 
     @classmethod

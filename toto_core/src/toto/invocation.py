@@ -30,8 +30,8 @@ from toto.exceptions import (
     TotoException,
 )
 from toto.exceptions import __all__ as _error_names
+from toto.original.tasks import TaskQueue
 from toto.redaction import redact_target
-from toto.tasks import TaskQueue
 
 __all__ = [
     *_error_names,

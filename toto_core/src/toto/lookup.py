@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import logging
 import re
 import sys
@@ -40,8 +41,6 @@ class Method:
     )
 
     def __init__(self, name: str, module: ModuleType) -> None:
-        import inspect
-
         self.name = name
         self.module = module
         self.invoke = module.invoke

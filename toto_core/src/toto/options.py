@@ -67,6 +67,7 @@ class Options:
     def __init__(self) -> None:
         object.__setattr__(self, "_specs", {})
         object.__setattr__(self, "_values", {})
+        object.__setattr__(self, "_after_reading", [])
 
     def define(
         self,
@@ -95,6 +96,18 @@ class Options:
         """Name an option the original itself retired: setting it warns once and does nothing."""
         self.define(name, None, str, f"ignored: {note}", group=group)
         self._specs[name].retired = note
+
+    def after_reading(self, apply: Callable[[Options], None]) -> None:
+        """Call ``apply(options)`` once every source of options was read (``read_options``
+        calls ``done_reading``): for options that are mapped onto others, as the original's
+        are (``toto.original.options``). Whoever defines such options registers their mapping, so
+        this module knows none of them."""
+        self._after_reading.append(apply)
+
+    def done_reading(self) -> None:
+        """Apply what ``after_reading`` registered, in the order it was registered."""
+        for apply in self._after_reading:
+            apply(self)
 
     def warn_once(self, key: str, message: str) -> None:
         """Log ``message`` (a warning) the first time ``key`` is seen."""
@@ -342,10 +355,7 @@ def read_options(
     rest = options.parse_command_line(args)
     if rest:
         raise OptionError(f"unexpected argument {rest[0]!r}")
-    if "nodaemon" in options:  # the original's options are defined (define_core_options)
-        from toto.seed_options import apply_seed_options
-
-        apply_seed_options(options)
+    options.done_reading()  # the mappings of options onto others (Options.after_reading)
 
 
 def define_all_options(
@@ -490,9 +500,6 @@ def define_core_options(options: Options, hmac_modes: Iterable[str] = (), transp
     )
     define_operations_options(options)
     define_development_options(options)
-    from toto.seed_options import define_seed_options
-
-    define_seed_options(options)
     define_socket_options(options)
 
 

@@ -35,7 +35,7 @@ from toto.lookup import Method
 
 if TYPE_CHECKING:
     from toto.context import CallContext
-    from toto.dbconnection import Pending
+    from toto.original.seed import Pending
     from toto.sessions import Session
 
 log = logging.getLogger("toto.request")

@@ -23,58 +23,25 @@ from typing import Any
 
 import pluggy
 
-from toto import hookspecs
+from toto import __version__, builtins, hookspecs
 from toto.exceptions import PluginError
+
+# The install hints live in toto.install (below the plugin loader) and keep their names here.
+from toto.install import CORE as CORE
+from toto.install import KNOWN_PROVIDERS as KNOWN_PROVIDERS
+from toto.install import install_command as install_command
+from toto.install import install_hint as install_hint
 
 log = logging.getLogger("toto.plugins")
 hook_log = logging.getLogger("toto.hooks")
-
-#: Which distribution offers the well-known backend names, for install hints.
-KNOWN_PROVIDERS = {
-    "sqlite": "toto-sql[sqlite]",
-    "postgres": "toto-sql[postgres]",
-    "postgresql": "toto-sql[postgres]",
-    "mysql": "toto-sql[mysql]",
-    "mariadb": "toto-sql[mysql]",
-    "redis": "toto-redis",
-    "mongodb": "toto-mongo",
-    "mongo": "toto-mongo",
-    "msgpack": "toto-msgpack",
-    "bson": "toto-mongo",
-    "application/msgpack": "toto-msgpack",
-    "application/x-msgpack": "toto-msgpack",
-    "application/bson": "toto-mongo",
-}
 
 #: Comma-separated plugins to load, by distribution (``toto-redis``) or entry-point name
 #: (``redis``); the core's built-ins always load.
 ENV_ONLY = "TOTO_PLUGINS"
 #: Set to 1 to log every hook call with its arguments and results.
 ENV_TRACE = "TOTO_TRACE_HOOKS"
-#: The name ``toto plugins`` shows for the built-ins.
-CORE = "toto-core"
 _BUILTINS = "toto.builtins"
 _HOOK_NAMES = sorted(name for name in dir(hookspecs) if name.startswith("toto_"))
-
-
-def install_command(spec: str) -> str:
-    """How to install the Toto distribution ``spec`` (``toto-sql[postgres]``) until it is on PyPI:
-    from a checkout of Toto, or from a folder of its built wheels."""
-    project = spec.split("[", 1)[0]
-    extras = spec[len(project) :]
-    folder = "toto_core" if project == CORE else "plugins/" + project.replace("-", "_")
-    return (
-        f"pip install './{folder}{extras}' from a Toto checkout, or "
-        f"pip install --find-links DIR '{spec}' from a folder of built wheels (nox -s build)"
-    )
-
-
-def install_hint(name: str) -> str:
-    """What to install for the backend or format ``name`` (``redis``, ``application/msgpack``)."""
-    dist = KNOWN_PROVIDERS.get(name)
-    if dist:
-        return f"{name!r} comes with {dist.split('[', 1)[0]}: {install_command(dist)}"
-    return f"install the plugin that provides {name!r}"
 
 
 def canonical_name(name: str) -> str:
@@ -204,8 +171,6 @@ def get_plugin_manager(load_entry_points: bool = True) -> TotoPluginManager:
     Raises ``PluginError`` when ``TOTO_PLUGINS`` names a plugin that is not installed;
     a plugin that fails to load is recorded in ``failures``.
     """
-    from toto import __version__, builtins
-
     pm = TotoPluginManager()
     pm.add(builtins, _BUILTINS, f"{CORE} {__version__}")
     if load_entry_points:

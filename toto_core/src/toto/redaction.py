@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+from urllib.parse import unquote_plus
 
 #: Parameter names whose values never reach a log (compared lower-cased), and the parts
 #: that make any name secret (``confirm_password``, ``api_token``, ``client_secret``).
@@ -59,8 +60,6 @@ def _redact_pair(match: re.Match[str]) -> str:
 def _unquoted(name: str) -> str:
     if "%" not in name and "+" not in name:
         return name
-    from urllib.parse import unquote_plus
-
     return unquote_plus(name)
 
 

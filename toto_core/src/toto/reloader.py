@@ -11,6 +11,7 @@ development only: the children are plain foreground servers (no ``--processes``,
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
 import logging
@@ -18,6 +19,8 @@ import os
 import shlex
 import sys
 from typing import TYPE_CHECKING, Any
+
+from toto.console import exit_with_error, setup_logging
 
 if TYPE_CHECKING:
     from toto.server import TotoServer
@@ -39,14 +42,11 @@ def watched_paths(server: TotoServer) -> tuple[list[str], str | None]:
 
 def run_reloading(server: TotoServer) -> None:
     """Serve ``server``'s configuration in a child, restarted on every change, until SIGINT or SIGTERM."""
-    from toto.cli import exit_with_error
-    from toto.server import setup_logging
-
     o = server.options
     if o.start or o.stop or o.restart or int(o.processes) != 1:
         exit_with_error("--reload serves one process in the foreground: drop --start/--stop/--restart/--processes")
     try:
-        import watchfiles
+        import watchfiles  # optional: the toto-core[dev] extra
     except ImportError:
         exit_with_error("--reload needs watchfiles: pip install watchfiles (the toto-core[dev] extra)")
     setup_logging(o.logging, o.log_format)
@@ -67,6 +67,7 @@ def run_reloading(server: TotoServer) -> None:
             "argv": [*given["argv"], "--reload=false", "--autoreload=false"],  # autoreload: the original's name
             "options": given["options"],
             "sys_path": sys.path,
+            "server_class": server_class(server),
         }
     )
     log.info("reloading on changes to %s", ", ".join([*directories, *([conf] if conf else [])]))
@@ -84,13 +85,26 @@ def run_reloading(server: TotoServer) -> None:
     )
 
 
+def server_class(server: TotoServer) -> str:
+    """``module:name`` of the server's class, for the child to make one of the same class (a
+    subclass of ``TotoServer`` too). A class the child cannot import by name (one defined in
+    the script that was run, ``__main__``) gives the ``TotoServer`` it derives from."""
+    cls = type(server)
+    while cls.__module__ == "__main__" or "<locals>" in cls.__qualname__:
+        cls = cls.__mro__[1]
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
 def serve_child() -> None:
-    """The child's side: make the server exactly as the parent was made, and serve."""
+    """The child's side: make the server exactly as the parent was made, and serve. The class
+    is found by name: this module sits below ``toto.server`` and does not import it."""
     given = json.loads(os.environ.pop(ENV_CHILD))
     sys.path[:] = given["sys_path"]
-    from toto.server import TotoServer
-
-    TotoServer(given["conf_file"], argv=given["argv"], **given["options"]).run()
+    module, _, name = given["server_class"].partition(":")
+    cls: Any = importlib.import_module(module)
+    for part in name.split("."):
+        cls = getattr(cls, part)
+    cls(given["conf_file"], argv=given["argv"], **given["options"]).run()
 
 
 if __name__ == "__main__":

@@ -13,11 +13,21 @@ import tempfile
 import time
 from typing import TYPE_CHECKING, Any
 
-from toto.cli import exit_with_error
+from toto import daemon, openapi
+from toto.accesslog import AccessLog
+from toto.accounts import LoginLimiter, PasswordHasher
+from toto.catalogue import Catalogue
+from toto.console import exit_with_error
+from toto.console import setup_logging as setup_logging
 from toto.cookies import CookieSessions
+from toto.events import EventManager
 from toto.exceptions import PluginError
+from toto.handler import TotoApplication, TotoHandler
 from toto.lookup import MethodLookup
 from toto.options import OptionError, Options, define_all_options, read_options
+from toto.original import hooks as original_hooks
+from toto.original.options import apply_serializer_switches, run_seed_startup
+from toto.original.sessioncache import CACHED_SESSION_ID, CachedSessions
 from toto.origins import AllowedOrigins
 from toto.plugins import (
     default_storage,
@@ -29,12 +39,12 @@ from toto.plugins import (
     pick,
     report_failures,
 )
-from toto.seed_options import apply_serializer_switches, run_seed_startup
+from toto.reloader import run_reloading
+from toto.sessions import SessionManager
 from toto.transports import check_transport, make_transport
 
 if TYPE_CHECKING:
     from toto.auth import Authenticator
-    from toto.handler import TotoApplication
     from toto.http import TransportSpec
 
 log = logging.getLogger("toto.server")
@@ -50,9 +60,7 @@ class Connection:
 
     def set_session_cache(self, cache: Any) -> None:
         """Keep sessions in ``cache`` (the original's, e.g. ``toto.clientsessioncache.ClientCache``)
-        instead of the storage; call it from the ``startup_function`` (``toto.sessioncache``)."""
-        from toto.sessioncache import CACHED_SESSION_ID, CachedSessions
-
+        instead of the storage; call it from the ``startup_function`` (``toto.original.sessioncache``)."""
         server = self._server
         if server is None or getattr(server, "sessions", None) is None:
             raise RuntimeError("set_session_cache is for a running server's connection (startup_function)")
@@ -171,14 +179,10 @@ class TotoServer:
             self.methods = MethodLookup(o.method_module, builtin_accounts=o.builtin_accounts, describe=o.describe)
         except ImportError as exc:
             raise PluginError(str(exc)) from None
-        from toto import originalhooks
-
-        if originalhooks.wanted() and not self.pm.has_plugin(originalhooks.PLUGIN_NAME):
-            # TotoHandler.set_before_handler / set_after_handler of the original (toto.seed)
-            self.pm.register(originalhooks.OriginalHooks(), name=originalhooks.PLUGIN_NAME)
+        if original_hooks.wanted() and not self.pm.has_plugin(original_hooks.PLUGIN_NAME):
+            # TotoHandler.set_before_handler / set_after_handler of the original (toto.original.seed)
+            self.pm.register(original_hooks.OriginalHooks(TotoHandler), name=original_hooks.PLUGIN_NAME)
         self._find_hot_hooks()
-        from toto.accounts import LoginLimiter, PasswordHasher
-
         self.login_limiter = LoginLimiter(
             int(o.login_attempts),
             float(o.login_window),
@@ -203,9 +207,6 @@ class TotoServer:
 
     def describe_methods(self) -> None:
         """Walk the method package (``describe`` on): fills ``catalogue``, ``description`` and ``openapi``."""
-        from toto import openapi
-        from toto.catalogue import Catalogue
-
         o = self.options
         self.catalogue = Catalogue(self.methods)
         self.description = {"hmac_mode": o.hmac_mode, "root": o.root, **self.catalogue.describe()}
@@ -213,21 +214,14 @@ class TotoServer:
 
     def make_app(self) -> TotoApplication:
         """The request path every transport serves (see ``toto.handler``)."""
-        from toto.handler import TotoApplication
-
         return TotoApplication(self)
 
     # -- lifecycle --------------------------------------------------------------------
     async def start(self, sockets: list[Any] | None = None, listen: bool = True) -> None:
         """Open storage and the event bus, then listen (on ``sockets`` when given; not at all
         when ``listen`` is false: an ASGI server in front, ``toto.asgi``)."""
-        from toto.events import EventManager
-        from toto.sessions import SessionManager
-
         o = self.options
         if o.access_log and logging.getLogger("toto.access").isEnabledFor(logging.INFO):
-            from toto.accesslog import AccessLog
-
             self.access_log = AccessLog()
         if o.describe:
             self.describe_methods()
@@ -283,8 +277,6 @@ class TotoServer:
         """Fail the readiness check and keep serving for ``drain_delay`` seconds (so a load
         balancer stops sending first), stop listening, let in-flight requests finish (up to
         ``drain_timeout``), then close the event bus and storage."""
-        from toto.events import EventManager
-
         self.draining = True
         if self.transport is not None:
             delay = float(self.options.drain_delay)
@@ -360,13 +352,9 @@ class TotoServer:
         """Serve as the options say: in this process, as ``--processes`` children, or
         detached (``--start``, ``--stop``, ``--restart``); see ``toto.daemon``."""
         if self.options.reload:
-            from toto.reloader import run_reloading
-
             run_reloading(self)
             return
-        from toto.daemon import run
-
-        run(self)
+        daemon.run(self)
 
     def run_process(self, sockets: list[Any] | None = None) -> None:
         """Configure logging and serve in this process until stopped."""
@@ -393,23 +381,3 @@ def pick_event_loop(wanted: str) -> str:
             raise PluginError("event_loop 'uvloop' is not installed here: pip install uvloop")
         return "asyncio"
     return "uvloop"
-
-
-def setup_logging(level: str, log_format: str = "text") -> None:
-    if level == "none":
-        logging.disable(logging.CRITICAL)
-        return
-    from toto.redaction import RedactingFilter
-
-    handler = logging.StreamHandler(sys.stderr)
-    # Whatever logs a request target (Toto, Tornado, a plugin, the application) does not write its secrets.
-    handler.addFilter(RedactingFilter())
-    if log_format == "json":
-        from toto.accesslog import JsonFormatter
-
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), handlers=[handler])
-    # Tornado's per-request access log is noise at info level.
-    logging.getLogger("tornado.access").setLevel(logging.WARNING)

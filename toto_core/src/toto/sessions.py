@@ -15,11 +15,11 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from toto.exceptions import ERROR_SERVER, ERROR_SESSION_CONFLICT, TotoException
+from toto.original.account import TotoAccount
 from toto.storage import SessionRecord
 from toto.storage.checks import normalize_user_id
 
 if TYPE_CHECKING:
-    from toto.account import TotoAccount
     from toto.serializers import Serializer
     from toto.storage import Storage
 
@@ -221,10 +221,8 @@ class Session(MutableMapping[str, Any]):
         return data
 
     def get_account(self) -> TotoAccount:
-        """The fields of this session's user's account (``toto.account``): ``await`` it
+        """The fields of this session's user's account (``toto.original.account``): ``await`` it
         before reading them; setting them and ``save()`` work from sync code too."""
-        from toto.account import TotoAccount
-
         return TotoAccount(self)
 
     # -- the original's class helpers (toto.session) ------------------------------------
@@ -333,7 +331,7 @@ class SessionManager:
         self.anon_renew_within = float(options.anon_session_renew)
         self._locks: dict[str, _LockEntry] = {}
 
-    #: What a session id may look like; a session cache (toto.sessioncache) allows longer ones.
+    #: What a session id may look like; a session cache (toto.original.sessioncache) allows longer ones.
     session_id_pattern: re.Pattern[str] = _SESSION_ID
 
     def encode_state(self, state: dict[str, Any]) -> bytes:

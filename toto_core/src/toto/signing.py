@@ -12,9 +12,9 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from toto import keysigning
 from toto.auth import Authenticator, ClientSession
 from toto.exceptions import ERROR_INVALID_HMAC, ERROR_INVALID_RESPONSE_HMAC, ERROR_SIGNATURE_EXPIRED, TotoException
+from toto.original import keysigning
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable
@@ -124,7 +124,7 @@ class UserIdSigning(Authenticator):
             bool,
             "user_id mode: check x-toto-hmac on requests (the default; False serves clients that "
             "do not sign, like the 2017 iOS client's default; answers are signed either way); "
-            "True also gives each session the 2016 original's signing key (toto.keysigning)",
+            "True also gives each session the 2016 original's signing key (toto.original.keysigning)",
         )
 
     def configure(self, options: Options) -> None:

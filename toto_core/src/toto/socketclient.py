@@ -16,14 +16,13 @@ from typing import TYPE_CHECKING, Any
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
+from toto.clientsetup import JSON, TotoClientError, find_serializer
 from toto.eventbus import Position
 from toto.exceptions import ERROR_MALFORMED_REQUEST, TotoException
-from toto.serializers import JsonSerializer
 
 if TYPE_CHECKING:
     from toto.client import AsyncTotoClient
 
-_JSON = JsonSerializer()
 #: Raised on calls of a socket the server closed: code is the close code (1001, 1008, 1009, 1013...).
 ERROR_SOCKET_CLOSED = 1006
 
@@ -70,11 +69,9 @@ class TotoSocket:
         self.close_code: int | None = None
         self.close_reason: str | None = None
         if binary:
-            from toto.client import find_serializer
-
             self._serializer = find_serializer("msgpack")
         else:
-            self._serializer = _JSON
+            self._serializer = JSON
         self._reader = asyncio.ensure_future(self._read())
 
     # -- calling ------------------------------------------------------------------------------
@@ -86,8 +83,6 @@ class TotoSocket:
 
     async def batch(self, calls: dict[str, tuple[str, Any]]) -> dict[str, Any]:
         """Several calls in one message: each id's result, or its ``TotoClientError``."""
-        from toto.client import TotoClientError
-
         batch = {k: {"method": m, "parameters": {} if p is None else p} for k, (m, p) in calls.items()}
         answer = await self._send({"batch": batch})
         self._result(answer)
@@ -233,7 +228,7 @@ class TotoSocket:
                 break
             try:
                 data = frame.encode("utf-8") if isinstance(frame, str) else frame
-                message = (self._serializer if isinstance(frame, bytes) else _JSON).decode(data)
+                message = (self._serializer if isinstance(frame, bytes) else JSON).decode(data)
             except Exception:  # noqa: S112 - an unreadable frame answers no call: skip it
                 continue
             if not isinstance(message, dict):
@@ -268,8 +263,6 @@ class TotoSocket:
 
     @staticmethod
     def _result(answer: dict[str, Any]) -> Any:
-        from toto.client import TotoClientError
-
         error = answer.get("error")
         if error is not None:
             if not isinstance(error, dict):

@@ -1,4 +1,6 @@
-"""The parent of a ``--processes`` group: forks the servers, restarts one that dies, stops them all.
+"""The parent of a ``--processes`` group: forks the servers, restarts one that dies, stops them all;
+and what serving in processes needs whether detached or not (``serve_here``, ``process_count``,
+``listen_ports``, ``DaemonError``), shared with ``toto.daemon`` above it.
 
 With ``--reuse_port`` every child listens on ``port`` (SO_REUSEPORT); otherwise child N
 listens on ``port + N``. SIGTERM to the parent is forwarded to every child, which then
@@ -8,6 +10,7 @@ drains (see ``TotoServer.stop``).
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import shutil
@@ -17,7 +20,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from toto.daemon import DaemonError, listen_ports, serve_here
+from toto.console import setup_logging
 from toto.pidfile import Pidfile, child_pidfile, write_pid
 
 if TYPE_CHECKING:
@@ -29,6 +32,34 @@ log = logging.getLogger("toto.daemon")
 _QUICK_DEATH = 2.0
 #: Failed starts in a row after which the group gives up (e.g. the port is taken).
 _MAX_QUICK_DEATHS = 5
+
+
+class DaemonError(Exception):
+    """A problem the operator can act on; printed as one line."""
+
+
+def process_count(server: TotoServer) -> int:
+    count = int(server.options.processes)
+    if count < -1:
+        raise DaemonError(f"--processes must be 0 or -1 (one per CPU) or more, got {count}")
+    return count if count > 0 else (os.cpu_count() or 1)
+
+
+def serve_here(server: TotoServer, sockets: list[Any] | None = None) -> None:
+    """Serve in this process; a port that cannot be bound is one line, not a traceback."""
+    o = server.options
+    try:
+        server.run_process(sockets)
+    except OSError as exc:
+        if exc.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
+            raise
+        raise DaemonError(f"cannot listen on {o.address or '*'}:{o.port}: {exc.strerror}") from None
+
+
+def listen_ports(server: TotoServer) -> list[int]:
+    o = server.options
+    count = process_count(server)
+    return [int(o.port)] if o.reuse_port else [int(o.port) + i for i in range(count)]
 
 
 class Group:
@@ -45,8 +76,6 @@ class Group:
         self.exit_code = 0
 
     def run(self) -> None:
-        from toto.server import setup_logging
-
         o = self.server.options
         setup_logging(o.logging, o.log_format)
         # A private directory for the group's shared files (machine bus sockets, plugins' files
@@ -113,6 +142,7 @@ class Group:
         elif o.http != "granian":
             # granian binds its own socket (with SO_REUSEPORT): one bound here and closed once
             # it listens would reset the connections the kernel had queued on it meanwhile.
+            # Imported here: the commands that only stop a server (toto serve --stop) load no Tornado.
             from tornado.netutil import bind_sockets
 
             try:

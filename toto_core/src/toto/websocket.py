@@ -35,7 +35,6 @@ from tornado.websocket import WebSocketClosedError, WebSocketHandler
 from toto import pipeline
 from toto.auth import Authenticator
 from toto.calls import BatchEntryBase, connection_gone, error_for, resolve_batch, respond
-from toto.dbconnection import DBConnection
 from toto.eventbus import Position
 from toto.events import EventManager, parse_position, position_frame
 from toto.exceptions import (
@@ -51,12 +50,13 @@ from toto.exceptions import (
 )
 from toto.frames import FrameWatch, UnfinishedMessages, frame_reading_followed
 from toto.lookup import Method, MethodLookup
+from toto.original.seed import DBConnection
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable
 
     from toto.context import CallContext
-    from toto.dbconnection import Pending
+    from toto.original.seed import Pending
     from toto.serializers import Serializer
     from toto.server import TotoServer
     from toto.sessions import Session

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -20,8 +21,6 @@ NESTED_STATE = {
 
 
 def _state_bytes(value: Any) -> bytes:
-    import json
-
     return json.dumps(value, ensure_ascii=False).encode("utf-8")
 
 

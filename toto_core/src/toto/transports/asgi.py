@@ -26,6 +26,7 @@ from toto.transports.guards import (
 )
 from toto.transports.queued import QueuedWriter, exchange
 from toto.transports.request import build_request, collect_headers
+from toto.transports.tornado import bind_from_options
 
 if TYPE_CHECKING:
     from toto.handler import TotoApplication, TotoHandler
@@ -246,8 +247,6 @@ class UvicornTransport:
 
     async def listen(self, sockets: list[socket.socket] | None) -> None:
         import uvicorn
-
-        from toto.transports.tornado import bind_from_options
 
         o = self.server.options
         if sockets is None:

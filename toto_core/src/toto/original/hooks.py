@@ -1,6 +1,6 @@
 """The original ``TotoHandler``'s class-level hooks, carried by Toto's own invoke hooks.
 
-``TotoHandler.set_before_handler(fn)`` and ``set_after_handler(fn)`` (``toto.seed``) keep
+``TotoHandler.set_before_handler(fn)`` and ``set_after_handler(fn)`` (``toto.original.seed``) keep
 the functions here; when one is set, the server registers ``OriginalHooks`` as a plugin
 (``TotoServer._configure``), so ``fn`` rides on ``toto_before_invoke`` /
 ``toto_after_invoke`` wherever a call runs: over HTTP, in each entry of a batch, on a
@@ -17,9 +17,12 @@ from __future__ import annotations
 import uuid
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from toto import hookimpl
+
+if TYPE_CHECKING:
+    from toto.original.seed import SeedHandler
 
 #: ``fn(handler, transaction_id, method)``, set by ``TotoHandler.set_before_handler``.
 before_handler: Callable[[Any, uuid.UUID, str], Any] | None = None
@@ -35,17 +38,18 @@ def wanted() -> bool:
 
 
 class OriginalHooks:
-    """The plugin that calls the application's before and after handlers."""
+    """The plugin that calls the application's before and after handlers. ``request_handler``
+    is the class of the request's own handler (``TotoHandler``, given by the server: this
+    module sits below it), whose ``transaction_id`` a plain call's hooks share."""
 
-    def __init__(self) -> None:
+    def __init__(self, request_handler: type[SeedHandler]) -> None:
+        self._request_handler = request_handler
         # Targets that are not the request's handler (a batch entry, a socket call): their
         # own id, from the before call to the after call.
         self._ids: weakref.WeakKeyDictionary[Any, uuid.UUID] = weakref.WeakKeyDictionary()
 
     def _transaction_id(self, target: Any, new: bool) -> uuid.UUID:
-        from toto.seed import SeedHandler
-
-        if isinstance(target, SeedHandler):
+        if isinstance(target, self._request_handler):
             return target.transaction_id
         try:
             known = self._ids.get(target)

@@ -15,9 +15,14 @@ from collections.abc import Callable
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Any
 
+from toto.calls import error_for
 from toto.cookies import cookie_secret, read_signed_cookie, sign_cookie
-from toto.dbconnection import DBConnection
 from toto.exceptions import ERROR_MISSING_PARAMS, TotoException
+from toto.original import hooks, keysigning
+
+# The request path takes DBConnection and Pending from here too: this module is its one seam.
+from toto.original.dbconnection import DBConnection as DBConnection
+from toto.original.dbconnection import Pending as Pending
 
 if TYPE_CHECKING:
     from tornado import httputil
@@ -26,7 +31,7 @@ if TYPE_CHECKING:
     from toto.server import TotoServer
     from toto.sessions import Session
 
-_NO_DEFAULT: Any = object()
+NO_DEFAULT: Any = object()
 
 
 class SeedHandler:
@@ -50,7 +55,7 @@ class SeedHandler:
     _transaction_id: uuid.UUID | None = None
     _raw_type: str | None = None
     _response_type: str | None = None
-    #: The request was signed with its session's 2016 key (``toto.keysigning``): so is the answer.
+    #: The request was signed with its session's 2016 key (``toto.original.keysigning``): so is the answer.
     _signed_by_key = False
 
     # -- arguments ------------------------------------------------------------------------
@@ -68,12 +73,12 @@ class SeedHandler:
             texts.append(text.strip() if strip else text)
         return texts
 
-    def get_argument(self, name: str, default: Any = _NO_DEFAULT, strip: bool = True) -> Any:
+    def get_argument(self, name: str, default: Any = NO_DEFAULT, strip: bool = True) -> Any:
         """The last value of argument ``name``; without a ``default``, missing is 1003."""
         values = self.get_arguments(name, strip)
         if values:
             return values[-1]
-        if default is _NO_DEFAULT:
+        if default is NO_DEFAULT:
             raise TotoException(ERROR_MISSING_PARAMS, f"Missing argument {name}")
         return default
 
@@ -173,34 +178,26 @@ class SeedHandler:
     @classmethod
     def set_before_handler(cls, handler: Callable[[Any, uuid.UUID, str], Any]) -> None:
         """Call ``handler(request_handler, transaction_id, method)`` before every method call
-        (HTTP, each batch entry, sockets) of servers made after this call (``toto.originalhooks``)."""
-        from toto import originalhooks
-
-        originalhooks.before_handler = handler
+        (HTTP, each batch entry, sockets) of servers made after this call (``toto.original.hooks``)."""
+        hooks.before_handler = handler
 
     @classmethod
     def set_after_handler(cls, handler: Callable[[Any, uuid.UUID], Any]) -> None:
         """Call ``handler(request_handler, transaction_id)`` after every method call, with the
         ``transaction_id`` its before handler got."""
-        from toto import originalhooks
-
-        originalhooks.after_handler = handler
+        hooks.after_handler = handler
 
     @classmethod
     def set_hmac_handler(cls, handler: Callable[..., Any]) -> None:
         """The original's request check ``handler(request_handler, session, request, headers)``
-        of ``hmac_enabled=True``'s per-session key (``toto.keysigning``): raise
+        of ``hmac_enabled=True``'s per-session key (``toto.original.keysigning``): raise
         ``TotoException`` to refuse the request."""
-        from toto import keysigning
-
         keysigning.verify_handler = handler
 
     @classmethod
     def set_response_hmac_handler(cls, handler: Callable[..., str]) -> None:
         """The original's answer signature ``handler(request_handler, session, response_body)``
-        (text) of ``hmac_enabled=True``'s per-session key (``toto.keysigning``)."""
-        from toto import keysigning
-
+        (text) of ``hmac_enabled=True``'s per-session key (``toto.original.keysigning``)."""
         keysigning.response_handler = handler
 
     @property
@@ -212,8 +209,6 @@ class SeedHandler:
     def error_info(self, e: BaseException) -> dict[str, Any]:
         """The original's error dict of an exception: a ``TotoException``'s ``{"code",
         "value"}``, anything else 1000 with its message (logged)."""
-        from toto.calls import error_for
-
         return error_for(e, "error_info", True).to_dict()
 
     # -- server and storage ---------------------------------------------------------------

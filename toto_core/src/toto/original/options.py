@@ -29,9 +29,10 @@ from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from toto.events import EventManager
 from toto.exceptions import PluginError
+from toto.install import install_command
 from toto.options import OptionError, Options
-from toto.plugins import install_command
 
 if TYPE_CHECKING:
     from toto.serializers import Serializer
@@ -123,7 +124,9 @@ def _daemon(value: Any) -> str:
 
 
 def define_seed_options(options: Options) -> None:
-    """Define the original's options (shown by ``--help`` under their own heading)."""
+    """Define the original's options (shown by ``--help`` under their own heading), and map
+    them onto ours once every source of options was read (``apply_seed_options``). The core's
+    plugin calls this from ``toto_add_options`` (``toto.builtins``)."""
     d = options.define
     d("daemon", "", _daemon, "start, stop or restart in the background (config files; see --start)", group=GROUP)
     d("nodaemon", False, bool, "serve in the foreground, whatever daemon says", group=GROUP)
@@ -169,6 +172,7 @@ def define_seed_options(options: Options) -> None:
         options.refuse(name, replacement, group=GROUP)
     for name, note in RETIRED.items():
         options.retire(name, note, group=GROUP)
+    options.after_reading(apply_seed_options)
 
 
 def apply_seed_options(options: Options) -> None:
@@ -268,8 +272,6 @@ async def run_seed_startup(server: TotoServer, application: Any) -> None:
     the server listens; ``application`` is the request callback that will serve."""
     o = server.options
     if o.event_init_module:
-        from toto.events import EventManager
-
         module = _load(o.event_init_module, "event_init_module")
         setup = getattr(module, "invoke", None)
         if not callable(setup):
