@@ -60,7 +60,7 @@ BACKENDS = ("memory", "sqlite", "postgres", "mysql", "redis", "mongodb")
 # Rows that also run on every HTTP transport ``toto serve --http`` offers beside Tornado.
 TRANSPORT_ROWS = ("echo", "signed memory", "signed redis", f"batch of {BATCH_SIZE}")
 # Rows that get a twin per --twins entry: the same row with one thing changed, in the same run.
-# Their rows on each transport besides Tornado (``echo (granian)``...) get twins too.
+# Their rows on each transport besides Tornado (``echo (granian)``...) and the socket rows get twins too.
 TWIN_ROWS = ("echo", f"batch of {BATCH_SIZE}", "signed memory")
 
 
@@ -395,7 +395,7 @@ class Bench:
         for base in self.rows:
             rows.append(base)
             on_transport = base.note.startswith("--http=") and base.name.rsplit(" (", 1)[0] in TWIN_ROWS
-            if base.name not in TWIN_ROWS and not on_transport:
+            if base.name not in TWIN_ROWS and not on_transport and base.kind != "socket":
                 continue
             kind, options, prepare, note, plugins = self.specs[base.name]
             for twin in twins:
@@ -405,6 +405,7 @@ class Bench:
                 env = {**own, **twin.env}
                 server = toto_server(name, opts, opts.get("event_loop", self.s.loop), env=env)
                 row = Row(name, "twin", f"{note}; {twin.label}", server, prepare)
+                row.loader = base.loader  # a socket row's twin is loaded as its row is
                 rows.append(row)
                 self.twin_pairs.append((base, row))
         self.rows = rows
@@ -508,6 +509,7 @@ class Bench:
                 row = Row(name, "socket", note, server, socket_prepare)
                 row.loader = harness.socket_loader(connections, inflight)
                 self.rows.append(row)
+                self.specs[name] = ("socket", opts, socket_prepare, note, ())
         for transport in transports(help_text):
             for base in TRANSPORT_ROWS:
                 backend = base.split(" ")[1] if base.startswith("signed") else "memory"
