@@ -3,8 +3,9 @@
 ``python bench/profile.py ROW [--http NAME] [--seconds S] [--rate HZ] [--checkout PATH]`` starts the
 benchmark's server for ROW (echo, batch, signed-memory, signed-redis, socket-x1, socket-x50, or
 ceiling: the bare granian RSGI app), loads it as bench/run.py does (wrk, 2 threads, 50
-connections; the socket rows with bench/socket_load.py) and records it with ``py-spy record --format raw`` for the same time. The samples
-(collapsed stacks, ``bench/results/profile-ROW.txt``) are summed two ways:
+connections; the socket rows with bench/socket_load.py) and records it with ``py-spy record
+--format raw`` for the same time. The samples (collapsed stacks,
+``bench/results/profile-ROW.txt``) are summed two ways:
 
 - own time: the innermost Python frame of each sample (time in C code, a socket send
   or the C JSON encoder, counts for the Python function that called it);
