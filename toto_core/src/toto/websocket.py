@@ -10,7 +10,10 @@ The socket face of the one call sequence (``toto.pipeline``, which HTTP requests
 Per message: parse (the frame's serializer) -> (session-naming message: remember the id)
 -> resolve the method -> ``pipeline.open_session`` (the authenticator's message half) ->
 ``pipeline.invoke`` / ``run_batch`` -> follow a login or logout -> answer ``{"id",
-"result"|"error"}``. Calls run as tasks of their own, so answers may come out of order.
+"result"|"error"}``. A plain method with no session to load and no request hooks to
+hear of it answers within ``on_message``; other calls run as tasks of their own, so
+answers may come out of order. A socket's answers and pushes of one loop tick leave in
+one write (``TotoSocketHandler._flush``).
 
 Signed calls (see README "WebSockets" for the exact bytes): the frame's serializer finds
 the ``hmac`` member and the bytes it covers (``Serializer.split_signature``: JSON text
@@ -778,6 +781,16 @@ class SocketCall:
     headers_only = False
     pending_work: list[Pending[Any]] | None = None
     _db_connection: DBConnection | None = None
+    # What a call starts with and most never change: class attributes, so a message does not
+    # set them one by one (an instance attribute replaces one when it is written).
+    session: Session | None = None
+    session_error: TotoException | None = None
+    locked_session: Session | None = None
+    called: str | None = None
+    batch_size: int | None = None
+    close_reason: str | None = None
+    opened_with: Session | None = None
+    pending_reply: asyncio.Future[Any] | None = None
 
     def __init__(self, socket: TotoSocketHandler, message: dict[str, Any], data: bytes, serializer: Serializer) -> None:
         self.socket = socket
@@ -788,15 +801,7 @@ class SocketCall:
         #: The message's bytes, and the format they were read in.
         self.data = data
         self.serializer = serializer
-        self.session: Session | None = None
-        self.session_error: TotoException | None = None
-        self.locked_session: Session | None = None
-        self.called: str | None = None
-        self.batch_size: int | None = None
-        self.close_reason: str | None = None
-        self.opened_with: Session | None = None
         self.active_methods: list[Method] = []
-        self.pending_reply: asyncio.Future[Any] | None = None
 
     @property
     def _finished(self) -> bool:
