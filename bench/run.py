@@ -338,6 +338,7 @@ def backend_options(backend: str, help_text: str) -> Iterator[dict[str, Any]]:
 @dataclass
 class Settings(harness.Settings):
     soak_requests: int
+    soak_row: str
     only: set[str] | None
     twins: str
 
@@ -541,7 +542,7 @@ class Bench:
                 # The same run's HTTP echo, round by round (each against its neighbouring baselines).
                 row.extra["x_http_echo"] = round(row.ratio / echo.ratio, 3) if echo.ratio else None
                 row.note += f"; x{row.extra['x_http_echo']:.2f} HTTP echo"
-        self.run_soak("signed memory")
+        self.run_soak(self.s.soak_row)
 
     def run_soak(self, name: str) -> None:
         """RSS growth over soak_requests requests on row ``name``, after its warm-up and rounds."""
@@ -655,6 +656,9 @@ def targets(rows: list[Row], soak: dict[str, Any], connections: int) -> list[dic
     idle = [r.idle_rss_mb for r in rows if r.kind not in ("baseline", "peer", "processes", "twin") and r.idle_rss_mb]
     if idle:
         at_most("idle RSS after start (MB, largest Toto row)", max(idle), 60)
+    postgres = by_name.get("signed postgres")
+    if postgres is not None and postgres.idle_rss_mb:
+        at_most("idle RSS of the server on PostgreSQL (MB)", postgres.idle_rss_mb, 60)
     if soak:
         add(f"RSS growth over {soak['requests']} requests (%)", soak["growth_pct"], "< 10", soak["growth_pct"] < 10)
     return out
@@ -686,6 +690,9 @@ def main(argv: list[str] | None = None) -> int:
     harness.add_load_options(parser, rounds=5, quick="the whole benchmark in about two minutes")
     parser.add_argument("--soak", type=int, help="requests for the RSS growth check (default 200000, quick 20000)")
     parser.add_argument(
+        "--soak-row", default="signed memory", help="the row the RSS growth check loads (e.g. 'signed postgres')"
+    )
+    parser.add_argument(
         "--loop", choices=("auto", "asyncio", "uvloop"), default="auto", help="event loop of every server"
     )
     parser.add_argument(
@@ -706,6 +713,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings(
         **harness.load_settings(args, pick_loop() if args.loop == "auto" else args.loop),
         soak_requests=args.soak if args.soak is not None else (20_000 if args.quick else 200_000),
+        soak_row=args.soak_row,
         only={x.strip() for x in args.only.split(",")} if args.only else None,
         twins=args.twins,
     )
