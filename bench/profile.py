@@ -216,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
         # stacks short under load, which spoils the inclusive sums.
         record = ["record", "--format", "raw", "--rate", str(args.rate)]
         record += ["--duration", str(args.seconds), "--pid", str(server.proc.pid), "--output", str(out)]
+        if args.row == "ceiling":
+            record.append("--subprocesses")  # granian's CLI serves from a worker process it spawns
         command = " ".join(["py-spy", *record]).replace(str(server.proc.pid), "PID").replace(str(out), "OUT")
         # wrk runs a little longer than py-spy records, so every sample is under load.
         loading = threading.Thread(target=loads, args=(args.seconds + 2,))

@@ -705,11 +705,12 @@ class TotoSocketHandler(WebSocketHandler):
         self._out = None
         connection = self.ws_connection
         count = len(out) // 2  # a head and a payload each
-        if self.closed or connection is None or connection.is_closing():
+        stream = connection.stream if connection is not None else None
+        if self.closed or connection is None or stream is None or connection.is_closing():
             self.queued -= count
             return
         try:
-            future = connection.stream.write(b"".join(out))
+            future = stream.write(b"".join(out))
         except OSError:  # the stream closed (StreamClosedError)
             self.queued -= count
             return
