@@ -704,8 +704,8 @@ def main(argv: list[str] | None = None) -> int:
         "--twins",
         default="",
         help="comma-separated: asyncio, stdlib-json, checkout=PATH, with=DIST+DIST; each adds a twin of echo, "
-        "batch and signed memory with that one change (the plain loop, orjson hidden, toto-core of another "
-        "checkout, those plugins loaded too)",
+        "batch, signed memory and the socket rows with that one change (the plain loop, orjson hidden, "
+        "toto-core of another checkout, those plugins loaded too)",
     )
     args = parser.parse_args(argv)
     harness.ensure_wrk()
