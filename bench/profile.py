@@ -1,9 +1,11 @@
 """Where a Toto server spends its time under wrk: py-spy samples, grouped by layer.
 
-``python bench/profile.py echo|batch|signed-redis [--http NAME] [--seconds S] [--rate HZ] [--checkout PATH]`` starts the
-benchmark's server for that row, loads it with wrk (2 threads, 50 connections) and
-records it with ``py-spy record --format raw`` for the same time. The samples
-(collapsed stacks, ``bench/results/profile-ROW.txt``) are summed two ways:
+``python bench/profile.py ROW [--http NAME] [--seconds S] [--rate HZ] [--checkout PATH]`` starts the
+benchmark's server for ROW (echo, batch, signed-memory, signed-redis, socket-x1, socket-x50, or
+ceiling: the bare granian RSGI app), loads it as bench/run.py does (wrk, 2 threads, 50
+connections; the socket rows with bench/socket_load.py) and records it with ``py-spy record
+--format raw`` for the same time. The samples (collapsed stacks,
+``bench/results/profile-ROW.txt``) are summed two ways:
 
 - own time: the innermost Python frame of each sample (time in C code, a socket send
   or the C JSON encoder, counts for the Python function that called it);
@@ -143,7 +145,9 @@ def from_file(path: Path, row: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("row", choices=("echo", "batch", "signed-redis"))
+    parser.add_argument(
+        "row", choices=("echo", "batch", "signed-memory", "signed-redis", "socket-x1", "socket-x50", "ceiling")
+    )
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--rate", type=int, default=100, help="samples per second")
     parser.add_argument("--checkout", type=Path, help="profile toto-core of another checkout (e.g. /work/main)")
@@ -166,38 +170,61 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(py_spy).exists():
         raise SystemExit("py-spy is not installed: pip install -r bench/requirements.txt")
     loop = run.pick_loop()
+    settings = harness.Settings(threads=2, connections=50, duration=0, warmup=0, rounds=1, loop=loop)
+    # What loads the row: wrk, or (socket rows) bench/socket_load.py as bench/run.py loads them.
+    loader = None
     with contextlib.ExitStack() as stack:
-        if args.row == "echo":
-            options, prepare = {"database": "memory"}, run.toto_echo_prepare
-        elif args.row == "batch":
-            options, prepare = {"database": "memory"}, run.batch_prepare
+        if args.row == "ceiling":
+            # The bare RSGI app on granian (bench/run.py's ceiling row): the same JSON work, nothing else.
+            server = stack.enter_context(harness.granian_server("ceiling", "rsgi_echo:app", "rsgi", loop))
+            prepare = harness.echo_prepare
         else:
-            subprocess.run([sys.executable, str(run.HERE.parent / "tests" / "services.py")], check=True)
-            options = {"database": "redis", **stack.enter_context(run.backend_options("redis", run.server_help()))}
-            prepare = run.signed_load
-        if args.http != "tornado":
-            options["http"] = args.http
-        # The plugins the row loads in bench/run.py: toto-core and the row's storage plugin.
-        added = [name.strip() for name in args.plugins.split(",") if name.strip()]
-        plugins = run.plugins_env(run.installed()[0], options, added)
-        if added:
-            label += "-with-" + "-".join(added)
-        server = stack.enter_context(run.toto_server(label, options, loop, env={**plugins, **env}))
+            if args.row in ("echo", "signed-memory", "socket-x1", "socket-x50"):
+                options, prepare = {"database": "memory"}, run.toto_echo_prepare
+            elif args.row == "batch":
+                options, prepare = {"database": "memory"}, run.batch_prepare
+            else:
+                subprocess.run([sys.executable, str(run.HERE.parent / "tests" / "services.py")], check=True)
+                options = {"database": "redis", **stack.enter_context(run.backend_options("redis", run.server_help()))}
+            if args.row.startswith("signed"):
+                prepare = run.signed_load
+            if args.row.startswith("socket"):
+                options["use_web_sockets"] = True
+                prepare = run.socket_prepare
+                sockets = 1 if args.row == "socket-x1" else 50
+                loader = harness.socket_loader(sockets, 50 // sockets)
+            if args.http != "tornado":
+                options["http"] = args.http
+            # The plugins the row loads in bench/run.py: toto-core and the row's storage plugin.
+            added = [name.strip() for name in args.plugins.split(",") if name.strip()]
+            plugins = run.plugins_env(run.installed()[0], options, added)
+            if added:
+                label += "-with-" + "-".join(added)
+            server = stack.enter_context(run.toto_server(label, options, loop, env={**plugins, **env}))
         load = prepare(server.url)
-        harness.run_wrk(server.url, load, 3, 2, 50)  # warm-up
+
+        def loads(seconds: float) -> None:
+            if loader is not None:
+                loader(server.url, seconds, settings)
+            else:
+                harness.run_wrk(server.url, load, seconds, settings.threads, settings.connections)
+
+        loads(3)  # warm-up
         assert server.proc is not None
         out = Path(tempfile.mkstemp(prefix="toto-profile-", suffix=".txt")[1])
         # Blocking samples (py-spy pauses the process for each): --nonblocking cut a third of the
         # stacks short under load, which spoils the inclusive sums.
         record = ["record", "--format", "raw", "--rate", str(args.rate)]
         record += ["--duration", str(args.seconds), "--pid", str(server.proc.pid), "--output", str(out)]
+        if args.row == "ceiling":
+            record.append("--subprocesses")  # granian's CLI serves from a worker process it spawns
         command = " ".join(["py-spy", *record]).replace(str(server.proc.pid), "PID").replace(str(out), "OUT")
         # wrk runs a little longer than py-spy records, so every sample is under load.
-        loader = threading.Thread(target=harness.run_wrk, args=(server.url, load, args.seconds + 2, 2, 50))
-        loader.start()
+        loading = threading.Thread(target=loads, args=(args.seconds + 2,))
+        loading.start()
         time.sleep(0.5)
         subprocess.run([py_spy, *record], check=True, capture_output=True)
-        loader.join()
+        loading.join()
     collapsed = out.read_text()
     text = report(label, summarize(collapsed), command)
     results = harness.HERE / "results"

@@ -60,7 +60,7 @@ BACKENDS = ("memory", "sqlite", "postgres", "mysql", "redis", "mongodb")
 # Rows that also run on every HTTP transport ``toto serve --http`` offers beside Tornado.
 TRANSPORT_ROWS = ("echo", "signed memory", "signed redis", f"batch of {BATCH_SIZE}")
 # Rows that get a twin per --twins entry: the same row with one thing changed, in the same run.
-# Their rows on each transport besides Tornado (``echo (granian)``...) get twins too.
+# Their rows on each transport besides Tornado (``echo (granian)``...) and the socket rows get twins too.
 TWIN_ROWS = ("echo", f"batch of {BATCH_SIZE}", "signed memory")
 
 
@@ -338,6 +338,7 @@ def backend_options(backend: str, help_text: str) -> Iterator[dict[str, Any]]:
 @dataclass
 class Settings(harness.Settings):
     soak_requests: int
+    soak_row: str
     only: set[str] | None
     twins: str
 
@@ -395,7 +396,7 @@ class Bench:
         for base in self.rows:
             rows.append(base)
             on_transport = base.note.startswith("--http=") and base.name.rsplit(" (", 1)[0] in TWIN_ROWS
-            if base.name not in TWIN_ROWS and not on_transport:
+            if base.name not in TWIN_ROWS and not on_transport and base.kind != "socket":
                 continue
             kind, options, prepare, note, plugins = self.specs[base.name]
             for twin in twins:
@@ -405,6 +406,7 @@ class Bench:
                 env = {**own, **twin.env}
                 server = toto_server(name, opts, opts.get("event_loop", self.s.loop), env=env)
                 row = Row(name, "twin", f"{note}; {twin.label}", server, prepare)
+                row.loader = base.loader  # a socket row's twin is loaded as its row is
                 rows.append(row)
                 self.twin_pairs.append((base, row))
         self.rows = rows
@@ -508,6 +510,7 @@ class Bench:
                 row = Row(name, "socket", note, server, socket_prepare)
                 row.loader = harness.socket_loader(connections, inflight)
                 self.rows.append(row)
+                self.specs[name] = ("socket", opts, socket_prepare, note, ())
         for transport in transports(help_text):
             for base in TRANSPORT_ROWS:
                 backend = base.split(" ")[1] if base.startswith("signed") else "memory"
@@ -539,7 +542,7 @@ class Bench:
                 # The same run's HTTP echo, round by round (each against its neighbouring baselines).
                 row.extra["x_http_echo"] = round(row.ratio / echo.ratio, 3) if echo.ratio else None
                 row.note += f"; x{row.extra['x_http_echo']:.2f} HTTP echo"
-        self.run_soak("signed memory")
+        self.run_soak(self.s.soak_row)
 
     def run_soak(self, name: str) -> None:
         """RSS growth over soak_requests requests on row ``name``, after its warm-up and rounds."""
@@ -653,6 +656,9 @@ def targets(rows: list[Row], soak: dict[str, Any], connections: int) -> list[dic
     idle = [r.idle_rss_mb for r in rows if r.kind not in ("baseline", "peer", "processes", "twin") and r.idle_rss_mb]
     if idle:
         at_most("idle RSS after start (MB, largest Toto row)", max(idle), 60)
+    postgres = by_name.get("signed postgres")
+    if postgres is not None and postgres.idle_rss_mb:
+        at_most("idle RSS of the server on PostgreSQL (MB)", postgres.idle_rss_mb, 60)
     if soak:
         add(f"RSS growth over {soak['requests']} requests (%)", soak["growth_pct"], "< 10", soak["growth_pct"] < 10)
     return out
@@ -684,6 +690,9 @@ def main(argv: list[str] | None = None) -> int:
     harness.add_load_options(parser, rounds=5, quick="the whole benchmark in about two minutes")
     parser.add_argument("--soak", type=int, help="requests for the RSS growth check (default 200000, quick 20000)")
     parser.add_argument(
+        "--soak-row", default="signed memory", help="the row the RSS growth check loads (e.g. 'signed postgres')"
+    )
+    parser.add_argument(
         "--loop", choices=("auto", "asyncio", "uvloop"), default="auto", help="event loop of every server"
     )
     parser.add_argument(
@@ -695,8 +704,8 @@ def main(argv: list[str] | None = None) -> int:
         "--twins",
         default="",
         help="comma-separated: asyncio, stdlib-json, checkout=PATH, with=DIST+DIST; each adds a twin of echo, "
-        "batch and signed memory with that one change (the plain loop, orjson hidden, toto-core of another "
-        "checkout, those plugins loaded too)",
+        "batch, signed memory and the socket rows with that one change (the plain loop, orjson hidden, "
+        "toto-core of another checkout, those plugins loaded too)",
     )
     args = parser.parse_args(argv)
     harness.ensure_wrk()
@@ -704,6 +713,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings(
         **harness.load_settings(args, pick_loop() if args.loop == "auto" else args.loop),
         soak_requests=args.soak if args.soak is not None else (20_000 if args.quick else 200_000),
+        soak_row=args.soak_row,
         only={x.strip() for x in args.only.split(",")} if args.only else None,
         twins=args.twins,
     )

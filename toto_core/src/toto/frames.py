@@ -49,6 +49,18 @@ _HEAD, _LENGTH, _MASK, _PAYLOAD = range(4)
 Close = Callable[[int, str], None]
 
 
+def frame_head(length: int, binary: bool) -> bytes:
+    """The head of an unmasked, unfragmented text or binary frame of ``length`` bytes (RFC 6455
+    section 5.2), as a server sends it. Toto's sockets negotiate no extension (their handler
+    offers no compression options), so nothing else transforms a frame."""
+    first = 0x82 if binary else 0x81  # FIN and the opcode
+    if length < 126:
+        return bytes((first, length))
+    if length < 0x10000:
+        return bytes((first, 126)) + length.to_bytes(2, "big")
+    return bytes((first, 127)) + length.to_bytes(8, "big")
+
+
 def frame_reading_followed() -> bool:
     """Whether this Tornado reads WebSocket frames through the method ``FrameWatch`` follows
     (checked once at startup, so a server never runs without the guard)."""

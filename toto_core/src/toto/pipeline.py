@@ -142,6 +142,10 @@ async def open_session(
 # -- 4: invoking ----------------------------------------------------------------------------------------
 
 
+#: What methods answer most, none of them awaitable: ``invoke`` needs no ``hasattr`` to know.
+_ANSWERS = frozenset((dict, list, str, int, float, bool, tuple))
+
+
 class Waiting:
     """What ``invoke`` gives for a method that waits: the awaitable of its result (a
     wrapper, so a result that is itself awaitable is never mistaken for one)."""
@@ -172,7 +176,11 @@ def invoke(call: Call, target: CallContext, method: Method, parameters: Any) -> 
             # Made before the method runs: a thread it starts may answer at once (calls.respond).
             target.pending_reply = asyncio.get_running_loop().create_future()
         result = method.invoke(target, parameters)
-        if not method.plain or call.pending_work or (result is not None and hasattr(result, "__await__")):
+        if (
+            not method.plain
+            or call.pending_work
+            or (result is not None and type(result) not in _ANSWERS and hasattr(result, "__await__"))
+        ):
             call.waiting()
             return Waiting(_invoke_rest(call, target, method, result))
         if result is None:
@@ -251,23 +259,23 @@ async def run_batch(
     right here; only entries that wait on something get a task."""
     answers: dict[str, dict[str, Any]] = {}
     waiting: dict[str, Awaitable[dict[str, Any]]] = {}
-    for key in batch:
-        method = methods[key]
-        if isinstance(method, TotoException):
-            answers[key] = {"error": method.to_dict()}
+    for key, method in methods.items():  # the batch's order (resolve_batch)
+        if type(method) is not Method:
+            answers[key] = {"error": method.to_dict()}  # type: ignore[union-attr]
             continue
         try:
             result = invoke(call, entry(key), method, batch[key].get("parameters", {}))
         except Exception as exc:  # a TotoException, or a toto_before_invoke hook that failed
             answers[key] = {"error": error_for(exc, call.where(), call.server.debug, log).to_dict()}
             continue
-        if isinstance(result, Waiting):
+        if type(result) is Waiting:
             waiting[key] = _entry_answer(result.awaitable)
         else:
             answers[key] = {"result": result}
-    if waiting:
-        for key, answer in zip(waiting, await asyncio.gather(*waiting.values())):
-            answers[key] = answer
+    if not waiting:
+        return answers
+    for key, answer in zip(waiting, await asyncio.gather(*waiting.values())):
+        answers[key] = answer
     return {key: answers[key] for key in batch}
 
 
