@@ -70,14 +70,18 @@ def test_a_variable_that_is_no_option_warns_once_with_a_suggestion_and_the_serve
     assert health_at(server, "/_health")
 
 
+#: A name read from the environment (``os.environ.get("TOTO_X")``, ``env["TOTO_X"]``) or kept
+#: in a constant (``ENV_ONLY = "TOTO_PLUGINS"``).
+READ = re.compile(r"(?:environ\.get\(|environ\[|getenv\(|env\[|= )[\"'](TOTO_[A-Z0-9_]*[A-Z0-9])[\"']")
+
+
 def test_every_toto_variable_the_code_reads_is_left_out_of_the_options():
     """A TOTO_* name read somewhere in toto-core, a plugin, the tests, the nox sessions or the
     benchmark must not be warned about as a typo (a server started by them inherits it)."""
     read = set()
     sources = ("toto_core/src/**/*.py", "plugins/*/src/**/*.py", "tests/**/*.py", "bench/**/*.py", "noxfile.py")
     for source in [path for pattern in sources for path in ROOT.glob(pattern)]:
-        text = source.read_text()
-        read.update(re.findall(r"(?:environ\.get\(|environ\[|getenv\(|env\[|= )[\"'](TOTO_[A-Z0-9_]*[A-Z0-9])[\"']", text))
+        read.update(READ.findall(source.read_text()))
     assert read, "the scan found the names"
     assert {n for n in read if n not in ENV_NOT_OPTIONS and not n.startswith(ENV_TOOLING_PREFIXES)} == set()
     assert "TOTO_PLUGINS" in read
