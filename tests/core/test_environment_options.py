@@ -70,8 +70,8 @@ def test_a_variable_that_is_no_option_warns_once_with_a_suggestion_and_the_serve
     assert health_at(server, "/_health")
 
 
-#: A name read from the environment (``os.environ.get("TOTO_X")``, ``env["TOTO_X"]``) or kept
-#: in a constant (``ENV_ONLY = "TOTO_PLUGINS"``).
+#: A TOTO_* name read from the environment (by ``os.environ.get``, ``os.getenv``, ``environ[...]``,
+#: a nox session's ``env[...]``) or kept in a constant (as ``toto.plugins.ENV_ONLY``).
 READ = re.compile(r"(?:environ\.get\(|environ\[|getenv\(|env\[|= )[\"'](TOTO_[A-Z0-9_]*[A-Z0-9])[\"']")
 
 
