@@ -690,6 +690,12 @@ class TotoSocketHandler(WebSocketHandler):
             data = serializer.encode(fallback)
         out = self._out
         if out is None:
+            stream = self.ws_connection.stream
+            if stream is not None and not getattr(stream, "_read_buffer_size", 1):
+                # Nothing more has arrived to answer in this tick: this answer leaves now.
+                self.queued += 1
+                self._write([frame_head(len(data), binary), data])
+                return
             out = self._out = []
             asyncio.get_running_loop().call_soon(self._flush)
         out += (frame_head(len(data), binary), data)
@@ -698,11 +704,17 @@ class TotoSocketHandler(WebSocketHandler):
     def _flush(self) -> None:
         """Write the messages queued since the last flush, in one write: the answers and pushes
         of one loop tick leave together (at 50 calls in flight on one socket, one system call
-        instead of 50, and no task a message as ``write_message`` makes)."""
+        instead of 50, and no task a message as ``write_message`` makes). ``send`` queues only
+        while the socket's stream holds more received bytes (more calls to answer in this
+        tick); a lone answer, as with one call in flight a socket, is written at once."""
         out = self._out
         if out is None:
             return
         self._out = None
+        self._write(out)
+
+    def _write(self, out: list[bytes]) -> None:
+        """Write frames (heads and payloads), counted in ``queued`` until written."""
         connection = self.ws_connection
         count = len(out) // 2  # a head and a payload each
         stream = connection.stream if connection is not None else None
